@@ -1,0 +1,73 @@
+//! The command-line interface: clap definitions and one handler module per command group.
+//!
+//! Handlers load inputs through the library, call it, and print human-readable tables or, with
+//! `--json`, a JSON document. They own no logic of their own beyond presentation.
+
+mod model;
+mod profile;
+pub mod table;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, Result};
+
+/// moesim: simulate MoE expert caching, routing and precision on edge hardware.
+#[derive(Debug, Parser)]
+#[command(name = "moesim", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Hardware profiles: list the shipped ones, show one, check a file.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// MoE model specs: list the shipped ones, show one.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+}
+
+/// Runs a parsed command line. Output goes to stdout; a closed pipe (`| head`) is not an error.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let res = match cli.command {
+        Command::Profile(cmd) => profile::run(cmd, &mut out),
+        Command::Model(cmd) => model::run(cmd, &mut out),
+    };
+    match res {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+        Ok(()) => {
+            out.flush().map_err(|e| Error::io("<stdout>", e))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes `text` to `out`, mapping failures to [`Error::Io`] on `<stdout>`.
+pub(crate) fn emit(out: &mut dyn Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes())
+        .map_err(|e| Error::io("<stdout>", e))
+}
+
+/// Serializes `value` as pretty JSON plus a newline.
+pub(crate) fn emit_json<T: serde::Serialize>(out: &mut dyn Write, value: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(value).expect("output types serialize");
+    text.push('\n');
+    emit(out, &text)
+}
+
+/// Prints a warning line on stderr.
+pub(crate) fn warn(message: &str) {
+    eprintln!("warning: {message}");
+}

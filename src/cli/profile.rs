@@ -1,0 +1,486 @@
+//! `moesim profile list|show|check`.
+
+use std::io::Write;
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::table::{Align, Table};
+use super::{emit, emit_json, warn};
+use crate::error::Result;
+use crate::hardware::fit::{TierFit, expert_fit, fit_warnings};
+use crate::hardware::{self, HardwareProfile, presets};
+use crate::moe;
+use crate::quant::format::{ComputeClass, WeightFormat};
+use crate::units::{format_bandwidth, format_bytes, format_duration_ns, format_rate};
+
+/// `moesim profile …`
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// List the shipped hardware profiles.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one profile; with --model, how that model's experts fit each tier.
+    Show {
+        /// A shipped profile name or a path to a profile TOML file.
+        profile: String,
+        /// A shipped model name or a model spec TOML file.
+        #[arg(long)]
+        model: Option<String>,
+        /// Weight format of the experts (default: every deployable format).
+        #[arg(long)]
+        format: Option<WeightFormat>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a profile file; exit 2 with the file, key and reason if it is invalid.
+    Check {
+        /// Path to a profile TOML file (or a shipped profile name).
+        file: String,
+        /// Also check that this model's experts fit somewhere.
+        #[arg(long)]
+        model: Option<String>,
+    },
+}
+
+/// Runs a `profile` subcommand.
+pub fn run(cmd: ProfileCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        ProfileCommand::List { json } => list(out, json),
+        ProfileCommand::Show {
+            profile,
+            model,
+            format,
+            json,
+        } => show(out, &profile, model.as_deref(), format, json),
+        ProfileCommand::Check { file, model } => check(out, &file, model.as_deref()),
+    }
+}
+
+#[derive(Serialize)]
+struct ListRow {
+    name: String,
+    description: String,
+    tiers: Vec<String>,
+    compute_tier: String,
+    figure_groups: usize,
+    uncalibrated_groups: usize,
+}
+
+fn list(out: &mut dyn Write, json: bool) -> Result<()> {
+    let mut rows = Vec::new();
+    for name in presets::names() {
+        let p = hardware::load(name)?;
+        rows.push(ListRow {
+            name: p.name.clone(),
+            description: p.description.clone(),
+            tiers: p
+                .tiers
+                .iter()
+                .map(|t| format!("{} {}", t.name, format_bytes(t.capacity_bytes as f64)))
+                .collect(),
+            compute_tier: p.tiers[p.compute_tier].name.clone(),
+            figure_groups: p.tiers.len() + p.links.len() + 1,
+            uncalibrated_groups: p.uncalibrated_groups().len(),
+        });
+    }
+    if json {
+        return emit_json(out, &rows);
+    }
+    let mut t = Table::new(&[
+        ("profile", Align::Left),
+        ("tiers (fastest first)", Align::Left),
+        ("compute tier", Align::Left),
+        ("calibrated groups", Align::Right),
+    ]);
+    for r in &rows {
+        t.row(vec![
+            r.name.clone(),
+            r.tiers.join(" | "),
+            r.compute_tier.clone(),
+            format!(
+                "{}/{}",
+                r.figure_groups - r.uncalibrated_groups,
+                r.figure_groups
+            ),
+        ]);
+    }
+    emit(out, &t.render())?;
+    emit(
+        out,
+        &format!(
+            "\n{} profiles. `moesim profile show NAME` for details.\n",
+            rows.len()
+        ),
+    )
+}
+
+#[derive(Serialize)]
+struct ShowJson<'a> {
+    name: &'a str,
+    description: &'a str,
+    sources: &'a [String],
+    compute_tier: &'a str,
+    home_tier: &'a str,
+    tiers: Vec<TierJson<'a>>,
+    links: Vec<LinkJson<'a>>,
+    compute: ComputeJson,
+    uncalibrated: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_fit: Option<ModelFitJson>,
+}
+
+#[derive(Serialize)]
+struct TierJson<'a> {
+    name: &'a str,
+    kind: &'a str,
+    capacity_bytes: u64,
+    reserved_bytes: u64,
+    expert_budget_bytes: u64,
+    read_bandwidth_bytes_per_s: f64,
+    write_bandwidth_bytes_per_s: f64,
+    latency_ns: f64,
+    granularity_bytes: u64,
+    energy_pj_per_byte: f64,
+    holds_experts: bool,
+    calibrated: &'a str,
+}
+
+#[derive(Serialize)]
+struct LinkJson<'a> {
+    from: &'a str,
+    to: &'a str,
+    bandwidth_bytes_per_s: f64,
+    latency_ns: f64,
+    granularity_bytes: u64,
+    channels: u32,
+    calibrated: &'a str,
+}
+
+#[derive(Serialize)]
+struct ComputeJson {
+    cores: u32,
+    expert_weights_per_s: Vec<(String, f64)>,
+    dense_weights_per_s: f64,
+    energy_pj_per_mac: f64,
+    calibrated: String,
+}
+
+#[derive(Serialize)]
+struct ModelFitJson {
+    model: String,
+    formats: Vec<FormatFitJson>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FormatFitJson {
+    format: WeightFormat,
+    expert_bytes: u64,
+    tiers: Vec<TierFit>,
+}
+
+fn show(
+    out: &mut dyn Write,
+    name: &str,
+    model: Option<&str>,
+    format: Option<WeightFormat>,
+    json: bool,
+) -> Result<()> {
+    let p = hardware::load(name)?;
+    let moe = model.map(moe::load).transpose()?;
+    if moe.is_none() && format.is_some() {
+        return Err(crate::Error::usage(
+            "--format needs --model (the format sizes the model's experts)",
+        ));
+    }
+    let formats: Vec<WeightFormat> = match format {
+        Some(f) => vec![f],
+        None => WeightFormat::DEPLOYABLE.to_vec(),
+    };
+    let warnings = moe
+        .as_ref()
+        .map(|m| fit_warnings(&p, m, format))
+        .unwrap_or_default();
+    for w in &warnings {
+        warn(w);
+    }
+
+    if json {
+        let model_fit = moe.as_ref().map(|m| ModelFitJson {
+            model: m.name.clone(),
+            formats: formats
+                .iter()
+                .map(|&f| FormatFitJson {
+                    format: f,
+                    expert_bytes: m.expert_bytes(f),
+                    tiers: expert_fit(&p, m, f),
+                })
+                .collect(),
+            warnings: warnings.clone(),
+        });
+        return emit_json(out, &show_json(&p, model_fit));
+    }
+
+    let mut s = format!("{}: {}\n", p.name, p.description);
+    s.push_str(&format!(
+        "compute tier: {} (kernels read experts here or faster); home tier: {}\n\n",
+        p.tiers[p.compute_tier].name,
+        p.tiers[p.home_tier()].name
+    ));
+    let mut t = Table::new(&[
+        ("tier", Align::Left),
+        ("kind", Align::Left),
+        ("capacity", Align::Right),
+        ("reserved", Align::Right),
+        ("expert budget", Align::Right),
+        ("read bw", Align::Right),
+        ("write bw", Align::Right),
+        ("latency", Align::Right),
+        ("granule", Align::Right),
+        ("pJ/B", Align::Right),
+        ("calibrated", Align::Left),
+    ]);
+    for tier in &p.tiers {
+        t.row(vec![
+            tier.name.clone(),
+            tier.kind.name().to_string(),
+            format_bytes(tier.capacity_bytes as f64),
+            format_bytes(tier.reserved_bytes as f64),
+            if tier.holds_experts {
+                format_bytes(tier.expert_budget_bytes() as f64)
+            } else {
+                "no experts".into()
+            },
+            format_bandwidth(tier.read_bandwidth_bytes_per_s),
+            format_bandwidth(tier.write_bandwidth_bytes_per_s),
+            format_duration_ns(tier.latency_ns),
+            format!("{} B", tier.granularity_bytes),
+            format!("{}", tier.energy_pj_per_byte),
+            tier.calibrated.name().to_string(),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    if !p.links.is_empty() {
+        s.push_str("\nlinks\n");
+        let mut t = Table::new(&[
+            ("from", Align::Left),
+            ("to", Align::Left),
+            ("bandwidth", Align::Right),
+            ("latency", Align::Right),
+            ("granule", Align::Right),
+            ("channels", Align::Right),
+            ("calibrated", Align::Left),
+        ]);
+        for l in &p.links {
+            t.row(vec![
+                p.tiers[l.from].name.clone(),
+                p.tiers[l.to].name.clone(),
+                format_bandwidth(l.bandwidth_bytes_per_s),
+                format_duration_ns(l.latency_ns),
+                format!("{} B", l.granularity_bytes),
+                l.channels.to_string(),
+                l.calibrated.name().to_string(),
+            ]);
+        }
+        s.push_str(&t.render());
+    }
+
+    s.push_str(&format!(
+        "\ncompute ({} cores, {}): dense {} weights, {} pJ/MAC\n",
+        p.compute.cores,
+        p.compute.calibrated.name(),
+        format_rate(p.compute.dense_weights_per_s),
+        p.compute.energy_pj_per_mac
+    ));
+    let mut t = Table::new(&[
+        ("class", Align::Left),
+        ("expert GEMV weights/s", Align::Right),
+    ]);
+    for class in ComputeClass::ALL {
+        t.row(vec![
+            class.name().to_string(),
+            format_rate(p.compute.weights_per_s(class)),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    let uncalibrated = p.uncalibrated_groups();
+    if !uncalibrated.is_empty() {
+        s.push_str("\nnot calibrated (derived or assumed figures): ");
+        let items: Vec<String> = uncalibrated
+            .iter()
+            .map(|(g, c)| format!("{g} ({})", c.name()))
+            .collect();
+        s.push_str(&items.join(", "));
+        s.push('\n');
+    }
+
+    if let Some(m) = &moe {
+        s.push_str(&format!(
+            "\n{}: {} MoE layers x {} experts, top-{}\n",
+            m.name,
+            m.n_moe_layers(),
+            m.n_experts,
+            m.top_k
+        ));
+        s.push_str(&fit_tables(&p, m, &formats));
+    }
+    emit(out, &s)
+}
+
+fn fit_tables(p: &HardwareProfile, m: &moe::MoeSpec, formats: &[WeightFormat]) -> String {
+    let mut s = String::new();
+    let mut columns: Vec<(String, Align)> = vec![
+        ("tier".into(), Align::Left),
+        ("expert budget".into(), Align::Right),
+    ];
+    for f in formats {
+        columns.push((
+            format!("{f} ({})", format_bytes(m.expert_bytes(*f) as f64)),
+            Align::Right,
+        ));
+    }
+    let columns_ref: Vec<(&str, Align)> = columns.iter().map(|(h, a)| (h.as_str(), *a)).collect();
+    let mut t = Table::new(&columns_ref);
+    let fits: Vec<Vec<TierFit>> = formats.iter().map(|&f| expert_fit(p, m, f)).collect();
+    for (row, first) in fits[0].iter().enumerate() {
+        let mut cells = vec![
+            first.tier.clone(),
+            format_bytes(first.expert_budget_bytes as f64),
+        ];
+        for per_format in &fits {
+            let fit = &per_format[row];
+            cells.push(format!(
+                "{} ({:.0}%)",
+                fit.experts_fit,
+                100.0 * fit.fraction_of_experts
+            ));
+        }
+        t.row(cells);
+    }
+    s.push_str("experts that fit each tier's budget (share of all routed experts):\n");
+    s.push_str(&t.render());
+
+    let mut columns: Vec<(String, Align)> = vec![
+        ("to".into(), Align::Left),
+        ("from".into(), Align::Left),
+        ("path".into(), Align::Left),
+    ];
+    for f in formats {
+        columns.push((f.to_string(), Align::Right));
+    }
+    let columns_ref: Vec<(&str, Align)> = columns.iter().map(|(h, a)| (h.as_str(), *a)).collect();
+    let mut t = Table::new(&columns_ref);
+    let mut any = false;
+    for (row, first) in fits[0].iter().enumerate() {
+        for (k, load) in first.load_from.iter().enumerate() {
+            any = true;
+            let mut cells = vec![
+                first.tier.clone(),
+                load.from.clone(),
+                load.path.join(" -> "),
+            ];
+            for per_format in &fits {
+                let l = &per_format[row].load_from[k];
+                cells.push(
+                    l.time_ns
+                        .map(format_duration_ns)
+                        .unwrap_or_else(|| "no link".into()),
+                );
+            }
+            t.row(cells);
+        }
+    }
+    if any {
+        s.push_str("\ntime to load one expert (uncontended, fastest link chain):\n");
+        s.push_str(&t.render());
+    }
+    s
+}
+
+fn show_json(p: &HardwareProfile, model_fit: Option<ModelFitJson>) -> ShowJson<'_> {
+    ShowJson {
+        name: &p.name,
+        description: &p.description,
+        sources: &p.sources,
+        compute_tier: &p.tiers[p.compute_tier].name,
+        home_tier: &p.tiers[p.home_tier()].name,
+        tiers: p
+            .tiers
+            .iter()
+            .map(|t| TierJson {
+                name: &t.name,
+                kind: t.kind.name(),
+                capacity_bytes: t.capacity_bytes,
+                reserved_bytes: t.reserved_bytes,
+                expert_budget_bytes: t.expert_budget_bytes(),
+                read_bandwidth_bytes_per_s: t.read_bandwidth_bytes_per_s,
+                write_bandwidth_bytes_per_s: t.write_bandwidth_bytes_per_s,
+                latency_ns: t.latency_ns,
+                granularity_bytes: t.granularity_bytes,
+                energy_pj_per_byte: t.energy_pj_per_byte,
+                holds_experts: t.holds_experts,
+                calibrated: t.calibrated.name(),
+            })
+            .collect(),
+        links: p
+            .links
+            .iter()
+            .map(|l| LinkJson {
+                from: &p.tiers[l.from].name,
+                to: &p.tiers[l.to].name,
+                bandwidth_bytes_per_s: l.bandwidth_bytes_per_s,
+                latency_ns: l.latency_ns,
+                granularity_bytes: l.granularity_bytes,
+                channels: l.channels,
+                calibrated: l.calibrated.name(),
+            })
+            .collect(),
+        compute: ComputeJson {
+            cores: p.compute.cores,
+            expert_weights_per_s: ComputeClass::ALL
+                .iter()
+                .map(|&c| (c.name().to_string(), p.compute.weights_per_s(c)))
+                .collect(),
+            dense_weights_per_s: p.compute.dense_weights_per_s,
+            energy_pj_per_mac: p.compute.energy_pj_per_mac,
+            calibrated: p.compute.calibrated.name().to_string(),
+        },
+        uncalibrated: p
+            .uncalibrated_groups()
+            .iter()
+            .map(|(g, c)| format!("{g} ({})", c.name()))
+            .collect(),
+        model_fit,
+    }
+}
+
+fn check(out: &mut dyn Write, file: &str, model: Option<&str>) -> Result<()> {
+    let p = hardware::load(file)?;
+    let uncalibrated = p.uncalibrated_groups();
+    let mut s = format!(
+        "ok: {file}: profile `{}` with {} tiers, {} links; {} of {} figure groups not calibrated\n",
+        p.name,
+        p.tiers.len(),
+        p.links.len(),
+        uncalibrated.len(),
+        p.tiers.len() + p.links.len() + 1
+    );
+    if let Some(model) = model {
+        let m = moe::load(model)?;
+        for w in fit_warnings(&p, &m, None) {
+            warn(&w);
+        }
+        s.push_str(&format!(
+            "model {}: checked the fit of its experts\n",
+            m.name
+        ));
+    }
+    emit(out, &s)
+}

@@ -1,0 +1,277 @@
+//! What a device is: its memory tiers, the links that copy between them, and its compute.
+//!
+//! [`HardwareProfile`] is the validated runtime form of a `hardware-profiles/*.toml` file
+//! ([`spec::HardwareProfileSpec`]). It is pure data plus closed-form helpers (expert budgets,
+//! the time of one transfer); it schedules nothing. Queueing and contention are the
+//! simulator's business.
+
+pub mod fit;
+pub mod presets;
+pub mod spec;
+
+pub use spec::{Calibration, HardwareProfileSpec, TierKind};
+
+use crate::error::{Error, InputError, Result};
+use crate::quant::format::{ComputeClass, WeightFormat};
+
+/// A validated hardware profile.
+#[derive(Debug, Clone)]
+pub struct HardwareProfile {
+    /// Short identifier.
+    pub name: String,
+    /// One sentence on the device.
+    pub description: String,
+    /// Citations for the figures.
+    pub sources: Vec<String>,
+    /// Memory tiers, fastest first.
+    pub tiers: Vec<Tier>,
+    /// Directed copy paths.
+    pub links: Vec<Link>,
+    /// Compute throughput.
+    pub compute: Compute,
+    /// Index of the tier expert kernels read from.
+    pub compute_tier: usize,
+}
+
+/// A memory tier.
+#[derive(Debug, Clone)]
+pub struct Tier {
+    /// Unique name.
+    pub name: String,
+    /// Physical kind.
+    pub kind: TierKind,
+    /// Total capacity.
+    pub capacity_bytes: u64,
+    /// Bytes not available to experts.
+    pub reserved_bytes: u64,
+    /// Sustained read bandwidth.
+    pub read_bandwidth_bytes_per_s: f64,
+    /// Sustained write bandwidth.
+    pub write_bandwidth_bytes_per_s: f64,
+    /// Latency to the first byte.
+    pub latency_ns: f64,
+    /// Access granularity.
+    pub granularity_bytes: u64,
+    /// Energy per byte accessed.
+    pub energy_pj_per_byte: f64,
+    /// Whether experts may be stored here.
+    pub holds_experts: bool,
+    /// Provenance of the figures.
+    pub calibrated: Calibration,
+}
+
+impl Tier {
+    /// Bytes available for experts: capacity minus reserved, or zero if experts may not live here.
+    pub fn expert_budget_bytes(&self) -> u64 {
+        if self.holds_experts {
+            self.capacity_bytes - self.reserved_bytes
+        } else {
+            0
+        }
+    }
+}
+
+/// A directed copy path between two tiers.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Source tier index.
+    pub from: usize,
+    /// Destination tier index.
+    pub to: usize,
+    /// Bandwidth of one channel.
+    pub bandwidth_bytes_per_s: f64,
+    /// Latency to the first byte.
+    pub latency_ns: f64,
+    /// Transfer granularity.
+    pub granularity_bytes: u64,
+    /// Concurrent transfers.
+    pub channels: u32,
+    /// Provenance of the figures.
+    pub calibrated: Calibration,
+}
+
+impl Link {
+    /// Time of one uncontended transfer of `bytes`:
+    /// `latency + ceil(bytes / granularity) · granularity / bandwidth`.
+    pub fn transfer_time_ns(&self, bytes: u64) -> f64 {
+        let rounded = bytes.div_ceil(self.granularity_bytes) * self.granularity_bytes;
+        self.latency_ns + rounded as f64 / self.bandwidth_bytes_per_s * 1e9
+    }
+}
+
+/// Compute throughput and energy.
+#[derive(Debug, Clone)]
+pub struct Compute {
+    /// Cores the figures assume.
+    pub cores: u32,
+    /// Expert GEMV throughput per [`ComputeClass`], in weights per second (indexed as `ComputeClass::ALL`).
+    pub expert_weights_per_s: [f64; 6],
+    /// Non-expert throughput in weights per second.
+    pub dense_weights_per_s: f64,
+    /// Energy per multiply-accumulate.
+    pub energy_pj_per_mac: f64,
+    /// Provenance of the figures.
+    pub calibrated: Calibration,
+}
+
+impl Compute {
+    /// Throughput of an expert kernel of class `class`, in weights per second.
+    pub fn weights_per_s(&self, class: ComputeClass) -> f64 {
+        let i = ComputeClass::ALL
+            .iter()
+            .position(|&c| c == class)
+            .expect("every class is in ALL");
+        self.expert_weights_per_s[i]
+    }
+
+    /// Throughput for a weight format, or `None` for the untimed f32 reference.
+    pub fn format_weights_per_s(&self, format: WeightFormat) -> Option<f64> {
+        format.compute_class().map(|c| self.weights_per_s(c))
+    }
+}
+
+/// One way to move bytes from one tier to another, link by link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferPath {
+    /// Link indices in the order bytes traverse them.
+    pub links: Vec<usize>,
+    /// Total uncontended time for the bytes it was computed for (store-and-forward per hop).
+    pub time_ns: f64,
+}
+
+impl HardwareProfile {
+    /// Index of the tier called `name`.
+    pub fn tier_index(&self, name: &str) -> Option<usize> {
+        self.tiers.iter().position(|t| t.name == name)
+    }
+
+    /// The fastest chain of links carrying `bytes` from tier `from` to tier `to`, with each hop
+    /// completing before the next starts. `None` if no chain exists.
+    pub fn fastest_path(&self, from: usize, to: usize, bytes: u64) -> Option<TransferPath> {
+        let mut best: Option<TransferPath> = None;
+        let mut stack = Vec::new();
+        let mut visited = vec![false; self.tiers.len()];
+        visited[from] = true;
+        self.search_paths(from, to, bytes, 0.0, &mut visited, &mut stack, &mut best);
+        best
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn search_paths(
+        &self,
+        at: usize,
+        to: usize,
+        bytes: u64,
+        time_ns: f64,
+        visited: &mut [bool],
+        stack: &mut Vec<usize>,
+        best: &mut Option<TransferPath>,
+    ) {
+        if at == to {
+            if best.as_ref().is_none_or(|b| time_ns < b.time_ns) {
+                *best = Some(TransferPath {
+                    links: stack.clone(),
+                    time_ns,
+                });
+            }
+            return;
+        }
+        for (i, link) in self.links.iter().enumerate() {
+            if link.from == at && !visited[link.to] {
+                visited[link.to] = true;
+                stack.push(i);
+                self.search_paths(
+                    link.to,
+                    to,
+                    bytes,
+                    time_ns + link.transfer_time_ns(bytes),
+                    visited,
+                    stack,
+                    best,
+                );
+                stack.pop();
+                visited[link.to] = false;
+            }
+        }
+    }
+
+    /// The slowest tier that may hold experts: where every expert lives before it is loaded.
+    pub fn home_tier(&self) -> usize {
+        self.tiers
+            .iter()
+            .rposition(|t| t.holds_experts)
+            .expect("validation guarantees the compute tier holds experts")
+    }
+
+    /// Every figure group that is not datasheet or measured, as `(group, calibration)`.
+    pub fn uncalibrated_groups(&self) -> Vec<(String, Calibration)> {
+        let mut groups = Vec::new();
+        for t in &self.tiers {
+            if !t.calibrated.is_calibrated() {
+                groups.push((format!("tier {}", t.name), t.calibrated));
+            }
+        }
+        for l in &self.links {
+            if !l.calibrated.is_calibrated() {
+                groups.push((
+                    format!(
+                        "link {} -> {}",
+                        self.tiers[l.from].name, self.tiers[l.to].name
+                    ),
+                    l.calibrated,
+                ));
+            }
+        }
+        if !self.compute.calibrated.is_calibrated() {
+            groups.push(("compute".to_string(), self.compute.calibrated));
+        }
+        groups
+    }
+}
+
+/// Loads a profile by preset name or file path. A name that matches a shipped preset wins;
+/// anything else is read as a file.
+pub fn load(name_or_path: &str) -> Result<HardwareProfile> {
+    let (label, text) = crate::preset::read_source(
+        name_or_path,
+        presets::get(name_or_path),
+        "hardware profile",
+        &presets::names(),
+    )?;
+    parse(&label, &text).map_err(Error::from)
+}
+
+/// Parses and validates the text of a profile; `label` names it in errors.
+pub fn parse(label: &str, text: &str) -> Result<HardwareProfile, InputError> {
+    let spec: HardwareProfileSpec = crate::config::parse_toml(label, text)?;
+    spec.validate(label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_preset_validates() {
+        for name in presets::names() {
+            let profile = load(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(profile.name, name, "preset key and `name` field must agree");
+        }
+    }
+
+    #[test]
+    fn transfer_time_rounds_to_granularity() {
+        let link = Link {
+            from: 1,
+            to: 0,
+            bandwidth_bytes_per_s: 1e9,
+            latency_ns: 100.0,
+            granularity_bytes: 64,
+            channels: 1,
+            calibrated: Calibration::Assumed,
+        };
+        // 65 bytes occupy two 64-byte units: 128 B at 1 GB/s = 128 ns.
+        assert_eq!(link.transfer_time_ns(65), 228.0);
+        assert_eq!(link.transfer_time_ns(64), 164.0);
+    }
+}

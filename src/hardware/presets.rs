@@ -1,0 +1,80 @@
+//! The shipped hardware profiles, compiled into the binary from `hardware-profiles/`.
+//!
+//! A test checks that this list and the directory agree, so a profile added to the directory
+//! without a line here fails CI.
+
+/// `(name, TOML text)` of every shipped profile, in display order.
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "esp32-s3",
+        include_str!("../../hardware-profiles/esp32-s3.toml"),
+    ),
+    (
+        "esp32-p4",
+        include_str!("../../hardware-profiles/esp32-p4.toml"),
+    ),
+    (
+        "stm32h743",
+        include_str!("../../hardware-profiles/stm32h743.toml"),
+    ),
+    (
+        "alif-e7",
+        include_str!("../../hardware-profiles/alif-e7.toml"),
+    ),
+    (
+        "rp2350",
+        include_str!("../../hardware-profiles/rp2350.toml"),
+    ),
+    (
+        "raspberry-pi-5",
+        include_str!("../../hardware-profiles/raspberry-pi-5.toml"),
+    ),
+    (
+        "jetson-orin-nano",
+        include_str!("../../hardware-profiles/jetson-orin-nano.toml"),
+    ),
+    (
+        "snapdragon-8-gen-3",
+        include_str!("../../hardware-profiles/snapdragon-8-gen-3.toml"),
+    ),
+    (
+        "apple-m2",
+        include_str!("../../hardware-profiles/apple-m2.toml"),
+    ),
+    (
+        "pc-rtx4090-pcie4",
+        include_str!("../../hardware-profiles/pc-rtx4090-pcie4.toml"),
+    ),
+];
+
+/// The TOML text of preset `name`.
+pub fn get(name: &str) -> Option<&'static str> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| *text)
+}
+
+/// Every preset name.
+pub fn names() -> Vec<&'static str> {
+    PRESETS.iter().map(|(n, _)| *n).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn list_matches_directory() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/hardware-profiles");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| {
+                let name = e.unwrap().file_name().into_string().unwrap();
+                name.strip_suffix(".toml").map(str::to_string)
+            })
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = super::names().into_iter().map(str::to_string).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed);
+    }
+}

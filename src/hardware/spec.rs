@@ -1,0 +1,433 @@
+//! `HardwareProfileSpec`: the serde shape of a `hardware-profiles/*.toml` file, and its
+//! validation into a [`HardwareProfile`].
+//!
+//! Physical numbers have no defaults: a profile states every capacity, bandwidth, latency and
+//! energy, and says per figure group how it was obtained ([`Calibration`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Compute, HardwareProfile, Link, Tier};
+use crate::error::InputError;
+use crate::quant::format::ComputeClass;
+
+/// The schema version this build reads.
+pub const PROFILE_SCHEMA_VERSION: u32 = 1;
+
+/// A hardware profile as written in TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareProfileSpec {
+    /// Must equal [`PROFILE_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Short identifier, e.g. `esp32-p4`.
+    pub name: String,
+    /// One sentence on the device and the configuration modelled.
+    pub description: String,
+    /// Citations for the figures, `ID: title, address`.
+    pub sources: Vec<String>,
+    /// The tier expert kernels read their weights from; experts elsewhere must be copied here.
+    pub compute_tier: String,
+    /// Memory tiers, fastest first.
+    pub tiers: Vec<TierSpec>,
+    /// Directed copy paths between tiers.
+    #[serde(default)]
+    pub links: Vec<LinkSpec>,
+    /// Compute throughput and energy.
+    pub compute: ComputeSpec,
+}
+
+/// How a figure group was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Calibration {
+    /// From a vendor datasheet, specification or configuration file.
+    Datasheet,
+    /// Measured, by a third party or by `moesim host calibrate`.
+    Measured,
+    /// Computed from datasheet or measured figures by a formula stated in the profile.
+    Derived,
+    /// Not found in any source: a documented, conservative placeholder.
+    Assumed,
+}
+
+impl Calibration {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Calibration::Datasheet => "datasheet",
+            Calibration::Measured => "measured",
+            Calibration::Derived => "derived",
+            Calibration::Assumed => "assumed",
+        }
+    }
+
+    /// Whether the figures were checked against the device (datasheet or measurement).
+    pub fn is_calibrated(self) -> bool {
+        matches!(self, Calibration::Datasheet | Calibration::Measured)
+    }
+}
+
+/// The physical kind of a memory tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TierKind {
+    /// Level-1 CPU cache.
+    L1,
+    /// Level-2 (or last-level) CPU cache.
+    L2,
+    /// Tightly coupled memory of a microcontroller.
+    Tcm,
+    /// On-chip SRAM.
+    Sram,
+    /// Pseudo-static RAM on a serial bus.
+    Psram,
+    /// DRAM (DDR, LPDDR).
+    Dram,
+    /// Graphics memory.
+    Vram,
+    /// High-bandwidth memory.
+    Hbm,
+    /// Non-volatile MRAM.
+    Mram,
+    /// Serial NOR flash.
+    FlashNor,
+    /// Raw NAND flash or an SD card.
+    FlashNand,
+    /// UFS storage.
+    Ufs,
+    /// NVMe SSD.
+    Nvme,
+}
+
+impl TierKind {
+    /// Lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            TierKind::L1 => "l1",
+            TierKind::L2 => "l2",
+            TierKind::Tcm => "tcm",
+            TierKind::Sram => "sram",
+            TierKind::Psram => "psram",
+            TierKind::Dram => "dram",
+            TierKind::Vram => "vram",
+            TierKind::Hbm => "hbm",
+            TierKind::Mram => "mram",
+            TierKind::FlashNor => "flash_nor",
+            TierKind::FlashNand => "flash_nand",
+            TierKind::Ufs => "ufs",
+            TierKind::Nvme => "nvme",
+        }
+    }
+}
+
+/// One memory tier as written in TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierSpec {
+    /// Unique name within the profile (`sram`, `psram`, `flash`).
+    pub name: String,
+    /// Physical kind.
+    pub kind: TierKind,
+    /// Total capacity.
+    pub capacity_bytes: i64,
+    /// Bytes taken by activations, KV cache and runtime; the expert budget is the rest.
+    pub reserved_bytes: i64,
+    /// Sustained read bandwidth.
+    pub read_bandwidth_bytes_per_s: f64,
+    /// Sustained write bandwidth.
+    pub write_bandwidth_bytes_per_s: f64,
+    /// Latency to the first byte of an access.
+    pub latency_ns: f64,
+    /// Access granularity: cache line, burst or page.
+    pub granularity_bytes: i64,
+    /// Energy per byte accessed.
+    pub energy_pj_per_byte: f64,
+    /// Whether experts may be stored here.
+    pub holds_experts: bool,
+    /// How these figures were obtained.
+    pub calibrated: Calibration,
+}
+
+/// A directed copy path between two tiers as written in TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Source tier name (the slower side, for expert loads).
+    pub from: String,
+    /// Destination tier name.
+    pub to: String,
+    /// Sustained bandwidth of one channel.
+    pub bandwidth_bytes_per_s: f64,
+    /// Latency to the first byte of a transfer.
+    pub latency_ns: f64,
+    /// Transfer granularity: transfers are rounded up to whole units.
+    pub granularity_bytes: i64,
+    /// Transfers that can proceed at once (DMA engines, queues, lanes).
+    pub channels: i64,
+    /// How these figures were obtained.
+    pub calibrated: Calibration,
+}
+
+/// Compute figures as written in TOML.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComputeSpec {
+    /// Cores (or streaming multiprocessors) the throughput figures assume.
+    pub cores: i64,
+    /// Expert GEMV throughput per weight format, in weights (= MACs at batch 1) per second.
+    pub expert_weights_per_s: FormatThroughputSpec,
+    /// Throughput of the non-expert (dense) part: attention, router, shared experts.
+    pub dense_weights_per_s: f64,
+    /// Energy per multiply-accumulate.
+    pub energy_pj_per_mac: f64,
+    /// How these figures were obtained.
+    pub calibrated: Calibration,
+}
+
+/// Throughput per compute class, in weights per second.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatThroughputSpec {
+    /// 16-bit float weights.
+    pub f16: f64,
+    /// 8-bit weights (Q8_0).
+    pub q8: f64,
+    /// 4-bit weights (Q4_0, Q4_K).
+    pub q4: f64,
+    /// 3-bit weights (Q3_K).
+    pub q3: f64,
+    /// 2-bit weights (Q2_K).
+    pub q2: f64,
+    /// Ternary weights (TQ1_0, TQ2_0).
+    pub ternary: f64,
+}
+
+impl FormatThroughputSpec {
+    fn get(&self, class: ComputeClass) -> f64 {
+        match class {
+            ComputeClass::F16 => self.f16,
+            ComputeClass::Q8 => self.q8,
+            ComputeClass::Q4 => self.q4,
+            ComputeClass::Q3 => self.q3,
+            ComputeClass::Q2 => self.q2,
+            ComputeClass::Ternary => self.ternary,
+        }
+    }
+}
+
+impl HardwareProfileSpec {
+    /// Checks every value and builds the runtime profile. `file` names the input in errors.
+    pub fn validate(&self, file: &str) -> Result<HardwareProfile, InputError> {
+        let err = |key: &str, reason: String| InputError::at_key(file, key, reason);
+        if self.schema_version != PROFILE_SCHEMA_VERSION {
+            return Err(err(
+                "schema_version",
+                format!(
+                    "unsupported version {} (this build reads {PROFILE_SCHEMA_VERSION})",
+                    self.schema_version
+                ),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(err("name", "must not be empty".into()));
+        }
+        if self.sources.is_empty() {
+            return Err(err(
+                "sources",
+                "must cite at least one source for the figures".into(),
+            ));
+        }
+        if self.tiers.is_empty() {
+            return Err(err(
+                "tiers",
+                "a profile needs at least one memory tier".into(),
+            ));
+        }
+
+        let mut tiers: Vec<Tier> = Vec::with_capacity(self.tiers.len());
+        for (i, t) in self.tiers.iter().enumerate() {
+            let key = |field: &str| format!("tiers[{i}].{field}");
+            if t.name.trim().is_empty() {
+                return Err(err(&key("name"), "must not be empty".into()));
+            }
+            if let Some(j) = tiers.iter().position(|other| other.name == t.name) {
+                return Err(err(
+                    &key("name"),
+                    format!("duplicate tier name `{}` (also tiers[{j}])", t.name),
+                ));
+            }
+            positive_int(t.capacity_bytes).map_err(|r| err(&key("capacity_bytes"), r))?;
+            if t.reserved_bytes < 0 {
+                return Err(err(
+                    &key("reserved_bytes"),
+                    format!("must be >= 0, got {}", t.reserved_bytes),
+                ));
+            }
+            if t.reserved_bytes > t.capacity_bytes {
+                return Err(err(
+                    &key("reserved_bytes"),
+                    format!(
+                        "{} exceeds capacity_bytes {}",
+                        t.reserved_bytes, t.capacity_bytes
+                    ),
+                ));
+            }
+            positive(t.read_bandwidth_bytes_per_s)
+                .map_err(|r| err(&key("read_bandwidth_bytes_per_s"), r))?;
+            positive(t.write_bandwidth_bytes_per_s)
+                .map_err(|r| err(&key("write_bandwidth_bytes_per_s"), r))?;
+            non_negative(t.latency_ns).map_err(|r| err(&key("latency_ns"), r))?;
+            positive_int(t.granularity_bytes).map_err(|r| err(&key("granularity_bytes"), r))?;
+            non_negative(t.energy_pj_per_byte).map_err(|r| err(&key("energy_pj_per_byte"), r))?;
+            if let Some(prev) = tiers.last()
+                && t.read_bandwidth_bytes_per_s > prev.read_bandwidth_bytes_per_s
+            {
+                return Err(err(
+                    &key("read_bandwidth_bytes_per_s"),
+                    format!(
+                        "tier `{}` ({} B/s) is faster than the tier before it, `{}` ({} B/s): tiers must be \
+                             ordered fastest to slowest by read bandwidth",
+                        t.name,
+                        t.read_bandwidth_bytes_per_s,
+                        prev.name,
+                        prev.read_bandwidth_bytes_per_s
+                    ),
+                ));
+            }
+            tiers.push(Tier {
+                name: t.name.clone(),
+                kind: t.kind,
+                capacity_bytes: t.capacity_bytes as u64,
+                reserved_bytes: t.reserved_bytes as u64,
+                read_bandwidth_bytes_per_s: t.read_bandwidth_bytes_per_s,
+                write_bandwidth_bytes_per_s: t.write_bandwidth_bytes_per_s,
+                latency_ns: t.latency_ns,
+                granularity_bytes: t.granularity_bytes as u64,
+                energy_pj_per_byte: t.energy_pj_per_byte,
+                holds_experts: t.holds_experts,
+                calibrated: t.calibrated,
+            });
+        }
+
+        let tier_index = |name: &str| tiers.iter().position(|t| t.name == name);
+        let mut links = Vec::with_capacity(self.links.len());
+        for (i, l) in self.links.iter().enumerate() {
+            let key = |field: &str| format!("links[{i}].{field}");
+            let names = || {
+                tiers
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let from = tier_index(&l.from).ok_or_else(|| {
+                err(
+                    &key("from"),
+                    format!("no tier named `{}` (tiers: {})", l.from, names()),
+                )
+            })?;
+            let to = tier_index(&l.to).ok_or_else(|| {
+                err(
+                    &key("to"),
+                    format!("no tier named `{}` (tiers: {})", l.to, names()),
+                )
+            })?;
+            if from == to {
+                return Err(err(
+                    &key("to"),
+                    format!("a link must join two different tiers, got `{}` twice", l.to),
+                ));
+            }
+            if links
+                .iter()
+                .any(|other: &Link| other.from == from && other.to == to)
+            {
+                return Err(err(
+                    &key("to"),
+                    format!("duplicate link `{}` -> `{}`", l.from, l.to),
+                ));
+            }
+            positive(l.bandwidth_bytes_per_s).map_err(|r| err(&key("bandwidth_bytes_per_s"), r))?;
+            non_negative(l.latency_ns).map_err(|r| err(&key("latency_ns"), r))?;
+            positive_int(l.granularity_bytes).map_err(|r| err(&key("granularity_bytes"), r))?;
+            positive_int(l.channels).map_err(|r| err(&key("channels"), r))?;
+            links.push(Link {
+                from,
+                to,
+                bandwidth_bytes_per_s: l.bandwidth_bytes_per_s,
+                latency_ns: l.latency_ns,
+                granularity_bytes: l.granularity_bytes as u64,
+                channels: l.channels as u32,
+                calibrated: l.calibrated,
+            });
+        }
+
+        let compute_tier = tier_index(&self.compute_tier).ok_or_else(|| {
+            err(
+                "compute_tier",
+                format!("no tier named `{}`", self.compute_tier),
+            )
+        })?;
+        if !tiers[compute_tier].holds_experts {
+            return Err(err(
+                "compute_tier",
+                format!(
+                    "tier `{}` has holds_experts = false, so no expert can be computed from it",
+                    self.compute_tier
+                ),
+            ));
+        }
+
+        let c = &self.compute;
+        positive_int(c.cores).map_err(|r| err("compute.cores", r))?;
+        let mut expert_weights_per_s = [0.0; ComputeClass::ALL.len()];
+        for (slot, class) in expert_weights_per_s.iter_mut().zip(ComputeClass::ALL) {
+            let value = c.expert_weights_per_s.get(class);
+            positive(value)
+                .map_err(|r| err(&format!("compute.expert_weights_per_s.{}", class.name()), r))?;
+            *slot = value;
+        }
+        positive(c.dense_weights_per_s).map_err(|r| err("compute.dense_weights_per_s", r))?;
+        non_negative(c.energy_pj_per_mac).map_err(|r| err("compute.energy_pj_per_mac", r))?;
+
+        Ok(HardwareProfile {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            sources: self.sources.clone(),
+            tiers,
+            links,
+            compute: Compute {
+                cores: c.cores as u32,
+                expert_weights_per_s,
+                dense_weights_per_s: c.dense_weights_per_s,
+                energy_pj_per_mac: c.energy_pj_per_mac,
+                calibrated: c.calibrated,
+            },
+            compute_tier,
+        })
+    }
+}
+
+fn positive(x: f64) -> Result<(), String> {
+    if x.is_finite() && x > 0.0 {
+        Ok(())
+    } else {
+        Err(format!("must be a finite number > 0, got {x}"))
+    }
+}
+
+fn non_negative(x: f64) -> Result<(), String> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(format!("must be a finite number >= 0, got {x}"))
+    }
+}
+
+fn positive_int(x: i64) -> Result<(), String> {
+    if x > 0 {
+        Ok(())
+    } else {
+        Err(format!("must be > 0, got {x}"))
+    }
+}

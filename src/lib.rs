@@ -1,0 +1,20 @@
+//! moesim: a hardware-aware discrete-event simulator and design-space exploration tool for
+//! Mixture-of-Experts (MoE) expert caching on edge devices.
+//!
+//! The inputs are a hardware profile ([`hardware`]), a MoE model spec ([`moe`]) and, in later
+//! stages, routing traces, routers, eviction policies and precision plans. `ARCHITECTURE.md`
+//! gives the bird's-eye view and the code map; `src/main.rs` is only glue around [`cli::run`].
+
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hardware;
+pub mod moe;
+pub mod preset;
+pub mod quant;
+pub mod report;
+pub mod units;
+
+pub use error::{Error, InputError, Result};

@@ -1,0 +1,231 @@
+//! Weight formats: their block layout, exact bits per weight and compute class.
+//!
+//! Sizes follow ggml's `ggml-common.h` (see `../shared/reference/moe-models.md` §4): a format
+//! stores `weights_per_block` weights in `bytes_per_block` bytes, scales included. The compute
+//! class is the column of a hardware profile's throughput table that times a kernel of the format.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A storage format for expert weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightFormat {
+    /// IEEE single precision, the quality reference.
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// ggml Q8_0: 32 weights, fp16 scale + 32 int8.
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// ggml Q4_0: 32 weights, fp16 scale + 16 bytes of nibbles.
+    #[serde(rename = "q4_0")]
+    Q4_0,
+    /// ggml Q4_K: 256 weights, fp16 d and dmin, 12 bytes of 6-bit scales, 128 bytes of nibbles.
+    #[serde(rename = "q4_k")]
+    Q4K,
+    /// ggml Q3_K: 256 weights, 32 B high bits, 64 B low bits, 12 B scales, fp16 d.
+    #[serde(rename = "q3_k")]
+    Q3K,
+    /// ggml Q2_K: 256 weights, 16 B scales, 64 B codes, fp16 d and dmin.
+    #[serde(rename = "q2_k")]
+    Q2K,
+    /// ggml TQ2_0: 256 ternary weights at 2 bits each + fp16 scale.
+    #[serde(rename = "tq2_0")]
+    TQ2_0,
+    /// ggml TQ1_0: 256 ternary weights, 5 trits per byte + fp16 scale.
+    #[serde(rename = "tq1_0")]
+    TQ1_0,
+}
+
+/// The throughput class a hardware profile gives a rate for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ComputeClass {
+    /// 16-bit floating-point weights.
+    F16,
+    /// 8-bit integer weights.
+    Q8,
+    /// 4-bit weights.
+    Q4,
+    /// 3-bit weights.
+    Q3,
+    /// 2-bit weights.
+    Q2,
+    /// Ternary (1.58-bit) weights.
+    Ternary,
+}
+
+impl WeightFormat {
+    /// Every format, most bits first.
+    pub const ALL: [WeightFormat; 9] = [
+        WeightFormat::F32,
+        WeightFormat::F16,
+        WeightFormat::Q8_0,
+        WeightFormat::Q4_0,
+        WeightFormat::Q4K,
+        WeightFormat::Q3K,
+        WeightFormat::Q2K,
+        WeightFormat::TQ2_0,
+        WeightFormat::TQ1_0,
+    ];
+
+    /// The formats an expert can be stored in on a device (all but the f32 reference).
+    pub const DEPLOYABLE: [WeightFormat; 8] = [
+        WeightFormat::F16,
+        WeightFormat::Q8_0,
+        WeightFormat::Q4_0,
+        WeightFormat::Q4K,
+        WeightFormat::Q3K,
+        WeightFormat::Q2K,
+        WeightFormat::TQ2_0,
+        WeightFormat::TQ1_0,
+    ];
+
+    /// Lower-case name as used in TOML, CSV and the CLI.
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightFormat::F32 => "f32",
+            WeightFormat::F16 => "f16",
+            WeightFormat::Q8_0 => "q8_0",
+            WeightFormat::Q4_0 => "q4_0",
+            WeightFormat::Q4K => "q4_k",
+            WeightFormat::Q3K => "q3_k",
+            WeightFormat::Q2K => "q2_k",
+            WeightFormat::TQ2_0 => "tq2_0",
+            WeightFormat::TQ1_0 => "tq1_0",
+        }
+    }
+
+    /// Weights per block.
+    pub fn weights_per_block(self) -> u64 {
+        match self {
+            WeightFormat::F32 | WeightFormat::F16 => 1,
+            WeightFormat::Q8_0 | WeightFormat::Q4_0 => 32,
+            WeightFormat::Q4K
+            | WeightFormat::Q3K
+            | WeightFormat::Q2K
+            | WeightFormat::TQ2_0
+            | WeightFormat::TQ1_0 => 256,
+        }
+    }
+
+    /// Bytes per block, scales included.
+    pub fn bytes_per_block(self) -> u64 {
+        match self {
+            WeightFormat::F32 => 4,
+            WeightFormat::F16 => 2,
+            WeightFormat::Q8_0 => 34,
+            WeightFormat::Q4_0 => 18,
+            WeightFormat::Q4K => 144,
+            WeightFormat::Q3K => 110,
+            WeightFormat::Q2K => 84,
+            WeightFormat::TQ2_0 => 66,
+            WeightFormat::TQ1_0 => 54,
+        }
+    }
+
+    /// Exact bits per weight, `8 · bytes_per_block / weights_per_block`.
+    pub fn bits_per_weight(self) -> f64 {
+        8.0 * self.bytes_per_block() as f64 / self.weights_per_block() as f64
+    }
+
+    /// Bytes needed to store `n_weights` weights, rounding up to whole blocks.
+    pub fn bytes_for(self, n_weights: u64) -> u64 {
+        n_weights.div_ceil(self.weights_per_block()) * self.bytes_per_block()
+    }
+
+    /// The profile throughput class of this format's kernel; `None` for the f32 reference,
+    /// which is never timed.
+    pub fn compute_class(self) -> Option<ComputeClass> {
+        match self {
+            WeightFormat::F32 => None,
+            WeightFormat::F16 => Some(ComputeClass::F16),
+            WeightFormat::Q8_0 => Some(ComputeClass::Q8),
+            WeightFormat::Q4_0 | WeightFormat::Q4K => Some(ComputeClass::Q4),
+            WeightFormat::Q3K => Some(ComputeClass::Q3),
+            WeightFormat::Q2K => Some(ComputeClass::Q2),
+            WeightFormat::TQ2_0 | WeightFormat::TQ1_0 => Some(ComputeClass::Ternary),
+        }
+    }
+}
+
+impl fmt::Display for WeightFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for WeightFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<WeightFormat, String> {
+        let lower = s.to_ascii_lowercase();
+        WeightFormat::ALL
+            .into_iter()
+            .find(|f| f.name() == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = WeightFormat::ALL.iter().map(|f| f.name()).collect();
+                format!(
+                    "unknown weight format `{s}` (expected one of {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+impl ComputeClass {
+    /// Every class.
+    pub const ALL: [ComputeClass; 6] = [
+        ComputeClass::F16,
+        ComputeClass::Q8,
+        ComputeClass::Q4,
+        ComputeClass::Q3,
+        ComputeClass::Q2,
+        ComputeClass::Ternary,
+    ];
+
+    /// Lower-case name as used in hardware profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            ComputeClass::F16 => "f16",
+            ComputeClass::Q8 => "q8",
+            ComputeClass::Q4 => "q4",
+            ComputeClass::Q3 => "q3",
+            ComputeClass::Q2 => "q2",
+            ComputeClass::Ternary => "ternary",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_per_weight_match_ggml() {
+        let expected = [
+            (WeightFormat::F16, 16.0),
+            (WeightFormat::Q8_0, 8.5),
+            (WeightFormat::Q4K, 4.5),
+            (WeightFormat::Q4_0, 4.5),
+            (WeightFormat::Q3K, 3.4375),
+            (WeightFormat::Q2K, 2.625),
+            (WeightFormat::TQ2_0, 2.0625),
+            (WeightFormat::TQ1_0, 1.6875),
+        ];
+        for (format, bpw) in expected {
+            assert_eq!(format.bits_per_weight(), bpw, "{format}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for format in WeightFormat::ALL {
+            assert_eq!(format.name().parse::<WeightFormat>().unwrap(), format);
+        }
+        assert!("q5_k".parse::<WeightFormat>().is_err());
+    }
+}

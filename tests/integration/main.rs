@@ -1,0 +1,10 @@
+//! moesim's integration tests, in one binary (matklad, "Delete Cargo Integration Tests").
+//!
+//! Each module covers one boundary; `util` holds the helpers that run the real binary.
+
+mod util;
+
+// Hardware profiles: shipped presets and every bad-input case of issue 2.
+mod profile_input;
+// MoE model specs: parameter totals against the published figures, bad model files.
+mod model_specs;

@@ -1,0 +1,350 @@
+//! Hardware profiles: the shipped set, and one test per bad-input case of issue 2. Every bad
+//! file must exit 2 with one line naming the file, the key path (and line where the TOML parser
+//! knows it) and the reason.
+
+use std::path::PathBuf;
+
+use crate::util::{assert_bad_input, moesim, scratch};
+
+const BASE: &str = include_str!("../../hardware-profiles/esp32-p4.toml");
+
+/// Writes `BASE` with `from` replaced by `to` (which must occur exactly once) into a scratch file.
+fn variant(test: &str, from: &str, to: &str) -> PathBuf {
+    assert_eq!(
+        BASE.matches(from).count(),
+        1,
+        "`{from}` must occur once in the base profile"
+    );
+    let path = scratch(test).join("profile.toml");
+    std::fs::write(&path, BASE.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .expect("needle in text")
+        + 1
+}
+
+fn check(path: &std::path::Path) -> crate::util::Run {
+    moesim(["profile", "check", path.to_str().unwrap()])
+}
+
+#[test]
+fn shipped_profiles_list_at_least_ten() {
+    let run = moesim(["profile", "list", "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let names: Vec<&str> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    for required in [
+        "esp32-s3",
+        "esp32-p4",
+        "stm32h743",
+        "alif-e7",
+        "rp2350",
+        "raspberry-pi-5",
+        "jetson-orin-nano",
+        "snapdragon-8-gen-3",
+        "apple-m2",
+        "pc-rtx4090-pcie4",
+    ] {
+        assert!(
+            names.contains(&required),
+            "{required} missing from {names:?}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_profile_checks_ok() {
+    for entry in
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/hardware-profiles")).unwrap()
+    {
+        let path = entry.unwrap().path();
+        let run = check(&path);
+        assert_eq!(run.code, 0, "{}: {}", path.display(), run.stderr);
+        assert!(run.stdout.starts_with("ok: "), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn show_prints_budget_fit_and_load_times() {
+    let run = moesim([
+        "profile",
+        "show",
+        "esp32-p4",
+        "--model",
+        "micro-moe",
+        "--format",
+        "q2_k",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let fit = &v["model_fit"]["formats"][0];
+    assert_eq!(fit["format"], "q2_k");
+    // 3 x 1024 x 1024 weights in Q2_K blocks of 256 weights / 84 bytes, per matrix.
+    assert_eq!(fit["expert_bytes"], 3 * (1024 * 1024 / 256) * 84);
+    let psram = fit["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tier"] == "psram")
+        .unwrap();
+    let budget = 33_554_432u64 - 4_194_304;
+    assert_eq!(psram["expert_budget_bytes"], budget);
+    assert_eq!(psram["experts_fit"], budget / (3 * 4096 * 84));
+    // One expert from the SD card to PSRAM: 200 us + 1,032,192 B rounded to 512 B blocks at 25 MB/s.
+    let load = psram["load_from"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["from"] == "sdcard")
+        .unwrap();
+    let expected_ns = 200_000.0 + (1_032_192f64 / 512.0).ceil() * 512.0 / 25e6 * 1e9;
+    assert!(
+        (load["time_ns"].as_f64().unwrap() - expected_ns).abs() < 1e-6,
+        "{load}"
+    );
+
+    let text = moesim([
+        "profile",
+        "show",
+        "esp32-p4",
+        "--model",
+        "micro-moe",
+        "--format",
+        "q2_k",
+    ]);
+    assert_eq!(text.code, 0);
+    assert!(
+        text.stdout.contains("experts that fit each tier's budget"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("time to load one expert"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn bad_toml_syntax_names_file_and_line() {
+    let path = variant(
+        "profile_syntax",
+        "capacity_bytes = 655_360",
+        "capacity_bytes = 655_360 x",
+    );
+    let line = line_of(&std::fs::read_to_string(&path).unwrap(), "655_360 x");
+    let run = check(&path);
+    assert_bad_input(&run, &[path.to_str().unwrap(), &format!(":{line}:")]);
+}
+
+#[test]
+fn unknown_key_names_key_path_and_line() {
+    let path = variant(
+        "profile_unknown_key",
+        "name = \"l2mem\"",
+        "name = \"l2mem\"\ncolour = \"red\"",
+    );
+    let line = line_of(&std::fs::read_to_string(&path).unwrap(), "colour");
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            &format!(":{line}:"),
+            "tiers[0].colour",
+            "unknown field",
+        ],
+    );
+}
+
+#[test]
+fn missing_field_names_key_path() {
+    let path = variant(
+        "profile_missing_field",
+        "latency_ns = 5 ",
+        "# latency removed ",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "tiers[0].latency_ns",
+            "missing field",
+        ],
+    );
+}
+
+#[test]
+fn zero_bandwidth_is_rejected() {
+    let path = variant(
+        "profile_zero_bandwidth",
+        "read_bandwidth_bytes_per_s = 400e6",
+        "read_bandwidth_bytes_per_s = 0",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "tiers[1].read_bandwidth_bytes_per_s",
+            "> 0",
+        ],
+    );
+}
+
+#[test]
+fn negative_capacity_is_rejected() {
+    let path = variant(
+        "profile_negative_capacity",
+        "capacity_bytes = 33_554_432",
+        "capacity_bytes = -33_554_432",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[path.to_str().unwrap(), "tiers[1].capacity_bytes", "> 0"],
+    );
+}
+
+#[test]
+fn zero_link_bandwidth_is_rejected() {
+    let path = variant(
+        "profile_zero_link_bandwidth",
+        "bandwidth_bytes_per_s = 400e6           # [U, E13]",
+        "bandwidth_bytes_per_s = 0.0             # [U, E13]",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "links[1].bandwidth_bytes_per_s",
+            "> 0",
+        ],
+    );
+}
+
+#[test]
+fn reserved_above_capacity_is_rejected() {
+    let path = variant(
+        "profile_reserved",
+        "reserved_bytes = 4_194_304              # assumed: KV cache",
+        "reserved_bytes = 40_000_000             # assumed: KV cache",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "tiers[1].reserved_bytes",
+            "exceeds capacity_bytes",
+        ],
+    );
+}
+
+#[test]
+fn link_to_missing_tier_is_rejected() {
+    let path = variant(
+        "profile_missing_tier",
+        "from = \"flash\"\nto = \"psram\"",
+        "from = \"flash\"\nto = \"hyperram\"",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "links[0].to",
+            "no tier named `hyperram`",
+        ],
+    );
+}
+
+#[test]
+fn tiers_out_of_order_are_rejected() {
+    // Make L2MEM slower than the PSRAM below it.
+    let path = variant(
+        "profile_out_of_order",
+        "read_bandwidth_bytes_per_s = 1.6e9",
+        "read_bandwidth_bytes_per_s = 1.0e6",
+    );
+    let run = check(&path);
+    assert_bad_input(
+        &run,
+        &[
+            path.to_str().unwrap(),
+            "tiers[1].read_bandwidth_bytes_per_s",
+            "fastest to slowest",
+        ],
+    );
+}
+
+#[test]
+fn budget_holding_no_expert_warns_on_show() {
+    let run = moesim(["profile", "show", "esp32-s3", "--model", "mixtral-8x7b"]);
+    assert_eq!(run.code, 0, "a warning is not an error: {}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "warning: the expert budget of compute tier `psram` of esp32-s3 (7.34 MB) holds no expert of \
+             mixtral-8x7b at any format"
+        ),
+        "{}",
+        run.stderr
+    );
+    let run = moesim([
+        "profile",
+        "check",
+        "hardware-profiles/esp32-s3.toml",
+        "--model",
+        "mixtral-8x7b",
+    ]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("holds no expert of mixtral-8x7b at any format"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unknown_profile_or_missing_file_exits_2() {
+    let run = moesim(["profile", "show", "no-such-device"]);
+    assert_bad_input(
+        &run,
+        &["no-such-device", "no such hardware profile preset or file"],
+    );
+}
+
+#[test]
+fn bad_cli_arguments_exit_2() {
+    let run = moesim([
+        "profile",
+        "show",
+        "esp32-p4",
+        "--model",
+        "micro-moe",
+        "--format",
+        "q5_k",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown weight format `q5_k`"),
+        "{}",
+        run.stderr
+    );
+    let run = moesim(["profile", "show", "esp32-p4", "--format", "q4_k"]);
+    assert_bad_input(&run, &["--format needs --model"]);
+}
