@@ -7,6 +7,7 @@
 
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod atomic_file;
 pub mod cli;
 pub mod config;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod moe;
 pub mod preset;
 pub mod quant;
 pub mod report;
+pub mod trace;
 pub mod units;
 
 pub use error::{Error, InputError, Result};

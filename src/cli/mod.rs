@@ -6,6 +6,7 @@
 mod model;
 mod profile;
 pub mod table;
+mod trace;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ pub enum Command {
     /// MoE model specs: list the shipped ones, show one.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Routing traces: generate, import, export, characterise, fit.
+    #[command(subcommand)]
+    Trace(trace::TraceCommand),
 }
 
 /// Runs a parsed command line. Output goes to stdout; a closed pipe (`| head`) is not an error.
@@ -41,6 +45,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let res = match cli.command {
         Command::Profile(cmd) => profile::run(cmd, &mut out),
         Command::Model(cmd) => model::run(cmd, &mut out),
+        Command::Trace(cmd) => trace::run(cmd, &mut out),
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

@@ -8,3 +8,5 @@ mod util;
 mod profile_input;
 // MoE model specs: parameter totals against the published figures, bad model files.
 mod model_specs;
+// Routing traces: generation, import, export, statistics, fit, bad input.
+mod trace_cli;
