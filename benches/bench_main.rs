@@ -7,4 +7,5 @@ mod benchmarks;
 
 criterion_main! {
     benchmarks::trace_io::benches,
+    benchmarks::cache_replay::benches,
 }

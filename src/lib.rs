@@ -8,6 +8,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod atomic_file;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -1,1 +1,2 @@
+pub mod cache_replay;
 pub mod trace_io;

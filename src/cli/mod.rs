@@ -3,6 +3,7 @@
 //! Handlers load inputs through the library, call it, and print human-readable tables or, with
 //! `--json`, a JSON document. They own no logic of their own beyond presentation.
 
+mod cache;
 mod model;
 mod profile;
 pub mod table;
@@ -33,6 +34,9 @@ pub enum Command {
     /// MoE model specs: list the shipped ones, show one.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// Expert caches: replay a trace through eviction policies.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
@@ -46,6 +50,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Profile(cmd) => profile::run(cmd, &mut out),
         Command::Model(cmd) => model::run(cmd, &mut out),
         Command::Trace(cmd) => trace::run(cmd, &mut out),
+        Command::Cache(cmd) => cache::run(cmd, &mut out),
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

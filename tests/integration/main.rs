@@ -10,3 +10,9 @@ mod profile_input;
 mod model_specs;
 // Routing traces: generation, import, export, statistics, fit, bad input.
 mod trace_cli;
+// Cache core and eviction policies: proptest properties.
+mod cache_properties;
+// Exactness of the cache policies against libCacheSim (Python, in CI).
+mod libcachesim_check;
+// `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
+mod cache_cli;
