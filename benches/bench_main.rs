@@ -1,11 +1,16 @@
 //! moesim's criterion benchmarks, one group per file in `benches/benchmarks/`.
 //! Run with `cargo bench`; figures and their commands are recorded in BENCHMARKS.md.
 
-use criterion::criterion_main;
-
 mod benchmarks;
 
-criterion_main! {
-    benchmarks::trace_io::benches,
-    benchmarks::cache_replay::benches,
+fn main() {
+    // Criterion draws its report plots with plotters, which has no system font here: give it
+    // moesim's embedded one under the family name it asks for.
+    moesim::report::font::register();
+    benchmarks::trace_io::benches();
+    benchmarks::cache_replay::benches();
+    benchmarks::route_replay::benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
 }

@@ -17,6 +17,7 @@ pub mod moe;
 pub mod preset;
 pub mod quant;
 pub mod report;
+pub mod router;
 pub mod trace;
 pub mod units;
 

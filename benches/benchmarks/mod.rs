@@ -1,2 +1,3 @@
 pub mod cache_replay;
+pub mod route_replay;
 pub mod trace_io;

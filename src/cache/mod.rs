@@ -102,6 +102,12 @@ impl ExpertCache {
         self.resident_bytes[x as usize] != 0
     }
 
+    /// Per object id, the bytes it holds in the cache (0 = not resident).
+    #[inline]
+    pub fn resident_bytes(&self) -> &[u64] {
+        &self.resident_bytes
+    }
+
     /// Starts an event (see the policy contract).
     #[inline]
     pub fn begin_event(&mut self) {

@@ -6,6 +6,7 @@
 mod cache;
 mod model;
 mod profile;
+mod route;
 pub mod table;
 mod trace;
 
@@ -37,6 +38,8 @@ pub enum Command {
     /// Expert caches: replay a trace through eviction policies.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
+    Route(route::RouteArgs),
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
@@ -51,6 +54,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Model(cmd) => model::run(cmd, &mut out),
         Command::Trace(cmd) => trace::run(cmd, &mut out),
         Command::Cache(cmd) => cache::run(cmd, &mut out),
+        Command::Route(args) => route::run(args, &mut out),
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

@@ -17,6 +17,7 @@ pub mod json;
 pub mod lines;
 pub mod native;
 pub mod stats;
+pub mod token_memory;
 
 use serde::{Deserialize, Serialize};
 

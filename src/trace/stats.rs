@@ -21,6 +21,7 @@
 use serde::Serialize;
 
 use super::native::TraceReader;
+use super::token_memory::TokenMemory;
 use super::{Phase, RoutingRecord, TraceMeta};
 use crate::error::Result;
 
@@ -54,9 +55,8 @@ pub struct TraceStats {
     /// `[layer][i][j]` for layer pairs (l, l+1).
     coselect: Vec<u64>,
     request: Option<u32>,
-    /// Current request: per layer, the positions seen and their selections (stride top_k).
-    token_positions: Vec<Vec<u32>>,
-    token_experts: Vec<Vec<u16>>,
+    /// The current request's selections, to join a token's consecutive layers.
+    tokens: TokenMemory,
     prefill_events: u64,
     decode_events: u64,
     requests: u64,
@@ -103,8 +103,7 @@ impl TraceStats {
                 .collect(),
             coselect: vec![0; l.saturating_sub(1) * e * e],
             request: None,
-            token_positions: vec![Vec::new(); l],
-            token_experts: vec![Vec::new(); l],
+            tokens: TokenMemory::new(meta.layers, meta.top_k),
             prefill_events: 0,
             decode_events: 0,
             requests: 0,
@@ -144,10 +143,7 @@ impl TraceStats {
                 acc.prev.clear();
                 acc.prev_phase = None;
             }
-            for l in 0..self.layers {
-                self.token_positions[l].clear();
-                self.token_experts[l].clear();
-            }
+            self.tokens.clear();
         }
         match r.phase {
             Phase::Prefill => self.prefill_events += 1,
@@ -190,37 +186,19 @@ impl TraceStats {
             acc.top1_n += 1;
         }
 
-        // Co-selection with the same token at the previous layer: in token-major order that is
-        // the last entry of the previous layer's list, otherwise a binary search finds it.
-        let k = self.top_k;
-        if layer > 0 {
-            let positions = &self.token_positions[layer - 1];
-            let found = match positions.last() {
-                Some(&p) if p == r.position => Ok(positions.len() - 1),
-                _ => positions.binary_search(&r.position),
-            };
-            if let Ok(idx) = found {
-                let prev_sel = &self.token_experts[layer - 1][idx * k..(idx + 1) * k];
-                let base = (layer - 1) * e_count * e_count;
-                for &i in prev_sel.iter().filter(|&&i| i != u16::MAX) {
-                    for &j in r.experts {
-                        self.coselect[base + i as usize * e_count + j as usize] += 1;
-                    }
+        // Co-selection with the same token at the previous layer.
+        if layer > 0
+            && let Some(prev_sel) = self.tokens.get(r.layer - 1, r.position)
+        {
+            let base = (layer - 1) * e_count * e_count;
+            for &i in prev_sel {
+                for &j in r.experts {
+                    self.coselect[base + i as usize * e_count + j as usize] += 1;
                 }
             }
         }
         if layer + 1 < self.layers {
-            let positions = &mut self.token_positions[layer];
-            // Positions strictly increase within a layer stream of one phase; a new phase
-            // restarts above the last prefill position, so appending keeps the list sorted.
-            if positions.last().is_some_and(|&p| p >= r.position) {
-                positions.clear();
-                self.token_experts[layer].clear();
-            }
-            positions.push(r.position);
-            let sel = &mut self.token_experts[layer];
-            sel.extend_from_slice(r.experts);
-            sel.extend(std::iter::repeat_n(u16::MAX, k - r.experts.len()));
+            self.tokens.record(r.layer, r.position, r.experts);
         }
     }
 

@@ -16,3 +16,5 @@ mod cache_properties;
 mod libcachesim_check;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
+// Routers: equivalences, the λ trade-off on every preset, `moesim route`.
+mod routers;
