@@ -10,6 +10,7 @@ fn main() {
     benchmarks::trace_io::benches();
     benchmarks::cache_replay::benches();
     benchmarks::route_replay::benches();
+    benchmarks::sim_decode::benches();
     criterion::Criterion::default()
         .configure_from_args()
         .final_summary();

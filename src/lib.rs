@@ -11,13 +11,16 @@ pub mod atomic_file;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
+pub mod experiment;
 pub mod hardware;
 pub mod moe;
 pub mod preset;
 pub mod quant;
 pub mod report;
 pub mod router;
+pub mod sim;
 pub mod trace;
 pub mod units;
 

@@ -1,40 +1,8 @@
 //! Units: simulated time, and human-readable formatting of bytes, durations and rates.
 //!
-//! Serialized fields carry their unit in their name (`capacity_bytes`, `latency_ns`); inside the
-//! code, simulated time is the [`SimTime`] newtype in integer nanoseconds. Decimal prefixes
+//! Serialized fields carry their unit in their name (`capacity_bytes`, `latency_ns`); simulated
+//! time is integer nanoseconds ([`crate::engine::TimeNs`]). Decimal prefixes
 //! (MB = 10^6 B, GB/s = 10^9 B/s) are used throughout, as in `../shared/reference/hardware.md`.
-
-use std::fmt;
-
-/// Simulated time in integer nanoseconds since the start of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct SimTime(pub u64);
-
-impl SimTime {
-    /// Time zero.
-    pub const ZERO: SimTime = SimTime(0);
-
-    /// Nanoseconds.
-    pub fn ns(self) -> u64 {
-        self.0
-    }
-
-    /// Seconds as a float.
-    pub fn secs_f64(self) -> f64 {
-        self.0 as f64 * 1e-9
-    }
-
-    /// `self + d`, saturating.
-    pub fn after(self, d_ns: u64) -> SimTime {
-        SimTime(self.0.saturating_add(d_ns))
-    }
-}
-
-impl fmt::Display for SimTime {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&format_duration_ns(self.0 as f64))
-    }
-}
 
 /// Rounds a non-negative duration in nanoseconds (a float from a rate model) up to whole
 /// nanoseconds, so that no positive cost rounds to zero.
@@ -106,6 +74,5 @@ mod tests {
         assert_eq!(format_duration_ns(206_438_400.0), "206.438 ms");
         assert_eq!(format_count(46.7e9), "46.70 G");
         assert_eq!(ceil_ns(0.2), 1);
-        assert_eq!(SimTime(5).after(7), SimTime(12));
     }
 }

@@ -1,3 +1,4 @@
 pub mod cache_replay;
 pub mod route_replay;
+pub mod sim_decode;
 pub mod trace_io;

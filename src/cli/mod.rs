@@ -7,6 +7,7 @@ mod cache;
 mod model;
 mod profile;
 mod route;
+mod run;
 pub mod table;
 mod trace;
 
@@ -38,6 +39,8 @@ pub enum Command {
     /// Expert caches: replay a trace through eviction policies.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
+    /// Simulate an experiment (latency, throughput, energy); no argument runs the quickstart.
+    Run(run::RunArgs),
     /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
     Route(route::RouteArgs),
     /// Routing traces: generate, import, export, characterise, fit.
@@ -55,6 +58,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Trace(cmd) => trace::run(cmd, &mut out),
         Command::Cache(cmd) => cache::run(cmd, &mut out),
         Command::Route(args) => route::run(args, &mut out),
+        Command::Run(args) => run::run(args, &mut out),
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

@@ -149,6 +149,17 @@ impl QualityAcc {
         }
     }
 
+    /// Adds a decision known to equal the standard one (the standard router): 1, 1 and 0.
+    pub fn add_standard(&mut self, layer: u32, chosen: &Selection) {
+        let base = layer as usize * self.experts;
+        for &x in &chosen.experts {
+            self.selections[base + x as usize] += 1;
+        }
+        self.retained.add(1.0);
+        self.agreement.add(1.0);
+        self.kl.add(0.0);
+    }
+
     /// Adds one decision: the token's `logits`, its standard decision and the router's
     /// `chosen` selection (with its weights). Costs O(k²), not O(experts).
     pub fn add(

@@ -33,6 +33,8 @@ pub struct Head {
     pub position: u32,
     /// MoE layer.
     pub layer: u32,
+    /// Prefill or decode.
+    pub phase: crate::trace::Phase,
 }
 
 /// A trace in memory for routing: heads and one row of logits per event.
@@ -84,6 +86,7 @@ impl RouteWorkload {
             request: r.request,
             position: r.position,
             layer: r.layer,
+            phase: r.phase,
         });
         if r.logits.len() == e {
             self.logits.extend_from_slice(&r.logits);

@@ -238,6 +238,21 @@ impl Generator {
         (self.zipf.sample(rng) as usize).clamp(1, self.spec.topics as usize) - 1
     }
 
+    /// Layer `layer`'s router applied to hidden vector `h`: `W_l · h / temperature + b_l`.
+    /// Applied to the previous layer's hidden state it is the speculative gate that
+    /// mixtral-offloading uses to prefetch.
+    pub fn router_logits(&self, layer: usize, h: &[f32], out: &mut Vec<f32>) {
+        let d = self.spec.hidden_dim as usize;
+        let e = self.spec.experts as usize;
+        out.clear();
+        let w = &self.routers[layer * e * d..][..e * d];
+        let bias = &self.biases[layer * e..][..e];
+        for (row, &bi) in w.chunks_exact(d).zip(bias) {
+            let dot: f32 = row.iter().zip(h.iter()).map(|(x, y)| x * y).sum();
+            out.push(dot + bi);
+        }
+    }
+
     /// Computes hidden state, logits and selection of one token at one layer.
     fn step(
         &self,
@@ -248,7 +263,6 @@ impl Generator {
         ev: &mut GeneratedEvent,
     ) {
         let d = self.spec.hidden_dim as usize;
-        let e = self.spec.experts as usize;
         let l_total = self.spec.layers as usize;
         let centroid = &self.centroids[(topic * l_total + layer) * d..][..d];
         let noise = self.spec.noise;
@@ -264,13 +278,7 @@ impl Generator {
             *hi = a * *hi + b * u;
         }
         let r = &mut ev.record;
-        r.logits.clear();
-        let w = &self.routers[layer * e * d..][..e * d];
-        let bias = &self.biases[layer * e..][..e];
-        for (row, &bi) in w.chunks_exact(d).zip(bias) {
-            let dot: f32 = row.iter().zip(h.iter()).map(|(x, y)| x * y).sum();
-            r.logits.push(dot + bi);
-        }
+        self.router_logits(layer, h, &mut r.logits);
         select_top_k(
             &r.logits,
             self.spec.top_k as usize,

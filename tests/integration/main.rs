@@ -18,3 +18,7 @@ mod libcachesim_check;
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.
 mod routers;
+// Discrete-event simulation: closed forms, monotonicity, prefetch bound, `moesim run`.
+mod sim;
+// The event engine against SimPy (Python, in CI).
+mod simpy_check;

@@ -1,0 +1,60 @@
+//! Discrete-event simulation throughput: engine events per second on one core, for the
+//! Mixtral-8x7B-shaped system of `experiments/mixtral-4090-offload.toml` (32 layers, 8 experts,
+//! top-2, per-layer LRU caches of 4 experts, no prefetch; 4 requests of 32 prompt and 256
+//! generated tokens from the `mixtral-like` generator). The trace and the setup are built once,
+//! outside the timed loop; the loop runs the whole simulation, report included.
+
+use std::path::Path;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
+use moesim::experiment::Experiment;
+use moesim::sim::{SimSetup, SimTrace};
+
+fn load(file: &str, edit: impl Fn(&mut moesim::sim::SimOptions)) -> (SimSetup, SimTrace) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut exp = Experiment::load(&root.join(file)).unwrap();
+    edit(&mut exp.options);
+    let trace = exp.build_trace().unwrap();
+    let setup = SimSetup::new(
+        &exp.profile,
+        &exp.model,
+        exp.options.clone(),
+        &trace.popularity(),
+    )
+    .unwrap();
+    (setup, trace)
+}
+
+fn sim_decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sim_decode");
+    g.sample_size(20);
+    type Edit = fn(&mut moesim::sim::SimOptions);
+    let variants: [(&str, Edit); 3] = [
+        ("standard-lru", |_| {}),
+        ("memory-aware-lru", |o| {
+            o.router = moesim::router::RouterKind::MemoryAware {
+                lambda: 1.0,
+                hot_bonus: 1.0,
+                evict_penalty: 0.0,
+                warmup_rate: None,
+                gate: moesim::router::GateWeights::Renormalized,
+            }
+        }),
+        ("standard-lru-oracle-prefetch", |o| {
+            o.prefetch = moesim::sim::prefetch::PrefetchKind::Oracle {}
+        }),
+    ];
+    for (name, edit) in variants {
+        let (setup, trace) = load("experiments/mixtral-4090-offload.toml", edit);
+        let events = moesim::sim::run(&setup, &trace).0.events;
+        g.throughput(Throughput::Elements(events));
+        g.bench_with_input(
+            BenchmarkId::new("mixtral-4090-offload", name),
+            &(setup, trace),
+            |b, (s, t)| b.iter(|| moesim::sim::run(s, t)),
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, sim_decode);

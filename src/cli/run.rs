@@ -1,0 +1,394 @@
+//! `moesim run [EXPERIMENT.toml]`: simulate one experiment point and write its report
+//! directory. Without an argument it runs the built-in quickstart.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::emit;
+use super::table::{Align, Table};
+use crate::atomic_file::write_atomic;
+use crate::error::{Error, Result};
+use crate::experiment::{Experiment, Outcome};
+use crate::report::flat_csv::to_csv;
+use crate::sim::{SimReport, SimSetup, SimTrace};
+use crate::units::{format_bytes, format_duration_ns};
+
+/// Arguments of `moesim run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The experiment file (default: the built-in quickstart, experiments/quickstart.toml).
+    pub experiment: Option<PathBuf>,
+    /// Output directory (default: reports/<name>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the metrics as JSON instead of the summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the simulator's resolved inputs (durations, sizes, routes) as JSON, for
+    /// independent re-implementations such as scripts/simpy_crosscheck.py. Standard router only.
+    #[arg(long)]
+    pub dump_inputs: Option<PathBuf>,
+}
+
+/// The row of `metrics.csv`: what was run, then what was measured.
+#[derive(Debug, Serialize)]
+struct MetricsRow<'a> {
+    schema_version: u32,
+    name: &'a str,
+    profile: &'a str,
+    model: &'a str,
+    format: String,
+    router: &'a str,
+    router_params: String,
+    policy: String,
+    scope: String,
+    cache_bytes_total: u64,
+    prefetch: &'a str,
+    seed: u64,
+    restricted_trace: bool,
+    #[serde(flatten)]
+    report: &'a SimReport,
+}
+
+/// Runs `moesim run`.
+pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
+    let exp = match &args.experiment {
+        Some(path) => Experiment::load(path)?,
+        None => Experiment::quickstart()?,
+    };
+    let trace = exp.build_trace()?;
+    if let Some(path) = &args.dump_inputs {
+        if exp.options.router != (crate::router::RouterKind::Standard {}) {
+            return Err(Error::usage(
+                "--dump-inputs records standard routes: use the standard router",
+            ));
+        }
+        let setup = SimSetup::new(
+            &exp.profile,
+            &exp.model,
+            exp.options.clone(),
+            &trace.popularity(),
+        )
+        .map_err(|e| Error::usage(format!("{}: {e}", exp.label)))?;
+        write_atomic(path, dump_inputs(&setup, &trace).as_bytes())?;
+    }
+    let outcome = exp.simulate(&trace)?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("reports").join(&exp.resolved.name));
+    write_report(&exp, &outcome, &dir)?;
+    let r = &outcome.report;
+    if args.json {
+        return super::emit_json(out, &metrics_row(&exp, &outcome));
+    }
+    let mut s = summary_text(&exp, &outcome);
+    s.push_str(&format!(
+        "\nsimulated {} events in {:.6} s ({:.2} M events/s); wrote {}/ (config.resolved.toml, metrics.csv, links.csv, tiers.csv, summary.md{})\n",
+        r.events,
+        outcome.simulate_wall_s,
+        r.events as f64 / outcome.simulate_wall_s.max(1e-9) / 1e6,
+        dir.display(),
+        if outcome.timeline.is_some() { ", timeline.json" } else { "" }
+    ));
+    emit(out, &s)
+}
+
+fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {
+    let opts = &exp.options;
+    MetricsRow {
+        schema_version: 1,
+        name: &exp.resolved.name,
+        profile: &exp.profile.name,
+        model: &exp.model.name,
+        format: opts.format.to_string(),
+        router: opts.router.name(),
+        router_params: opts.router.params(),
+        policy: opts.policy.to_string(),
+        scope: scope_name(opts.scope).to_string(),
+        cache_bytes_total: o.setup.cache_bytes * o.setup.n_caches as u64,
+        prefetch: opts.prefetch.name(),
+        seed: opts.seed,
+        restricted_trace: o.restricted,
+        report: &o.report,
+    }
+}
+
+/// Writes the report directory; every file atomically, all after the run succeeded.
+fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let config = format!(
+        "# moesim {} resolved configuration of {} (every default filled in)\n{}",
+        env!("CARGO_PKG_VERSION"),
+        exp.label,
+        toml::to_string(&exp.resolved).expect("specs serialize")
+    );
+    write_atomic(dir.join("config.resolved.toml"), config.as_bytes())?;
+    write_atomic(dir.join("metrics.csv"), &to_csv(&[metrics_row(exp, o)]))?;
+    write_atomic(dir.join("links.csv"), &to_csv(&o.report.links))?;
+    write_atomic(dir.join("tiers.csv"), &to_csv(&o.report.tiers))?;
+    write_atomic(dir.join("summary.md"), summary_markdown(exp, o).as_bytes())?;
+    if let Some(t) = &o.timeline {
+        write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?;
+    }
+    Ok(())
+}
+
+fn scope_name(scope: crate::cache::replay::Scope) -> &'static str {
+    match scope {
+        crate::cache::replay::Scope::PerLayer => "per-layer",
+        crate::cache::replay::Scope::Shared => "shared",
+    }
+}
+
+fn ms(ns: f64) -> String {
+    format_duration_ns(ns)
+}
+
+fn rate(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "-".into()
+    }
+}
+
+fn pct(x: f64) -> String {
+    if x.is_finite() {
+        format!("{:.1}%", 100.0 * x)
+    } else {
+        "-".into()
+    }
+}
+
+/// The key results as (label, value) pairs, shared by the terminal and markdown summaries.
+fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
+    let r = &o.report;
+    let decode_total =
+        (r.decode_compute_ns + r.decode_routing_ns + r.decode_stall_ns).max(1) as f64;
+    let share = |x: u64| {
+        format!(
+            "{} ({:.1}%)",
+            ms(x as f64 / r.decode_tokens.max(1) as f64),
+            100.0 * x as f64 / decode_total
+        )
+    };
+    let mut rows = vec![
+        (
+            "decode throughput",
+            format!("{} tokens/s", rate(r.decode_tokens_per_s)),
+        ),
+        (
+            "prefill throughput",
+            format!("{} tokens/s", rate(r.prefill_tokens_per_s)),
+        ),
+        (
+            "time to first token (mean / p95)",
+            format!("{} / {}", ms(r.ttft_mean_ns), ms(r.ttft_p95_ns as f64)),
+        ),
+        (
+            "token latency p50 / p95 / p99",
+            format!(
+                "{} / {} / {}",
+                ms(r.token_latency_p50_ns as f64),
+                ms(r.token_latency_p95_ns as f64),
+                ms(r.token_latency_p99_ns as f64)
+            ),
+        ),
+        ("per token: compute", share(r.decode_compute_ns)),
+        ("per token: routing", share(r.decode_routing_ns)),
+        ("per token: transfer stall", share(r.decode_stall_ns)),
+        ("expert hit rate (decode)", pct(r.hit_rate)),
+        (
+            "bytes loaded per token",
+            format_bytes(r.bytes_loaded_per_decode_token),
+        ),
+        (
+            "energy per token",
+            format!("{:.3} mJ", r.energy_per_token_mj),
+        ),
+    ];
+    if r.prefetch_issued > 0 || r.prefetch_hits > 0 {
+        rows.push((
+            "prefetch precision / recall",
+            format!(
+                "{} / {} ({} wasted)",
+                pct(r.prefetch_precision),
+                pct(r.prefetch_recall),
+                format_bytes(r.prefetch_wasted_bytes as f64)
+            ),
+        ));
+    }
+    if o.restricted {
+        rows.push((
+            "note",
+            "trace has top-k ids only: re-routing restricted to the recorded candidates".into(),
+        ));
+    }
+    if o.setup.home_tier == o.setup.compute_tier {
+        rows.push((
+            "note",
+            "every expert is stored in the compute tier (execute in place): nothing is loaded"
+                .into(),
+        ));
+    }
+    rows
+}
+
+fn header(exp: &Experiment, o: &Outcome) -> String {
+    let s = &o.setup;
+    format!(
+        "{}: {} at {} on {}; {} router, {} {} caches of {} ({:.2} of {} experts per layer), prefetch {}; {} requests, {} prompt + {} generated tokens",
+        exp.resolved.name,
+        exp.model.name,
+        exp.options.format,
+        exp.profile.name,
+        exp.options.router.name(),
+        exp.options.policy,
+        scope_name(exp.options.scope),
+        format_bytes(s.cache_bytes as f64),
+        s.cache_bytes as f64 * s.n_caches as f64 / s.layers as f64 / s.expert_bytes[0] as f64,
+        s.experts,
+        exp.options.prefetch.name(),
+        o.report.requests,
+        o.report.prefill_tokens,
+        o.report.decode_tokens,
+    )
+}
+
+fn summary_text(exp: &Experiment, o: &Outcome) -> String {
+    let mut s = header(exp, o);
+    s.push_str("\n\n");
+    let mut t = Table::new(&[("metric", Align::Left), ("value", Align::Right)]);
+    for (k, v) in key_results(o) {
+        t.row(vec![k.to_string(), v]);
+    }
+    s.push_str(&t.render());
+    let mut lt = Table::new(&[
+        ("link", Align::Left),
+        ("bytes", Align::Right),
+        ("transfers", Align::Right),
+        ("utilisation", Align::Right),
+    ]);
+    let mut any = false;
+    for l in o.report.links.iter().filter(|l| l.transfers > 0) {
+        any = true;
+        lt.row(vec![
+            format!("{} -> {}", l.from, l.to),
+            format_bytes(l.bytes as f64),
+            l.transfers.to_string(),
+            pct(l.utilisation),
+        ]);
+    }
+    if any {
+        s.push('\n');
+        s.push_str(&lt.render());
+    }
+    if o.timeline_truncated {
+        s.push_str(&format!(
+            "note: the timeline keeps the first {} spans only\n",
+            crate::sim::TIMELINE_MAX_SPANS
+        ));
+    }
+    s
+}
+
+fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
+    let mut s = format!(
+        "# {}\n\n{}\n\n",
+        exp.resolved.name, exp.resolved.description
+    );
+    s.push_str(&header(exp, o));
+    s.push_str("\n\n| metric | value |\n|---|---|\n");
+    for (k, v) in key_results(o) {
+        s.push_str(&format!("| {k} | {v} |\n"));
+    }
+    s.push_str("\n| link | bytes | transfers | utilisation |\n|---|---|---|---|\n");
+    for l in &o.report.links {
+        s.push_str(&format!(
+            "| {} -> {} | {} | {} | {} |\n",
+            l.from,
+            l.to,
+            l.bytes,
+            l.transfers,
+            pct(l.utilisation)
+        ));
+    }
+    s.push_str(&format!(
+        "\nReproduce: `moesim run {}` (moesim {}). Uncalibrated profile figure groups: {}.\n",
+        exp.label,
+        env!("CARGO_PKG_VERSION"),
+        exp.profile
+            .uncalibrated_groups()
+            .iter()
+            .map(|(g, c)| format!("{g} ({})", c.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s
+}
+
+/// The simulator's resolved inputs and the standard routes, as JSON.
+fn dump_inputs(setup: &SimSetup, trace: &SimTrace) -> String {
+    use crate::router::top_k_by;
+    let w = &trace.workload;
+    let k = w.top_k as usize;
+    let mut top = Vec::new();
+    let mut requests = Vec::new();
+    for r in &trace.requests {
+        let mut prefill = Vec::new();
+        for layer in 0..w.layers {
+            let mut per_token = Vec::new();
+            for t in 0..r.prefill_tokens {
+                top_k_by(w.logits_of(trace.prefill_event(r, layer, t)), k, &mut top);
+                per_token.push(top.clone());
+            }
+            prefill.push(per_token);
+        }
+        let mut decode = Vec::new();
+        for t in 0..r.decode_tokens {
+            let mut per_layer = Vec::new();
+            for layer in 0..w.layers {
+                top_k_by(w.logits_of(trace.decode_event(r, t, layer)), k, &mut top);
+                per_layer.push(top.clone());
+            }
+            decode.push(per_layer);
+        }
+        requests.push(serde_json::json!({ "prefill": prefill, "decode": decode }));
+    }
+    let links: Vec<serde_json::Value> = setup
+        .links
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes,
+                "bandwidth_bytes_per_s": l.bandwidth_bytes_per_s, "channels": l.channels,
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "layers": setup.layers,
+        "experts": setup.experts,
+        "top_k": setup.top_k,
+        "policy": setup.options.policy.to_string(),
+        "scope": scope_name(setup.options.scope),
+        "cache_bytes": setup.cache_bytes,
+        "expert_bytes": setup.expert_bytes,
+        "expert_compute_ns": setup.expert_compute_ns,
+        "placement": setup.placement,
+        "compute_tier": setup.compute_tier,
+        "paths": setup.paths,
+        "links": links,
+        "dense_ns": setup.dense_ns,
+        "gate_ns": setup.gate_ns,
+        "head_ns": setup.head_ns,
+        "shared": setup.shared.map(|s| serde_json::json!({"bytes": s.bytes, "compute_ns": s.compute_ns, "resident": s.resident})),
+        "home_tier": setup.home_tier,
+        "arrival": serde_json::to_value(&setup.options.arrival).expect("serializes"),
+        "between_requests": format!("{:?}", setup.options.between).to_lowercase(),
+        "requests": requests,
+    });
+    serde_json::to_string(&v).expect("serializes")
+}

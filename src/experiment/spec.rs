@@ -1,0 +1,204 @@
+//! The experiment file, first layer: its shape (`ExperimentSpec`, `deny_unknown_fields`
+//! everywhere). `super::Experiment::from_spec` gives it meaning.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::replay::{BetweenRequests, Scope};
+use crate::quant::format::WeightFormat;
+use crate::router::{GateWeights, RouterKind};
+use crate::sim::OnWrongPrefetch;
+use crate::sim::arrival::ArrivalKind;
+
+/// The current schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One simulation point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Must be 1.
+    pub schema_version: u32,
+    /// Names the output directory `reports/<name>/`.
+    pub name: String,
+    /// What the experiment asks.
+    #[serde(default)]
+    pub description: String,
+    /// Seed of every random draw (the generated trace unless it has its own, arrivals).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The device.
+    pub hardware: HardwareSection,
+    /// The model and its precision.
+    pub model: ModelSection,
+    /// Where the routing events come from.
+    pub trace: TraceSection,
+    /// The router (`kind` and its parameters).
+    #[serde(default = "standard_router")]
+    pub router: RouterKind,
+    /// How gate weights are computed.
+    #[serde(default)]
+    pub gate_weights: GateWeights,
+    /// The expert cache.
+    #[serde(default)]
+    pub cache: CacheSection,
+    /// Prefetching.
+    #[serde(default)]
+    pub prefetch: PrefetchSection,
+    /// Request arrivals.
+    #[serde(default)]
+    pub scenario: ScenarioSection,
+    /// Extra outputs.
+    #[serde(default)]
+    pub output: OutputSection,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+fn standard_router() -> RouterKind {
+    RouterKind::Standard {}
+}
+
+/// `[hardware]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HardwareSection {
+    /// A shipped profile's name or a profile file (relative to the experiment file).
+    pub profile: String,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// A shipped model's name or a model file.
+    pub spec: String,
+    /// Storage format of every routed expert.
+    pub format: WeightFormat,
+}
+
+/// `[trace]`: exactly one of `generator` and `file`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceSection {
+    /// A generator preset or spec file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<String>,
+    /// A native trace file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Generated requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u32>,
+    /// Prompt tokens per generated request (default: the generator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_tokens: Option<u32>,
+    /// Decode tokens per generated request (default: the generator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode_tokens: Option<u32>,
+    /// Seed of the generated trace (default: the experiment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// `[cache]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Eviction policy, as on the command line (`lru`, `ema:0.9`, ...).
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    /// One cache per layer, or one shared.
+    #[serde(default = "default_scope")]
+    pub scope: Scope,
+    /// Capacity in experts per layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_experts: Option<f64>,
+    /// Capacity in bytes, over all caches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_bytes: Option<u64>,
+    /// Capacity as a fraction of the compute tier's expert budget (default 1 when no capacity
+    /// is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_fraction: Option<f64>,
+    /// Reset or keep caches between requests.
+    #[serde(default = "default_between")]
+    pub between_requests: BetweenRequests,
+}
+
+fn default_policy() -> String {
+    "lru".into()
+}
+
+fn default_scope() -> Scope {
+    Scope::PerLayer
+}
+
+fn default_between() -> BetweenRequests {
+    BetweenRequests::Reset
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            policy: default_policy(),
+            scope: default_scope(),
+            capacity_experts: None,
+            capacity_bytes: None,
+            budget_fraction: None,
+            between_requests: default_between(),
+        }
+    }
+}
+
+/// The prefetch strategies by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrefetchName {
+    /// No prefetch.
+    #[default]
+    None,
+    /// Next layer's router on this layer's hidden state.
+    Speculative,
+    /// Co-selection EMA.
+    History,
+    /// The next layer's standard selection.
+    Oracle,
+}
+
+/// `[prefetch]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefetchSection {
+    /// The strategy.
+    #[serde(default)]
+    pub kind: PrefetchName,
+    /// History: EMA decay (default 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decay: Option<f64>,
+    /// Experts prefetched per layer step (default: top-k).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u32>,
+    /// What to do with a wrong guess.
+    #[serde(default)]
+    pub on_wrong: OnWrongPrefetch,
+}
+
+/// `[scenario]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSection {
+    /// How requests arrive.
+    #[serde(default)]
+    pub arrival: ArrivalKind,
+}
+
+/// `[output]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSection {
+    /// Write `timeline.json` (Chrome trace events).
+    #[serde(default)]
+    pub timeline: bool,
+}

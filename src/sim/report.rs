@@ -1,0 +1,165 @@
+//! What one simulation measured.
+
+use serde::Serialize;
+
+use crate::router::metrics::QualitySummary;
+
+/// The outputs of one run. Times are simulated nanoseconds; energies picojoules unless the
+/// name says otherwise.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SimReport {
+    /// Requests served.
+    pub requests: u32,
+    /// Prompt tokens.
+    pub prefill_tokens: u64,
+    /// Generated tokens (decode steps).
+    pub decode_tokens: u64,
+    /// From time 0 to the last token.
+    pub makespan_ns: u64,
+    /// Engine events processed.
+    pub events: u64,
+    /// Prompt tokens over the time spent in prefill.
+    pub prefill_tokens_per_s: f64,
+    /// Decode tokens over the time spent decoding.
+    pub decode_tokens_per_s: f64,
+    /// Time to first token (arrival to the end of the prefill, or of the first decode step
+    /// without a prompt), mean over requests.
+    pub ttft_mean_ns: f64,
+    /// Median time to first token.
+    pub ttft_p50_ns: u64,
+    /// 95th percentile of the time to first token.
+    pub ttft_p95_ns: u64,
+    /// Mean decode-token latency.
+    pub token_latency_mean_ns: f64,
+    /// Median decode-token latency.
+    pub token_latency_p50_ns: u64,
+    /// 95th percentile of the decode-token latency.
+    pub token_latency_p95_ns: u64,
+    /// 99th percentile of the decode-token latency.
+    pub token_latency_p99_ns: u64,
+    /// Longest decode token.
+    pub token_latency_max_ns: u64,
+    /// Decode: time computing (dense, experts, LM head).
+    pub decode_compute_ns: u64,
+    /// Decode: time routing (gate, router work, predictor).
+    pub decode_routing_ns: u64,
+    /// Decode: time waiting for experts to arrive.
+    pub decode_stall_ns: u64,
+    /// Prefill: time computing.
+    pub prefill_compute_ns: u64,
+    /// Prefill: time routing.
+    pub prefill_routing_ns: u64,
+    /// Prefill: time waiting for experts.
+    pub prefill_stall_ns: u64,
+    /// Decode expert uses (tokens × layers × k).
+    pub expert_uses: u64,
+    /// Uses whose expert was resident and present when routed.
+    pub hits: u64,
+    /// Uses whose expert was already on its way, fetched by a prefetch.
+    pub prefetch_hits: u64,
+    /// Uses that started a demand load.
+    pub misses: u64,
+    /// `hits / expert_uses` (decode).
+    pub hit_rate: f64,
+    /// Prefill lookups (distinct experts per layer step).
+    pub prefill_lookups: u64,
+    /// Prefill lookups that hit.
+    pub prefill_hits: u64,
+    /// Bytes delivered to the compute tier (demand loads, prefetches, shared experts).
+    pub bytes_loaded: u64,
+    /// Bytes delivered per decode token.
+    pub bytes_loaded_per_decode_token: f64,
+    /// Energy of transfers: bytes × (source + destination pJ/B) per hop.
+    pub energy_transfer_pj: f64,
+    /// Energy of reading weights from the compute tier for compute.
+    pub energy_weight_read_pj: f64,
+    /// Energy of MACs.
+    pub energy_mac_pj: f64,
+    /// Total energy per token (prompt and generated), in millijoules.
+    pub energy_per_token_mj: f64,
+    /// Prefetches started.
+    pub prefetch_issued: u64,
+    /// Prefetches the router then selected.
+    pub prefetch_useful: u64,
+    /// Prefetches it did not select (including cancelled ones).
+    pub prefetch_wrong: u64,
+    /// Wrong prefetches cancelled before their transfer started.
+    pub prefetch_cancelled: u64,
+    /// `useful / issued`.
+    pub prefetch_precision: f64,
+    /// `useful / (useful + demand misses)` over decode steps that had a prediction.
+    pub prefetch_recall: f64,
+    /// Bytes of wrong prefetches that were transferred.
+    pub prefetch_wasted_bytes: u64,
+    /// Routing quality against the standard router (1, 1, 0 for the standard router).
+    #[serde(flatten)]
+    pub quality: QualitySummary,
+    /// Per link.
+    #[serde(skip)]
+    pub links: Vec<LinkReport>,
+    /// Per tier.
+    #[serde(skip)]
+    pub tiers: Vec<TierReport>,
+    /// Every decode-token latency, in order.
+    #[serde(skip)]
+    pub token_latencies_ns: Vec<u64>,
+}
+
+/// Traffic on one link.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LinkReport {
+    /// Source tier.
+    pub from: String,
+    /// Destination tier.
+    pub to: String,
+    /// Hops carried.
+    pub transfers: u64,
+    /// Bytes carried.
+    pub bytes: u64,
+    /// Channel-nanoseconds busy.
+    pub busy_channel_ns: u64,
+    /// Busy share of its channels over the makespan.
+    pub utilisation: f64,
+}
+
+/// Traffic and hits per tier.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TierReport {
+    /// Tier name.
+    pub tier: String,
+    /// Decode expert uses served from this tier: hits for the compute tier, loads for the others.
+    pub decode_uses_served: u64,
+    /// Share of all decode expert uses.
+    pub share: f64,
+    /// Bytes read from it (transfers out, and weights read by compute).
+    pub bytes_read: u64,
+    /// Bytes written to it (transfers in).
+    pub bytes_written: u64,
+    /// Energy of those bytes.
+    pub energy_pj: f64,
+}
+
+/// The nearest-rank `q` quantile of sorted `v` (0 when empty).
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.5), 50);
+        assert_eq!(quantile(&v, 0.95), 95);
+        assert_eq!(quantile(&v, 0.99), 99);
+        assert_eq!(quantile(&v, 1.0), 100);
+        assert_eq!(quantile(&[7], 0.5), 7);
+        assert_eq!(quantile(&[], 0.5), 0);
+    }
+}

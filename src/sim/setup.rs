@@ -1,0 +1,436 @@
+//! What the simulator needs to know, resolved once from a hardware profile, a model spec and the
+//! run's options: every duration in integer nanoseconds, every size in bytes, where each expert
+//! lives, and the link chain that brings it to the compute tier.
+//!
+//! Conventions (documented for users in README.md):
+//! - A MoE layer step runs the layer's non-expert work (attention, norms, dense FFN and the
+//!   model's extra parameters, spread evenly over the MoE layers), then the router's gate GEMV
+//!   (`experts × hidden` MACs) plus the router's extra operations, then the experts.
+//! - Compute rates come from the profile: expert kernels at the format's class rate, everything
+//!   else at `dense_weights_per_s`; one scalar router or predictor operation costs as much as
+//!   one dense weight. Every duration is rounded up to a whole nanosecond.
+//! - A transfer hop of `b` bytes on a link costs `latency + ceil(b / g) · g / bandwidth`,
+//!   rounded up to a whole nanosecond; a chain of links is store-and-forward.
+//! - Each expert is stored once below the compute tier: the expert-holding tiers between the
+//!   compute tier and the slowest one (home) take the most used experts of the trace, fastest
+//!   tier first (a static placement, as an offline profiling pass would do), and home holds the
+//!   rest. Stored copies are never removed, so evicting from the compute tier is free. A
+//!   profile whose compute tier is its home (execute-in-place) loads nothing.
+//! - Shared experts stay resident in the compute tier when its budget holds them (their bytes
+//!   come off the cache budget); otherwise they are streamed from home at every layer.
+
+use std::fmt;
+
+use crate::cache::PolicyKind;
+use crate::cache::replay::{BetweenRequests, Scope};
+use crate::engine::TimeNs;
+use crate::hardware::HardwareProfile;
+use crate::moe::MoeSpec;
+use crate::quant::format::WeightFormat;
+use crate::router::{GateWeights, RouterKind};
+use crate::units::ceil_ns;
+
+use super::arrival::ArrivalKind;
+use super::prefetch::PrefetchKind;
+
+/// How much of the compute tier the expert cache may use.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum CacheCapacity {
+    /// Experts per layer (shared scope: times the number of layers).
+    Experts(f64),
+    /// Total bytes over all caches (per-layer scope: split evenly over the layers).
+    Bytes(u64),
+    /// A fraction of the compute tier's expert budget (after shared experts).
+    BudgetFraction(f64),
+}
+
+/// What happens to a prefetched expert that the router did not select at the layer it was
+/// fetched for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnWrongPrefetch {
+    /// Cancel it if its transfer has not started; otherwise it stays cached.
+    #[default]
+    Cancel,
+    /// Let it complete and stay cached.
+    Keep,
+}
+
+/// The options of one simulation, validated.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// Storage format of every routed expert (uniform precision).
+    pub format: WeightFormat,
+    /// One cache per layer, or one shared.
+    pub scope: Scope,
+    /// Cache capacity.
+    pub capacity: CacheCapacity,
+    /// Eviction policy.
+    pub policy: PolicyKind,
+    /// Cache state between requests (router state is always kept).
+    pub between: BetweenRequests,
+    /// The router.
+    pub router: RouterKind,
+    /// Gate-weight mode.
+    pub gate: GateWeights,
+    /// The prefetch strategy.
+    pub prefetch: PrefetchKind,
+    /// Experts prefetched per layer step (default: top-k).
+    pub prefetch_count: Option<u32>,
+    /// Wrong prefetches.
+    pub on_wrong_prefetch: OnWrongPrefetch,
+    /// Request arrivals.
+    pub arrival: ArrivalKind,
+    /// Record a timeline (Chrome trace events).
+    pub timeline: bool,
+    /// Seed of every random draw of the run (arrivals).
+    pub seed: u64,
+}
+
+/// A problem resolving the setup: the option it concerns and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetupError {
+    /// Dotted key of the option (in the experiment file).
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+fn err<T>(key: &'static str, reason: impl Into<String>) -> Result<T, SetupError> {
+    Err(SetupError {
+        key,
+        reason: reason.into(),
+    })
+}
+
+/// A memory tier as the simulator sees it.
+#[derive(Debug, Clone)]
+pub struct SimTier {
+    /// Name.
+    pub name: String,
+    /// Energy per byte read or written.
+    pub energy_pj_per_byte: f64,
+}
+
+/// A link as the simulator sees it.
+#[derive(Debug, Clone)]
+pub struct SimLink {
+    /// Source tier.
+    pub from: usize,
+    /// Destination tier.
+    pub to: usize,
+    /// Latency to the first byte.
+    pub latency_ns: f64,
+    /// Transfer granularity.
+    pub granularity_bytes: u64,
+    /// Bandwidth of one channel.
+    pub bandwidth_bytes_per_s: f64,
+    /// Concurrent transfers.
+    pub channels: u32,
+}
+
+impl SimLink {
+    /// Duration of one hop of `bytes`: `ceil(latency + ceil(b / g) · g / bandwidth)` ns.
+    #[inline]
+    pub fn hop_ns(&self, bytes: u64) -> TimeNs {
+        let rounded = bytes.div_ceil(self.granularity_bytes) * self.granularity_bytes;
+        ceil_ns(self.latency_ns + rounded as f64 * 1e9 / self.bandwidth_bytes_per_s)
+    }
+}
+
+/// Shared experts of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct SharedExperts {
+    /// Bytes of the layer's shared experts.
+    pub bytes: u64,
+    /// Compute per token.
+    pub compute_ns: TimeNs,
+    /// MACs per token.
+    pub macs: u64,
+    /// Whether they stay resident in the compute tier.
+    pub resident: bool,
+}
+
+/// Everything the simulator needs, resolved.
+#[derive(Debug, Clone)]
+pub struct SimSetup {
+    /// MoE layers.
+    pub layers: u32,
+    /// Routed experts per layer.
+    pub experts: u32,
+    /// Experts selected per token.
+    pub top_k: u32,
+    /// Hidden width.
+    pub hidden: u64,
+    /// Per (layer, expert), `layer * experts + expert`: stored bytes.
+    pub expert_bytes: Vec<u64>,
+    /// Per (layer, expert): compute time per token.
+    pub expert_compute_ns: Vec<TimeNs>,
+    /// Per (layer, expert): MACs per token.
+    pub expert_macs: Vec<u64>,
+    /// Per (layer, expert): the tier holding its home copy.
+    pub placement: Vec<u8>,
+    /// Shared experts of each layer, if the model has any.
+    pub shared: Option<SharedExperts>,
+    /// Non-expert compute per token per layer.
+    pub dense_ns: TimeNs,
+    /// Non-expert MACs per token per layer.
+    pub dense_macs: u64,
+    /// Non-expert weight bytes read per layer step.
+    pub dense_bytes: u64,
+    /// The gate GEMV per token.
+    pub gate_ns: TimeNs,
+    /// Gate MACs per token.
+    pub gate_macs: u64,
+    /// Time of one scalar router or predictor operation (fractional; rounded per call).
+    pub op_ns: f64,
+    /// The LM head per emitted token.
+    pub head_ns: TimeNs,
+    /// LM-head MACs per emitted token.
+    pub head_macs: u64,
+    /// LM-head weight bytes per emitted token.
+    pub head_bytes: u64,
+    /// Tiers, fastest first.
+    pub tiers: Vec<SimTier>,
+    /// Links.
+    pub links: Vec<SimLink>,
+    /// Per tier, the links from it to the compute tier (empty for the compute tier itself and
+    /// for tiers with no chain).
+    pub paths: Vec<Vec<u16>>,
+    /// The tier kernels read from.
+    pub compute_tier: usize,
+    /// The slowest expert-holding tier (shared experts stream from it).
+    pub home_tier: usize,
+    /// Energy per MAC.
+    pub energy_pj_per_mac: f64,
+    /// Bytes of each cache.
+    pub cache_bytes: u64,
+    /// Number of caches (layers in per-layer scope, 1 when shared).
+    pub n_caches: u32,
+    /// The compute tier's expert budget (before shared experts).
+    pub compute_budget_bytes: u64,
+    /// The options.
+    pub options: SimOptions,
+}
+
+impl SimSetup {
+    /// Resolves `options` for `moe` on `profile`. `popularity[layer * experts + e]` is how
+    /// often each expert is used in the trace (for the static placement in intermediate tiers).
+    pub fn new(
+        profile: &HardwareProfile,
+        moe: &MoeSpec,
+        options: SimOptions,
+        popularity: &[u64],
+    ) -> Result<SimSetup, SetupError> {
+        let layers = moe.n_moe_layers();
+        let experts = moe.n_experts;
+        let n_objects = layers as usize * experts as usize;
+        assert_eq!(
+            popularity.len(),
+            n_objects,
+            "popularity per (layer, expert)"
+        );
+        let format = options.format;
+        let Some(rate) = profile.compute.format_weights_per_s(format) else {
+            return err(
+                "model.format",
+                "f32 is the untimed quality reference; pick a deployable format",
+            );
+        };
+        let dense_rate = profile.compute.dense_weights_per_s;
+        let per_expert_params = moe.params_per_expert();
+        let expert_bytes = moe.expert_bytes(format);
+        let compute_ns = ceil_ns(per_expert_params as f64 * 1e9 / rate);
+        let compute_tier = profile.compute_tier;
+        let home = profile.home_tier();
+        let compute_budget = profile.tiers[compute_tier].expert_budget_bytes();
+
+        // Shared experts first: they come off the cache budget when they fit.
+        let shared = (moe.n_shared_experts > 0).then(|| {
+            let bytes = moe.n_shared_experts as u64 * moe.shared_expert_bytes(format);
+            let params = moe.n_shared_experts as u64 * moe.params_per_shared_expert();
+            SharedExperts {
+                bytes,
+                compute_ns: ceil_ns(params as f64 * 1e9 / rate),
+                macs: params,
+                resident: home == compute_tier || bytes * layers as u64 <= compute_budget,
+            }
+        });
+        let shared_resident_bytes = shared
+            .filter(|s| s.resident)
+            .map_or(0, |s| s.bytes * layers as u64);
+        let cache_budget = compute_budget - shared_resident_bytes;
+        let n_caches = if options.scope == Scope::PerLayer {
+            layers
+        } else {
+            1
+        };
+        let total_cache_bytes = match options.capacity {
+            CacheCapacity::Experts(n) => {
+                if !(n.is_finite() && n >= 0.0) {
+                    return err("cache.capacity_experts", "must be a number >= 0");
+                }
+                (n * expert_bytes as f64).floor() as u64 * layers as u64
+            }
+            CacheCapacity::Bytes(b) => b,
+            CacheCapacity::BudgetFraction(f) => {
+                if !(f.is_finite() && (0.0..=1.0).contains(&f)) {
+                    return err("cache.budget_fraction", "must be in [0, 1]");
+                }
+                (f * cache_budget as f64).floor() as u64
+            }
+        };
+        if total_cache_bytes > cache_budget {
+            return err(
+                "cache",
+                format!(
+                    "the cache needs {} but the {} tier of {} has {} for routed experts{}",
+                    crate::units::format_bytes(total_cache_bytes as f64),
+                    profile.tiers[compute_tier].name,
+                    profile.name,
+                    crate::units::format_bytes(cache_budget as f64),
+                    if shared_resident_bytes > 0 {
+                        " after the resident shared experts"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        let cache_bytes = total_cache_bytes / n_caches as u64;
+
+        // Static placement: the expert-holding tiers between the compute tier and the home tier
+        // take the most used experts, fastest tier first; the home tier holds the rest.
+        let mut placement = vec![home as u8; n_objects];
+        if home == compute_tier {
+            // The compute tier holds every expert: nothing is ever loaded.
+            placement.iter_mut().for_each(|p| *p = compute_tier as u8);
+        } else {
+            let mut order: Vec<usize> = (0..n_objects).collect();
+            order.sort_by(|&a, &b| popularity[b].cmp(&popularity[a]).then(a.cmp(&b)));
+            let mut next = 0;
+            for t in compute_tier + 1..home {
+                let tier = &profile.tiers[t];
+                if !tier.holds_experts {
+                    continue;
+                }
+                let take =
+                    ((tier.expert_budget_bytes() / expert_bytes) as usize).min(n_objects - next);
+                for &o in &order[next..next + take] {
+                    placement[o] = t as u8;
+                }
+                next += take;
+            }
+            let rest_bytes = expert_bytes * (n_objects - next) as u64;
+            let home_budget = profile.tiers[home].expert_budget_bytes();
+            if rest_bytes > home_budget {
+                return err(
+                    "hardware",
+                    format!(
+                        "{} cannot store the model's experts: {} left for the home tier {}, which holds {}",
+                        profile.name,
+                        crate::units::format_bytes(rest_bytes as f64),
+                        profile.tiers[home].name,
+                        crate::units::format_bytes(home_budget as f64)
+                    ),
+                );
+            }
+        }
+
+        let links: Vec<SimLink> = profile
+            .links
+            .iter()
+            .map(|l| SimLink {
+                from: l.from,
+                to: l.to,
+                latency_ns: l.latency_ns,
+                granularity_bytes: l.granularity_bytes,
+                bandwidth_bytes_per_s: l.bandwidth_bytes_per_s,
+                channels: l.channels,
+            })
+            .collect();
+        let mut paths = vec![Vec::new(); profile.tiers.len()];
+        for (t, path) in paths.iter_mut().enumerate() {
+            // Tiers holding home copies, and the home tier (shared experts stream from it).
+            let used = t == home || placement.iter().any(|&p| p as usize == t);
+            if t == compute_tier || !used {
+                continue;
+            }
+            match profile.fastest_path(t, compute_tier, expert_bytes) {
+                Some(p) => *path = p.links.iter().map(|&l| l as u16).collect(),
+                None => {
+                    return err(
+                        "hardware",
+                        format!(
+                            "{} has no link chain from {} to the compute tier {}",
+                            profile.name, profile.tiers[t].name, profile.tiers[compute_tier].name
+                        ),
+                    );
+                }
+            }
+        }
+
+        let p = &moe.params;
+        let dense_params_per_layer =
+            (p.attention + p.norms + p.dense_ffn + p.extra) / layers.max(1) as u64;
+        let gate_macs = experts as u64 * moe.hidden_size;
+        let head_params = p.output_embedding;
+        let bytes_of = |params: u64| format.bytes_for(params);
+        if let Some(c) = options.prefetch_count.filter(|&c| c == 0 || c > experts) {
+            return err("prefetch.count", format!("{c}: must be in 1..={experts}"));
+        }
+        Ok(SimSetup {
+            layers,
+            experts,
+            top_k: moe.top_k,
+            hidden: moe.hidden_size,
+            expert_bytes: vec![expert_bytes; n_objects],
+            expert_compute_ns: vec![compute_ns; n_objects],
+            expert_macs: vec![per_expert_params; n_objects],
+            placement,
+            shared,
+            dense_ns: ceil_ns(dense_params_per_layer as f64 * 1e9 / dense_rate),
+            dense_macs: dense_params_per_layer,
+            dense_bytes: bytes_of(dense_params_per_layer),
+            gate_ns: ceil_ns(gate_macs as f64 * 1e9 / dense_rate),
+            gate_macs,
+            op_ns: 1e9 / dense_rate,
+            head_ns: ceil_ns(head_params as f64 * 1e9 / dense_rate),
+            head_macs: head_params,
+            head_bytes: bytes_of(head_params),
+            tiers: profile
+                .tiers
+                .iter()
+                .map(|t| SimTier {
+                    name: t.name.clone(),
+                    energy_pj_per_byte: t.energy_pj_per_byte,
+                })
+                .collect(),
+            links,
+            paths,
+            compute_tier,
+            home_tier: home,
+            energy_pj_per_mac: profile.compute.energy_pj_per_mac,
+            cache_bytes,
+            n_caches,
+            compute_budget_bytes: compute_budget,
+            options,
+        })
+    }
+
+    /// Experts prefetched per layer step.
+    pub fn prefetch_count(&self) -> usize {
+        self.options.prefetch_count.unwrap_or(self.top_k) as usize
+    }
+
+    /// Time of `ops` scalar operations.
+    pub fn ops_ns(&self, ops: u64) -> TimeNs {
+        ceil_ns(ops as f64 * self.op_ns)
+    }
+}

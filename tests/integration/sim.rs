@@ -1,0 +1,639 @@
+//! The discrete-event simulation (issue 6): closed forms on toy systems, monotonicity in link
+//! bandwidth, the oracle prefetch bound, determinism, and `moesim run` end to end.
+
+use moesim::cache::PolicyKind;
+use moesim::cache::replay::{BetweenRequests, Scope};
+use moesim::router::replay::RouteWorkload;
+use moesim::router::{GateWeights, RouterKind};
+use moesim::sim::arrival::ArrivalKind;
+use moesim::sim::prefetch::PrefetchKind;
+use moesim::sim::setup::{SimLink, SimTier};
+use moesim::sim::{CacheCapacity, OnWrongPrefetch, SimOptions, SimReport, SimSetup, SimTrace};
+use moesim::trace::generate::{GeneratedEvent, Generator, load_spec};
+use proptest::prelude::*;
+
+use crate::util::{assert_bad_input, moesim, scratch};
+
+/// A generated trace of the micro-moe shape (8 layers, 16 experts, top-2).
+fn trace(seed: u64, requests: u32, prefill: u32, decode: u32) -> SimTrace {
+    let mut spec = load_spec("micro-moe").unwrap();
+    spec.prefill_tokens = prefill;
+    spec.decode_tokens = decode;
+    let g = Generator::new(&spec, seed);
+    let mut w = RouteWorkload::new(&spec.meta(seed, requests));
+    let mut ev = GeneratedEvent::default();
+    for r in 0..requests {
+        let mut events = g.request(r);
+        while events.next_event(&mut ev) {
+            w.push(&ev.record);
+        }
+    }
+    SimTrace::new(w, Vec::new()).unwrap()
+}
+
+/// A toy device: tier 0 computes, experts live in tier `n_tiers - 1`, links chain the tiers
+/// (`links[i]` copies tier i + 1 to tier i).
+#[derive(Debug, Clone)]
+struct Toy {
+    links: Vec<SimLink>,
+    expert_bytes: u64,
+    compute_ns: u64,
+    dense_ns: u64,
+    gate_ns: u64,
+    head_ns: u64,
+    cache_experts_per_layer: u64,
+    all_resident: bool,
+    policy: PolicyKind,
+    scope: Scope,
+    prefetch: PrefetchKind,
+}
+
+impl Toy {
+    fn new() -> Toy {
+        Toy {
+            links: vec![link(1, 0, 500.0, 64, 1e9, 1)],
+            expert_bytes: 1000,
+            compute_ns: 0,
+            dense_ns: 0,
+            gate_ns: 0,
+            head_ns: 0,
+            cache_experts_per_layer: 0,
+            all_resident: false,
+            policy: PolicyKind::Lru {},
+            scope: Scope::PerLayer,
+            prefetch: PrefetchKind::None {},
+        }
+    }
+
+    fn setup(&self, t: &SimTrace) -> SimSetup {
+        let (l, e) = (t.workload.layers, t.workload.experts);
+        let n = (l * e) as usize;
+        let n_tiers = self.links.len() + 1;
+        let home = n_tiers - 1;
+        let mut paths = vec![Vec::new(); n_tiers];
+        for (tier, path) in paths.iter_mut().enumerate().skip(1) {
+            // tier -> tier-1 -> ... -> 0
+            *path = (0..tier as u16).rev().collect();
+        }
+        let per_layer = self.scope == Scope::PerLayer;
+        let n_caches = if per_layer { l } else { 1 };
+        let cache_bytes =
+            self.cache_experts_per_layer * self.expert_bytes * if per_layer { 1 } else { l as u64 };
+        SimSetup {
+            layers: l,
+            experts: e,
+            top_k: t.workload.top_k,
+            hidden: 64,
+            expert_bytes: vec![self.expert_bytes; n],
+            expert_compute_ns: vec![self.compute_ns; n],
+            expert_macs: vec![1; n],
+            placement: vec![if self.all_resident { 0 } else { home as u8 }; n],
+            shared: None,
+            dense_ns: self.dense_ns,
+            dense_macs: 1,
+            dense_bytes: 1,
+            gate_ns: self.gate_ns,
+            gate_macs: 1,
+            op_ns: 0.0,
+            head_ns: self.head_ns,
+            head_macs: 1,
+            head_bytes: 1,
+            tiers: (0..n_tiers)
+                .map(|i| SimTier {
+                    name: format!("t{i}"),
+                    energy_pj_per_byte: 1.0,
+                })
+                .collect(),
+            links: self.links.clone(),
+            paths,
+            compute_tier: 0,
+            home_tier: home,
+            energy_pj_per_mac: 1.0,
+            cache_bytes,
+            n_caches,
+            compute_budget_bytes: u64::MAX,
+            options: SimOptions {
+                format: moesim::quant::format::WeightFormat::Q4K,
+                scope: self.scope,
+                capacity: CacheCapacity::Bytes(cache_bytes * n_caches as u64),
+                policy: self.policy.clone(),
+                between: BetweenRequests::Reset,
+                router: RouterKind::Standard {},
+                gate: GateWeights::Renormalized,
+                prefetch: self.prefetch.clone(),
+                prefetch_count: None,
+                on_wrong_prefetch: OnWrongPrefetch::Cancel,
+                arrival: ArrivalKind::AllAtOnce {},
+                timeline: false,
+                seed: 1,
+            },
+        }
+    }
+}
+
+fn link(
+    from: usize,
+    to: usize,
+    latency_ns: f64,
+    granularity_bytes: u64,
+    bandwidth: f64,
+    channels: u32,
+) -> SimLink {
+    SimLink {
+        from,
+        to,
+        latency_ns,
+        granularity_bytes,
+        bandwidth_bytes_per_s: bandwidth,
+        channels,
+    }
+}
+
+fn sim(toy: &Toy, t: &SimTrace) -> SimReport {
+    moesim::sim::run(&toy.setup(t), t).0
+}
+
+/// Decode time is fully accounted: compute + routing + stall = the sum of token latencies.
+fn assert_breakdown(r: &SimReport) {
+    let total: u64 = r.token_latencies_ns.iter().sum();
+    assert_eq!(
+        r.decode_compute_ns + r.decode_routing_ns + r.decode_stall_ns,
+        total,
+        "decode breakdown"
+    );
+}
+
+#[test]
+fn every_expert_resident_costs_the_sum_of_compute_times() {
+    let t = trace(3, 1, 5, 20);
+    let toy = Toy {
+        all_resident: true,
+        compute_ns: 700,
+        dense_ns: 1100,
+        gate_ns: 30,
+        head_ns: 5000,
+        ..Toy::new()
+    };
+    let r = sim(&toy, &t);
+    let (l, k) = (8u64, 2u64);
+    let token = l * (1100 + 30 + k * 700) + 5000;
+    assert_eq!(r.token_latencies_ns.len(), 20);
+    assert!(
+        r.token_latencies_ns.iter().all(|&x| x == token),
+        "{:?} vs {token}",
+        &r.token_latencies_ns[..3]
+    );
+    // Prefill: 5 tokens through every layer, each routed expert computed per token routed to it.
+    let prefill = l * (5 * (1100 + 30) + 5 * k * 700) + 5000;
+    assert_eq!(r.ttft_p50_ns, prefill);
+    assert_eq!(r.makespan_ns, prefill + 20 * token);
+    assert_eq!((r.misses, r.bytes_loaded, r.decode_stall_ns), (0, 0, 0));
+    assert_breakdown(&r);
+}
+
+#[test]
+fn without_a_cache_every_use_costs_latency_plus_bytes_over_bandwidth() {
+    let t = trace(4, 2, 0, 15);
+    // 1000 B in 64 B granules = 1024 B at 1 GB/s = 1024 ns, + 500 ns latency.
+    let hop = 500 + 1024;
+    let toy = Toy::new();
+    let r = sim(&toy, &t);
+    assert!(
+        r.token_latencies_ns.iter().all(|&x| x == 8 * 2 * hop),
+        "{:?}",
+        &r.token_latencies_ns[..3]
+    );
+    assert_eq!(r.misses, r.expert_uses);
+    assert_eq!(r.bytes_loaded, r.expert_uses * 1000);
+    assert_breakdown(&r);
+    // With compute shorter than a transfer, the second load overlaps the first expert's
+    // compute: a layer costs dense + gate + k transfers + one expert.
+    let toy = Toy {
+        compute_ns: 300,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        ..Toy::new()
+    };
+    let r = sim(&toy, &t);
+    let token = 8 * (40 + 2 + 2 * hop + 300) + 9;
+    assert!(
+        r.token_latencies_ns.iter().all(|&x| x == token),
+        "{:?} vs {token}",
+        &r.token_latencies_ns[..3]
+    );
+    assert_breakdown(&r);
+}
+
+#[test]
+fn one_channel_serialises_two_transfers_two_channels_overlap() {
+    let t = trace(5, 1, 0, 10);
+    let hop = 500 + 1024;
+    let one = sim(&Toy::new(), &t);
+    assert!(one.token_latencies_ns.iter().all(|&x| x == 8 * 2 * hop));
+    let two = sim(
+        &Toy {
+            links: vec![link(1, 0, 500.0, 64, 1e9, 2)],
+            ..Toy::new()
+        },
+        &t,
+    );
+    assert!(
+        two.token_latencies_ns.iter().all(|&x| x == 8 * hop),
+        "{:?}",
+        &two.token_latencies_ns[..3]
+    );
+    assert!(one.links[0].utilisation > 0.999 && two.links[0].utilisation > 0.999);
+}
+
+fn toy_strategy() -> impl Strategy<Value = Toy> {
+    (
+        1usize..=2,
+        prop::collection::vec(
+            (
+                0.0f64..5000.0,
+                prop::sample::select(vec![1u64, 64, 512, 4096]),
+                1e8f64..4e9,
+                1u32..=3,
+            ),
+            2,
+        ),
+        100u64..20_000,
+        0u64..3000,
+        0u64..2000,
+        0u64..=6,
+        prop::sample::select(vec!["lru", "fifo", "lfu", "sieve"]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(hops, link_params, bytes, compute, dense, cache, policy, shared, oracle)| {
+                let links = (0..hops)
+                    .map(|i| {
+                        let (lat, g, bw, ch) = link_params[i];
+                        link(i + 1, i, lat, g, bw, ch)
+                    })
+                    .collect();
+                Toy {
+                    links,
+                    expert_bytes: bytes,
+                    compute_ns: compute,
+                    dense_ns: dense,
+                    gate_ns: 7,
+                    head_ns: 100,
+                    cache_experts_per_layer: cache,
+                    policy: policy.parse().unwrap(),
+                    scope: if shared {
+                        Scope::Shared
+                    } else {
+                        Scope::PerLayer
+                    },
+                    prefetch: if oracle {
+                        PrefetchKind::Oracle {}
+                    } else {
+                        PrefetchKind::None {}
+                    },
+                    ..Toy::new()
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn doubling_a_links_bandwidth_never_increases_any_token_latency(toy in toy_strategy(), seed in 0u64..1000) {
+        let t = trace(seed, 2, 3, 12);
+        let base = sim(&toy, &t);
+        assert_breakdown(&base);
+        for i in 0..toy.links.len() {
+            let mut faster = toy.clone();
+            faster.links[i].bandwidth_bytes_per_s *= 2.0;
+            let r = sim(&faster, &t);
+            for (j, (a, b)) in r.token_latencies_ns.iter().zip(&base.token_latencies_ns).enumerate() {
+                prop_assert!(a <= b, "token {j}: {a} ns > {b} ns after doubling link {i}");
+            }
+            prop_assert!(r.ttft_p95_ns <= base.ttft_p95_ns && r.makespan_ns <= base.makespan_ns);
+        }
+    }
+
+    #[test]
+    fn oracle_prefetch_never_loses_to_no_prefetch(toy in toy_strategy(), seed in 0u64..1000) {
+        let t = trace(seed, 2, 3, 12);
+        let none = Toy { prefetch: PrefetchKind::None {}, scope: Scope::PerLayer, ..toy.clone() };
+        let oracle = Toy { prefetch: PrefetchKind::Oracle {}, ..none.clone() };
+        let a = sim(&none, &t);
+        let b = sim(&oracle, &t);
+        assert_breakdown(&b);
+        for (j, (x, y)) in b.token_latencies_ns.iter().zip(&a.token_latencies_ns).enumerate() {
+            prop_assert!(x <= y, "token {j}: oracle {x} ns > none {y} ns");
+        }
+        prop_assert_eq!(b.prefetch_wrong, 0);
+        prop_assert!(b.misses <= a.misses && b.hits >= a.hits, "misses {} vs {}, hits {} vs {}", b.misses, a.misses, b.hits, a.hits);
+    }
+}
+
+#[test]
+fn oracle_prefetch_beats_no_prefetch_when_links_are_the_bottleneck() {
+    let t = trace(9, 1, 0, 40);
+    let toy = Toy {
+        compute_ns: 1500,
+        dense_ns: 2000,
+        cache_experts_per_layer: 2,
+        ..Toy::new()
+    };
+    let none = sim(&toy, &t);
+    let oracle = sim(
+        &Toy {
+            prefetch: PrefetchKind::Oracle {},
+            ..toy.clone()
+        },
+        &t,
+    );
+    assert!(
+        oracle.token_latency_mean_ns < 0.9 * none.token_latency_mean_ns,
+        "{} vs {}",
+        oracle.token_latency_mean_ns,
+        none.token_latency_mean_ns
+    );
+    assert_eq!(oracle.prefetch_precision, 1.0);
+    assert!(oracle.prefetch_issued > 0);
+}
+
+fn write_experiment(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("schema_version = 1\nname = \"{name}\"\n{body}"),
+    )
+    .unwrap();
+    path
+}
+
+const SMALL: &str = r#"
+[hardware]
+profile = "esp32-p4"
+[model]
+spec = "micro-moe"
+format = "q2_k"
+[trace]
+generator = "micro-moe"
+requests = 2
+prefill_tokens = 4
+decode_tokens = 12
+[cache]
+capacity_experts = 3
+[output]
+timeline = true
+"#;
+
+#[test]
+fn quickstart_runs_and_its_timeline_is_chrome_trace_json() {
+    let dir = scratch("sim_quickstart");
+    let out = dir.join("report");
+    let run = moesim(["run", "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("decode throughput") && run.stdout.contains("tokens/s"),
+        "{}",
+        run.stdout
+    );
+    for f in [
+        "config.resolved.toml",
+        "metrics.csv",
+        "links.csv",
+        "tiers.csv",
+        "summary.md",
+        "timeline.json",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("timeline.json")).unwrap()).unwrap();
+    let events = v["traceEvents"].as_array().unwrap();
+    let spans: Vec<&serde_json::Value> = events.iter().filter(|e| e["ph"] == "X").collect();
+    assert!(spans.len() > 1000, "{} spans", spans.len());
+    for e in &spans {
+        assert!(
+            e["ts"].as_f64().unwrap() >= 0.0 && e["dur"].as_f64().unwrap() > 0.0,
+            "{e}"
+        );
+        assert!(
+            e["pid"].is_u64() && e["tid"].is_u64() && e["name"].is_string(),
+            "{e}"
+        );
+    }
+    assert!(
+        spans.iter().any(|e| e["cat"] == "transfer") && spans.iter().any(|e| e["cat"] == "compute")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["ph"] == "M" && e["name"] == "thread_name")
+    );
+    // The resolved config runs as an experiment and reproduces the metrics.
+    let again = dir.join("again");
+    let run = moesim([
+        "run",
+        out.join("config.resolved.toml").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        std::fs::read(out.join("metrics.csv")).unwrap(),
+        std::fs::read(again.join("metrics.csv")).unwrap()
+    );
+}
+
+#[test]
+fn the_same_seed_gives_byte_identical_outputs() {
+    let dir = scratch("sim_determinism");
+    let exp = write_experiment(&dir, "det", &format!("seed = 7\n{SMALL}"));
+    let mut outputs = Vec::new();
+    for i in 0..2 {
+        let out = dir.join(format!("out{i}"));
+        let run = moesim([
+            "run",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let mut files = Vec::new();
+        for f in [
+            "config.resolved.toml",
+            "metrics.csv",
+            "links.csv",
+            "tiers.csv",
+            "summary.md",
+            "timeline.json",
+        ] {
+            files.push(std::fs::read(out.join(f)).unwrap());
+        }
+        outputs.push((files, run.stdout));
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    let other = write_experiment(&dir, "det2", &format!("seed = 8\n{SMALL}"));
+    let run = moesim([
+        "run",
+        other.to_str().unwrap(),
+        "--out",
+        dir.join("out2").to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_ne!(
+        std::fs::read(dir.join("out2/metrics.csv")).unwrap(),
+        outputs[0].0[1],
+        "another seed, another trace"
+    );
+}
+
+#[test]
+fn prefetchers_and_routers_run_end_to_end() {
+    let dir = scratch("sim_prefetch");
+    for (name, extra) in [
+        ("spec", "[prefetch]\nkind = \"speculative\"\n"),
+        ("hist", "[prefetch]\nkind = \"history\"\ndecay = 0.8\n"),
+        ("oracle", "[prefetch]\nkind = \"oracle\"\n"),
+        ("ma", "[router]\nkind = \"memory-aware\"\nlambda = 1.0\n"),
+        (
+            "poisson",
+            "[scenario]\narrival = { kind = \"poisson\", rate_per_s = 0.5 }\n",
+        ),
+        (
+            "closed",
+            "[scenario]\narrival = { kind = \"closed-loop\", think_time_ns = 1000000 }\n",
+        ),
+    ] {
+        let exp = write_experiment(&dir, name, &format!("{SMALL}{extra}"));
+        let out = dir.join(name);
+        let run = moesim([
+            "run",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        let m: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        assert!(
+            m["decode_tokens_per_s"].as_f64().unwrap() > 0.0,
+            "{name}: {m}"
+        );
+        let t = m["decode_compute_ns"].as_u64().unwrap()
+            + m["decode_routing_ns"].as_u64().unwrap()
+            + m["decode_stall_ns"].as_u64().unwrap();
+        let mean = m["token_latency_mean_ns"].as_f64().unwrap();
+        assert!(
+            (t as f64 / 24.0 - mean).abs() < 1.0,
+            "{name}: breakdown {t} vs mean {mean}"
+        );
+        match name {
+            "spec" | "hist" => {
+                let p = m["prefetch_precision"].as_f64().unwrap();
+                assert!(
+                    m["prefetch_issued"].as_u64().unwrap() > 0 && p > 0.0 && p <= 1.0,
+                    "{name}: {m}"
+                );
+            }
+            "oracle" => assert_eq!(m["prefetch_precision"].as_f64().unwrap(), 1.0),
+            "ma" => assert!(m["gate_mass_retained"].as_f64().unwrap() < 1.0, "{m}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn bad_experiments_fail_on_one_line_without_output() {
+    let dir = scratch("sim_bad");
+    let out = dir.join("never");
+    let cases: [(&str, &str, &[&str]); 9] = [
+        (
+            "unknown_key",
+            &format!("{SMALL}[extra]\nx = 1\n"),
+            &["unknown field `extra`"],
+        ),
+        (
+            "bad_profile",
+            &SMALL.replace("esp32-p4", "esp33"),
+            &["hardware.profile", "esp33"],
+        ),
+        (
+            "shape",
+            &SMALL.replace("generator = \"micro-moe\"", "generator = \"mixtral-like\""),
+            &["trace", "32 MoE layers"],
+        ),
+        (
+            "both",
+            &SMALL.replace("[trace]\n", "[trace]\nfile = \"x.jsonl\"\n"),
+            &["exactly one of `generator` and `file`"],
+        ),
+        (
+            "too_big",
+            &SMALL.replace("capacity_experts = 3", "capacity_experts = 16"),
+            &["cache", "has"],
+        ),
+        (
+            "belady",
+            &format!("{SMALL}[router]\nkind = \"hard-mask\"\n")
+                .replace("[cache]\n", "[cache]\npolicy = \"belady\"\n"),
+            &["cache.policy", "standard router"],
+        ),
+        (
+            "policy",
+            &SMALL.replace("[cache]\n", "[cache]\npolicy = \"mru\"\n"),
+            &["cache.policy", "unknown policy"],
+        ),
+        (
+            "poisson",
+            &format!("{SMALL}[scenario]\narrival = {{ kind = \"poisson\", rate_per_s = 0 }}\n"),
+            &["scenario.arrival", "rate_per_s"],
+        ),
+        ("format", &SMALL.replace("q2_k", "f32"), &["model.format"]),
+    ];
+    for (name, body, needles) in cases {
+        let exp = write_experiment(&dir, name, body);
+        let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert_bad_input(&run, needles);
+        assert!(
+            !out.exists(),
+            "{name}: a failed run wrote {}",
+            out.display()
+        );
+    }
+    // Speculative prefetch needs hidden states, which trace files do not carry.
+    let trace = dir.join("t.jsonl");
+    let run = moesim([
+        "trace",
+        "generate",
+        "--preset",
+        "micro-moe",
+        "--requests",
+        "1",
+        "--tokens",
+        "4",
+        "--out",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let body = SMALL.replace(
+        "generator = \"micro-moe\"\nrequests = 2\nprefill_tokens = 4\ndecode_tokens = 12",
+        "file = \"t.jsonl\"",
+    ) + "[prefetch]\nkind = \"speculative\"\n";
+    let exp = write_experiment(&dir, "spec_file", &body);
+    assert_bad_input(
+        &moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        &["prefetch.kind", "hidden state"],
+    );
+    // The same file without speculative prefetch runs (paths are relative to the experiment).
+    let exp = write_experiment(
+        &dir,
+        "file_ok",
+        &body.replace("kind = \"speculative\"", "kind = \"history\""),
+    );
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
