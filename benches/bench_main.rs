@@ -11,6 +11,7 @@ fn main() {
     benchmarks::cache_replay::benches();
     benchmarks::route_replay::benches();
     benchmarks::sim_decode::benches();
+    benchmarks::quant_gemv::benches();
     criterion::Criterion::default()
         .configure_from_args()
         .final_summary();

@@ -23,5 +23,6 @@ pub mod router;
 pub mod sim;
 pub mod trace;
 pub mod units;
+pub mod weights;
 
 pub use error::{Error, InputError, Result};

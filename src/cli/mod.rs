@@ -6,6 +6,7 @@
 mod cache;
 mod model;
 mod profile;
+mod quant;
 mod route;
 mod run;
 pub mod table;
@@ -43,6 +44,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
     Route(route::RouteArgs),
+    /// Quantized kernels: error by format, packed bytes, GEMV throughput.
+    #[command(subcommand)]
+    Quant(quant::QuantCommand),
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cache(cmd) => cache::run(cmd, &mut out),
         Command::Route(args) => route::run(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
+        Command::Quant(cmd) => quant::run(cmd, &mut out),
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

@@ -470,7 +470,7 @@ fn check(out: &mut dyn Write, file: &str, model: Option<&str>) -> Result<()> {
         p.tiers.len(),
         p.links.len(),
         uncalibrated.len(),
-        p.tiers.len() + p.links.len() + 1
+        p.figure_groups()
     );
     if let Some(model) = model {
         let m = moe::load(model)?;

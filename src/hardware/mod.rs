@@ -110,7 +110,9 @@ pub struct Compute {
     pub dense_weights_per_s: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
-    /// Provenance of the figures.
+    /// Provenance of the energy figure.
+    pub energy_calibrated: Calibration,
+    /// Provenance of the throughput figures.
     pub calibrated: Calibration,
 }
 
@@ -203,6 +205,13 @@ impl HardwareProfile {
             .expect("validation guarantees the compute tier holds experts")
     }
 
+    /// Figure groups: one per tier and link, the compute throughput, and the compute energy
+    /// when its provenance is given separately.
+    pub fn figure_groups(&self) -> usize {
+        let energy = usize::from(self.compute.energy_calibrated != self.compute.calibrated);
+        self.tiers.len() + self.links.len() + 1 + energy
+    }
+
     /// Every figure group that is not datasheet or measured, as `(group, calibration)`.
     pub fn uncalibrated_groups(&self) -> Vec<(String, Calibration)> {
         let mut groups = Vec::new();
@@ -224,6 +233,11 @@ impl HardwareProfile {
         }
         if !self.compute.calibrated.is_calibrated() {
             groups.push(("compute".to_string(), self.compute.calibrated));
+        }
+        if self.compute.energy_calibrated != self.compute.calibrated
+            && !self.compute.energy_calibrated.is_calibrated()
+        {
+            groups.push(("compute energy".to_string(), self.compute.energy_calibrated));
         }
         groups
     }

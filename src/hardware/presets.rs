@@ -45,6 +45,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         "pc-rtx4090-pcie4",
         include_str!("../../hardware-profiles/pc-rtx4090-pcie4.toml"),
     ),
+    ("host", include_str!("../../hardware-profiles/host.toml")),
 ];
 
 /// The TOML text of preset `name`.

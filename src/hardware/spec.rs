@@ -180,6 +180,10 @@ pub struct ComputeSpec {
     pub dense_weights_per_s: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
+    /// How the energy figure was obtained, when it differs from the throughput figures (a
+    /// measured throughput with a sourced energy, say); default: as `calibrated`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_calibrated: Option<Calibration>,
     /// How these figures were obtained.
     pub calibrated: Calibration,
 }
@@ -401,6 +405,7 @@ impl HardwareProfileSpec {
                 expert_weights_per_s,
                 dense_weights_per_s: c.dense_weights_per_s,
                 energy_pj_per_mac: c.energy_pj_per_mac,
+                energy_calibrated: c.energy_calibrated.unwrap_or(c.calibrated),
                 calibrated: c.calibrated,
             },
             compute_tier,

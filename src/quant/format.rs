@@ -38,6 +38,18 @@ pub enum WeightFormat {
     /// ggml TQ1_0: 256 ternary weights, 5 trits per byte + fp16 scale.
     #[serde(rename = "tq1_0")]
     TQ1_0,
+    /// BitNet b1.58: absmean-ternarized weights in TQ2_0 blocks.
+    Bitnet,
+    /// The seed's pi-constant 3-bit quantizer (k = 4): 256 weights, f16 α + 96 B of codes.
+    Piq3,
+    /// The seed's pi-constant 2-bit quantizer (k = 3): 256 weights, f16 α + 64 B of codes.
+    Piq2,
+    /// Uniform 4-bit grid with the MSE-optimal step per 256 weights (f16 step + 128 B).
+    Uq4,
+    /// Uniform 3-bit grid with the MSE-optimal step (the baseline for PiQ3).
+    Uq3,
+    /// Uniform 2-bit grid with the MSE-optimal step (the baseline for PiQ2).
+    Uq2,
 }
 
 /// The throughput class a hardware profile gives a rate for.
@@ -60,19 +72,26 @@ pub enum ComputeClass {
 
 impl WeightFormat {
     /// Every format, most bits first.
-    pub const ALL: [WeightFormat; 9] = [
+    pub const ALL: [WeightFormat; 15] = [
         WeightFormat::F32,
         WeightFormat::F16,
         WeightFormat::Q8_0,
         WeightFormat::Q4_0,
         WeightFormat::Q4K,
+        WeightFormat::Uq4,
         WeightFormat::Q3K,
+        WeightFormat::Piq3,
+        WeightFormat::Uq3,
         WeightFormat::Q2K,
         WeightFormat::TQ2_0,
+        WeightFormat::Bitnet,
+        WeightFormat::Piq2,
+        WeightFormat::Uq2,
         WeightFormat::TQ1_0,
     ];
 
-    /// The formats an expert can be stored in on a device (all but the f32 reference).
+    /// The formats llama.cpp deploys experts in (the tables of `profile show` and
+    /// `model show` list these; the others are research formats with their own kernels).
     pub const DEPLOYABLE: [WeightFormat; 8] = [
         WeightFormat::F16,
         WeightFormat::Q8_0,
@@ -96,6 +115,26 @@ impl WeightFormat {
             WeightFormat::Q2K => "q2_k",
             WeightFormat::TQ2_0 => "tq2_0",
             WeightFormat::TQ1_0 => "tq1_0",
+            WeightFormat::Bitnet => "bitnet",
+            WeightFormat::Piq3 => "piq3",
+            WeightFormat::Piq2 => "piq2",
+            WeightFormat::Uq4 => "uq4",
+            WeightFormat::Uq3 => "uq3",
+            WeightFormat::Uq2 => "uq2",
+        }
+    }
+
+    /// The family a format belongs to (plot series, reports).
+    pub fn family(self) -> &'static str {
+        match self {
+            WeightFormat::F32 | WeightFormat::F16 => "float",
+            WeightFormat::Q8_0 | WeightFormat::Q4_0 => "ggml legacy",
+            WeightFormat::Q4K | WeightFormat::Q3K | WeightFormat::Q2K => "ggml k-quant",
+            WeightFormat::TQ2_0 | WeightFormat::TQ1_0 | WeightFormat::Bitnet => "ternary",
+            WeightFormat::Piq3 | WeightFormat::Piq2 => "pi-constant (seed)",
+            WeightFormat::Uq4 | WeightFormat::Uq3 | WeightFormat::Uq2 => {
+                "uniform, MSE-optimal step"
+            }
         }
     }
 
@@ -108,7 +147,13 @@ impl WeightFormat {
             | WeightFormat::Q3K
             | WeightFormat::Q2K
             | WeightFormat::TQ2_0
-            | WeightFormat::TQ1_0 => 256,
+            | WeightFormat::TQ1_0
+            | WeightFormat::Bitnet
+            | WeightFormat::Piq3
+            | WeightFormat::Piq2
+            | WeightFormat::Uq4
+            | WeightFormat::Uq3
+            | WeightFormat::Uq2 => 256,
         }
     }
 
@@ -122,8 +167,11 @@ impl WeightFormat {
             WeightFormat::Q4K => 144,
             WeightFormat::Q3K => 110,
             WeightFormat::Q2K => 84,
-            WeightFormat::TQ2_0 => 66,
+            WeightFormat::TQ2_0 | WeightFormat::Bitnet => 66,
             WeightFormat::TQ1_0 => 54,
+            WeightFormat::Piq3 | WeightFormat::Uq3 => 98,
+            WeightFormat::Piq2 | WeightFormat::Uq2 => 66,
+            WeightFormat::Uq4 => 130,
         }
     }
 
@@ -147,7 +195,12 @@ impl WeightFormat {
             WeightFormat::Q4_0 | WeightFormat::Q4K => Some(ComputeClass::Q4),
             WeightFormat::Q3K => Some(ComputeClass::Q3),
             WeightFormat::Q2K => Some(ComputeClass::Q2),
-            WeightFormat::TQ2_0 | WeightFormat::TQ1_0 => Some(ComputeClass::Ternary),
+            WeightFormat::TQ2_0 | WeightFormat::TQ1_0 | WeightFormat::Bitnet => {
+                Some(ComputeClass::Ternary)
+            }
+            WeightFormat::Uq4 => Some(ComputeClass::Q4),
+            WeightFormat::Piq3 | WeightFormat::Uq3 => Some(ComputeClass::Q3),
+            WeightFormat::Piq2 | WeightFormat::Uq2 => Some(ComputeClass::Q2),
         }
     }
 }
@@ -215,6 +268,12 @@ mod tests {
             (WeightFormat::Q2K, 2.625),
             (WeightFormat::TQ2_0, 2.0625),
             (WeightFormat::TQ1_0, 1.6875),
+            (WeightFormat::Bitnet, 2.0625),
+            (WeightFormat::Piq3, 3.0625),
+            (WeightFormat::Uq3, 3.0625),
+            (WeightFormat::Piq2, 2.0625),
+            (WeightFormat::Uq2, 2.0625),
+            (WeightFormat::Uq4, 4.0625),
         ];
         for (format, bpw) in expected {
             assert_eq!(format.bits_per_weight(), bpw, "{format}");

@@ -1,8 +1,352 @@
-//! Numeric weight formats and, later, their kernels.
+//! Weight formats and their kernels: quantize, pack, dequantize and a fused dequantize-dot
+//! GEMV for each format, a randomized Hadamard rotation, and error measurement.
 //!
-//! Owns what a weight format is (block layout, bits per weight) and how weights are quantized,
-//! packed and multiplied. Pure functions over slices; no I/O.
+//! One file per format (`q8_0.rs`, `q4_0.rs`, `q4_k.rs`, `q3_k.rs`, `q2_k.rs`, `tq2_0.rs`,
+//! `tq1_0.rs`, `bitnet.rs`, `pi.rs`, `uniform.rs`, with `grid.rs` the storage PiQ and the
+//! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
+//! is the kind enum and [`kernels`] its one dispatch match. ggml formats use ggml's exact
+//! block layouts and reference quantizers (`../shared/reference/quantization.md`). Pure
+//! functions over slices; no I/O.
 
+mod bitnet;
+pub mod eval;
+pub mod f16;
 pub mod format;
+pub mod gemv;
+mod grid;
+pub mod hadamard;
+mod kquant;
+pub mod pi;
+mod q2_k;
+mod q3_k;
+mod q4_0;
+mod q4_k;
+mod q8_0;
+mod reference;
+mod tq1_0;
+mod tq2_0;
+mod uniform;
+
+use rayon::prelude::*;
 
 pub use format::{ComputeClass, WeightFormat};
+pub use hadamard::Rotation;
+
+/// Fused GEMV over whole rows: `(packed, row_bytes, activations, activation_sums, out)`.
+pub(crate) type GemvRowsFn = fn(&[u8], usize, &[f32], &[f32], &mut [f32]);
+
+/// What a format provides.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    /// Weights per block.
+    pub block: usize,
+    /// Bytes per block.
+    pub bytes: usize,
+    /// Quantizes a row; the `f32` is the tensor's absmean (used by BitNet only).
+    pub quantize: fn(&[f32], &mut [u8], f32),
+    /// Dequantizes a row.
+    pub dequantize: fn(&[u8], &mut [f32]),
+    /// Fused GEMV over whole rows.
+    pub gemv_rows: GemvRowsFn,
+    /// Group size of the activation sums the kernel needs (0: none).
+    pub aux_group: usize,
+}
+
+/// The kernels of `format`: the one place formats are dispatched.
+pub(crate) fn kernels(format: WeightFormat) -> Kernels {
+    use WeightFormat as F;
+    let k = |block, bytes, quantize, dequantize, gemv_rows, aux_group| Kernels {
+        block,
+        bytes,
+        quantize,
+        dequantize,
+        gemv_rows,
+        aux_group,
+    };
+    match format {
+        F::F32 => k(
+            1,
+            4,
+            |x, o, _| reference::quantize_row(x, o),
+            reference::dequantize_row,
+            reference::gemv_rows,
+            0,
+        ),
+        F::F16 => k(
+            1,
+            2,
+            |x, o, _| f16::format::quantize_row(x, o),
+            f16::format::dequantize_row,
+            f16::format::gemv_rows,
+            0,
+        ),
+        F::Q8_0 => k(
+            q8_0::BLOCK,
+            q8_0::BYTES,
+            |x, o, _| q8_0::quantize_row(x, o),
+            q8_0::dequantize_row,
+            q8_0::gemv_rows,
+            0,
+        ),
+        F::Q4_0 => k(
+            q4_0::BLOCK,
+            q4_0::BYTES,
+            |x, o, _| q4_0::quantize_row(x, o),
+            q4_0::dequantize_row,
+            q4_0::gemv_rows,
+            0,
+        ),
+        F::Q4K => k(
+            q4_k::BLOCK,
+            q4_k::BYTES,
+            |x, o, _| q4_k::quantize_row(x, o),
+            q4_k::dequantize_row,
+            q4_k::gemv_rows,
+            q4_k::AUX_GROUP,
+        ),
+        F::Q3K => k(
+            q3_k::BLOCK,
+            q3_k::BYTES,
+            |x, o, _| q3_k::quantize_row(x, o),
+            q3_k::dequantize_row,
+            q3_k::gemv_rows,
+            0,
+        ),
+        F::Q2K => k(
+            q2_k::BLOCK,
+            q2_k::BYTES,
+            |x, o, _| q2_k::quantize_row(x, o),
+            q2_k::dequantize_row,
+            q2_k::gemv_rows,
+            q2_k::AUX_GROUP,
+        ),
+        F::TQ2_0 => k(
+            tq2_0::BLOCK,
+            tq2_0::BYTES,
+            |x, o, _| tq2_0::quantize_row(x, o),
+            tq2_0::dequantize_row,
+            tq2_0::gemv_rows,
+            0,
+        ),
+        F::TQ1_0 => k(
+            tq1_0::BLOCK,
+            tq1_0::BYTES,
+            |x, o, _| tq1_0::quantize_row(x, o),
+            tq1_0::dequantize_row,
+            tq1_0::gemv_rows,
+            0,
+        ),
+        F::Bitnet => k(
+            tq2_0::BLOCK,
+            tq2_0::BYTES,
+            |x, o, g| bitnet::quantize_row(g, x, o),
+            tq2_0::dequantize_row,
+            tq2_0::gemv_rows,
+            0,
+        ),
+        F::Piq3 => k(
+            grid::BLOCK,
+            grid::bytes(3),
+            |x, o, _| pi::quantize_row(3, 4, pi::Calibration::Seed, x, o),
+            |b, o| pi::dequantize_row(3, 4, b, o),
+            pi::piq3::gemv_rows,
+            0,
+        ),
+        F::Piq2 => k(
+            grid::BLOCK,
+            grid::bytes(2),
+            |x, o, _| pi::quantize_row(2, 3, pi::Calibration::Seed, x, o),
+            |b, o| pi::dequantize_row(2, 3, b, o),
+            pi::piq2::gemv_rows,
+            0,
+        ),
+        F::Uq4 => k(
+            grid::BLOCK,
+            grid::bytes(4),
+            |x, o, _| uniform::quantize_row(4, x, o),
+            |b, o| uniform::dequantize_row(4, b, o),
+            uniform::uq4::gemv_rows,
+            0,
+        ),
+        F::Uq3 => k(
+            grid::BLOCK,
+            grid::bytes(3),
+            |x, o, _| uniform::quantize_row(3, x, o),
+            |b, o| uniform::dequantize_row(3, b, o),
+            uniform::uq3::gemv_rows,
+            0,
+        ),
+        F::Uq2 => k(
+            grid::BLOCK,
+            grid::bytes(2),
+            |x, o, _| uniform::quantize_row(2, x, o),
+            |b, o| uniform::dequantize_row(2, b, o),
+            uniform::uq2::gemv_rows,
+            0,
+        ),
+    }
+}
+
+/// Rows per parallel GEMV task.
+const ROWS_PER_TASK: usize = 64;
+
+/// A matrix of `rows × cols` weights packed in a format, rows contiguous (the ggml layout
+/// where the format has one), optionally quantized in a rotated basis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedMatrix {
+    /// The format.
+    pub format: WeightFormat,
+    /// Output dimension.
+    pub rows: usize,
+    /// Input dimension (a multiple of the format's block).
+    pub cols: usize,
+    /// Packed rows.
+    pub data: Vec<u8>,
+    /// The rotation the rows were quantized in, if any.
+    pub rotation: Option<Rotation>,
+}
+
+impl QuantizedMatrix {
+    /// Quantizes `w` (row-major `rows × cols`) to `format`, after rotating every row by
+    /// `rotation` if given. Rows are quantized in parallel; the result does not depend on the
+    /// thread count. Fails (with the reason) when `cols` is not a whole number of blocks.
+    pub fn quantize(
+        format: WeightFormat,
+        rows: usize,
+        cols: usize,
+        w: &[f32],
+        rotation: Option<Rotation>,
+    ) -> Result<QuantizedMatrix, String> {
+        assert_eq!(w.len(), rows * cols, "weights are rows × cols");
+        let k = kernels(format);
+        if cols == 0 || !cols.is_multiple_of(k.block) {
+            return Err(format!(
+                "{format} packs rows in blocks of {} weights; a row of {cols} is not a whole number of blocks",
+                k.block
+            ));
+        }
+        if let Some(r) = &rotation {
+            assert_eq!(r.len(), cols, "rotation length");
+        }
+        let row_bytes = cols / k.block * k.bytes;
+        let rotated: Option<Vec<f32>> = rotation.as_ref().map(|r| {
+            let mut v = w.to_vec();
+            v.par_chunks_mut(cols).for_each(|row| r.rotate(row));
+            v
+        });
+        let source = rotated.as_deref().unwrap_or(w);
+        let gamma = if format == WeightFormat::Bitnet {
+            bitnet::absmean(source)
+        } else {
+            0.0
+        };
+        let mut data = vec![0u8; rows * row_bytes];
+        data.par_chunks_mut(row_bytes)
+            .zip(source.par_chunks(cols))
+            .for_each(|(out, row)| (k.quantize)(row, out, gamma));
+        Ok(QuantizedMatrix {
+            format,
+            rows,
+            cols,
+            data,
+            rotation,
+        })
+    }
+
+    /// Bytes of one packed row.
+    pub fn row_bytes(&self) -> usize {
+        self.data.len() / self.rows.max(1)
+    }
+
+    /// Row `r` dequantized, in the original (unrotated) basis.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        let k = kernels(self.format);
+        let rb = self.row_bytes();
+        (k.dequantize)(&self.data[r * rb..(r + 1) * rb], out);
+        if let Some(rot) = &self.rotation {
+            rot.unrotate(out);
+        }
+    }
+
+    /// The whole matrix dequantized, in the original basis.
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0.0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols)
+            .enumerate()
+            .for_each(|(r, row)| self.dequantize_row(r, row));
+        out
+    }
+
+    fn prepare(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        assert_eq!(x.len(), self.cols, "x has the matrix's input dimension");
+        let mut xr = x.to_vec();
+        if let Some(r) = &self.rotation {
+            r.rotate(&mut xr);
+        }
+        let mut aux = Vec::new();
+        let group = kernels(self.format).aux_group;
+        if group > 0 {
+            gemv::group_sums(&xr, group, &mut aux);
+        }
+        (xr, aux)
+    }
+
+    /// `y = W · x` with the fused kernel, rows split over the rayon pool.
+    pub fn gemv(&self, x: &[f32], y: &mut [f32]) {
+        assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
+        let (xr, aux) = self.prepare(x);
+        let k = kernels(self.format);
+        let rb = self.row_bytes();
+        y.par_chunks_mut(ROWS_PER_TASK)
+            .zip(self.data.par_chunks(ROWS_PER_TASK * rb))
+            .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, &xr, &aux, ys));
+    }
+
+    /// `y = W · x` on the calling thread only.
+    pub fn gemv_serial(&self, x: &[f32], y: &mut [f32]) {
+        assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
+        let (xr, aux) = self.prepare(x);
+        (kernels(self.format).gemv_rows)(&self.data, self.row_bytes(), &xr, &aux, y);
+    }
+}
+
+/// Quantizes `w` with the PiQ quantizer at `bits` bits and constant `k` with α fitted per
+/// block to minimise squared error (not a storage format of its own: the evaluation's
+/// demonstration that π cancels into a fitted scale), and returns it dequantized, in the
+/// original basis.
+pub fn pi_fitted_round_trip(
+    bits: u32,
+    k: u32,
+    rows: usize,
+    cols: usize,
+    w: &[f32],
+    rotation: Option<&Rotation>,
+) -> Vec<f32> {
+    assert_eq!(w.len(), rows * cols);
+    assert_eq!(cols % grid::BLOCK, 0, "rows of whole 256-weight blocks");
+    let row_bytes = cols / grid::BLOCK * grid::bytes(bits);
+    let mut out = w.to_vec();
+    out.par_chunks_mut(cols).for_each(|row| {
+        if let Some(r) = rotation {
+            r.rotate(row);
+        }
+        let mut packed = vec![0u8; row_bytes];
+        pi::quantize_row(bits, k, pi::Calibration::Fitted, row, &mut packed);
+        pi::dequantize_row(bits, k, &packed, row);
+        if let Some(r) = rotation {
+            r.unrotate(row);
+        }
+    });
+    out
+}
+
+/// `y = W · x` for a row-major f32 matrix, in f64 accumulation (the test reference).
+pub fn reference_gemv(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
+    for (row, yr) in w.chunks_exact(cols).zip(y.iter_mut()) {
+        *yr = row
+            .iter()
+            .zip(x)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum::<f64>() as f32;
+    }
+}

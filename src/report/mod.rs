@@ -7,3 +7,4 @@
 
 pub mod flat_csv;
 pub mod font;
+pub mod plot;

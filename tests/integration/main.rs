@@ -22,3 +22,5 @@ mod routers;
 mod sim;
 // The event engine against SimPy (Python, in CI).
 mod simpy_check;
+// Quantized kernels: gguf bit-exactness, error bounds, GEMV, `moesim quant`.
+mod quant;

@@ -1,0 +1,120 @@
+//! Fused dequantize-dot GEMV: `y = W · x` with W packed in its format and x in f32, row by row.
+//!
+//! Each format writes one scalar row kernel (`dot_row`), in plain Rust shaped so that LLVM
+//! vectorises it: per-lane accumulators kept across blocks, no horizontal sum per block. The
+//! [`row_kernels!`] macro compiles that one source three times, for the baseline x86-64 target
+//! (SSE2), for AVX2 + FMA and for AVX-512, and [`simd_level`] picks one at run time from the
+//! CPU's features, so the binary stays portable (no `target-cpu=native`) and still uses the
+//! host's vector units. `MOESIM_SIMD=baseline|avx2|avx512` forces a level (benchmarks, tests).
+//! Results may differ in the last bits between levels (FMA contracts a multiply and an add);
+//! on one machine they are deterministic.
+
+use std::sync::OnceLock;
+
+/// The instruction-set level kernels run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Baseline x86-64 (SSE2) or any non-x86 target.
+    Baseline,
+    /// AVX2 with FMA.
+    Avx2,
+    /// AVX-512 (F, BW, VL) with FMA.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The name used by `MOESIM_SIMD` and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Baseline => "baseline",
+            SimdLevel::Avx2 => "avx2",
+            SimdLevel::Avx512 => "avx512",
+        }
+    }
+}
+
+fn detect() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            return SimdLevel::Avx512;
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Baseline
+}
+
+/// The level in use: the best the CPU has, or `MOESIM_SIMD` if set (never above what the CPU
+/// has).
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let best = detect();
+        match std::env::var("MOESIM_SIMD").as_deref() {
+            Ok("baseline") => SimdLevel::Baseline,
+            Ok("avx2") => best.min(SimdLevel::Avx2),
+            Ok("avx512") => best.min(SimdLevel::Avx512),
+            _ => best,
+        }
+    })
+}
+
+/// Generates `pub(crate) fn gemv_rows(rows: &[u8], row_bytes, x, aux, y)` from a row kernel
+/// `fn(row: &[u8], x: &[f32], aux: &[f32]) -> f32`, compiled for each [`SimdLevel`].
+macro_rules! row_kernels {
+    ($dot:path) => {
+        /// `y[r] = dot(row r, x)` for every row of `rows` (`row_bytes` each).
+        pub(crate) fn gemv_rows(
+            rows: &[u8],
+            row_bytes: usize,
+            x: &[f32],
+            aux: &[f32],
+            y: &mut [f32],
+        ) {
+            #[inline(always)]
+            fn body(rows: &[u8], row_bytes: usize, x: &[f32], aux: &[f32], y: &mut [f32]) {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                    *yr = $dot(row, x, aux);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(rows: &[u8], row_bytes: usize, x: &[f32], aux: &[f32], y: &mut [f32]) {
+                body(rows, row_bytes, x, aux, y)
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            fn avx512(rows: &[u8], row_bytes: usize, x: &[f32], aux: &[f32], y: &mut [f32]) {
+                body(rows, row_bytes, x, aux, y)
+            }
+            match $crate::quant::gemv::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
+                $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
+                    avx512(rows, row_bytes, x, aux, y)
+                },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
+                $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, x, aux, y) },
+                _ => body(rows, row_bytes, x, aux, y),
+            }
+        }
+    };
+}
+
+pub(crate) use row_kernels;
+
+/// Sums of `x` over consecutive groups of `group` elements (activation-side terms of the
+/// formats with a per-sub-block minimum).
+pub fn group_sums(x: &[f32], group: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.extend(x.chunks(group).map(|c| c.iter().sum::<f32>()));
+}

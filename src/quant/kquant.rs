@@ -1,0 +1,169 @@
+//! Shared pieces of ggml's K-quant reference quantizers (`ggml-quants.c`, paraphrased in
+//! `../shared/reference/quantization.md` §2.3–2.5): the asymmetric sub-block fit
+//! (`make_qkx2_quants`) and the symmetric 3-bit fit (`make_q3_quants`, RMSE variant), the 2-bit
+//! code packing of Q3_K and Q2_K, and the 6-bit scale packing of Q4_K. Arithmetic is f32 in
+//! ggml's order, with no fused multiply-add, so codes match an `-ffp-contract=off` build.
+
+/// ggml's `nearest_int`: round half to even (its magic-number trick, valid for |x| < 2^22).
+#[inline(always)]
+pub(crate) fn nearest_int(x: f32) -> i32 {
+    x.round_ties_even() as i32
+}
+
+/// Fits `x ≈ scale · L − min` (returns `(scale, min)` with min ≥ 0, codes in `l`, 0..=nmax)
+/// by trying `nstep + 1` inverse scales `(rmin + rdelta · s + nmax) / (max − min)` and solving
+/// the weighted least squares for scale and min at each, keeping the lowest weighted error
+/// (absolute error when `use_mad`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_scale_min(
+    x: &[f32],
+    weights: &[f32],
+    nmax: i32,
+    l: &mut [u8],
+    laux: &mut [u8],
+    rmin: f32,
+    rdelta: f32,
+    nstep: i32,
+    use_mad: bool,
+) -> (f32, f32) {
+    let n = x.len();
+    let (mut min, mut max) = (x[0], x[0]);
+    let mut sum_w = weights[0];
+    let mut sum_x = sum_w * x[0];
+    for i in 1..n {
+        min = min.min(x[i]);
+        max = max.max(x[i]);
+        let w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if min > 0.0 {
+        min = 0.0;
+    }
+    if max == min {
+        l[..n].iter_mut().for_each(|v| *v = 0);
+        return (0.0, -min);
+    }
+    let err = |diff: f32| if use_mad { diff.abs() } else { diff * diff };
+    let mut iscale = nmax as f32 / (max - min);
+    let mut scale = 1.0 / iscale;
+    let mut best = 0.0f32;
+    for i in 0..n {
+        let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+        l[i] = q as u8;
+        let diff = scale * q as f32 + min - x[i];
+        best += weights[i] * err(diff);
+    }
+    for is in 0..=nstep {
+        iscale = (rmin + rdelta * is as f32 + nmax as f32) / (max - min);
+        let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
+        for i in 0..n {
+            let q = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
+            laux[i] = q as u8;
+            let (w, qf) = (weights[i], q as f32);
+            sum_l += w * qf;
+            sum_l2 += w * qf * qf;
+            sum_xl += w * qf * x[i];
+        }
+        let d = sum_w * sum_l2 - sum_l * sum_l;
+        if d > 0.0 {
+            let mut this_scale = (sum_w * sum_xl - sum_x * sum_l) / d;
+            let mut this_min = (sum_l2 * sum_x - sum_l * sum_xl) / d;
+            if this_min > 0.0 {
+                this_min = 0.0;
+                this_scale = sum_xl / sum_l2;
+            }
+            let mut cur = 0.0f32;
+            for i in 0..n {
+                let diff = this_scale * laux[i] as f32 + this_min - x[i];
+                cur += weights[i] * err(diff);
+            }
+            if cur < best {
+                l[..n].copy_from_slice(&laux[..n]);
+                best = cur;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    (scale, -min)
+}
+
+/// Symmetric fit `x ≈ scale · L` with L in −nmax..nmax−1 (returned offset by nmax in `l`):
+/// start from the largest-magnitude value, then up to five passes of coordinate descent on
+/// the weighted error with weights x², as `make_q3_quants(.., do_rmse = true)`.
+pub(crate) fn fit_symmetric(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if v.abs() > amax {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    if amax < 1e-15 {
+        l[..n].iter_mut().for_each(|v| *v = 0);
+        return 0.0;
+    }
+    let iscale = -(nmax as f32) / max;
+    let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+    for i in 0..n {
+        let q = nearest_int(iscale * x[i]).clamp(-nmax, nmax - 1);
+        l[i] = q as i8;
+        let w = x[i] * x[i];
+        sumlx += w * x[i] * q as f32;
+        suml2 += w * q as f32 * q as f32;
+    }
+    for _ in 0..5 {
+        let mut changed = 0;
+        for i in 0..n {
+            let w = x[i] * x[i];
+            let li = l[i] as f32;
+            let mut slx = sumlx - w * x[i] * li;
+            if slx > 0.0 {
+                let mut sl2 = suml2 - w * li * li;
+                let new_l = nearest_int(x[i] * sl2 / slx).clamp(-nmax, nmax - 1);
+                if new_l != l[i] as i32 {
+                    slx += w * x[i] * new_l as f32;
+                    sl2 += w * new_l as f32 * new_l as f32;
+                    if sl2 > 0.0 && slx * slx * suml2 > sumlx * sumlx * sl2 {
+                        l[i] = new_l as i8;
+                        sumlx = slx;
+                        suml2 = sl2;
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        if changed == 0 {
+            break;
+        }
+    }
+    l[..n].iter_mut().for_each(|v| *v += nmax as i8);
+    if suml2 > 0.0 { sumlx / suml2 } else { 0.0 }
+}
+
+/// Packs 256 two-bit codes as Q3_K and Q2_K do: element `128h + 32j + l` sits in byte
+/// `32h + l`, bits `2j..2j+1`.
+pub(crate) fn pack_2bit(codes: &[u8; 256], qs: &mut [u8]) {
+    for h in 0..2 {
+        for l in 0..32 {
+            let e = 128 * h + l;
+            qs[32 * h + l] =
+                codes[e] | (codes[e + 32] << 2) | (codes[e + 64] << 4) | (codes[e + 96] << 6);
+        }
+    }
+}
+
+/// Scale and min of sub-block `j` of a Q4_K block from its 12 packed bytes (6 bits each).
+#[inline(always)]
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (s[j] & 63, s[j + 4] & 63)
+    } else {
+        (
+            (s[j + 4] & 0xf) | ((s[j - 4] >> 6) << 4),
+            (s[j + 4] >> 4) | ((s[j] >> 6) << 4),
+        )
+    }
+}

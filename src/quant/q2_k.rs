@@ -1,0 +1,138 @@
+//! ggml Q2_K: super-blocks of 256 weights, `scales: u8[16], qs: u8[64], d: f16, dmin: f16`
+//! (84 bytes, 2.625 bpw); sixteen sub-blocks of 16, each with a 4-bit scale (low nibble) and
+//! min (high nibble), `x̂ = (d · sc_j) · q − dmin · m_j`, q in 0..3, codes packed as Q3_K's low
+//! bits. Quantizer: ggml's `quantize_row_q2_K_ref` (weights |x|, 16 candidate scales from
+//! −0.5 in steps of 0.1, absolute-error criterion, 4-bit scales and mins, requantization).
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::row_kernels;
+use super::kquant::{fit_scale_min, nearest_int, pack_2bit};
+
+pub(crate) const BLOCK: usize = 256;
+pub(crate) const BYTES: usize = 84;
+/// Activation sums per 16 elements.
+pub(crate) const AUX_GROUP: usize = 16;
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    let mut l = [0u8; 256];
+    let mut laux = [0u8; 16];
+    let mut weights = [0.0f32; 16];
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let mut scales = [0.0f32; 16];
+        let mut mins = [0.0f32; 16];
+        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            let sub = &xb[16 * j..16 * j + 16];
+            for (w, v) in weights.iter_mut().zip(sub) {
+                *w = v.abs();
+            }
+            let (s, m) = fit_scale_min(
+                sub,
+                &weights,
+                3,
+                &mut l[16 * j..16 * j + 16],
+                &mut laux,
+                -0.5,
+                0.1,
+                15,
+                true,
+            );
+            scales[j] = s;
+            mins[j] = m;
+            max_scale = max_scale.max(s);
+            max_min = max_min.max(m);
+        }
+        let sc = &mut yb[0..16];
+        if max_scale > 0.0 {
+            let iscale = 15.0 / max_scale;
+            for j in 0..16 {
+                sc[j] = nearest_int(iscale * scales[j]) as u8;
+            }
+        } else {
+            sc.iter_mut().for_each(|b| *b = 0);
+        }
+        if max_min > 0.0 {
+            let iscale = 15.0 / max_min;
+            for j in 0..16 {
+                sc[j] |= (nearest_int(iscale * mins[j]) as u8) << 4;
+            }
+        }
+        write_f16(
+            &mut yb[80..82],
+            if max_scale > 0.0 {
+                max_scale / 15.0
+            } else {
+                0.0
+            },
+        );
+        write_f16(
+            &mut yb[82..84],
+            if max_min > 0.0 { max_min / 15.0 } else { 0.0 },
+        );
+        let (d_all, m_all) = (read_f16(&yb[80..82]), read_f16(&yb[82..84]));
+        for j in 0..16 {
+            let d = d_all * (yb[j] & 0xf) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            let dm = m_all * (yb[j] >> 4) as f32;
+            for i in 0..16 {
+                l[16 * j + i] = nearest_int((xb[16 * j + i] + dm) / d).clamp(0, 3) as u8;
+            }
+        }
+        pack_2bit(&l, &mut yb[16..80]);
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        let (d, min) = (read_f16(&yb[80..82]), read_f16(&yb[82..84]));
+        let qs = &yb[16..80];
+        for h in 0..2 {
+            for j in 0..4 {
+                for half in 0..2 {
+                    let sc = yb[8 * h + 2 * j + half];
+                    let (dl, ml) = (d * (sc & 0xf) as f32, min * (sc >> 4) as f32);
+                    for i in 16 * half..16 * half + 16 {
+                        let q = ((qs[32 * h + i] >> (2 * j)) & 3) as i8;
+                        ob[128 * h + 32 * j + i] = dl * q as f32 - ml;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 32];
+    let mut mins = 0.0f32;
+    for (b, (yb, xb)) in row
+        .chunks_exact(BYTES)
+        .zip(x.chunks_exact(BLOCK))
+        .enumerate()
+    {
+        let (d, min) = (read_f16(&yb[80..82]), read_f16(&yb[82..84]));
+        let qs = &yb[16..80];
+        let sums = &aux[16 * b..16 * b + 16];
+        for (j, &sc) in yb[..16].iter().enumerate() {
+            mins += min * (sc >> 4) as f32 * sums[j];
+        }
+        for h in 0..2 {
+            for j in 0..4 {
+                let d0 = d * (yb[8 * h + 2 * j] & 0xf) as f32;
+                let d1 = d * (yb[8 * h + 2 * j + 1] & 0xf) as f32;
+                let xs = &xb[128 * h + 32 * j..128 * h + 32 * j + 32];
+                let q = &qs[32 * h..32 * h + 32];
+                for i in 0..32 {
+                    let v = ((q[i] >> (2 * j)) & 3) as f32;
+                    let dl = if i < 16 { d0 } else { d1 };
+                    acc[i] += dl * (v * xs[i]);
+                }
+            }
+        }
+    }
+    acc.iter().sum::<f32>() - mins
+}
+
+row_kernels!(dot_row);

@@ -1,0 +1,128 @@
+//! ggml Q3_K: super-blocks of 256 weights, `hmask: u8[32], qs: u8[64], scales: u8[12], d: f16`
+//! (110 bytes, 3.4375 bpw); sixteen sub-blocks of 16 with 6-bit signed scales,
+//! `x̂ = d · (sc_j − 32) · q`, q in −4..3: the two low bits from `qs`, minus 4 unless the
+//! element's bit in `hmask` is set. Quantizer: ggml's `quantize_row_q3_K_ref` (symmetric
+//! RMSE fit per sub-block, 6-bit scales against the largest, division-based requantization).
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::row_kernels;
+use super::kquant::{fit_symmetric, nearest_int, pack_2bit};
+
+pub(crate) const BLOCK: usize = 256;
+pub(crate) const BYTES: usize = 110;
+
+/// The sixteen 6-bit scales of a block (before subtracting 32).
+#[inline(always)]
+fn unpack_scales(s: &[u8]) -> [i8; 16] {
+    let mut out = [0i8; 16];
+    for (j, o) in out.iter_mut().enumerate() {
+        let low = if j < 8 { s[j] & 0xf } else { s[j - 8] >> 4 };
+        let high = (s[8 + j % 4] >> (2 * (j / 4))) & 3;
+        *o = (low | (high << 4)) as i8;
+    }
+    out
+}
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    let mut l = [0i8; 256];
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let mut scales = [0.0f32; 16];
+        let (mut max_scale, mut amax) = (0.0f32, 0.0f32);
+        for j in 0..16 {
+            scales[j] = fit_symmetric(&xb[16 * j..16 * j + 16], 4, &mut l[16 * j..16 * j + 16]);
+            if scales[j].abs() > amax {
+                amax = scales[j].abs();
+                max_scale = scales[j];
+            }
+        }
+        yb.iter_mut().for_each(|b| *b = 0);
+        if max_scale != 0.0 {
+            let iscale = -32.0 / max_scale;
+            let s = &mut yb[96..108];
+            for j in 0..16 {
+                let mut v = (nearest_int(iscale * scales[j]) as i8).clamp(-32, 31) + 32;
+                if j < 8 {
+                    s[j] = (v & 0xf) as u8;
+                } else {
+                    s[j - 8] |= ((v & 0xf) as u8) << 4;
+                }
+                v >>= 4;
+                s[j % 4 + 8] |= (v as u8) << (2 * (j / 4));
+            }
+            write_f16(&mut yb[108..110], 1.0 / iscale);
+        } else {
+            write_f16(&mut yb[108..110], 0.0);
+        }
+        let d_all = read_f16(&yb[108..110]);
+        let sc = unpack_scales(&yb[96..108]);
+        for j in 0..16 {
+            let d = d_all * (sc[j] - 32) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for i in 0..16 {
+                l[16 * j + i] = (nearest_int(xb[16 * j + i] / d).clamp(-4, 3) + 4) as i8;
+            }
+        }
+        // High bits: element e in hmask[e % 32], bit e / 32; then the low two bits.
+        let mut codes = [0u8; 256];
+        for (e, c) in codes.iter_mut().enumerate() {
+            let mut v = l[e] as u8;
+            if v > 3 {
+                yb[e % 32] |= 1 << (e / 32);
+                v -= 4;
+            }
+            *c = v;
+        }
+        pack_2bit(&codes, &mut yb[32..96]);
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        let d_all = read_f16(&yb[108..110]);
+        let sc = unpack_scales(&yb[96..108]);
+        let (hm, qs) = (&yb[0..32], &yb[32..96]);
+        for h in 0..2 {
+            for j in 0..4 {
+                let bit = 1u8 << (4 * h + j);
+                for half in 0..2 {
+                    let dl = d_all * (sc[8 * h + 2 * j + half] - 32) as f32;
+                    for i in 16 * half..16 * half + 16 {
+                        let low = ((qs[32 * h + i] >> (2 * j)) & 3) as i8;
+                        let q = low - if hm[i] & bit != 0 { 0 } else { 4 };
+                        ob[128 * h + 32 * j + i] = dl * q as f32;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 32];
+    for (yb, xb) in row.chunks_exact(BYTES).zip(x.chunks_exact(BLOCK)) {
+        let d_all = read_f16(&yb[108..110]);
+        let sc = unpack_scales(&yb[96..108]);
+        let (hm, qs) = (&yb[0..32], &yb[32..96]);
+        for h in 0..2 {
+            for j in 0..4 {
+                let bit = 1u8 << (4 * h + j);
+                let d0 = d_all * (sc[8 * h + 2 * j] - 32) as f32;
+                let d1 = d_all * (sc[8 * h + 2 * j + 1] - 32) as f32;
+                let xs = &xb[128 * h + 32 * j..128 * h + 32 * j + 32];
+                let q = &qs[32 * h..32 * h + 32];
+                for i in 0..32 {
+                    let low = ((q[i] >> (2 * j)) & 3) as i32;
+                    let v = low - if hm[i] & bit != 0 { 0 } else { 4 };
+                    let dl = if i < 16 { d0 } else { d1 };
+                    acc[i] += dl * (v as f32 * xs[i]);
+                }
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+row_kernels!(dot_row);

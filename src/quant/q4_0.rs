@@ -1,0 +1,62 @@
+//! ggml Q4_0: blocks of 32 weights, `d: f16, qs: u8[16]` (18 bytes, 4.5 bpw). Byte j holds
+//! element j in its low nibble and element j + 16 in its high nibble.
+//! Quantize: `d = m / −8` with m the signed value of largest magnitude, codes
+//! `min(15, trunc(x / d + 8.5))` (ggml's `quantize_row_q4_0_ref`); dequantize `(q − 8) · d`.
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::row_kernels;
+
+pub(crate) const BLOCK: usize = 32;
+pub(crate) const BYTES: usize = 18;
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let (mut amax, mut max) = (0.0f32, 0.0f32);
+        for &v in xb {
+            if amax < v.abs() {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let d = max / -8.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        write_f16(yb, d);
+        for j in 0..16 {
+            // (int8_t) truncates toward zero; the value is ≥ 0.5 − 8 + 8 here, so it never wraps.
+            let q0 = ((xb[j] * id + 8.5) as i8).min(15) as u8;
+            let q1 = ((xb[16 + j] * id + 8.5) as i8).min(15) as u8;
+            yb[2 + j] = q0 | (q1 << 4);
+        }
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        let d = read_f16(yb);
+        for j in 0..16 {
+            ob[j] = ((yb[2 + j] & 15) as i32 - 8) as f32 * d;
+            ob[16 + j] = ((yb[2 + j] >> 4) as i32 - 8) as f32 * d;
+        }
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    for (yb, xb) in row.chunks_exact(BYTES).zip(x.chunks_exact(BLOCK)) {
+        let d = read_f16(yb);
+        let qs = &yb[2..18];
+        let mut t = [0.0f32; 16];
+        for j in 0..16 {
+            let lo = (qs[j] & 15) as i32 - 8;
+            let hi = (qs[j] >> 4) as i32 - 8;
+            t[j] = lo as f32 * xb[j] + hi as f32 * xb[16 + j];
+        }
+        for j in 0..16 {
+            acc[j] += d * t[j];
+        }
+    }
+    acc.iter().sum()
+}
+
+row_kernels!(dot_row);

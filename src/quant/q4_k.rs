@@ -1,0 +1,138 @@
+//! ggml Q4_K: super-blocks of 256 weights, `d: f16, dmin: f16, scales: u8[12], qs: u8[128]`
+//! (144 bytes, 4.5 bpw); eight sub-blocks of 32 with 6-bit scales and mins,
+//! `x̂ = (d · sc_j) · q − (dmin · m_j)`, q in 0..15. Element e sits in byte `32·(e/64) + e%32`,
+//! low nibble when `e % 64 < 32`. Quantizer: ggml's `quantize_row_q4_K_ref` (importance
+//! weights `rms + |x|`, 21 candidate scales, weighted least squares, then a division-based
+//! requantization).
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::row_kernels;
+use super::kquant::{fit_scale_min, nearest_int, scale_min_k4};
+
+pub(crate) const BLOCK: usize = 256;
+pub(crate) const BYTES: usize = 144;
+/// Activation sums per 32 elements.
+pub(crate) const AUX_GROUP: usize = 32;
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    let mut l = [0u8; 256];
+    let mut laux = [0u8; 32];
+    let mut weights = [0.0f32; 32];
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let mut scales = [0.0f32; 8];
+        let mut mins = [0.0f32; 8];
+        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+        for j in 0..8 {
+            let sub = &xb[32 * j..32 * j + 32];
+            let sum_x2: f32 = sub.iter().fold(0.0, |s, v| s + v * v);
+            let av_x = (sum_x2 / 32.0).sqrt();
+            for (w, v) in weights.iter_mut().zip(sub) {
+                *w = av_x + v.abs();
+            }
+            let (s, m) = fit_scale_min(
+                sub,
+                &weights,
+                15,
+                &mut l[32 * j..32 * j + 32],
+                &mut laux,
+                -1.0,
+                0.1,
+                20,
+                false,
+            );
+            scales[j] = s;
+            mins[j] = m;
+            max_scale = max_scale.max(s);
+            max_min = max_min.max(m);
+        }
+        let inv_scale = if max_scale > 0.0 {
+            63.0 / max_scale
+        } else {
+            0.0
+        };
+        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+        let s = &mut yb[4..16];
+        s.iter_mut().for_each(|b| *b = 0);
+        for j in 0..8 {
+            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+            if j < 4 {
+                s[j] = ls;
+                s[j + 4] = lm;
+            } else {
+                s[j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
+                s[j - 4] |= (ls >> 4) << 6;
+                s[j] |= (lm >> 4) << 6;
+            }
+        }
+        write_f16(&mut yb[0..2], max_scale / 63.0);
+        write_f16(&mut yb[2..4], max_min / 63.0);
+        let (d_all, m_all) = (read_f16(&yb[0..2]), read_f16(&yb[2..4]));
+        for j in 0..8 {
+            let (sc, m) = scale_min_k4(j, &yb[4..16]);
+            let d = d_all * sc as f32;
+            if d == 0.0 {
+                continue;
+            }
+            let dm = m_all * m as f32;
+            for i in 0..32 {
+                l[32 * j + i] = nearest_int((xb[32 * j + i] + dm) / d).clamp(0, 15) as u8;
+            }
+        }
+        let qs = &mut yb[16..144];
+        for c in 0..4 {
+            for i in 0..32 {
+                qs[32 * c + i] = l[64 * c + i] | (l[64 * c + 32 + i] << 4);
+            }
+        }
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        let (d, min) = (read_f16(&yb[0..2]), read_f16(&yb[2..4]));
+        let s = &yb[4..16];
+        let qs = &yb[16..144];
+        for c in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * c, s);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let (d1, mm1) = (d * sc1 as f32, min * m1 as f32);
+            let (d2, mm2) = (d * sc2 as f32, min * m2 as f32);
+            for i in 0..32 {
+                let q = qs[32 * c + i];
+                ob[64 * c + i] = d1 * (q & 0xf) as f32 - mm1;
+                ob[64 * c + 32 + i] = d2 * (q >> 4) as f32 - mm2;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 32];
+    let mut mins = 0.0f32;
+    for (b, (yb, xb)) in row
+        .chunks_exact(BYTES)
+        .zip(x.chunks_exact(BLOCK))
+        .enumerate()
+    {
+        let (d, min) = (read_f16(&yb[0..2]), read_f16(&yb[2..4]));
+        let s = &yb[4..16];
+        let qs = &yb[16..144];
+        let sums = &aux[8 * b..8 * b + 8];
+        for c in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * c, s);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let (d1, d2) = (d * sc1 as f32, d * sc2 as f32);
+            mins += min * m1 as f32 * sums[2 * c] + min * m2 as f32 * sums[2 * c + 1];
+            let q = &qs[32 * c..32 * c + 32];
+            let (xl, xh) = (&xb[64 * c..64 * c + 32], &xb[64 * c + 32..64 * c + 64]);
+            for i in 0..32 {
+                acc[i] += d1 * ((q[i] & 0xf) as f32 * xl[i]) + d2 * ((q[i] >> 4) as f32 * xh[i]);
+            }
+        }
+    }
+    acc.iter().sum::<f32>() - mins
+}
+
+row_kernels!(dot_row);
