@@ -20,6 +20,7 @@ fn load(file: &str, edit: impl Fn(&mut moesim::sim::SimOptions)) -> (SimSetup, S
         &exp.model,
         exp.options.clone(),
         &trace.popularity(),
+        None,
     )
     .unwrap();
     (setup, trace)

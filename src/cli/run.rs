@@ -11,6 +11,7 @@ use super::table::{Align, Table};
 use crate::atomic_file::write_atomic;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, Outcome};
+use crate::quality::OutputQuality;
 use crate::report::flat_csv::to_csv;
 use crate::sim::{SimReport, SimSetup, SimTrace};
 use crate::units::{format_bytes, format_duration_ns};
@@ -48,8 +49,18 @@ struct MetricsRow<'a> {
     prefetch: &'a str,
     seed: u64,
     restricted_trace: bool,
+    precision_allocator: &'a str,
+    precision_params: String,
+    plan_formats: String,
+    plan_bits_per_weight_mean: f64,
+    plan_bits_per_weight_usage: f64,
+    dynamic_precision: bool,
+    low_on_miss_gate_below: Option<f64>,
     #[serde(flatten)]
     report: &'a SimReport,
+    #[serde(flatten)]
+    output: OutputQuality,
+    quality_note: &'a str,
 }
 
 /// Runs `moesim run`.
@@ -70,6 +81,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             &exp.model,
             exp.options.clone(),
             &trace.popularity(),
+            Some(&exp.plan(&trace)?),
         )
         .map_err(|e| Error::usage(format!("{}: {e}", exp.label)))?;
         write_atomic(path, dump_inputs(&setup, &trace).as_bytes())?;
@@ -112,7 +124,16 @@ fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {
         prefetch: opts.prefetch.name(),
         seed: opts.seed,
         restricted_trace: o.restricted,
+        precision_allocator: exp.allocator.name(),
+        precision_params: exp.allocator.params(),
+        plan_formats: o.plan.census(),
+        plan_bits_per_weight_mean: o.plan.mean_bits(),
+        plan_bits_per_weight_usage: o.plan_bits_weighted,
+        dynamic_precision: opts.precision.dynamic.is_some(),
+        low_on_miss_gate_below: opts.precision.low_on_miss.as_ref().map(|l| l.gate_below),
         report: &o.report,
+        output: o.output_quality.unwrap_or_else(OutputQuality::missing),
+        quality_note: o.quality_note.as_deref().unwrap_or(""),
     }
 }
 
@@ -210,6 +231,61 @@ fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
             format!("{:.3} mJ", r.energy_per_token_mj),
         ),
     ];
+    rows.push((
+        "expert precision (plan)",
+        format!(
+            "{} ({:.3} bits/weight, {:.3} usage-weighted)",
+            o.plan.census(),
+            o.plan.mean_bits(),
+            o.plan_bits_weighted
+        ),
+    ));
+    if o.setup.precision.is_some() {
+        rows.push((
+            "bits/weight computed (decode)",
+            format!(
+                "{:.3} ({} switches down, {} low-bit loads, {} of extra copies)",
+                r.decode_bits_per_weight_mean,
+                r.precision_switches,
+                r.low_precision_loads,
+                format_bytes(r.extra_copy_bytes as f64)
+            ),
+        ));
+    }
+    match &o.output_quality {
+        Some(q) => {
+            rows.push((
+                "output rel. L2 error: mean ±95% CI / p95 / max",
+                format!(
+                    "{:.4} ±{:.4} / {:.4} / {:.4} (n = {})",
+                    q.output_rel_l2_mean,
+                    q.output_rel_l2_ci95,
+                    q.output_rel_l2_p95,
+                    q.output_rel_l2_max,
+                    q.output_samples
+                ),
+            ));
+            rows.push((
+                "output cosine: mean ±95% CI / p5 / min",
+                format!(
+                    "{:.5} ±{:.5} / {:.5} / {:.5}",
+                    q.output_cosine_mean,
+                    q.output_cosine_ci95,
+                    q.output_cosine_p5,
+                    q.output_cosine_min
+                ),
+            ));
+        }
+        None => rows.push(("output quality", o.quality_note.clone().unwrap_or_default())),
+    }
+    rows.push((
+        "routing: gate mass kept / top-k agreement",
+        format!(
+            "{} / {}",
+            pct(r.quality.gate_mass_retained),
+            pct(r.quality.topk_agreement)
+        ),
+    ));
     if r.prefetch_issued > 0 || r.prefetch_hits > 0 {
         rows.push((
             "prefetch precision / recall",
@@ -243,13 +319,18 @@ fn header(exp: &Experiment, o: &Outcome) -> String {
         "{}: {} at {} on {}; {} router, {} {} caches of {} ({:.2} of {} experts per layer), prefetch {}; {} requests, {} prompt + {} generated tokens",
         exp.resolved.name,
         exp.model.name,
-        exp.options.format,
+        match &exp.allocator {
+            crate::precision::AllocatorKind::Uniform { format } => format.to_string(),
+            other => format!("{} precision", other.name()),
+        },
         exp.profile.name,
         exp.options.router.name(),
         exp.options.policy,
         scope_name(exp.options.scope),
         format_bytes(s.cache_bytes as f64),
-        s.cache_bytes as f64 * s.n_caches as f64 / s.layers as f64 / s.expert_bytes[0] as f64,
+        s.cache_bytes as f64 * s.n_caches as f64
+            / s.layers as f64
+            / (s.expert_bytes.iter().sum::<u64>() as f64 / s.expert_bytes.len().max(1) as f64),
         s.experts,
         exp.options.prefetch.name(),
         o.report.requests,

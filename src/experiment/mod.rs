@@ -12,15 +12,24 @@ use std::time::Instant;
 
 pub use spec::ExperimentSpec;
 
+use std::sync::Arc;
+
 use crate::cache::PolicyKind;
 use crate::error::{Error, InputError, Result};
 use crate::hardware::HardwareProfile;
 use crate::moe::MoeSpec;
+use crate::precision::{AllocationInput, AllocatorKind, PrecisionPlan};
+use crate::quality::{
+    Outliers, OutputQuality, QualitySample, ReferenceRoute, SyntheticExperts, WeightSource,
+};
+use crate::quant::eval::WeightDistribution;
 use crate::router::replay::RouteWorkload;
+use crate::router::{GateWeights as Gate, gate_weights, top_k_by};
 use crate::sim::prefetch::PrefetchKind;
 use crate::sim::{CacheCapacity, SimOptions, SimReport, SimSetup, SimTrace, Timeline};
 use crate::trace::generate::{GeneratedEvent, Generator, GeneratorSpec};
-use spec::{PrefetchName, SCHEMA_VERSION};
+use crate::weights::experts::SafetensorsExperts;
+use spec::{PrefetchName, ProxyWeightsSpec, SCHEMA_VERSION};
 
 /// The built-in quickstart: the seed's micro-MoE on an ESP32-P4 with a generated trace.
 pub const QUICKSTART: &str = include_str!("../../experiments/quickstart.toml");
@@ -41,6 +50,36 @@ pub enum TraceSource {
     File(PathBuf),
 }
 
+/// Where proxy expert weights come from, resolved.
+#[derive(Debug, Clone)]
+pub enum ProxySource {
+    /// Seeded synthetic experts.
+    Synthetic(SyntheticExperts),
+    /// A real checkpoint.
+    Safetensors(Arc<SafetensorsExperts>),
+}
+
+impl ProxySource {
+    /// As a weight source.
+    pub fn source(&self) -> &dyn WeightSource {
+        match self {
+            ProxySource::Synthetic(s) => s,
+            ProxySource::Safetensors(s) => s.as_ref(),
+        }
+    }
+}
+
+/// Output quality settings, resolved.
+#[derive(Debug, Clone)]
+pub struct QualityConfig {
+    /// Decode events sampled (0: off).
+    pub samples: u32,
+    /// The proxy experts.
+    pub proxy: ProxySource,
+    /// Seed of the sample and the error probes.
+    pub seed: u64,
+}
+
 /// A validated experiment.
 #[derive(Debug, Clone)]
 pub struct Experiment {
@@ -56,6 +95,10 @@ pub struct Experiment {
     pub source: TraceSource,
     /// The simulation options.
     pub options: SimOptions,
+    /// The precision planner.
+    pub allocator: AllocatorKind,
+    /// Output quality.
+    pub quality: QualityConfig,
 }
 
 /// One run's results.
@@ -73,6 +116,16 @@ pub struct Outcome {
     pub simulate_wall_s: f64,
     /// Whether the trace lacked full logits.
     pub restricted: bool,
+    /// The precision plan the run used.
+    pub plan: PrecisionPlan,
+    /// Usage-weighted mean bits per weight of the plan (usage from the profiling pass).
+    pub plan_bits_weighted: f64,
+    /// Output quality through proxy experts, when measured.
+    pub output_quality: Option<OutputQuality>,
+    /// Why output quality is missing, when it is.
+    pub quality_note: Option<String>,
+    /// Wall time of planning and of the quality measurement.
+    pub quality_wall_s: f64,
 }
 
 fn at(label: &str, key: &str, reason: impl Into<String>) -> Error {
@@ -303,6 +356,127 @@ impl Experiment {
             .arrival
             .validate()
             .map_err(|r| at(label, "scenario.arrival", r))?;
+        // Precision.
+        let pr = &spec.precision;
+        let allocator = pr.allocator.clone().unwrap_or(AllocatorKind::Uniform {
+            format: spec.model.format,
+        });
+        allocator
+            .validate()
+            .map_err(|(k, r)| at(label, "precision.allocator", format!("{k}: {r}")))?;
+        resolved.precision.allocator = Some(allocator.clone());
+        if let Some(d) = &pr.dynamic {
+            d.validate()
+                .map_err(|(k, r)| at(label, "precision.dynamic", format!("{k}: {r}")))?;
+        }
+
+        // Output quality.
+        let q = &spec.quality;
+        let seed_q = q.seed.unwrap_or(spec.seed);
+        resolved.quality.seed = Some(seed_q);
+        let generator_hidden = match &source {
+            TraceSource::Generator { spec, .. } => Some(spec.hidden_dim),
+            TraceSource::File(_) => None,
+        };
+        if let (Some(g), Some(h)) = (generator_hidden, q.hidden_dim)
+            && g != h
+        {
+            return Err(at(
+                label,
+                "quality.hidden_dim",
+                format!(
+                    "{h} differs from the generator's hidden_dim {g}; leave it out for a generated trace"
+                ),
+            ));
+        }
+        let hidden = generator_hidden.or(q.hidden_dim).unwrap_or(256) as usize;
+        if q.ffn_dim == 0 || !q.ffn_dim.is_multiple_of(256) {
+            return Err(at(
+                label,
+                "quality.ffn_dim",
+                "must be a positive multiple of 256 (the K-quant super-block)",
+            ));
+        }
+        if !hidden.is_multiple_of(256) {
+            return Err(at(
+                label,
+                if generator_hidden.is_some() {
+                    "trace.generator"
+                } else {
+                    "quality.hidden_dim"
+                },
+                format!(
+                    "a hidden width of {hidden} is not a multiple of 256, which proxy experts in K-quant formats need"
+                ),
+            ));
+        }
+        if let Some(o) = &q.outliers
+            && !((0.0..=1.0).contains(&o.experts)
+                && (0.0..=1.0).contains(&o.channels)
+                && o.scale.is_finite()
+                && o.scale > 0.0)
+        {
+            return Err(at(
+                label,
+                "quality.outliers",
+                "experts and channels must be in [0, 1] and scale > 0",
+            ));
+        }
+        let synthetic = |distribution| {
+            ProxySource::Synthetic(SyntheticExperts {
+                hidden,
+                ffn: q.ffn_dim as usize,
+                distribution,
+                outliers: q.outliers.as_ref().map(|o| Outliers {
+                    experts: o.experts,
+                    channels: o.channels,
+                    scale: o.scale,
+                }),
+                seed: seed_q,
+                experts_per_layer: model.n_experts,
+            })
+        };
+        let proxy = match &q.weights {
+            ProxyWeightsSpec::Gaussian {} => synthetic(WeightDistribution::Gaussian),
+            ProxyWeightsSpec::StudentT { df } => {
+                if !(df.is_finite() && *df > 0.0) {
+                    return Err(at(label, "quality.weights.df", "must be > 0"));
+                }
+                synthetic(WeightDistribution::StudentT(*df))
+            }
+            ProxyWeightsSpec::Safetensors { file, w1, w2, w3 } => {
+                if q.outliers.is_some() {
+                    return Err(at(
+                        label,
+                        "quality.outliers",
+                        "applies to synthetic weights only",
+                    ));
+                }
+                let path = PathBuf::from(resolve(base, file, false));
+                let st = SafetensorsExperts::open(&path, w1, w2, w3)
+                    .map_err(|e| at(label, "quality.weights", e.to_string()))?;
+                if let Some(g) = generator_hidden
+                    && st.hidden() != g as usize
+                    && q.samples > 0
+                {
+                    return Err(at(
+                        label,
+                        "quality.weights",
+                        format!(
+                            "its experts take hidden vectors of {}, the generator's are {g}",
+                            st.hidden()
+                        ),
+                    ));
+                }
+                ProxySource::Safetensors(Arc::new(st))
+            }
+        };
+        let quality = QualityConfig {
+            samples: q.samples,
+            proxy,
+            seed: seed_q,
+        };
+
         let options = SimOptions {
             format: spec.model.format,
             scope: c.scope,
@@ -317,12 +491,28 @@ impl Experiment {
             arrival: spec.scenario.arrival.clone(),
             timeline: spec.output.timeline,
             seed: spec.seed,
+            precision: crate::sim::PrecisionOptions {
+                dynamic: pr.dynamic.clone(),
+                low_on_miss: pr.low_on_miss.clone(),
+            },
         };
         // Resolve the setup once with a neutral popularity to report option errors now, not
         // after the trace is built.
         let n = model.n_moe_layers() as usize * model.n_experts as usize;
-        SimSetup::new(&profile, &model, options.clone(), &vec![0; n])
-            .map_err(|e| at(label, e.key, e.reason))?;
+        let neutral = match &allocator {
+            AllocatorKind::Uniform { format } => {
+                PrecisionPlan::uniform(model.n_moe_layers(), model.n_experts, *format)
+            }
+            _ => PrecisionPlan::uniform(model.n_moe_layers(), model.n_experts, spec.model.format),
+        };
+        SimSetup::new(
+            &profile,
+            &model,
+            options.clone(),
+            &vec![0; n],
+            Some(&neutral),
+        )
+        .map_err(|e| at(label, e.key, e.reason))?;
         Ok(Experiment {
             resolved,
             label: label.to_string(),
@@ -330,10 +520,14 @@ impl Experiment {
             model,
             source,
             options,
+            allocator,
+            quality,
         })
     }
 
-    /// Builds the simulation's trace: generates it, or reads the file.
+    /// Builds the simulation's trace: generates it, or reads the file. For a generated trace
+    /// it also draws the decode events sampled for output quality and keeps their hidden
+    /// vectors.
     pub fn build_trace(&self) -> Result<SimTrace> {
         let speculative = matches!(self.options.prefetch, PrefetchKind::Speculative {});
         let trace = match &self.source {
@@ -345,6 +539,19 @@ impl Experiment {
                 let g = Generator::new(spec, *seed);
                 let mut w = RouteWorkload::new(&spec.meta(*seed, *requests));
                 let e = spec.experts as usize;
+                let l = spec.layers as usize;
+                let per_request = (spec.prefill_tokens as usize + spec.decode_tokens as usize) * l;
+                let decode_events: Vec<usize> = (0..*requests as usize)
+                    .flat_map(|r| {
+                        let first = r * per_request + spec.prefill_tokens as usize * l;
+                        first..(r + 1) * per_request
+                    })
+                    .collect();
+                let sampled =
+                    sample_events(&decode_events, self.quality.samples, self.quality.seed);
+                let mut hidden = Vec::with_capacity(sampled.len() * spec.hidden_dim as usize);
+                let mut cursor = 0;
+                let mut index = 0usize;
                 let mut spec_logits = Vec::new();
                 let mut ev = GeneratedEvent::default();
                 let mut next = Vec::with_capacity(e);
@@ -352,6 +559,11 @@ impl Experiment {
                     let mut events = g.request(r);
                     while events.next_event(&mut ev) {
                         w.push(&ev.record);
+                        if cursor < sampled.len() && sampled[cursor] == index {
+                            hidden.extend_from_slice(&ev.hidden);
+                            cursor += 1;
+                        }
+                        index += 1;
                         if speculative {
                             let l = ev.record.layer as usize;
                             if l + 1 < spec.layers as usize {
@@ -363,8 +575,11 @@ impl Experiment {
                         }
                     }
                 }
-                SimTrace::new(w, spec_logits)
-                    .map_err(|r| Error::usage(format!("{}: trace: {r}", self.label)))?
+                let mut t = SimTrace::new(w, spec_logits)
+                    .map_err(|r| Error::usage(format!("{}: trace: {r}", self.label)))?;
+                t.quality_events = sampled;
+                t.quality_hidden = hidden;
+                t
             }
             TraceSource::File(path) => {
                 let w = RouteWorkload::from_trace(path)?;
@@ -375,23 +590,65 @@ impl Experiment {
         Ok(trace)
     }
 
+    /// The precision plan for `trace` (usage from a profiling pass over it; the measured
+    /// per-expert error when the planner needs it).
+    pub fn plan(&self, trace: &SimTrace) -> Result<PrecisionPlan> {
+        let usage = trace.popularity();
+        let allocator = self.allocator.build();
+        let candidates = allocator.candidates();
+        let error = if candidates.is_empty() {
+            None
+        } else {
+            Some(
+                crate::quality::expert_errors(
+                    self.quality.proxy.source(),
+                    self.model.n_moe_layers(),
+                    self.model.n_experts,
+                    &candidates,
+                    self.quality.seed,
+                )
+                .map_err(|r| at(&self.label, "quality.weights", r))?,
+            )
+        };
+        allocator
+            .allocate(&AllocationInput {
+                layers: self.model.n_moe_layers(),
+                experts: self.model.n_experts,
+                usage: &usage,
+                params_per_expert: self.model.params_per_expert(),
+                error: error.as_deref(),
+            })
+            .map_err(|e| at(&self.label, "precision.allocator", e.0))
+    }
+
     /// Builds the trace and simulates.
     pub fn run(&self) -> Result<Outcome> {
         self.simulate(&self.build_trace()?)
     }
 
-    /// Simulates `trace` (from [`Experiment::build_trace`]).
+    /// Simulates `trace` (from [`Experiment::build_trace`]): plans precision, runs the
+    /// simulation, then measures output quality on the sampled events.
     pub fn simulate(&self, trace: &SimTrace) -> Result<Outcome> {
+        let plan_start = Instant::now();
+        let plan = self.plan(trace)?;
+        let mut quality_wall_s = plan_start.elapsed().as_secs_f64();
+        let usage = trace.popularity();
         let setup = SimSetup::new(
             &self.profile,
             &self.model,
             self.options.clone(),
-            &trace.popularity(),
+            &usage,
+            Some(&plan),
         )
         .map_err(|e| at(&self.label, e.key, e.reason))?;
         let start = Instant::now();
-        let (report, timeline, timeline_truncated) = crate::sim::run(&setup, trace);
+        let (mut report, timeline, timeline_truncated) = crate::sim::run(&setup, trace);
         let simulate_wall_s = start.elapsed().as_secs_f64();
+        let q_start = Instant::now();
+        let (output_quality, quality_note) =
+            self.measure_quality(trace, &report.quality_samples)?;
+        report.quality_samples.clear();
+        quality_wall_s += q_start.elapsed().as_secs_f64();
         Ok(Outcome {
             report,
             timeline,
@@ -399,6 +656,79 @@ impl Experiment {
             setup,
             simulate_wall_s,
             restricted: trace.workload.restricted,
+            plan_bits_weighted: plan.mean_bits_weighted(&usage),
+            plan,
+            output_quality,
+            quality_note,
+            quality_wall_s,
         })
     }
+
+    fn measure_quality(
+        &self,
+        trace: &SimTrace,
+        samples: &[QualitySample],
+    ) -> Result<(Option<OutputQuality>, Option<String>)> {
+        if self.quality.samples == 0 {
+            return Ok((
+                None,
+                Some("output quality off (quality.samples = 0)".into()),
+            ));
+        }
+        if trace.quality_events.is_empty() {
+            return Ok((
+                None,
+                Some(
+                    "output quality needs hidden vectors, which only a generated trace has; \
+                     this run reports the weight-free routing metrics only"
+                        .into(),
+                ),
+            ));
+        }
+        let w = &trace.workload;
+        let k = w.top_k as usize;
+        let d = self.quality.proxy.source().hidden();
+        let mut hidden = Vec::with_capacity(samples.len() * d);
+        let mut reference = Vec::with_capacity(samples.len());
+        for s in samples {
+            let i = trace
+                .quality_events
+                .binary_search(&s.event)
+                .expect("the run records listed events only");
+            hidden.extend_from_slice(&trace.quality_hidden[i * d..(i + 1) * d]);
+            let logits = w.logits_of(s.event);
+            let mut sel = crate::router::Selection::default();
+            top_k_by(logits, k, &mut sel.experts);
+            gate_weights(Gate::Renormalized, logits, logits, &mut sel);
+            reference.push(ReferenceRoute {
+                experts: sel.experts,
+                weights: sel.weights,
+            });
+        }
+        let errors = crate::quality::sample_errors(
+            self.quality.proxy.source(),
+            samples,
+            &reference,
+            &hidden,
+        )
+        .map_err(|r| at(&self.label, "quality.weights", r))?;
+        Ok((Some(crate::quality::summarize(&errors)), None))
+    }
+}
+
+/// `n` of `events` drawn without replacement (all of them when `n` is larger), sorted; the
+/// draw depends on `seed` only.
+fn sample_events(events: &[usize], n: u32, seed: u64) -> Vec<usize> {
+    use rand::rngs::StdRng;
+    use rand::{RngExt, SeedableRng};
+    let n = (n as usize).min(events.len());
+    let mut v = events.to_vec();
+    let mut rng = StdRng::seed_from_u64(crate::trace::generate::derive_seed(seed, 0x5a3e));
+    for i in 0..n {
+        let j = rng.random_range(i..v.len());
+        v.swap(i, j);
+    }
+    v.truncate(n);
+    v.sort_unstable();
+    v
 }

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::cache::replay::{BetweenRequests, Scope};
+use crate::precision::{AllocatorKind, DynamicSpec, LowOnMissSpec};
 use crate::quant::format::WeightFormat;
 use crate::router::{GateWeights, RouterKind};
 use crate::sim::OnWrongPrefetch;
@@ -47,9 +48,123 @@ pub struct ExperimentSpec {
     /// Request arrivals.
     #[serde(default)]
     pub scenario: ScenarioSection,
+    /// Per-expert precision: the planner and run-time changes.
+    #[serde(default)]
+    pub precision: PrecisionSection,
+    /// Output quality through proxy experts.
+    #[serde(default)]
+    pub quality: QualitySection,
     /// Extra outputs.
     #[serde(default)]
     pub output: OutputSection,
+}
+
+/// `[precision]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrecisionSection {
+    /// The planner (default: every expert in `model.format`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocator: Option<AllocatorKind>,
+    /// Thermal, battery and memory-pressure timeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicSpec>,
+    /// HOBBIT-style low precision on miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_on_miss: Option<LowOnMissSpec>,
+}
+
+/// Where proxy expert weights come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ProxyWeightsSpec {
+    /// N(0, 1/fan-in).
+    Gaussian {},
+    /// Student-t draws scaled by 1/sqrt(fan-in).
+    StudentT {
+        /// Degrees of freedom.
+        #[serde(default = "default_df")]
+        df: f64,
+    },
+    /// Real weights from a safetensors file; `{layer}` and `{expert}` in the names are
+    /// replaced by the MoE layer and expert index.
+    Safetensors {
+        /// The file (relative to the experiment file).
+        file: String,
+        /// Gate projection name template (`ffn × hidden`).
+        w1: String,
+        /// Down projection name template (`hidden × ffn`).
+        w2: String,
+        /// Up projection name template (`ffn × hidden`).
+        w3: String,
+    },
+}
+
+fn default_df() -> f64 {
+    4.0
+}
+
+impl Default for ProxyWeightsSpec {
+    fn default() -> Self {
+        ProxyWeightsSpec::Gaussian {}
+    }
+}
+
+/// `[quality.outliers]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutliersSpec {
+    /// Share of experts with outlier input channels.
+    pub experts: f64,
+    /// Share of those experts' input channels that are outliers.
+    pub channels: f64,
+    /// Factor their weights are multiplied by.
+    pub scale: f64,
+}
+
+fn default_samples() -> u32 {
+    256
+}
+
+fn default_ffn_dim() -> u32 {
+    256
+}
+
+/// `[quality]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySection {
+    /// Decode (token, layer) events sampled for output quality (0: off).
+    #[serde(default = "default_samples")]
+    pub samples: u32,
+    /// Proxy FFN width (a multiple of 256). Timing still uses the real model's sizes.
+    #[serde(default = "default_ffn_dim")]
+    pub ffn_dim: u32,
+    /// Proxy hidden width for trace files (a generated trace uses its generator's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dim: Option<u32>,
+    /// Proxy weights.
+    #[serde(default)]
+    pub weights: ProxyWeightsSpec,
+    /// Outlier channels in synthetic experts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outliers: Option<OutliersSpec>,
+    /// Seed of the proxy weights and the sample (default: the experiment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl Default for QualitySection {
+    fn default() -> Self {
+        QualitySection {
+            samples: default_samples(),
+            ffn_dim: default_ffn_dim(),
+            hidden_dim: None,
+            weights: ProxyWeightsSpec::default(),
+            outliers: None,
+            seed: None,
+        }
+    }
 }
 
 fn default_seed() -> u64 {

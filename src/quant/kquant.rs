@@ -7,7 +7,10 @@
 /// ggml's `nearest_int`: round half to even (its magic-number trick, valid for |x| < 2^22).
 #[inline(always)]
 pub(crate) fn nearest_int(x: f32) -> i32 {
-    x.round_ties_even() as i32
+    // ggml's trick: adding 1.5 · 2^23 leaves round-half-even(x) in the low mantissa bits
+    // (exact for |x| < 2^22), without a call to `rintf` on targets without SSE4.1.
+    let bits = (x + 12_582_912.0f32).to_bits() as i32;
+    (bits & 0x007f_ffff) - 0x0040_0000
 }
 
 /// Fits `x ≈ scale · L − min` (returns `(scale, min)` with min ≥ 0, codes in `l`, 0..=nmax)

@@ -31,7 +31,10 @@ pub mod timeline;
 
 pub use process::{TIMELINE_MAX_SPANS, run};
 pub use report::SimReport;
-pub use setup::{CacheCapacity, OnWrongPrefetch, SetupError, SimOptions, SimSetup};
+pub use setup::{
+    CacheCapacity, FormatCost, OnWrongPrefetch, PrecisionOptions, SetupError, SimOptions,
+    SimPrecision, SimSetup,
+};
 pub use timeline::Timeline;
 
 use crate::cache::replay::{BetweenRequests, Scope, Stream};
@@ -60,6 +63,11 @@ pub struct SimTrace {
     /// Per event, `experts` logits of the next layer's router applied to this event's hidden
     /// state (for speculative prefetch); empty when unknown.
     pub speculative: Vec<f32>,
+    /// Decode events whose selection and formats the run records for output quality, sorted.
+    pub quality_events: Vec<usize>,
+    /// The hidden vector each of `quality_events` was routed on (`hidden` floats each), when
+    /// the trace has them (generated traces).
+    pub quality_hidden: Vec<f32>,
 }
 
 impl SimTrace {
@@ -118,6 +126,8 @@ impl SimTrace {
             workload,
             requests,
             speculative,
+            quality_events: Vec::new(),
+            quality_hidden: Vec::new(),
         })
     }
 

@@ -14,6 +14,8 @@ use super::{RequestSpan, SimTrace, resets};
 use crate::cache::replay::{Scope, next_use};
 use crate::cache::{ExpertCache, Lookup, PolicyContext};
 use crate::engine::{FifoResource, Scheduler, TimeNs};
+use crate::quality::QualitySample;
+use crate::quant::WeightFormat;
 use crate::router::metrics::{QualityAcc, StandardRef};
 use crate::router::{
     GateWeights, Residency, RouteInput, Router, RouterKind, Selection, gate_weights, top_k_by,
@@ -75,6 +77,9 @@ struct Slot {
     object: u32,
     tokens: u32,
     state: SlotState,
+    /// The copy computed: its bytes and kernel time per token.
+    bytes: u64,
+    compute_ns: TimeNs,
 }
 
 const SHARED: u32 = u32::MAX;
@@ -143,6 +148,10 @@ struct Counters {
     token_latencies: Vec<u64>,
     ttfts: Vec<u64>,
     prefill_time: u64,
+    precision_switches: u64,
+    low_precision_loads: u64,
+    /// Decode expert uses per format computed.
+    format_uses: Vec<(WeightFormat, u64)>,
 }
 
 struct Sim<'a> {
@@ -171,6 +180,14 @@ struct Sim<'a> {
     selection: Selection,
     union: Vec<u16>,
     union_tokens: Vec<u32>,
+    /// Largest gate weight of each union member over the step's tokens.
+    union_weight: Vec<f32>,
+    /// Formats computed for the union members, in union order.
+    step_formats: Vec<WeightFormat>,
+    /// Ladder step of each object's resident copy (dynamic precision).
+    resident_step: Vec<u8>,
+    /// Quality samples recorded (decode events listed in the trace's `quality_events`).
+    samples: Vec<QualitySample>,
     previous: Vec<u16>,
     predicted: Vec<u16>,
     /// Prefetches for the next step: (object, transfer, generation).
@@ -217,7 +234,8 @@ impl<'a> Sim<'a> {
         let needs_streams =
             o.policy.needs_oracle() || matches!(o.policy, crate::cache::PolicyKind::Pinned {});
         let streams = needs_streams.then(|| t.standard_streams(o.scope));
-        let expert_bytes = s.expert_bytes.first().copied().unwrap_or(1).max(1);
+        let expert_bytes =
+            (s.expert_bytes.iter().sum::<u64>() / s.expert_bytes.len().max(1) as u64).max(1);
         let caches = (0..s.n_caches as usize)
             .map(|ci| {
                 let stream = streams.as_ref().map(|st| &st[ci]);
@@ -291,6 +309,10 @@ impl<'a> Sim<'a> {
             selection: Selection::default(),
             union: Vec::new(),
             union_tokens: Vec::new(),
+            union_weight: Vec::new(),
+            step_formats: Vec::new(),
+            resident_step: vec![0; (l * e) as usize],
+            samples: Vec::new(),
             previous: Vec::new(),
             predicted: Vec::new(),
             pending_prefetch: Vec::new(),
@@ -534,6 +556,7 @@ impl<'a> Sim<'a> {
         // 1. Routing, with the cache as it is now.
         self.union.clear();
         self.union_tokens.clear();
+        self.union_weight.clear();
         let n_events = if p.prefill { span.prefill_tokens } else { 1 };
         for j in 0..n_events {
             let ev = if p.prefill {
@@ -580,12 +603,16 @@ impl<'a> Sim<'a> {
                 };
                 q.add(layer, logits, &sr, &self.selection);
             }
-            for &x in &self.selection.experts {
+            for (&x, &w) in self.selection.experts.iter().zip(&self.selection.weights) {
                 match self.union.iter().position(|&u| u == x) {
-                    Some(i) => self.union_tokens[i] += 1,
+                    Some(i) => {
+                        self.union_tokens[i] += 1;
+                        self.union_weight[i] = self.union_weight[i].max(w);
+                    }
                     None => {
                         self.union.push(x);
                         self.union_tokens.push(1);
+                        self.union_weight.push(w);
                     }
                 }
             }
@@ -651,6 +678,8 @@ impl<'a> Sim<'a> {
                     object: SHARED,
                     tokens,
                     state: SlotState::Ready,
+                    bytes: sh.bytes,
+                    compute_ns: sh.compute_ns,
                 });
                 self.step.ready.push_back(slot);
             } else {
@@ -658,6 +687,8 @@ impl<'a> Sim<'a> {
                     object: SHARED,
                     tokens,
                     state: SlotState::Waiting,
+                    bytes: sh.bytes,
+                    compute_ns: sh.compute_ns,
                 });
                 self.issue(Kind::Shared, layer, sh.bytes, s.home_tier as u8, Some(slot));
             }
@@ -666,30 +697,74 @@ impl<'a> Sim<'a> {
         self.protected
             .extend(self.union.iter().map(|&x| base + x as u32));
         self.caches[ci].begin_event();
+        self.step_formats.clear();
+        let lowering = s.precision.as_ref().map(|pr| pr.timeline.at(self.now()));
         for i in 0..self.union.len() {
             let x = self.union[i] as u32;
             let g = layer * e + x;
+            let gu = g as usize;
             let tokens = self.union_tokens[i];
             let slot = self.step.slots.len() as u16;
-            let bytes = s.expert_bytes[g as usize];
-            let home = s.placement[g as usize];
+            let home = s.placement[gu];
             if !p.prefill {
                 self.c.expert_uses += 1;
             } else {
                 self.c.prefill_lookups += 1;
             }
+            // The copy this use wants: the plan's, or (dynamic precision) the ladder step the
+            // device state allows, or (low precision on miss) the low copy.
+            let mut want = None;
+            if let (Some(pr), Some(lowering)) = (&s.precision, lowering) {
+                let target = pr.target(gu, lowering);
+                let present = home as usize == s.compute_tier || self.status[gu] != Status::Absent;
+                if home as usize != s.compute_tier && present && self.resident_step[gu] > target {
+                    // Above the ceiling: drop it and fetch the lower copy.
+                    self.c.precision_switches += 1;
+                    if let Status::InFlight(tid) = self.status[gu] {
+                        self.transfers[tid as usize].orphan = true;
+                    }
+                    self.caches[ci].remove(base + x);
+                    self.status[gu] = Status::Absent;
+                    self.prefetched[gu] = false;
+                }
+                let mut step = target;
+                if home as usize != s.compute_tier
+                    && self.status[gu] == Status::Absent
+                    && let Some((below, low)) = pr.low_on_miss
+                    && self.union_weight[i] < below
+                    && low < step
+                {
+                    step = low;
+                    self.c.low_precision_loads += 1;
+                }
+                want = Some(step);
+            }
+            let (bytes, compute_ns, format) = match want {
+                Some(step) => {
+                    let c = s.precision.as_ref().expect("dynamic").ladder[step as usize];
+                    (c.bytes, c.compute_ns, c.format)
+                }
+                None => (
+                    s.expert_bytes[gu],
+                    s.expert_compute_ns[gu],
+                    s.expert_format[gu],
+                ),
+            };
             if home as usize == s.compute_tier {
                 // Stored in the compute tier: always present.
                 self.step.slots.push(Slot {
                     object: g,
                     tokens,
                     state: SlotState::Ready,
+                    bytes,
+                    compute_ns,
                 });
                 self.step.ready.push_back(slot);
                 self.count_hit(p.prefill, home);
+                self.note_format(p.prefill, format);
                 continue;
             }
-            let lookup = if std::mem::take(&mut self.prefetched[g as usize]) {
+            let lookup = if std::mem::take(&mut self.prefetched[gu]) {
                 // The prefetch made this lookup early (miss and insertion); the policy has seen it.
                 debug_assert!(self.caches[ci].contains(base + x));
                 Lookup::Hit
@@ -700,12 +775,23 @@ impl<'a> Sim<'a> {
                 self.handle_evicted(per_layer, layer);
                 lookup
             };
-            match (lookup, self.status[g as usize]) {
+            // A hit computes the resident copy, whatever its format.
+            let (bytes, compute_ns, format) = match (lookup, &s.precision) {
+                (Lookup::Hit, Some(pr)) => {
+                    let c = pr.ladder[self.resident_step[gu] as usize];
+                    (c.bytes, c.compute_ns, c.format)
+                }
+                _ => (bytes, compute_ns, format),
+            };
+            self.note_format(p.prefill, format);
+            match (lookup, self.status[gu]) {
                 (Lookup::Hit, Status::Ready) => {
                     self.step.slots.push(Slot {
                         object: g,
                         tokens,
                         state: SlotState::Ready,
+                        bytes,
+                        compute_ns,
                     });
                     self.step.ready.push_back(slot);
                     self.count_hit(p.prefill, s.compute_tier as u8);
@@ -715,6 +801,8 @@ impl<'a> Sim<'a> {
                         object: g,
                         tokens,
                         state: SlotState::Waiting,
+                        bytes,
+                        compute_ns,
                     });
                     self.transfers[tid as usize].waiter = Some(slot);
                     if !p.prefill {
@@ -730,10 +818,15 @@ impl<'a> Sim<'a> {
                         object: g,
                         tokens,
                         state: SlotState::Waiting,
+                        bytes,
+                        compute_ns,
                     });
                     let tid = self.issue(Kind::Demand, g, bytes, home, Some(slot));
                     if inserted {
-                        self.status[g as usize] = Status::InFlight(tid);
+                        self.status[gu] = Status::InFlight(tid);
+                        if let Some(step) = want {
+                            self.resident_step[gu] = step;
+                        }
                     }
                     if !p.prefill {
                         self.c.misses += 1;
@@ -744,7 +837,9 @@ impl<'a> Sim<'a> {
                     }
                 }
             }
+            self.step_formats.push(format);
         }
+        self.record_sample();
         self.step.remaining = self.step.slots.len() as u32;
 
         // 4. The prefetcher, for the next layer of this token.
@@ -799,6 +894,36 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Counts a decode use computed in `format`.
+    fn note_format(&mut self, prefill: bool, format: WeightFormat) {
+        if prefill {
+            return;
+        }
+        match self.c.format_uses.iter_mut().find(|(f, _)| *f == format) {
+            Some((_, n)) => *n += 1,
+            None => self.c.format_uses.push((format, 1)),
+        }
+    }
+
+    /// Records the current decode step if the trace asks for it.
+    fn record_sample(&mut self) {
+        let p = self.pos();
+        if p.prefill || self.t.quality_events.is_empty() {
+            return;
+        }
+        let span = *self.request();
+        let ev = self.t.decode_event(&span, p.token, p.layer);
+        if self.t.quality_events.binary_search(&ev).is_ok() {
+            self.samples.push(QualitySample {
+                event: ev,
+                layer: p.layer,
+                experts: self.selection.experts.clone(),
+                weights: self.selection.weights.clone(),
+                formats: self.step_formats.clone(),
+            });
+        }
+    }
+
     /// Starts prefetches for the next layer of the current decode token.
     fn issue_prefetches(&mut self) {
         let p = self.pos();
@@ -824,15 +949,26 @@ impl<'a> Sim<'a> {
             if home as usize == s.compute_tier || self.prefetched[g as usize] {
                 continue;
             }
+            let mut want = None;
+            if let Some(pr) = &s.precision {
+                let target = pr.target(g as usize, pr.timeline.at(self.now()));
+                if self.status[g as usize] != Status::Absent
+                    && self.resident_step[g as usize] > target
+                {
+                    // The step's own lookup will switch it down.
+                    continue;
+                }
+                want = Some(target);
+            }
+            let bytes = match want {
+                Some(step) => s.precision.as_ref().expect("dynamic").ladder[step as usize].bytes,
+                None => s.expert_bytes[g as usize],
+            };
             // A prediction is the next step's lookup made early, hits included: the policy
             // sees it now, and the step's own lookup of the expert will not reach it again.
             self.evicted.clear();
-            let lookup = self.caches[ci].lookup(
-                base + x,
-                s.expert_bytes[g as usize],
-                &self.protected,
-                &mut self.evicted,
-            );
+            let lookup =
+                self.caches[ci].lookup(base + x, bytes, &self.protected, &mut self.evicted);
             self.handle_evicted(per_layer, next);
             match lookup {
                 Lookup::Hit => {
@@ -842,8 +978,11 @@ impl<'a> Sim<'a> {
                 Lookup::Miss { inserted: true } => {
                     self.prefetched[g as usize] = true;
                     self.touched.push(g);
-                    let tid = self.issue(Kind::Prefetch, g, s.expert_bytes[g as usize], home, None);
+                    let tid = self.issue(Kind::Prefetch, g, bytes, home, None);
                     self.status[g as usize] = Status::InFlight(tid);
+                    if let Some(step) = want {
+                        self.resident_step[g as usize] = step;
+                    }
                     let generation = self.transfers[tid as usize].generation;
                     self.pending_prefetch.push((g, tid, generation));
                     self.c.prefetch_issued += 1;
@@ -894,8 +1033,8 @@ impl<'a> Sim<'a> {
             } else {
                 let g = sl.object as usize;
                 (
-                    sl.tokens as u64 * s.expert_compute_ns[g],
-                    s.expert_bytes[g],
+                    sl.tokens as u64 * sl.compute_ns,
+                    sl.bytes,
                     s.expert_macs[g],
                     SpanKind::Expert,
                     Some(sl.object % s.experts),
@@ -1135,6 +1274,7 @@ impl<'a> Sim<'a> {
                 bytes_read: c.tier_read[i],
                 bytes_written: c.tier_written[i],
                 energy_pj: (c.tier_read[i] + c.tier_written[i]) as f64 * t.energy_pj_per_byte,
+                expert_storage_bytes: s.storage_bytes[i],
             })
             .collect();
         let quality = self.quality.summary();
@@ -1187,10 +1327,33 @@ impl<'a> Sim<'a> {
                 c.prefetch_useful + c.misses_on_predicted_steps,
             ),
             prefetch_wasted_bytes: c.prefetch_wasted_bytes,
+            decode_bits_per_weight_mean: {
+                let n: u64 = c.format_uses.iter().map(|u| u.1).sum();
+                let bits: f64 = c
+                    .format_uses
+                    .iter()
+                    .map(|&(f, k)| f.bits_per_weight() * k as f64)
+                    .sum();
+                if n == 0 { f64::NAN } else { bits / n as f64 }
+            },
+            precision_switches: c.precision_switches,
+            low_precision_loads: c.low_precision_loads,
+            expert_storage_bytes: s.storage_bytes.iter().sum(),
+            extra_copy_bytes: s.extra_copy_bytes,
             quality,
             links,
             tiers,
             token_latencies_ns: latencies,
+            format_uses: {
+                let mut v = c.format_uses.clone();
+                v.sort_by(|a, b| b.0.bits_per_weight().total_cmp(&a.0.bits_per_weight()));
+                v
+            },
+            quality_samples: {
+                let mut v = std::mem::take(&mut self.samples);
+                v.sort_by_key(|q| q.event);
+                v
+            },
         }
     }
 }

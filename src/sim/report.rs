@@ -91,6 +91,16 @@ pub struct SimReport {
     pub prefetch_recall: f64,
     /// Bytes of wrong prefetches that were transferred.
     pub prefetch_wasted_bytes: u64,
+    /// Bits per weight of the expert copies decode computed, mean over uses.
+    pub decode_bits_per_weight_mean: f64,
+    /// Resident copies dropped because the device state lowered their precision.
+    pub precision_switches: u64,
+    /// Misses that fetched the low-bit copy (low precision on miss).
+    pub low_precision_loads: u64,
+    /// Bytes of routed-expert copies stored over all tiers (the compute tier: its cache).
+    pub expert_storage_bytes: u64,
+    /// Of those, the extra precision copies dynamic precision and low-on-miss need.
+    pub extra_copy_bytes: u64,
     /// Routing quality against the standard router (1, 1, 0 for the standard router).
     #[serde(flatten)]
     pub quality: QualitySummary,
@@ -103,6 +113,12 @@ pub struct SimReport {
     /// Every decode-token latency, in order.
     #[serde(skip)]
     pub token_latencies_ns: Vec<u64>,
+    /// Decode expert uses per format computed, most bits first.
+    #[serde(skip)]
+    pub format_uses: Vec<(crate::quant::WeightFormat, u64)>,
+    /// The decode events sampled for output quality, in event order.
+    #[serde(skip)]
+    pub quality_samples: Vec<crate::quality::QualitySample>,
 }
 
 /// Traffic on one link.
@@ -137,6 +153,8 @@ pub struct TierReport {
     pub bytes_written: u64,
     /// Energy of those bytes.
     pub energy_pj: f64,
+    /// Bytes of routed-expert copies it stores (the compute tier: its cache capacity).
+    pub expert_storage_bytes: u64,
 }
 
 /// The nearest-rank `q` quantile of sorted `v` (0 when empty).

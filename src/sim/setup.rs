@@ -16,6 +16,9 @@
 //!   tier first (a static placement, as an offline profiling pass would do), and home holds the
 //!   rest. Stored copies are never removed, so evicting from the compute tier is free. A
 //!   profile whose compute tier is its home (execute-in-place) loads nothing.
+//! - A precision plan gives each routed expert its own format (bytes and kernel rate); with
+//!   dynamic precision or low-precision-on-miss, home stores a copy of every expert in every
+//!   format of the precision ladder, and the storage report counts them all.
 //! - Shared experts stay resident in the compute tier when its budget holds them (their bytes
 //!   come off the cache budget); otherwise they are streamed from home at every layer.
 
@@ -26,6 +29,8 @@ use crate::cache::replay::{BetweenRequests, Scope};
 use crate::engine::TimeNs;
 use crate::hardware::HardwareProfile;
 use crate::moe::MoeSpec;
+use crate::precision::dynamic::{Lowering, PrecisionTimeline};
+use crate::precision::{DynamicSpec, LowOnMissSpec, PrecisionPlan};
 use crate::quant::format::WeightFormat;
 use crate::router::{GateWeights, RouterKind};
 use crate::units::ceil_ns;
@@ -85,6 +90,53 @@ pub struct SimOptions {
     pub timeline: bool,
     /// Seed of every random draw of the run (arrivals).
     pub seed: u64,
+    /// Run-time precision changes.
+    pub precision: PrecisionOptions,
+}
+
+/// Run-time precision changes (`[precision.dynamic]` and `[precision.low_on_miss]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PrecisionOptions {
+    /// Thermal, battery and memory-pressure timeline.
+    pub dynamic: Option<DynamicSpec>,
+    /// Fetch a low-bit copy for low-weight misses.
+    pub low_on_miss: Option<LowOnMissSpec>,
+}
+
+/// A format's cost per expert.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FormatCost {
+    /// The format.
+    pub format: WeightFormat,
+    /// Bytes of one expert.
+    pub bytes: u64,
+    /// Kernel time of one expert for one token.
+    pub compute_ns: TimeNs,
+}
+
+/// Dynamic precision, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimPrecision {
+    /// The ladder, fewest bits first.
+    pub ladder: Vec<FormatCost>,
+    /// Each expert's planned ladder step.
+    pub plan_step: Vec<u8>,
+    /// The minimum step.
+    pub min_step: u8,
+    /// The lowering over time.
+    pub timeline: PrecisionTimeline,
+    /// Low precision on miss: gate-weight threshold and the low copy's step.
+    pub low_on_miss: Option<(f32, u8)>,
+}
+
+impl SimPrecision {
+    /// The step of expert `g` under `lowering`.
+    pub fn target(&self, g: usize, lowering: Lowering) -> u8 {
+        match lowering {
+            Lowering::Steps(k) => self.plan_step[g].saturating_sub(k).max(self.min_step),
+            Lowering::ToMinimum => self.min_step,
+        }
+    }
 }
 
 /// A problem resolving the setup: the option it concerns and why.
@@ -168,7 +220,9 @@ pub struct SimSetup {
     pub top_k: u32,
     /// Hidden width.
     pub hidden: u64,
-    /// Per (layer, expert), `layer * experts + expert`: stored bytes.
+    /// Per (layer, expert), `layer * experts + expert`: its planned format.
+    pub expert_format: Vec<WeightFormat>,
+    /// Per (layer, expert): stored bytes in its planned format.
     pub expert_bytes: Vec<u64>,
     /// Per (layer, expert): compute time per token.
     pub expert_compute_ns: Vec<TimeNs>,
@@ -215,6 +269,13 @@ pub struct SimSetup {
     pub n_caches: u32,
     /// The compute tier's expert budget (before shared experts).
     pub compute_budget_bytes: u64,
+    /// Dynamic precision and low-precision-on-miss, if on.
+    pub precision: Option<SimPrecision>,
+    /// Bytes of routed-expert copies stored in each tier (the compute tier: its cache, or
+    /// every expert when it is home).
+    pub storage_bytes: Vec<u64>,
+    /// Of those, the bytes of extra precision copies (dynamic precision, low-on-miss).
+    pub extra_copy_bytes: u64,
     /// The options.
     pub options: SimOptions,
 }
@@ -222,11 +283,13 @@ pub struct SimSetup {
 impl SimSetup {
     /// Resolves `options` for `moe` on `profile`. `popularity[layer * experts + e]` is how
     /// often each expert is used in the trace (for the static placement in intermediate tiers).
+    /// `plan` gives each routed expert its format (default: every expert in `options.format`).
     pub fn new(
         profile: &HardwareProfile,
         moe: &MoeSpec,
         options: SimOptions,
         popularity: &[u64],
+        plan: Option<&PrecisionPlan>,
     ) -> Result<SimSetup, SetupError> {
         let layers = moe.n_moe_layers();
         let experts = moe.n_experts;
@@ -243,10 +306,49 @@ impl SimSetup {
                 "f32 is the untimed quality reference; pick a deployable format",
             );
         };
-        let dense_rate = profile.compute.dense_weights_per_s;
         let per_expert_params = moe.params_per_expert();
-        let expert_bytes = moe.expert_bytes(format);
-        let compute_ns = ceil_ns(per_expert_params as f64 * 1e9 / rate);
+        let cost_of = |f: WeightFormat| -> Result<FormatCost, SetupError> {
+            let Some(rate) = profile.compute.format_weights_per_s(f) else {
+                return err(
+                    "precision",
+                    format!("{f} is the untimed quality reference; pick a deployable format"),
+                );
+            };
+            Ok(FormatCost {
+                format: f,
+                bytes: moe.expert_bytes(f),
+                compute_ns: ceil_ns(per_expert_params as f64 * 1e9 / rate),
+            })
+        };
+        let expert_format = match plan {
+            Some(p) => {
+                assert_eq!(p.formats.len(), n_objects, "a format per routed expert");
+                p.formats.clone()
+            }
+            None => vec![format; n_objects],
+        };
+        let mut costs: Vec<FormatCost> = Vec::new();
+        for &f in &expert_format {
+            if !costs.iter().any(|c| c.format == f) {
+                costs.push(cost_of(f)?);
+            }
+        }
+        let cost = |f: WeightFormat| *costs.iter().find(|c| c.format == f).expect("listed");
+        let expert_bytes: Vec<u64> = expert_format.iter().map(|&f| cost(f).bytes).collect();
+        let expert_compute_ns: Vec<TimeNs> =
+            expert_format.iter().map(|&f| cost(f).compute_ns).collect();
+        let mean_expert_bytes = (expert_bytes.iter().sum::<u64>() / n_objects.max(1) as u64).max(1);
+
+        // Dynamic precision: the ladder every expert can be fetched in.
+        let precision = resolve_precision(&options.precision, &expert_format, &cost_of)?;
+        // Bytes home stores for each expert (every ladder copy when precision changes at run
+        // time).
+        let stored_bytes = |g: usize| -> u64 {
+            match &precision {
+                Some(p) => p.ladder.iter().map(|c| c.bytes).sum(),
+                None => expert_bytes[g],
+            }
+        };
         let compute_tier = profile.compute_tier;
         let home = profile.home_tier();
         let compute_budget = profile.tiers[compute_tier].expert_budget_bytes();
@@ -276,7 +378,7 @@ impl SimSetup {
                 if !(n.is_finite() && n >= 0.0) {
                     return err("cache.capacity_experts", "must be a number >= 0");
                 }
-                (n * expert_bytes as f64).floor() as u64 * layers as u64
+                (n * mean_expert_bytes as f64).floor() as u64 * layers as u64
             }
             CacheCapacity::Bytes(b) => b,
             CacheCapacity::BudgetFraction(f) => {
@@ -308,26 +410,45 @@ impl SimSetup {
         // Static placement: the expert-holding tiers between the compute tier and the home tier
         // take the most used experts, fastest tier first; the home tier holds the rest.
         let mut placement = vec![home as u8; n_objects];
+        let mut storage_bytes = vec![0u64; profile.tiers.len()];
         if home == compute_tier {
             // The compute tier holds every expert: nothing is ever loaded.
             placement.iter_mut().for_each(|p| *p = compute_tier as u8);
+            let all: u64 = (0..n_objects).map(stored_bytes).sum();
+            if all > compute_budget {
+                return err(
+                    "hardware",
+                    format!(
+                        "{} cannot store the model's experts in {}: they need {}, it holds {}",
+                        profile.name,
+                        profile.tiers[compute_tier].name,
+                        crate::units::format_bytes(all as f64),
+                        crate::units::format_bytes(compute_budget as f64)
+                    ),
+                );
+            }
+            storage_bytes[compute_tier] = all;
         } else {
+            storage_bytes[compute_tier] = cache_bytes * n_caches as u64;
             let mut order: Vec<usize> = (0..n_objects).collect();
             order.sort_by(|&a, &b| popularity[b].cmp(&popularity[a]).then(a.cmp(&b)));
             let mut next = 0;
+            #[allow(clippy::needless_range_loop)]
             for t in compute_tier + 1..home {
                 let tier = &profile.tiers[t];
                 if !tier.holds_experts {
                     continue;
                 }
-                let take =
-                    ((tier.expert_budget_bytes() / expert_bytes) as usize).min(n_objects - next);
-                for &o in &order[next..next + take] {
+                let mut left = tier.expert_budget_bytes();
+                while next < n_objects && stored_bytes(order[next]) <= left {
+                    let o = order[next];
+                    left -= stored_bytes(o);
+                    storage_bytes[t] += stored_bytes(o);
                     placement[o] = t as u8;
+                    next += 1;
                 }
-                next += take;
             }
-            let rest_bytes = expert_bytes * (n_objects - next) as u64;
+            let rest_bytes: u64 = order[next..].iter().map(|&o| stored_bytes(o)).sum();
             let home_budget = profile.tiers[home].expert_budget_bytes();
             if rest_bytes > home_budget {
                 return err(
@@ -341,7 +462,15 @@ impl SimSetup {
                     ),
                 );
             }
+            storage_bytes[home] = rest_bytes;
         }
+        let extra_copy_bytes = match &precision {
+            Some(_) => (0..n_objects)
+                .map(|g| stored_bytes(g) - expert_bytes[g])
+                .sum(),
+            None => 0,
+        };
+        let expert_bytes_for_paths = mean_expert_bytes;
 
         let links: Vec<SimLink> = profile
             .links
@@ -362,7 +491,7 @@ impl SimSetup {
             if t == compute_tier || !used {
                 continue;
             }
-            match profile.fastest_path(t, compute_tier, expert_bytes) {
+            match profile.fastest_path(t, compute_tier, expert_bytes_for_paths) {
                 Some(p) => *path = p.links.iter().map(|&l| l as u16).collect(),
                 None => {
                     return err(
@@ -376,6 +505,7 @@ impl SimSetup {
             }
         }
 
+        let dense_rate = profile.compute.dense_weights_per_s;
         let p = &moe.params;
         let dense_params_per_layer =
             (p.attention + p.norms + p.dense_ffn + p.extra) / layers.max(1) as u64;
@@ -390,8 +520,9 @@ impl SimSetup {
             experts,
             top_k: moe.top_k,
             hidden: moe.hidden_size,
-            expert_bytes: vec![expert_bytes; n_objects],
-            expert_compute_ns: vec![compute_ns; n_objects],
+            expert_format,
+            expert_bytes,
+            expert_compute_ns,
             expert_macs: vec![per_expert_params; n_objects],
             placement,
             shared,
@@ -420,6 +551,9 @@ impl SimSetup {
             cache_bytes,
             n_caches,
             compute_budget_bytes: compute_budget,
+            precision,
+            storage_bytes,
+            extra_copy_bytes,
             options,
         })
     }
@@ -433,4 +567,100 @@ impl SimSetup {
     pub fn ops_ns(&self, ops: u64) -> TimeNs {
         ceil_ns(ops as f64 * self.op_ns)
     }
+}
+
+/// Resolves the precision ladder, or `None` when precision is static.
+fn resolve_precision(
+    o: &PrecisionOptions,
+    plan: &[WeightFormat],
+    cost_of: &dyn Fn(WeightFormat) -> Result<FormatCost, SetupError>,
+) -> Result<Option<SimPrecision>, SetupError> {
+    if o.dynamic.is_none() && o.low_on_miss.is_none() {
+        return Ok(None);
+    }
+    let dynamic = o.dynamic.clone().unwrap_or(DynamicSpec {
+        ladder: None,
+        min: None,
+        battery_low_pct: 0.0,
+        memory_pressure_high: 1.0,
+        timeline: Vec::new(),
+    });
+    // Without a timeline, the ladder is the plan's formats and the low copy's.
+    let mut ladder: Vec<WeightFormat> = match (&o.dynamic, &dynamic.ladder) {
+        (_, Some(l)) => l.clone(),
+        (Some(_), None) => vec![WeightFormat::Q2K, WeightFormat::Q3K, WeightFormat::Q4K],
+        (None, None) => Vec::new(),
+    };
+    let explicit = dynamic.ladder.is_some();
+    for &f in plan {
+        if !ladder.contains(&f) {
+            if explicit {
+                return err(
+                    "precision.dynamic.ladder",
+                    format!("the plan uses {f}, which the ladder does not list"),
+                );
+            }
+            ladder.push(f);
+        }
+    }
+    if let Some(l) = &o.low_on_miss {
+        let f = l.format.unwrap_or(WeightFormat::Q2K);
+        if !ladder.contains(&f) {
+            ladder.push(f);
+        }
+    }
+    crate::precision::sort_by_bits(&mut ladder);
+    ladder.dedup();
+    if ladder.len() > u8::MAX as usize {
+        return err("precision.dynamic.ladder", "too many formats");
+    }
+    let step_of = |f: WeightFormat| ladder.iter().position(|&g| g == f).expect("listed") as u8;
+    let min_step = match dynamic.min {
+        Some(m) => {
+            let Some(i) = ladder.iter().position(|&g| g == m) else {
+                return err(
+                    "precision.dynamic.min",
+                    format!("{m} is not on the precision ladder"),
+                );
+            };
+            i as u8
+        }
+        None => 0,
+    };
+    let plan_step: Vec<u8> = plan.iter().map(|&f| step_of(f)).collect();
+    if let Some(&lowest) = plan_step.iter().min()
+        && lowest < min_step
+    {
+        return err(
+            "precision.dynamic.min",
+            format!(
+                "the plan stores some experts in {}, below the minimum {}",
+                ladder[lowest as usize], ladder[min_step as usize]
+            ),
+        );
+    }
+    let low_on_miss = match &o.low_on_miss {
+        Some(l) => {
+            if !(l.gate_below.is_finite() && (0.0..=1.0).contains(&l.gate_below)) {
+                return err("precision.low_on_miss.gate_below", "must be in [0, 1]");
+            }
+            Some((
+                l.gate_below as f32,
+                l.format
+                    .map(step_of)
+                    .unwrap_or(if o.dynamic.is_some() { min_step } else { 0 }),
+            ))
+        }
+        None => None,
+    };
+    Ok(Some(SimPrecision {
+        ladder: ladder
+            .iter()
+            .map(|&f| cost_of(f))
+            .collect::<Result<_, _>>()?,
+        plan_step,
+        min_step,
+        timeline: dynamic.resolve(),
+        low_on_miss,
+    }))
 }

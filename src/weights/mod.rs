@@ -1,6 +1,7 @@
 //! Reading and writing weight matrices: NumPy `.npy` (f32 or f16, 2-D) and `.safetensors`
 //! (F32, F16 or BF16 tensors by name). Every failure is one line naming the file and why.
 
+pub mod experts;
 pub mod npy;
 pub mod safetensors;
 

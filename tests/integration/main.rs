@@ -5,6 +5,7 @@
 mod util;
 
 // Hardware profiles: shipped presets and every bad-input case of issue 2.
+mod precision;
 mod profile_input;
 // MoE model specs: parameter totals against the published figures, bad model files.
 mod model_specs;

@@ -84,6 +84,7 @@ impl Toy {
             experts: e,
             top_k: t.workload.top_k,
             hidden: 64,
+            expert_format: vec![moesim::quant::format::WeightFormat::Q4K; n],
             expert_bytes: vec![self.expert_bytes; n],
             expert_compute_ns: vec![self.compute_ns; n],
             expert_macs: vec![1; n],
@@ -112,6 +113,9 @@ impl Toy {
             cache_bytes,
             n_caches,
             compute_budget_bytes: u64::MAX,
+            precision: None,
+            storage_bytes: vec![0; n_tiers],
+            extra_copy_bytes: 0,
             options: SimOptions {
                 format: moesim::quant::format::WeightFormat::Q4K,
                 scope: self.scope,
@@ -126,6 +130,7 @@ impl Toy {
                 arrival: ArrivalKind::AllAtOnce {},
                 timeline: false,
                 seed: 1,
+                precision: Default::default(),
             },
         }
     }

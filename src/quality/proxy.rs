@@ -1,0 +1,147 @@
+//! Proxy experts: SwiGLU FFNs whose weights are drawn from a seeded distribution or supplied
+//! by a [`WeightSource`] (real weight files are read outside the core, by `crate::weights`).
+//!
+//! Expert `i` of layer `l` computes `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, with `W1` and `W3` of
+//! `ffn × hidden` and `W2` of `hidden × ffn` (row-major, one output per row, as the GEMV
+//! kernels take them). Synthetic weights are N(0, 1) or Student-t draws scaled by
+//! `1/sqrt(fan-in)`, so activations stay of order one; an optional share of experts gets
+//! outlier input channels, scaled up, as real checkpoints have.
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::quant::eval::{WeightDistribution, sample};
+use crate::quant::{QuantizedMatrix, WeightFormat};
+use crate::trace::generate::derive_seed;
+
+/// One expert's weights.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpertWeights {
+    /// Hidden width d.
+    pub hidden: usize,
+    /// FFN width f.
+    pub ffn: usize,
+    /// Gate projection, `ffn × hidden`.
+    pub w1: Vec<f32>,
+    /// Down projection, `hidden × ffn`.
+    pub w2: Vec<f32>,
+    /// Up projection, `ffn × hidden`.
+    pub w3: Vec<f32>,
+}
+
+/// Where expert weights come from.
+pub trait WeightSource: Sync {
+    /// Hidden width.
+    fn hidden(&self) -> usize;
+    /// FFN width.
+    fn ffn(&self) -> usize;
+    /// The weights of expert `expert` of MoE layer `layer`.
+    fn expert(&self, layer: u32, expert: u32) -> Result<ExpertWeights, String>;
+}
+
+/// Experts with outlier channels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outliers {
+    /// Share of experts that have them.
+    pub experts: f64,
+    /// Share of their input channels that are outliers.
+    pub channels: f64,
+    /// Factor the outlier channels' weights are multiplied by.
+    pub scale: f64,
+}
+
+/// Seeded synthetic experts.
+#[derive(Debug, Clone)]
+pub struct SyntheticExperts {
+    /// Hidden width (a multiple of 256).
+    pub hidden: usize,
+    /// FFN width (a multiple of 256).
+    pub ffn: usize,
+    /// Weight distribution.
+    pub distribution: WeightDistribution,
+    /// Outlier channels, if any.
+    pub outliers: Option<Outliers>,
+    /// Seed; expert `(l, i)` draws from a stream derived from it.
+    pub seed: u64,
+    /// Experts per layer (to number the streams).
+    pub experts_per_layer: u32,
+}
+
+impl WeightSource for SyntheticExperts {
+    fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    fn ffn(&self) -> usize {
+        self.ffn
+    }
+
+    fn expert(&self, layer: u32, expert: u32) -> Result<ExpertWeights, String> {
+        let (d, f) = (self.hidden, self.ffn);
+        let id = layer as u64 * self.experts_per_layer as u64 + expert as u64;
+        let stream = derive_seed(self.seed, id);
+        let draw = |n: usize, k: u64, fan_in: usize| {
+            let mut v = sample(self.distribution, n, derive_seed(stream, k));
+            let s = 1.0 / (fan_in as f32).sqrt();
+            v.iter_mut().for_each(|x| *x *= s);
+            v
+        };
+        let mut w1 = draw(f * d, 1, d);
+        let w2 = draw(d * f, 2, f);
+        let mut w3 = draw(f * d, 3, d);
+        if let Some(o) = self.outliers {
+            let mut rng = StdRng::seed_from_u64(derive_seed(stream, 4));
+            if rng.random::<f64>() < o.experts {
+                let s = o.scale as f32;
+                for c in 0..d {
+                    if rng.random::<f64>() < o.channels {
+                        for r in 0..f {
+                            w1[r * d + c] *= s;
+                            w3[r * d + c] *= s;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(ExpertWeights {
+            hidden: d,
+            ffn: f,
+            w1,
+            w2,
+            w3,
+        })
+    }
+}
+
+/// An expert in one format, ready to run.
+#[derive(Debug, Clone)]
+pub struct QuantExpert {
+    w1: QuantizedMatrix,
+    w2: QuantizedMatrix,
+    w3: QuantizedMatrix,
+}
+
+impl QuantExpert {
+    /// Quantizes `w` to `format` with the real kernels.
+    pub fn new(w: &ExpertWeights, format: WeightFormat) -> Result<QuantExpert, String> {
+        let (d, f) = (w.hidden, w.ffn);
+        Ok(QuantExpert {
+            w1: QuantizedMatrix::quantize(format, f, d, &w.w1, None)?,
+            w2: QuantizedMatrix::quantize(format, d, f, &w.w2, None)?,
+            w3: QuantizedMatrix::quantize(format, f, d, &w.w3, None)?,
+        })
+    }
+
+    /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, on one thread.
+    pub fn forward(&self, h: &[f32], y: &mut [f32]) {
+        let f = self.w1.rows;
+        let mut a = vec![0.0f32; f];
+        let mut b = vec![0.0f32; f];
+        self.w1.gemv_serial(h, &mut a);
+        self.w3.gemv_serial(h, &mut b);
+        for (x, &u) in a.iter_mut().zip(&b) {
+            *x = *x / (1.0 + (-*x).exp()) * u;
+        }
+        self.w2.gemv_serial(&a, y);
+    }
+}
