@@ -42,6 +42,8 @@ pub enum Command {
     Cache(cache::CacheCommand),
     /// Simulate an experiment (latency, throughput, energy); no argument runs the quickstart.
     Run(run::RunArgs),
+    /// Re-render a sweep report's summary and plots from its results.csv, without simulating.
+    Plot(PlotArgs),
     /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
     Route(route::RouteArgs),
     /// Quantized kernels: error by format, packed bytes, GEMV throughput.
@@ -50,6 +52,13 @@ pub enum Command {
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+}
+
+/// Arguments of `moesim plot`.
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// A sweep's report directory (holding results.csv).
+    pub dir: std::path::PathBuf,
 }
 
 /// Runs a parsed command line. Output goes to stdout; a closed pipe (`| head`) is not an error.
@@ -64,6 +73,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Route(args) => route::run(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
         Command::Quant(cmd) => quant::run(cmd, &mut out),
+        Command::Plot(args) => {
+            let name = args
+                .dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "sweep".into());
+            crate::report::sweep::finish(&args.dir, &name).and_then(|md| emit(&mut out, &md))
+        }
     };
     match res {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::BrokenPipe => {

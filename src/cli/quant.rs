@@ -567,7 +567,11 @@ fn plot_source(rows: &[EvalRow], source: &str, stem: &Path) -> Result<()> {
             .collect();
         pts.sort_by(|a, b| a.partial_cmp(b).expect("finite bpw"));
         if !pts.is_empty() {
-            series.push(Series { name, points: pts });
+            series.push(Series {
+                name,
+                points: pts,
+                ..Default::default()
+            });
         }
     };
     for family in [

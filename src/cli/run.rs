@@ -24,9 +24,12 @@ pub struct RunArgs {
     /// Output directory (default: reports/<name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Print the metrics as JSON instead of the summary.
+    /// Print the metrics as JSON instead of the summary (single-point experiments).
     #[arg(long)]
     pub json: bool,
+    /// Worker threads for a sweep's points (default: all cores). Results do not depend on it.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
     /// Also write the simulator's resolved inputs (durations, sizes, routes) as JSON, for
     /// independent re-implementations such as scripts/simpy_crosscheck.py. Standard router only.
     #[arg(long)]
@@ -65,6 +68,11 @@ struct MetricsRow<'a> {
 
 /// Runs `moesim run`.
 pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(path) = &args.experiment
+        && is_sweep(path)?
+    {
+        return run_sweep(crate::experiment::sweep::Sweep::load(path)?, &args, out);
+    }
     let exp = match &args.experiment {
         Some(path) => Experiment::load(path)?,
         None => Experiment::quickstart()?,
@@ -104,6 +112,147 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         r.events as f64 / outcome.simulate_wall_s.max(1e-9) / 1e6,
         dir.display(),
         if outcome.timeline.is_some() { ", timeline.json" } else { "" }
+    ));
+    emit(out, &s)
+}
+
+/// Whether the experiment file has a `[sweep]` table.
+fn is_sweep(path: &Path) -> Result<bool> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let spec: crate::experiment::ExperimentSpec =
+        crate::config::parse_toml(&path.display().to_string(), &text)?;
+    Ok(spec.sweep.is_some())
+}
+
+/// A sweep row: the point, its axis values, then the metrics.
+#[derive(Serialize)]
+struct SweepRow<'a> {
+    point: &'a str,
+    replicate: u32,
+    #[serde(flatten)]
+    axes: AxisColumns<'a>,
+    #[serde(flatten)]
+    metrics: MetricsRow<'a>,
+}
+
+struct AxisColumns<'a>(&'a [(String, String)]);
+
+impl Serialize for AxisColumns<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(&format!("axis.{k}"), v)?;
+        }
+        m.end()
+    }
+}
+
+/// Runs every pending point of a sweep in parallel, then writes the report directory.
+fn run_sweep(
+    sweep: crate::experiment::sweep::Sweep,
+    args: &RunArgs,
+    out: &mut dyn Write,
+) -> Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use rayon::prelude::*;
+    use std::io::IsTerminal;
+    if args.json || args.dump_inputs.is_some() {
+        return Err(Error::usage(
+            "--json and --dump-inputs apply to single-point experiments; a sweep writes results.csv",
+        ));
+    }
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("reports").join(&sweep.name));
+    let parts_dir = dir.join("points");
+    std::fs::create_dir_all(&parts_dir).map_err(|e| Error::io(&parts_dir, e))?;
+    let hash = format!("{:016x}\n", sweep.content_hash);
+    let hash_path = dir.join("experiment.hash");
+    if let Ok(old) = std::fs::read_to_string(&hash_path)
+        && old != hash
+    {
+        return Err(Error::usage(format!(
+            "{} holds the results of another version of the experiment file; use another --out or remove it",
+            dir.display()
+        )));
+    }
+    write_atomic(&hash_path, hash.as_bytes())?;
+    write_atomic(dir.join("experiment.toml"), sweep.text.as_bytes())?;
+    let part = |i: usize| parts_dir.join(format!("{i:06}.csv"));
+    // A part is complete when it exists (parts are written atomically) and names its point.
+    let done = |p: &crate::experiment::sweep::Point| {
+        std::fs::read_to_string(part(p.index)).is_ok_and(|t| {
+            t.lines().nth(1).is_some_and(|row| {
+                row.starts_with(&format!(
+                    "\"{}\",{},",
+                    p.key.replace('"', "\"\""),
+                    p.replicate
+                )) || row.starts_with(&format!("{},{},", p.key, p.replicate))
+            })
+        })
+    };
+    let pending: Vec<&crate::experiment::sweep::Point> =
+        sweep.points.iter().filter(|p| !done(p)).collect();
+    let skipped = sweep.points.len() - pending.len();
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(sweep.points.len() as u64);
+        b.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("template"),
+        );
+        b.set_position(skipped as u64);
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = args.threads {
+        builder = builder.num_threads(n as usize);
+    }
+    let pool = builder
+        .build()
+        .map_err(|e| Error::usage(format!("--threads: {e}")))?;
+    let start = std::time::Instant::now();
+    pool.install(|| {
+        pending.par_iter().try_for_each(|p| -> Result<()> {
+            let o = p.experiment.run()?;
+            let row = SweepRow {
+                point: &p.key,
+                replicate: p.replicate,
+                axes: AxisColumns(&p.axes),
+                metrics: metrics_row(&p.experiment, &o),
+            };
+            write_atomic(part(p.index), &to_csv(&[row]))?;
+            bar.inc(1);
+            Ok(())
+        })
+    })?;
+    bar.finish_and_clear();
+    let parts: Vec<PathBuf> = sweep.points.iter().map(|p| part(p.index)).collect();
+    crate::report::sweep::assemble(&dir, &parts)?;
+    if let Some(p) = sweep.points.first() {
+        let config = format!(
+            "# moesim {} resolved configuration of the first point ({}) of {}\n{}",
+            env!("CARGO_PKG_VERSION"),
+            p.key,
+            sweep.name,
+            toml::to_string(&p.experiment.resolved).expect("specs serialize")
+        );
+        write_atomic(dir.join("config.resolved.toml"), config.as_bytes())?;
+    }
+    let md = crate::report::sweep::finish(&dir, &sweep.name)?;
+    let mut s = md;
+    s.push_str(&format!(
+        "\nran {} of {} runs ({} already done) in {:.2} s; wrote {}/ (results.csv, summary.csv, summary.md, plots/)\n",
+        pending.len(),
+        sweep.points.len(),
+        skipped,
+        start.elapsed().as_secs_f64(),
+        dir.display()
     ));
     emit(out, &s)
 }

@@ -6,6 +6,7 @@
 //! the file; a name that matches a shipped preset wins.
 
 pub mod spec;
+pub mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -57,6 +57,9 @@ pub struct ExperimentSpec {
     /// Extra outputs.
     #[serde(default)]
     pub output: OutputSection,
+    /// Sweep axes (see `super::sweep`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<super::sweep::SweepSection>,
 }
 
 /// `[precision]`.

@@ -8,3 +8,4 @@
 pub mod flat_csv;
 pub mod font;
 pub mod plot;
+pub mod sweep;

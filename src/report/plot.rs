@@ -8,12 +8,16 @@ use super::font::{FONT_FAMILY, register};
 use crate::error::{Error, Result};
 
 /// One named series of points.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Series {
     /// Legend label.
     pub name: String,
     /// Points, drawn joined in the order given.
     pub points: Vec<(f64, f64)>,
+    /// A shaded band `(x, low, high)` around the line (a confidence interval), if any.
+    pub band: Vec<(f64, f64, f64)>,
+    /// Markers only, no joining line (a scatter).
+    pub scatter: bool,
 }
 
 /// A chart of series against two numeric axes.
@@ -59,6 +63,12 @@ impl XyChart {
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
+        for &(_, lo, hi) in self.series.iter().flat_map(|s| s.band.iter()) {
+            if lo.is_finite() && hi.is_finite() {
+                y0 = y0.min(lo);
+                y1 = y1.max(hi);
+            }
+        }
         if !x0.is_finite() {
             return ((0.0, 1.0), (0.0, 1.0));
         }
@@ -103,8 +113,25 @@ impl XyChart {
                 .copied()
                 .filter(|(x, y)| x.is_finite() && y.is_finite())
                 .collect();
+            let band: Vec<(f64, f64, f64)> = s
+                .band
+                .iter()
+                .copied()
+                .filter(|(x, lo, hi)| x.is_finite() && lo.is_finite() && hi.is_finite())
+                .collect();
+            if band.len() >= 2 {
+                let mut poly: Vec<(f64, f64)> = band.iter().map(|&(x, _, hi)| (x, hi)).collect();
+                poly.extend(band.iter().rev().map(|&(x, lo, _)| (x, lo)));
+                chart
+                    .draw_series(std::iter::once(Polygon::new(
+                        poly,
+                        color.mix(0.18).filled(),
+                    )))
+                    .map_err(|x| e(&x))?;
+            }
+            let line = if s.scatter { Vec::new() } else { pts.clone() };
             chart
-                .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))
+                .draw_series(LineSeries::new(line, color.stroke_width(2)))
                 .map_err(|x| e(&x))?
                 .label(s.name.clone())
                 .legend(move |(x, y)| {
@@ -165,10 +192,13 @@ mod tests {
                 Series {
                     name: "k-quants".into(),
                     points: vec![(2.6, 10.5), (3.4, 16.4), (4.5, 22.9)],
+                    band: vec![(2.6, 10.0, 11.0), (3.4, 16.0, 17.0), (4.5, 22.0, 23.5)],
+                    scatter: false,
                 },
                 Series {
                     name: "uniform".into(),
                     points: vec![(2.06, 8.3), (3.06, 14.0), (f64::NAN, 1.0)],
+                    ..Default::default()
                 },
             ],
         };

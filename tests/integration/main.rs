@@ -21,6 +21,7 @@ mod cache_cli;
 mod routers;
 // Discrete-event simulation: closed forms, monotonicity, prefetch bound, `moesim run`.
 mod sim;
+mod sweeps;
 // The event engine against SimPy (Python, in CI).
 mod simpy_check;
 // Quantized kernels: gguf bit-exactness, error bounds, GEMV, `moesim quant`.

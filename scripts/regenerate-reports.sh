@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Regenerates every committed report under reports/ from the shipped experiments, and prints each
+# one's wall time. Usage: scripts/regenerate-reports.sh [--threads N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+bin=target/release/moesim
+run() {
+  local name=$1; shift
+  rm -rf "reports/$name"
+  local start=$(date +%s.%N)
+  "$bin" run "$@" --out "reports/$name" "${THREADS[@]}" > /dev/null
+  rm -rf "reports/$name/points"
+  printf '%-24s %6.1f s\n' "$name" "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
+}
+THREADS=()
+if [[ "${1:-}" == "--threads" ]]; then THREADS=(--threads "$2"); fi
+# The quickstart is one point: no --threads.
+rm -rf reports/quickstart
+start=$(date +%s.%N)
+"$bin" run experiments/quickstart.toml --out reports/quickstart > /dev/null
+printf '%-24s %6.1f s\n' quickstart "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
+for name in bonus-sweep precision-allocation prefetch; do
+  run "$name" "experiments/$name.toml"
+done
+rm -rf reports/quant-eval
+start=$(date +%s.%N)
+"$bin" quant eval --out reports/quant-eval > /dev/null
+printf '%-24s %6.1f s\n' quant-eval "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"

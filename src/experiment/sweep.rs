@@ -1,0 +1,237 @@
+//! Sweeps: an experiment file with a `[sweep]` table expands into points.
+//!
+//! ```toml
+//! [sweep]
+//! axes = { "router.lambda" = [0.0, 0.5, 1.0], "cache.policy" = ["lru", "lfu"] }
+//! zip = [{ "hardware.profile" = ["esp32-p4", "rpi5"], "model.spec" = ["micro-moe", "olmoe"] }]
+//! replicates = 3
+//! ```
+//!
+//! Every `axes` entry is a dotted path into the experiment file with a list of values; points
+//! are the cartesian product of the axes (sorted by path, the first varying slowest) and of the
+//! `zip` groups, whose lists vary together. Each point runs `replicates` times; replicate `r` of
+//! a point seeds from the experiment seed and the point's key (never from thread order), and a
+//! single replicate keeps the experiment seed, so a one-point sweep reproduces a plain run.
+//! Every point is validated before anything runs.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Experiment, ExperimentSpec};
+use crate::error::{Error, InputError, Result};
+use crate::trace::generate::derive_seed;
+
+/// `[sweep]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// Dotted path → values; the cartesian product.
+    #[serde(default)]
+    pub axes: toml::Table,
+    /// Groups of paths whose equal-length value lists vary together.
+    #[serde(default)]
+    pub zip: Vec<toml::Table>,
+    /// Runs per point (1).
+    #[serde(default = "one")]
+    pub replicates: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One run of a sweep.
+#[derive(Debug, Clone)]
+pub struct Point {
+    /// Position in the expansion (point-major, replicate-minor).
+    pub index: usize,
+    /// `path=value,...` of its axis values (`base` without axes).
+    pub key: String,
+    /// Replicate number.
+    pub replicate: u32,
+    /// Axis values, in axis order: (path, rendered value).
+    pub axes: Vec<(String, String)>,
+    /// The validated experiment.
+    pub experiment: Experiment,
+}
+
+/// An expanded sweep.
+#[derive(Debug, Clone)]
+pub struct Sweep {
+    /// The experiment name.
+    pub name: String,
+    /// The axis paths, in order.
+    pub axis_paths: Vec<String>,
+    /// Replicates per point.
+    pub replicates: u32,
+    /// Every run.
+    pub points: Vec<Point>,
+    /// FNV-1a 64 of the experiment file's bytes.
+    pub content_hash: u64,
+    /// The experiment file's text.
+    pub text: String,
+}
+
+/// FNV-1a, 64 bits.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+fn render(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn set_path(t: &mut toml::Table, path: &str, v: toml::Value) -> std::result::Result<(), String> {
+    let mut parts = path.split('.').peekable();
+    let mut cur = t;
+    while let Some(p) = parts.next() {
+        if p.is_empty() {
+            return Err(format!("`{path}` is not a dotted path"));
+        }
+        if parts.peek().is_none() {
+            cur.insert(p.to_string(), v);
+            return Ok(());
+        }
+        let next = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = match next {
+            toml::Value::Table(t) => t,
+            _ => return Err(format!("`{path}`: `{p}` is not a table")),
+        };
+    }
+    Ok(())
+}
+
+impl Sweep {
+    /// Reads, expands and validates `path`.
+    pub fn load(path: &Path) -> Result<Sweep> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Sweep::parse(&path.display().to_string(), &text, base)
+    }
+
+    /// Expands `text`; `label` names it in errors.
+    pub fn parse(label: &str, text: &str, base: &Path) -> Result<Sweep> {
+        // Parse once as a spec for the line-numbered errors of the file itself.
+        let spec: ExperimentSpec = crate::config::parse_toml(label, text)?;
+        let bad = |key: &str, reason: String| Error::Input(InputError::at_key(label, key, reason));
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| bad("sweep", e.to_string()))?;
+        table.remove("sweep");
+        let sweep = spec.sweep.clone().unwrap_or_default();
+        if sweep.replicates == 0 {
+            return Err(bad("sweep.replicates", "must be >= 1".into()));
+        }
+        // Groups: each axis alone, then each zip group.
+        let mut groups: Vec<Vec<(String, Vec<toml::Value>)>> = Vec::new();
+        let list = |key: String, v: &toml::Value| match v {
+            toml::Value::Array(a) if !a.is_empty() => Ok((key, a.clone())),
+            _ => Err(bad(
+                &format!("sweep.{key}"),
+                "must be a non-empty list of values".into(),
+            )),
+        };
+        for (k, v) in &sweep.axes {
+            groups.push(vec![list(k.clone(), v)?]);
+        }
+        for (i, z) in sweep.zip.iter().enumerate() {
+            let g: Vec<(String, Vec<toml::Value>)> = z
+                .iter()
+                .map(|(k, v)| list(k.clone(), v))
+                .collect::<Result<_>>()?;
+            if g.is_empty() {
+                return Err(bad(&format!("sweep.zip[{i}]"), "is empty".into()));
+            }
+            if g.iter().any(|(_, vs)| vs.len() != g[0].1.len()) {
+                return Err(bad(
+                    &format!("sweep.zip[{i}]"),
+                    "its lists differ in length".into(),
+                ));
+            }
+            groups.push(g);
+        }
+        let axis_paths: Vec<String> = groups
+            .iter()
+            .flat_map(|g| g.iter().map(|(k, _)| k.clone()))
+            .collect();
+        for (i, p) in axis_paths.iter().enumerate() {
+            if axis_paths[..i].contains(p) {
+                return Err(bad("sweep", format!("`{p}` is swept twice")));
+            }
+            if p == "name" || p == "schema_version" || p.starts_with("sweep") {
+                return Err(bad("sweep", format!("`{p}` cannot be swept")));
+            }
+        }
+        let n_combos: usize = groups.iter().map(|g| g[0].1.len()).product();
+        if n_combos.saturating_mul(sweep.replicates as usize) > 1_000_000 {
+            return Err(bad("sweep", "more than a million runs".into()));
+        }
+        let content_hash = fnv1a(text.as_bytes());
+        let mut points = Vec::new();
+        for c in 0..n_combos {
+            // Mixed-radix digits, the first group slowest.
+            let mut rest = c;
+            let mut digits = vec![0usize; groups.len()];
+            for (gi, g) in groups.iter().enumerate().rev() {
+                let n = g[0].1.len();
+                digits[gi] = rest % n;
+                rest /= n;
+            }
+            let mut t = table.clone();
+            let mut axes = Vec::new();
+            for (g, &d) in groups.iter().zip(&digits) {
+                for (path, values) in g {
+                    set_path(&mut t, path, values[d].clone())
+                        .map_err(|r| bad(&format!("sweep.{path}"), r))?;
+                    axes.push((path.clone(), render(&values[d])));
+                }
+            }
+            let key = if axes.is_empty() {
+                "base".to_string()
+            } else {
+                axes.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            for r in 0..sweep.replicates {
+                let mut t = t.clone();
+                if sweep.replicates > 1 {
+                    let seed =
+                        derive_seed(spec.seed, fnv1a(key.as_bytes()).wrapping_add(r as u64)) >> 1;
+                    t.insert("seed".into(), toml::Value::Integer(seed as i64));
+                }
+                let point_label = format!("{label}: point {key} (replicate {r})");
+                let spec: ExperimentSpec = toml::Value::Table(t).try_into().map_err(|e| {
+                    Error::Input(InputError::new(point_label.clone(), e.to_string()))
+                })?;
+                let experiment = Experiment::from_spec(spec, &point_label, base)?;
+                points.push(Point {
+                    index: points.len(),
+                    key: key.clone(),
+                    replicate: r,
+                    axes: axes.clone(),
+                    experiment,
+                });
+            }
+        }
+        Ok(Sweep {
+            name: spec.name,
+            axis_paths,
+            replicates: sweep.replicates,
+            points,
+            content_hash,
+            text: text.to_string(),
+        })
+    }
+}
