@@ -183,13 +183,12 @@ fn run_sweep(
     let part = |i: usize| parts_dir.join(format!("{i:06}.csv"));
     // A part is complete when it exists (parts are written atomically) and names its point.
     let done = |p: &crate::experiment::sweep::Point| {
-        std::fs::read_to_string(part(p.index)).is_ok_and(|t| {
-            t.lines().nth(1).is_some_and(|row| {
-                row.starts_with(&format!(
-                    "\"{}\",{},",
-                    p.key.replace('"', "\"\""),
-                    p.replicate
-                )) || row.starts_with(&format!("{},{},", p.key, p.replicate))
+        csv::Reader::from_path(part(p.index)).is_ok_and(|mut r| {
+            r.records().next().is_some_and(|rec| {
+                rec.is_ok_and(|rec| {
+                    rec.get(0) == Some(p.key.as_str())
+                        && rec.get(1) == Some(p.replicate.to_string().as_str())
+                })
             })
         })
     };
