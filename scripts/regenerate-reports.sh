@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates every committed report under reports/ from the shipped experiments, and prints each
 # one's wall time. Usage: scripts/regenerate-reports.sh [--threads N]
+# eviction-policies-mixtral-trace reads the real Mixtral trace from ../shared (never copied here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
@@ -20,7 +21,8 @@ rm -rf reports/quickstart
 start=$(date +%s.%N)
 "$bin" run experiments/quickstart.toml --out reports/quickstart > /dev/null
 printf '%-24s %6.1f s\n' quickstart "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
-for name in bonus-sweep precision-allocation prefetch; do
+for name in bonus-sweep ema-sweep eviction-policies eviction-policies-mixtral-trace precision-allocation \
+  hardware-compare prefetch pi-quant seed-table; do
   run "$name" "experiments/$name.toml"
 done
 rm -rf reports/quant-eval

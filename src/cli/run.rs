@@ -181,6 +181,7 @@ fn run_sweep(
     write_atomic(&hash_path, hash.as_bytes())?;
     write_atomic(dir.join("experiment.toml"), sweep.text.as_bytes())?;
     let part = |i: usize| parts_dir.join(format!("{i:06}.csv"));
+    let side = |i: usize, what: &str| parts_dir.join(format!("{i:06}.{what}.csv"));
     // A part is complete when it exists (parts are written atomically) and names its point.
     let done = |p: &crate::experiment::sweep::Point| {
         csv::Reader::from_path(part(p.index)).is_ok_and(|mut r| {
@@ -218,13 +219,27 @@ fn run_sweep(
     let start = std::time::Instant::now();
     pool.install(|| {
         pending.par_iter().try_for_each(|p| -> Result<()> {
-            let o = p.experiment.run()?;
+            let exp = sweep.experiment(p)?;
+            let o = exp.run()?;
             let row = SweepRow {
                 point: &p.key,
                 replicate: p.replicate,
                 axes: AxisColumns(&p.axes),
-                metrics: metrics_row(&p.experiment, &o),
+                metrics: metrics_row(&exp, &o),
             };
+            // The sidecars first: the main part marks the run complete.
+            write_atomic(
+                side(p.index, "latency"),
+                &to_csv(&latency_rows(
+                    &p.key,
+                    p.replicate,
+                    &o.report.token_latencies_ns,
+                )),
+            )?;
+            write_atomic(
+                side(p.index, "popularity"),
+                &to_csv(&popularity_rows(&p.key, p.replicate, &o)),
+            )?;
             write_atomic(part(p.index), &to_csv(&[row]))?;
             bar.inc(1);
             Ok(())
@@ -232,14 +247,19 @@ fn run_sweep(
     })?;
     bar.finish_and_clear();
     let parts: Vec<PathBuf> = sweep.points.iter().map(|p| part(p.index)).collect();
-    crate::report::sweep::assemble(&dir, &parts)?;
+    crate::report::sweep::assemble(&dir, "results.csv", &parts)?;
+    for what in ["latency", "popularity"] {
+        let sides: Vec<PathBuf> = sweep.points.iter().map(|p| side(p.index, what)).collect();
+        crate::report::sweep::assemble(&dir, &format!("{what}.csv"), &sides)?;
+    }
     if let Some(p) = sweep.points.first() {
+        let first = sweep.experiment(p)?;
         let config = format!(
             "# moesim {} resolved configuration of the first point ({}) of {}\n{}",
             env!("CARGO_PKG_VERSION"),
             p.key,
             sweep.name,
-            toml::to_string(&p.experiment.resolved).expect("specs serialize")
+            toml::to_string(&first.resolved).expect("specs serialize")
         );
         write_atomic(dir.join("config.resolved.toml"), config.as_bytes())?;
     }
@@ -254,6 +274,55 @@ fn run_sweep(
         dir.display()
     ));
     emit(out, &s)
+}
+
+/// A row of `latency.csv`: one percentile of a run's decode-token latencies.
+#[derive(Serialize)]
+struct LatencyRow<'a> {
+    point: &'a str,
+    replicate: u32,
+    percentile: u32,
+    token_latency_ns: u64,
+}
+
+/// Percentiles 0 (the fastest token) to 100 (the slowest) of `latencies_ns`.
+fn latency_rows<'a>(key: &'a str, replicate: u32, latencies_ns: &[u64]) -> Vec<LatencyRow<'a>> {
+    let mut sorted = latencies_ns.to_vec();
+    sorted.sort_unstable();
+    (0..=100)
+        .map(|q| LatencyRow {
+            point: key,
+            replicate,
+            percentile: q,
+            token_latency_ns: crate::sim::report::quantile(&sorted, q as f64 / 100.0),
+        })
+        .collect()
+}
+
+/// A row of `popularity.csv`: how often the router picked one expert of one layer.
+#[derive(Serialize)]
+struct PopularityRow<'a> {
+    point: &'a str,
+    replicate: u32,
+    layer: u32,
+    expert: u32,
+    selections: u64,
+}
+
+fn popularity_rows<'a>(key: &'a str, replicate: u32, o: &Outcome) -> Vec<PopularityRow<'a>> {
+    let e = o.setup.experts as usize;
+    o.report
+        .expert_selections
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| PopularityRow {
+            point: key,
+            replicate,
+            layer: (i / e) as u32,
+            expert: (i % e) as u32,
+            selections: n,
+        })
+        .collect()
 }
 
 fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {

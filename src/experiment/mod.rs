@@ -49,6 +49,8 @@ pub enum TraceSource {
     },
     /// A native trace file.
     File(PathBuf),
+    /// A trace imported in memory: its label and its native bytes.
+    Imported(String, std::sync::Arc<Vec<u8>>),
 }
 
 /// Where proxy expert weights come from, resolved.
@@ -134,6 +136,83 @@ fn at(label: &str, key: &str, reason: impl Into<String>) -> Error {
 }
 
 /// A preset name, or a path relative to `base`.
+/// Imports `imp`'s files in memory: the native bytes and the (layers, experts, top-k) shape.
+fn import_trace(imp: &spec::TraceImportSpec, base: &Path) -> Result<(Vec<u8>, (u32, u32, u32))> {
+    use crate::trace::import::{Destination, ImportFormat, ImportOptions, import};
+    let format = match imp.format.as_str() {
+        "jsonl" => ImportFormat::Jsonl,
+        "moe-cache-lab" => ImportFormat::MoeCacheLab,
+        other => {
+            return Err(Error::usage(format!(
+                "format `{other}`: expected `jsonl` or `moe-cache-lab`"
+            )));
+        }
+    };
+    let paths: Vec<PathBuf> = imp
+        .files
+        .iter()
+        .map(|f| PathBuf::from(resolve(base, f, false)))
+        .collect();
+    let inputs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    let maps: Vec<(String, String)> = imp.map.clone().into_iter().collect();
+    let options = ImportOptions {
+        experts: imp.experts,
+        top_k: imp.top_k,
+        ..Default::default()
+    };
+    let result = import(
+        format,
+        &inputs,
+        &maps,
+        &options,
+        Destination::Memory(1 << 20),
+        false,
+    )?;
+    let mut bytes = result.bytes.expect("memory destination");
+    if imp.truncate_to_whole_tokens {
+        bytes = whole_tokens(&bytes)?;
+    }
+    let meta = crate::trace::native::TraceReader::new("import".into(), &bytes[..])?
+        .meta()
+        .clone();
+    Ok((bytes, (meta.layers, meta.experts, meta.top_k)))
+}
+
+/// `trace.import.truncate_to_whole_tokens` on a native trace's bytes.
+fn whole_tokens(bytes: &[u8]) -> Result<Vec<u8>> {
+    use crate::trace::{Phase, RoutingRecord};
+    let (meta, records) = crate::trace::native::read_all("import", bytes)?;
+    let mut w = crate::trace::native::TraceWriter::new(Vec::new(), &meta)
+        .map_err(|e| Error::io("<memory>", e))?;
+    let layers = meta.layers as usize;
+    let mut i = 0;
+    while i < records.len() {
+        let request = records[i].request;
+        let end = records[i..]
+            .iter()
+            .position(|r| r.request != request)
+            .map_or(records.len(), |n| i + n);
+        let mut decode: Vec<Vec<&RoutingRecord>> = vec![Vec::new(); layers];
+        for r in &records[i..end] {
+            if r.phase == Phase::Prefill {
+                w.write(r).map_err(|e| Error::io("<memory>", e))?;
+            } else {
+                decode[r.layer as usize].push(r);
+            }
+        }
+        let m = decode.iter().map(Vec::len).min().unwrap_or(0);
+        for t in 0..m {
+            for per_layer in &decode {
+                let mut r = per_layer[t].clone();
+                r.position = per_layer[0].position + t as u32;
+                w.write(&r).map_err(|e| Error::io("<memory>", e))?;
+            }
+        }
+        i = end;
+    }
+    w.finish().map_err(|e| Error::io("<memory>", e))
+}
+
 fn resolve(base: &Path, s: &str, is_preset: bool) -> String {
     let p = Path::new(s);
     if is_preset || p.is_absolute() {
@@ -215,8 +294,31 @@ impl Experiment {
 
         // The trace source, and its shape against the model.
         let t = &spec.trace;
-        let (source, shape) = match (&t.generator, &t.file) {
-            (Some(g), None) => {
+        let (source, shape) = match (&t.generator, &t.file, &t.import) {
+            (None, None, Some(imp)) => {
+                for (key, v) in [
+                    ("trace.requests", t.requests.is_some()),
+                    ("trace.prefill_tokens", t.prefill_tokens.is_some()),
+                    ("trace.decode_tokens", t.decode_tokens.is_some()),
+                    ("trace.seed", t.seed.is_some()),
+                ] {
+                    if v {
+                        return Err(at(
+                            label,
+                            key,
+                            "applies to a generated trace only (this one reads trace.import)",
+                        ));
+                    }
+                }
+                let (bytes, shape) = import_trace(imp, base)
+                    .map_err(|e| at(label, "trace.import", e.to_string()))?;
+                let name = imp.files.join(", ");
+                (
+                    TraceSource::Imported(name, std::sync::Arc::new(bytes)),
+                    shape,
+                )
+            }
+            (Some(g), None, None) => {
                 let is_preset = crate::trace::generate::PRESETS.iter().any(|(n, _)| n == g);
                 let mut gspec = crate::trace::generate::load_spec(&resolve(base, g, is_preset))
                     .map_err(|e| at(label, "trace.generator", e.to_string()))?;
@@ -245,7 +347,7 @@ impl Experiment {
                     shape,
                 )
             }
-            (None, Some(f)) => {
+            (None, Some(f), None) => {
                 for (key, v) in [
                     ("trace.requests", t.requests.is_some()),
                     ("trace.prefill_tokens", t.prefill_tokens.is_some()),
@@ -274,7 +376,7 @@ impl Experiment {
                 return Err(at(
                     label,
                     "trace",
-                    "give exactly one of `generator` and `file`",
+                    "give exactly one of `generator`, `file` and `import`",
                 ));
             }
         };
@@ -377,7 +479,7 @@ impl Experiment {
         resolved.quality.seed = Some(seed_q);
         let generator_hidden = match &source {
             TraceSource::Generator { spec, .. } => Some(spec.hidden_dim),
-            TraceSource::File(_) => None,
+            TraceSource::File(_) | TraceSource::Imported(..) => None,
         };
         if let (Some(g), Some(h)) = (generator_hidden, q.hidden_dim)
             && g != h
@@ -587,6 +689,11 @@ impl Experiment {
                 SimTrace::new(w, Vec::new())
                     .map_err(|r| Error::usage(format!("{}: {r}", path.display())))?
             }
+            TraceSource::Imported(name, bytes) => {
+                let reader = crate::trace::native::TraceReader::new(name.clone(), &bytes[..])?;
+                let w = RouteWorkload::from_reader(reader)?;
+                SimTrace::new(w, Vec::new()).map_err(|r| Error::usage(format!("{name}: {r}")))?
+            }
         };
         Ok(trace)
     }
@@ -706,14 +813,16 @@ impl Experiment {
                 weights: sel.weights,
             });
         }
-        let errors = crate::quality::sample_errors(
+        let (errors, sqnr) = crate::quality::sample_errors_and_sqnr(
             self.quality.proxy.source(),
             samples,
             &reference,
             &hidden,
         )
         .map_err(|r| at(&self.label, "quality.weights", r))?;
-        Ok((Some(crate::quality::summarize(&errors)), None))
+        let mut q = crate::quality::summarize(&errors);
+        q.weight_sqnr_db = sqnr;
+        Ok((Some(q), None))
     }
 }
 

@@ -57,9 +57,32 @@ pub struct ExperimentSpec {
     /// Extra outputs.
     #[serde(default)]
     pub output: OutputSection,
+    /// Which plots and tables a sweep's report draws.
+    #[serde(default, skip_serializing_if = "ReportSection::is_automatic")]
+    pub report: ReportSection,
     /// Sweep axes (see `super::sweep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<super::sweep::SweepSection>,
+}
+
+/// `[report]`: a sweep's plots and tables, by name; without `plots`, they are chosen from the
+/// axes (see `crate::report::sweep`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSection {
+    /// The plots and tables to draw, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plots: Option<Vec<crate::report::sweep::PlotKind>>,
+    /// The axes `metric-vs-axis` charts run along (default: every numeric axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub axes: Option<Vec<String>>,
+}
+
+impl ReportSection {
+    /// Whether nothing is named (the plots follow the axes).
+    pub fn is_automatic(&self) -> bool {
+        self.plots.is_none() && self.axes.is_none()
+    }
 }
 
 /// `[precision]`.
@@ -196,7 +219,31 @@ pub struct ModelSection {
     pub format: WeightFormat,
 }
 
-/// `[trace]`: exactly one of `generator` and `file`.
+/// `[trace] import`: a trace in another format, imported in memory on every run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceImportSpec {
+    /// `jsonl` or `moe-cache-lab` (as `moesim trace import --format`).
+    pub format: String,
+    /// Input files, in order (relative to the experiment file).
+    pub files: Vec<String>,
+    /// `jsonl`: role → field name (as `--map ROLE=FIELD`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub map: std::collections::BTreeMap<String, String>,
+    /// Experts per layer (`jsonl` has no metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<u32>,
+    /// Top-k (`jsonl` has no metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Cut every request's decode to whole tokens: each layer keeps its first `m` decode
+    /// events, `m` the fewest any layer has, renumbered 0..m. For traces whose collector
+    /// dropped events (per-layer order stays right; after a gap, layers pair up tokens one off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate_to_whole_tokens: bool,
+}
+
+/// `[trace]`: exactly one of `generator`, `file` and `import`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TraceSection {
@@ -206,6 +253,9 @@ pub struct TraceSection {
     /// A native trace file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
+    /// A trace in another format, imported in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<TraceImportSpec>,
     /// Generated requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requests: Option<u32>,

@@ -52,8 +52,9 @@ pub struct Point {
     pub replicate: u32,
     /// Axis values, in axis order: (path, rendered value).
     pub axes: Vec<(String, String)>,
-    /// The validated experiment.
-    pub experiment: Experiment,
+    /// The point's values by path, and its seed when it has its own.
+    values: Vec<(String, toml::Value)>,
+    seed: Option<u64>,
 }
 
 /// An expanded sweep.
@@ -71,6 +72,10 @@ pub struct Sweep {
     pub content_hash: u64,
     /// The experiment file's text.
     pub text: String,
+    /// The file without `[sweep]`, and what builds each point from it.
+    table: toml::Table,
+    label: String,
+    base: std::path::PathBuf,
 }
 
 /// FNV-1a, 64 bits.
@@ -83,9 +88,19 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// A value as it appears in point keys and axis columns: strings bare, tables as
+/// space-separated `key=value` pairs (`kind=memory-aware lambda=1.0`), arrays bracketed.
 fn render(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
+        toml::Value::Table(t) => t
+            .iter()
+            .map(|(k, v)| format!("{k}={}", render(v)))
+            .collect::<Vec<_>>()
+            .join(" "),
+        toml::Value::Array(a) => {
+            format!("[{}]", a.iter().map(render).collect::<Vec<_>>().join(" "))
+        }
         other => other.to_string(),
     }
 }
@@ -172,6 +187,20 @@ impl Sweep {
                 return Err(bad("sweep", format!("`{p}` cannot be swept")));
             }
         }
+        for kind in spec.report.plots.iter().flatten() {
+            if let Some(why) = kind.unusable(&axis_paths) {
+                let name = serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                return Err(bad("report.plots", format!("`{name}` {why}")));
+            }
+        }
+        for a in spec.report.axes.iter().flatten() {
+            if !axis_paths.contains(a) {
+                return Err(bad("report.axes", format!("`{a}` is not a sweep axis")));
+            }
+        }
         let n_combos: usize = groups.iter().map(|g| g[0].1.len()).product();
         if n_combos.saturating_mul(sweep.replicates as usize) > 1_000_000 {
             return Err(bad("sweep", "more than a million runs".into()));
@@ -187,13 +216,12 @@ impl Sweep {
                 digits[gi] = rest % n;
                 rest /= n;
             }
-            let mut t = table.clone();
             let mut axes = Vec::new();
+            let mut point_values = Vec::new();
             for (g, &d) in groups.iter().zip(&digits) {
                 for (path, values) in g {
-                    set_path(&mut t, path, values[d].clone())
-                        .map_err(|r| bad(&format!("sweep.{path}"), r))?;
                     axes.push((path.clone(), render(&values[d])));
+                    point_values.push((path.clone(), values[d].clone()));
                 }
             }
             let key = if axes.is_empty() {
@@ -205,33 +233,55 @@ impl Sweep {
                     .join(",")
             };
             for r in 0..sweep.replicates {
-                let mut t = t.clone();
-                if sweep.replicates > 1 {
-                    let seed =
-                        derive_seed(spec.seed, fnv1a(key.as_bytes()).wrapping_add(r as u64)) >> 1;
-                    t.insert("seed".into(), toml::Value::Integer(seed as i64));
-                }
-                let point_label = format!("{label}: point {key} (replicate {r})");
-                let spec: ExperimentSpec = toml::Value::Table(t).try_into().map_err(|e| {
-                    Error::Input(InputError::new(point_label.clone(), e.to_string()))
-                })?;
-                let experiment = Experiment::from_spec(spec, &point_label, base)?;
+                let seed = (sweep.replicates > 1).then(|| {
+                    derive_seed(spec.seed, fnv1a(key.as_bytes()).wrapping_add(r as u64)) >> 1
+                });
                 points.push(Point {
                     index: points.len(),
                     key: key.clone(),
                     replicate: r,
                     axes: axes.clone(),
-                    experiment,
+                    values: point_values.clone(),
+                    seed,
                 });
             }
         }
-        Ok(Sweep {
+        let sweep = Sweep {
             name: spec.name,
             axis_paths,
             replicates: sweep.replicates,
             points,
             content_hash,
             text: text.to_string(),
-        })
+            table,
+            label: label.to_string(),
+            base: base.to_path_buf(),
+        };
+        // Validate every point now; runs rebuild theirs, so memory stays small per point.
+        for p in &sweep.points {
+            sweep.experiment(p)?;
+        }
+        Ok(sweep)
+    }
+
+    /// Builds (and validates) point `p`'s experiment.
+    pub fn experiment(&self, p: &Point) -> Result<Experiment> {
+        let point_label = format!(
+            "{}: point {} (replicate {})",
+            self.label, p.key, p.replicate
+        );
+        let bad =
+            |key: &str, reason: String| Error::Input(InputError::at_key(&self.label, key, reason));
+        let mut t = self.table.clone();
+        for (path, v) in &p.values {
+            set_path(&mut t, path, v.clone()).map_err(|r| bad(&format!("sweep.{path}"), r))?;
+        }
+        if let Some(seed) = p.seed {
+            t.insert("seed".into(), toml::Value::Integer(seed as i64));
+        }
+        let spec: ExperimentSpec = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e| Error::Input(InputError::new(point_label.clone(), e.to_string())))?;
+        Experiment::from_spec(spec, &point_label, &self.base)
     }
 }

@@ -61,6 +61,10 @@ pub struct OutputQuality {
     pub output_cosine_p5: f64,
     /// Its worst sample.
     pub output_cosine_min: f64,
+    /// SQNR of the quantized proxy weights the samples computed with, pooled over every
+    /// distinct (layer, expert, format): `10 log10(Σ w² / Σ (w − ŵ)²)` (infinite when every
+    /// sample computed in f32).
+    pub weight_sqnr_db: f64,
 }
 
 impl OutputQuality {
@@ -77,6 +81,18 @@ pub fn sample_errors(
     reference: &[ReferenceRoute],
     hidden: &[f32],
 ) -> Result<Vec<(f64, f64)>, String> {
+    sample_errors_and_sqnr(source, samples, reference, hidden).map(|(e, _)| e)
+}
+
+/// [`sample_errors`], and the pooled SQNR (dB) of the quantized weights the samples computed
+/// with ([`OutputQuality::weight_sqnr_db`]), from the same quantized kernels.
+pub fn sample_errors_and_sqnr(
+    source: &dyn WeightSource,
+    samples: &[QualitySample],
+    reference: &[ReferenceRoute],
+    hidden: &[f32],
+) -> Result<(Vec<(f64, f64)>, f64), String> {
+    let (mut signal, mut noise) = (0.0, 0.0);
     let d = source.hidden();
     assert_eq!(samples.len(), reference.len());
     assert_eq!(
@@ -119,6 +135,18 @@ pub fn sample_errors(
                 QuantExpert::new(w, f)
             })
             .collect::<Result<_, _>>()?;
+        let sums: Vec<(f64, f64)> = need
+            .par_iter()
+            .zip(&kernels)
+            .filter(|((_, f), _)| *f != WeightFormat::F32)
+            .map(|(&(x, _), k)| {
+                k.squared_error(&weights[experts.binary_search(&x).expect("listed")])
+            })
+            .collect();
+        for (a, b) in sums {
+            signal += a;
+            noise += b;
+        }
         drop(weights);
         let kernel = |x: u16, f: WeightFormat| {
             let j = need
@@ -154,7 +182,17 @@ pub fn sample_errors(
             out[i] = e;
         }
     }
-    Ok(out)
+    Ok((out, pooled_sqnr_db(signal, noise)))
+}
+
+fn pooled_sqnr_db(signal: f64, noise: f64) -> f64 {
+    if noise > 0.0 {
+        10.0 * (signal / noise).log10()
+    } else if signal > 0.0 {
+        f64::INFINITY
+    } else {
+        f64::NAN
+    }
 }
 
 /// `(‖y − r‖ / ‖r‖, cos(y, r))`.
@@ -213,6 +251,7 @@ pub fn summarize(errors: &[(f64, f64)]) -> OutputQuality {
         output_cosine_ci95: cc,
         output_cosine_p5: q(&cs, 0.05),
         output_cosine_min: cs.first().copied().unwrap_or(f64::NAN),
+        weight_sqnr_db: f64::NAN,
     }
 }
 

@@ -132,6 +132,19 @@ impl QuantExpert {
         })
     }
 
+    /// `(Σ w², Σ (w − ŵ)²)` over the three matrices, against the original weights `w`.
+    pub fn squared_error(&self, w: &ExpertWeights) -> (f64, f64) {
+        let mut signal = 0.0;
+        let mut noise = 0.0;
+        for (q, orig) in [(&self.w1, &w.w1), (&self.w2, &w.w2), (&self.w3, &w.w3)] {
+            for (&a, &b) in orig.iter().zip(&q.dequantize()) {
+                signal += a as f64 * a as f64;
+                noise += (a as f64 - b as f64) * (a as f64 - b as f64);
+            }
+        }
+        (signal, noise)
+    }
+
     /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, on one thread.
     pub fn forward(&self, h: &[f32], y: &mut [f32]) {
         let f = self.w1.rows;

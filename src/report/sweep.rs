@@ -6,46 +6,188 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::plot::{Series, XyChart};
+use super::plot::{BarChart, BarPanel, Heatmap, Series, XyChart};
 use crate::atomic_file::{AtomicFile, write_atomic};
 use crate::error::{Error, InputError, Result};
 use crate::quality::mean_ci;
 
-/// The metrics summarised over replicates: (column, label, scale to the label's unit).
-pub const KEY_METRICS: &[(&str, &str, f64)] = &[
-    ("decode_tokens_per_s", "decode throughput (tokens/s)", 1.0),
-    ("hit_rate", "expert hit rate (decode)", 1.0),
-    ("token_latency_p50_ns", "p50 token latency (ms)", 1e-6),
-    ("token_latency_p99_ns", "p99 token latency (ms)", 1e-6),
-    ("energy_per_token_mj", "energy per token (mJ)", 1.0),
-    (
+/// Where a summarised metric comes from in a results row.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// A column.
+    Column(&'static str),
+    /// A column divided by `decode_tokens`.
+    PerDecodeToken(&'static str),
+}
+
+/// A metric summarised over replicates.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Its name in `summary.csv` (`<name>_mean`, `<name>_ci95`), in the column's unit.
+    pub name: &'static str,
+    /// Its label, in the plotted unit.
+    pub label: &'static str,
+    /// Factor from the column's unit to the label's.
+    pub scale: f64,
+    /// Where it comes from.
+    pub source: Source,
+    /// Whether `summary.md` shows it.
+    pub in_markdown: bool,
+}
+
+const fn metric(name: &'static str, label: &'static str, scale: f64, md: bool) -> Metric {
+    Metric {
+        name,
+        label,
+        scale,
+        source: Source::Column(name),
+        in_markdown: md,
+    }
+}
+
+/// The metrics summarised over replicates.
+pub const METRICS: &[Metric] = &[
+    metric(
+        "decode_tokens_per_s",
+        "decode throughput (tokens/s)",
+        1.0,
+        true,
+    ),
+    metric("hit_rate", "expert hit rate (decode)", 1.0, true),
+    metric("token_latency_p50_ns", "p50 token latency (ms)", 1e-6, true),
+    metric("token_latency_p99_ns", "p99 token latency (ms)", 1e-6, true),
+    metric("energy_per_token_mj", "energy per token (mJ)", 1.0, true),
+    metric(
         "bytes_loaded_per_decode_token",
         "bytes loaded per token (MB)",
         1e-6,
+        true,
     ),
-    ("decode_stall_ns", "decode stall (s)", 1e-9),
-    ("gate_mass_retained", "gate mass retained", 1.0),
-    ("topk_agreement", "top-k agreement", 1.0),
-    ("output_rel_l2_mean", "output relative L2 error", 1.0),
-    ("output_cosine_mean", "output cosine similarity", 1.0),
+    metric("decode_stall_ns", "decode stall (s)", 1e-9, false),
+    metric("gate_mass_retained", "gate mass retained", 1.0, true),
+    metric("topk_agreement", "top-k agreement", 1.0, true),
+    metric("utilisation", "expert utilisation", 1.0, false),
+    metric("output_rel_l2_mean", "output relative L2 error", 1.0, true),
+    metric("output_cosine_mean", "output cosine similarity", 1.0, true),
+    metric("weight_sqnr_db", "proxy weight SQNR (dB)", 1.0, false),
+    metric(
+        "plan_bits_per_weight_mean",
+        "bits per weight (plan)",
+        1.0,
+        false,
+    ),
+    Metric {
+        name: "decode_compute_ns_per_token",
+        label: "compute per token (ms)",
+        scale: 1e-6,
+        source: Source::PerDecodeToken("decode_compute_ns"),
+        in_markdown: false,
+    },
+    Metric {
+        name: "decode_routing_ns_per_token",
+        label: "routing per token (ms)",
+        scale: 1e-6,
+        source: Source::PerDecodeToken("decode_routing_ns"),
+        in_markdown: false,
+    },
+    Metric {
+        name: "decode_stall_ns_per_token",
+        label: "expert-load stall per token (ms)",
+        scale: 1e-6,
+        source: Source::PerDecodeToken("decode_stall_ns"),
+        in_markdown: false,
+    },
 ];
 
-/// Concatenates the part files (`header` + one row each, in `parts` order) into
-/// `results.csv`, atomically.
-pub fn assemble(dir: &Path, parts: &[PathBuf]) -> Result<()> {
-    let mut out = AtomicFile::create(dir.join("results.csv"))?;
+/// The plots and tables a sweep report can hold (`[report] plots`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlotKind {
+    /// Each key metric against each numeric axis, one line per combination of the other axes,
+    /// with 95 % CI bands.
+    MetricVsAxis,
+    /// Output error against decode throughput, with the Pareto front.
+    Pareto,
+    /// Miss ratio against cache capacity (the numeric `cache.*` axis), one line per policy.
+    MissRatio,
+    /// Decode throughput and energy per token per hardware profile.
+    HardwareBars,
+    /// Per-layer expert popularity of each point (prefill and decode selections).
+    PopularityHeatmap,
+    /// Per-token decode time split into compute, routing and expert-load stall.
+    LatencyBreakdown,
+    /// The distribution of decode-token latencies per point.
+    LatencyCdf,
+    /// Proxy weight SQNR against bits per weight, one line per quantizer family.
+    SqnrVsBits,
+    /// Hit rate against throughput, one marker per point.
+    HitVsThroughput,
+    /// The shape of the seed's §6.3 table, standard against memory-aware routing (a table in
+    /// summary.md, not a plot).
+    SeedTable,
+}
+
+impl PlotKind {
+    /// Every kind.
+    pub const ALL: [PlotKind; 10] = [
+        PlotKind::MetricVsAxis,
+        PlotKind::Pareto,
+        PlotKind::MissRatio,
+        PlotKind::HardwareBars,
+        PlotKind::PopularityHeatmap,
+        PlotKind::LatencyBreakdown,
+        PlotKind::LatencyCdf,
+        PlotKind::SqnrVsBits,
+        PlotKind::HitVsThroughput,
+        PlotKind::SeedTable,
+    ];
+
+    /// Why this kind cannot be drawn for a sweep over `axes` (dotted paths), if it cannot.
+    pub fn unusable(self, axes: &[String]) -> Option<String> {
+        match self {
+            PlotKind::MetricVsAxis if axes.is_empty() => Some("the sweep has no axis".into()),
+            PlotKind::MissRatio if capacity_axis(axes).is_none() => Some(
+                "needs a numeric cache capacity axis (cache.capacity_experts, cache.capacity_bytes or cache.budget_fraction)"
+                    .into(),
+            ),
+            PlotKind::HardwareBars if !axes.iter().any(|a| a == "hardware.profile") => {
+                Some("needs a `hardware.profile` axis".into())
+            }
+            PlotKind::SeedTable if !axes.iter().any(|a| a == "router" || a == "router.kind") => {
+                Some("needs a `router` (or `router.kind`) axis with standard and memory-aware values".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The axis giving cache capacity, if any.
+fn capacity_axis(axes: &[String]) -> Option<usize> {
+    axes.iter().position(|a| {
+        matches!(
+            a.as_str(),
+            "cache.capacity_experts" | "cache.capacity_bytes" | "cache.budget_fraction"
+        )
+    })
+}
+
+/// Concatenates the part files (`header` + rows each, in `parts` order) into `dir/name`,
+/// atomically.
+pub fn assemble(dir: &Path, name: &str, parts: &[PathBuf]) -> Result<()> {
+    let target = dir.join(name);
+    let mut out = AtomicFile::create(&target)?;
     for (i, p) in parts.iter().enumerate() {
         let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
         let mut lines = text.splitn(2, '\n');
         let header = lines.next().unwrap_or_default();
-        let row = lines.next().unwrap_or_default();
+        let rows = lines.next().unwrap_or_default();
         let w = out.writer();
         let r = if i == 0 {
-            writeln!(w, "{header}").and_then(|_| w.write_all(row.as_bytes()))
+            writeln!(w, "{header}").and_then(|_| w.write_all(rows.as_bytes()))
         } else {
-            w.write_all(row.as_bytes())
+            w.write_all(rows.as_bytes())
         };
-        r.map_err(|e| Error::io(dir.join("results.csv"), e))?;
+        r.map_err(|e| Error::io(&target, e))?;
     }
     out.commit()
 }
@@ -56,8 +198,11 @@ struct PointSummary {
     key: String,
     axes: Vec<String>,
     profile: String,
+    model: String,
+    format: String,
+    router: String,
     n: usize,
-    /// Per key metric (absent columns give NaN): mean and CI half-width, scaled.
+    /// Per metric (absent columns give NaN): mean and CI half-width, in the label's unit.
     stats: Vec<(f64, f64)>,
 }
 
@@ -65,8 +210,40 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Input(InputError::new(path.display().to_string(), reason.into()))
 }
 
-/// Reads `results.csv` and writes `summary.csv`, `summary.md` and `plots/`; returns the
-/// markdown summary. `title` names the experiment.
+/// What the plots are drawn from.
+struct Data<'a> {
+    dir: &'a Path,
+    title: String,
+    on: String,
+    axis_paths: Vec<String>,
+    /// The axes of `metric-vs-axis` charts (None: every numeric axis).
+    chart_axes: Option<Vec<String>>,
+    points: Vec<PointSummary>,
+    present: Vec<usize>,
+}
+
+fn metric_index(name: &str) -> usize {
+    METRICS
+        .iter()
+        .position(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} is in METRICS"))
+}
+
+/// `[report]` of `dir/experiment.toml`, if the file exists.
+fn report_section(dir: &Path) -> Result<crate::experiment::spec::ReportSection> {
+    let path = dir.join("experiment.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Default::default());
+    };
+    let spec: crate::experiment::ExperimentSpec =
+        crate::config::parse_toml(&path.display().to_string(), &text)?;
+    Ok(spec.report)
+}
+
+/// Reads `results.csv` (and `latency.csv`, `popularity.csv` when a plot needs them) and
+/// writes `summary.csv`, `summary.md` and `plots/`; returns the markdown summary. `title`
+/// names the experiment when `results.csv` has no `name` column. The plots are those
+/// `experiment.toml` names in `[report] plots`, or else chosen from the axes.
 pub fn finish(dir: &Path, title: &str) -> Result<String> {
     let path = dir.join("results.csv");
     let mut rd = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
@@ -74,129 +251,249 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
     let col = |name: &str| headers.iter().position(|h| h == name);
     let point_col =
         col("point").ok_or_else(|| bad(&path, "no `point` column: not a sweep's results.csv"))?;
-    let profile_col = col("profile");
+    let text_cols = ["profile", "model", "format", "router"].map(col);
+    let name_col = col("name");
     let axis_cols: Vec<(usize, String)> = headers
         .iter()
         .enumerate()
         .filter_map(|(i, h)| h.strip_prefix("axis.").map(|p| (i, p.to_string())))
         .collect();
-    let metric_cols: Vec<Option<usize>> = KEY_METRICS.iter().map(|(c, _, _)| col(c)).collect();
+    let decode_tokens_col = col("decode_tokens");
+    let metric_cols: Vec<Option<usize>> = METRICS
+        .iter()
+        .map(|m| match m.source {
+            Source::Column(c) | Source::PerDecodeToken(c) => col(c),
+        })
+        .collect();
     let mut points: Vec<PointSummary> = Vec::new();
-    let mut values: Vec<Vec<f64>> = vec![Vec::new(); KEY_METRICS.len()];
-    let mut current: Option<(String, Vec<String>, String)> = None;
-    let flush = |cur: &Option<(String, Vec<String>, String)>,
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); METRICS.len()];
+    let mut current: Option<PointSummary> = None;
+    let mut experiment_name: Option<String> = None;
+    let flush = |cur: &mut Option<PointSummary>,
                  values: &mut Vec<Vec<f64>>,
                  points: &mut Vec<PointSummary>| {
-        if let Some((key, axes, profile)) = cur {
-            let stats = values
+        if let Some(mut p) = cur.take() {
+            p.n = values[0].len();
+            p.stats = values
                 .iter()
-                .zip(KEY_METRICS)
-                .map(|(v, (_, _, scale))| {
+                .zip(METRICS)
+                .map(|(v, m)| {
                     let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-                    let (m, c) = mean_ci(&finite);
-                    (m * scale, c * scale)
+                    let (mean, ci) = mean_ci(&finite);
+                    (mean * m.scale, ci * m.scale)
                 })
                 .collect();
-            points.push(PointSummary {
-                key: key.clone(),
-                axes: axes.clone(),
-                profile: profile.clone(),
-                n: values[0].len(),
-                stats,
-            });
+            points.push(p);
         }
         values.iter_mut().for_each(|v| v.clear());
+    };
+    let get = |rec: &csv::StringRecord, c: Option<usize>| {
+        c.and_then(|i| rec.get(i)).unwrap_or_default().to_string()
     };
     for rec in rd.records() {
         let rec = rec.map_err(|e| bad(&path, e.to_string()))?;
         let key = rec.get(point_col).unwrap_or_default().to_string();
-        if current.as_ref().is_none_or(|c| c.0 != key) {
-            flush(&current, &mut values, &mut points);
-            current = Some((
+        if experiment_name.is_none() {
+            experiment_name = name_col.and_then(|i| rec.get(i)).map(str::to_string);
+        }
+        if current.as_ref().is_none_or(|c| c.key != key) {
+            flush(&mut current, &mut values, &mut points);
+            current = Some(PointSummary {
                 key,
-                axis_cols
+                axes: axis_cols
                     .iter()
                     .map(|(i, _)| rec.get(*i).unwrap_or_default().to_string())
                     .collect(),
-                profile_col
-                    .and_then(|i| rec.get(i))
-                    .unwrap_or_default()
-                    .to_string(),
-            ));
+                profile: get(&rec, text_cols[0]),
+                model: get(&rec, text_cols[1]),
+                format: get(&rec, text_cols[2]),
+                router: get(&rec, text_cols[3]),
+                n: 0,
+                stats: Vec::new(),
+            });
         }
-        for (v, c) in values.iter_mut().zip(&metric_cols) {
-            v.push(
-                c.and_then(|i| rec.get(i))
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .unwrap_or(f64::NAN),
-            );
+        let tokens = decode_tokens_col
+            .and_then(|i| rec.get(i))
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        for ((v, c), m) in values.iter_mut().zip(&metric_cols).zip(METRICS) {
+            let x = c
+                .and_then(|i| rec.get(i))
+                .and_then(|s| s.parse::<f64>().ok())
+                .unwrap_or(f64::NAN);
+            v.push(match m.source {
+                Source::Column(_) => x,
+                Source::PerDecodeToken(_) if tokens > 0.0 => x / tokens,
+                Source::PerDecodeToken(_) => f64::NAN,
+            });
         }
     }
-    flush(&current, &mut values, &mut points);
+    flush(&mut current, &mut values, &mut points);
     if points.is_empty() {
         return Err(bad(&path, "no rows"));
     }
+    let title = experiment_name.unwrap_or_else(|| title.to_string());
 
     // summary.csv
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut head = vec!["point".to_string()];
     head.extend(axis_cols.iter().map(|(_, p)| format!("axis.{p}")));
     head.push("replicates".into());
-    for (c, _, _) in KEY_METRICS {
-        head.push(format!("{c}_mean"));
-        head.push(format!("{c}_ci95"));
+    for m in METRICS {
+        head.push(format!("{}_mean", m.name));
+        head.push(format!("{}_ci95", m.name));
     }
     w.write_record(&head).expect("memory");
     for p in &points {
         let mut r = vec![p.key.clone()];
         r.extend(p.axes.iter().cloned());
         r.push(p.n.to_string());
-        for (i, (m, c)) in p.stats.iter().enumerate() {
+        for ((mean, ci), m) in p.stats.iter().zip(METRICS) {
             // Back to the column's own unit.
-            let s = KEY_METRICS[i].2;
-            r.push(num(m / s));
-            r.push(num(c / s));
+            r.push(num(mean / m.scale));
+            r.push(num(ci / m.scale));
         }
         w.write_record(&r).expect("memory");
     }
     write_atomic(dir.join("summary.csv"), &w.into_inner().expect("memory"))?;
 
     // summary.md
-    let present: Vec<usize> = (0..KEY_METRICS.len())
+    let present: Vec<usize> = (0..METRICS.len())
         .filter(|&i| points.iter().any(|p| p.stats[i].0.is_finite()))
+        .collect();
+    let shown: Vec<usize> = present
+        .iter()
+        .copied()
+        .filter(|&i| METRICS[i].in_markdown)
         .collect();
     let mut md = format!(
         "# {title}\n\n{} points × {} replicate(s); mean ± 95 % CI (Student t) over replicates.\n\n| point |",
         points.len(),
         points.iter().map(|p| p.n).max().unwrap_or(0)
     );
-    for &i in &present {
-        md.push_str(&format!(" {} |", KEY_METRICS[i].1));
+    for &i in &shown {
+        md.push_str(&format!(" {} |", METRICS[i].label));
     }
     md.push_str("\n|---|");
-    md.push_str(&"---|".repeat(present.len()));
+    md.push_str(&"---|".repeat(shown.len()));
     md.push('\n');
     for p in &points {
         md.push_str(&format!("| {} |", p.key));
-        for &i in &present {
-            let (m, c) = p.stats[i];
-            if c.is_finite() {
-                md.push_str(&format!(" {} ± {} |", sig(m), sig(c)));
-            } else {
-                md.push_str(&format!(" {} |", sig(m)));
-            }
+        for &i in &shown {
+            md.push_str(&format!(" {} |", pm(p.stats[i])));
         }
         md.push('\n');
     }
-    let plots = render_plots(dir, title, &axis_cols, &points, &present)?;
-    if !plots.is_empty() {
+    let mut profiles: Vec<&str> = points.iter().map(|p| p.profile.as_str()).collect();
+    profiles.sort_unstable();
+    profiles.dedup();
+    let on = if profiles.len() == 1 {
+        format!(" on {}", profiles[0])
+    } else {
+        " on several profiles".to_string()
+    };
+    let report = report_section(dir)?;
+    let data = Data {
+        dir,
+        title,
+        on,
+        axis_paths: axis_cols.iter().map(|(_, p)| p.clone()).collect(),
+        chart_axes: report.axes.clone(),
+        points,
+        present,
+    };
+    let kinds = match report.plots {
+        Some(k) => {
+            for kind in &k {
+                if let Some(why) = kind.unusable(&data.axis_paths) {
+                    return Err(bad(
+                        &dir.join("experiment.toml"),
+                        format!("report.plots: {}: {why}", plot_name(*kind)),
+                    ));
+                }
+            }
+            k
+        }
+        None => automatic(&data),
+    };
+    let plots_dir = dir.join("plots");
+    std::fs::create_dir_all(&plots_dir).map_err(|e| Error::io(&plots_dir, e))?;
+    let mut written = Vec::new();
+    for kind in kinds {
+        match kind {
+            PlotKind::SeedTable => md.push_str(&seed_table(&data)),
+            _ => written.extend(draw(&data, kind, &plots_dir)?),
+        }
+    }
+    if !written.is_empty() {
         md.push_str("\n## Plots\n\n");
-        for p in &plots {
+        for p in &written {
             md.push_str(&format!("![{p}](plots/{p}.png)\n\n"));
         }
     }
     write_atomic(dir.join("summary.md"), md.as_bytes())?;
     Ok(md)
+}
+
+fn plot_name(kind: PlotKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The plots chosen from the axes and the measured columns.
+fn automatic(d: &Data<'_>) -> Vec<PlotKind> {
+    let has = |m: &str| d.present.contains(&metric_index(m));
+    let n = d.points.len();
+    let numeric_axis = (0..d.axis_paths.len()).any(|a| numeric(d, a).is_some());
+    let mut k = Vec::new();
+    if numeric_axis {
+        k.push(PlotKind::MetricVsAxis);
+    }
+    if capacity_axis(&d.axis_paths).is_some_and(|a| numeric(d, a).is_some()) {
+        k.push(PlotKind::MissRatio);
+    }
+    if d.axis_paths.iter().any(|a| a == "hardware.profile") {
+        k.push(PlotKind::HardwareBars);
+    }
+    if has("output_rel_l2_mean") && n >= 2 {
+        k.push(PlotKind::Pareto);
+    }
+    if has("weight_sqnr_db") && d.axis_paths.iter().any(|a| a == "model.format") {
+        k.push(PlotKind::SqnrVsBits);
+    }
+    if (2..=16).contains(&n) {
+        k.push(PlotKind::LatencyBreakdown);
+    }
+    if n <= 8 && d.dir.join("latency.csv").exists() {
+        k.push(PlotKind::LatencyCdf);
+    }
+    if n <= 4 && d.dir.join("popularity.csv").exists() {
+        k.push(PlotKind::PopularityHeatmap);
+    }
+    if !numeric_axis && n >= 2 && !k.contains(&PlotKind::HardwareBars) {
+        k.push(PlotKind::HitVsThroughput);
+    }
+    k
+}
+
+/// Axis `a`'s values as numbers, if every point has a number and there are two or more.
+fn numeric(d: &Data<'_>, a: usize) -> Option<Vec<f64>> {
+    let xs: Option<Vec<f64>> = d.points.iter().map(|p| p.axes[a].parse().ok()).collect();
+    let xs = xs?;
+    let mut distinct = xs.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    (distinct.len() >= 2).then_some(xs)
+}
+
+fn pm((m, c): (f64, f64)) -> String {
+    if c.is_finite() {
+        format!("{} ± {}", sig(m), sig(c))
+    } else {
+        sig(m)
+    }
 }
 
 fn num(x: f64) -> String {
@@ -221,185 +518,658 @@ fn sig(x: f64) -> String {
 }
 
 fn slug(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect()
-}
-
-fn render_plots(
-    dir: &Path,
-    title: &str,
-    axis_cols: &[(usize, String)],
-    points: &[PointSummary],
-    present: &[usize],
-) -> Result<Vec<String>> {
-    let plots_dir = dir.join("plots");
-    std::fs::create_dir_all(&plots_dir).map_err(|e| Error::io(&plots_dir, e))?;
-    let mut profiles: Vec<&str> = points.iter().map(|p| p.profile.as_str()).collect();
-    profiles.sort_unstable();
-    profiles.dedup();
-    let on = if profiles.len() == 1 {
-        format!(" on {}", profiles[0])
-    } else {
-        " on several profiles".to_string()
-    };
-    let mut written = Vec::new();
-    let metric = |name: &str| KEY_METRICS.iter().position(|(c, _, _)| *c == name);
-    let chart_metrics: Vec<usize> = [
-        "hit_rate",
-        "decode_tokens_per_s",
-        "token_latency_p50_ns",
-        "token_latency_p99_ns",
-        "energy_per_token_mj",
-        "output_rel_l2_mean",
-    ]
-    .iter()
-    .filter_map(|m| metric(m))
-    .filter(|i| present.contains(i))
-    .collect();
-    // Metric against each numeric axis, one line per combination of the other axes.
-    for (a, (_, axis)) in axis_cols.iter().enumerate() {
-        let xs: Vec<Option<f64>> = points.iter().map(|p| p.axes[a].parse().ok()).collect();
-        let mut distinct: Vec<f64> = xs.iter().flatten().copied().collect();
-        distinct.sort_by(f64::total_cmp);
-        distinct.dedup();
-        if xs.iter().any(|x| x.is_none()) || distinct.len() < 2 {
-            continue;
-        }
-        for &m in &chart_metrics {
-            let mut series: Vec<Series> = Vec::new();
-            for (p, x) in points.iter().zip(&xs) {
-                let others: Vec<String> = axis_cols
-                    .iter()
-                    .enumerate()
-                    .filter(|&(b, _)| b != a)
-                    .map(|(b, (_, path))| format!("{}={}", short(path), p.axes[b]))
-                    .collect();
-                let name = if others.is_empty() {
-                    "all".into()
-                } else {
-                    others.join(", ")
-                };
-                let s = match series.iter_mut().find(|s| s.name == name) {
-                    Some(s) => s,
-                    None => {
-                        series.push(Series {
-                            name,
-                            ..Default::default()
-                        });
-                        series.last_mut().expect("pushed")
-                    }
-                };
-                let (mean, ci) = p.stats[m];
-                let x = x.expect("numeric");
-                s.points.push((x, mean));
-                if ci.is_finite() {
-                    s.band.push((x, mean - ci, mean + ci));
-                }
-            }
-            for s in &mut series {
-                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
-                s.band.sort_by(|a, b| a.0.total_cmp(&b.0));
-            }
-            let (col, label, _) = KEY_METRICS[m];
-            let stem = format!("{}-vs-{}", slug(col), slug(axis));
-            XyChart {
-                title: format!("{title}: {label} vs {}{on}", short(axis)),
-                x_label: axis.clone(),
-                y_label: label.to_string(),
-                series,
-            }
-            .write(&plots_dir.join(&stem))?;
-            written.push(stem);
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
         }
     }
-    // Quality against throughput, with the Pareto front.
-    if let (Some(q), Some(t)) = (metric("output_rel_l2_mean"), metric("decode_tokens_per_s"))
-        && present.contains(&q)
-        && points.len() >= 2
-    {
-        let pts: Vec<(f64, f64, &str)> = points
-            .iter()
-            .filter(|p| p.stats[q].0.is_finite() && p.stats[t].0.is_finite())
-            .map(|p| (p.stats[t].0, p.stats[q].0, p.key.as_str()))
-            .collect();
-        let mut order: Vec<usize> = (0..pts.len()).collect();
-        order.sort_by(|&a, &b| {
-            pts[b]
-                .0
-                .total_cmp(&pts[a].0)
-                .then(pts[a].1.total_cmp(&pts[b].1))
-        });
-        let mut front = Vec::new();
-        let mut best = f64::INFINITY;
-        for i in order {
-            if pts[i].1 < best {
-                best = pts[i].1;
-                front.push((pts[i].0, pts[i].1));
-            }
-        }
-        front.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut series: Vec<Series> = if pts.len() <= 10 {
-            pts.iter()
-                .map(|&(x, y, k)| Series {
-                    name: k.to_string(),
-                    points: vec![(x, y)],
-                    scatter: true,
-                    ..Default::default()
-                })
-                .collect()
-        } else {
-            vec![Series {
-                name: "points".into(),
-                points: pts.iter().map(|&(x, y, _)| (x, y)).collect(),
-                scatter: true,
-                ..Default::default()
-            }]
-        };
-        series.push(Series {
-            name: "Pareto front".into(),
-            points: front,
-            ..Default::default()
-        });
-        let stem = "quality-vs-throughput".to_string();
-        XyChart {
-            title: format!("{title}: output error vs decode throughput{on}"),
-            x_label: "decode throughput (tokens/s)".into(),
-            y_label: "output relative L2 error (lower is better)".into(),
-            series,
-        }
-        .write(&plots_dir.join(&stem))?;
-        written.push(stem);
-    }
-    // Without a numeric axis: hit rate against throughput, one marker per point.
-    if written.is_empty()
-        && points.len() >= 2
-        && let (Some(h), Some(t)) = (metric("hit_rate"), metric("decode_tokens_per_s"))
-    {
-        let series = points
-            .iter()
-            .take(10)
-            .map(|p| Series {
-                name: p.key.clone(),
-                points: vec![(p.stats[t].0, p.stats[h].0)],
-                scatter: true,
-                ..Default::default()
-            })
-            .collect();
-        let stem = "hit-rate-vs-throughput".to_string();
-        XyChart {
-            title: format!("{title}: hit rate vs decode throughput{on}"),
-            x_label: "decode throughput (tokens/s)".into(),
-            y_label: "expert hit rate (decode)".into(),
-            series,
-        }
-        .write(&plots_dir.join(&stem))?;
-        written.push(stem);
-    }
-    Ok(written)
+    out.trim_matches('-').to_string()
 }
 
 /// The last component of a dotted path.
 fn short(path: &str) -> &str {
     path.rsplit('.').next().unwrap_or(path)
+}
+
+/// `path=value, ...` of a point's axes other than `skip`.
+fn others(d: &Data<'_>, p: &PointSummary, skip: &[usize]) -> String {
+    let v: Vec<String> = d
+        .axis_paths
+        .iter()
+        .enumerate()
+        .filter(|(b, _)| !skip.contains(b))
+        .map(|(b, path)| format!("{}={}", short(path), p.axes[b]))
+        .collect();
+    if v.is_empty() {
+        "all".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// A short label of a point: its axis values.
+fn point_label(d: &Data<'_>, p: &PointSummary) -> String {
+    if d.axis_paths.is_empty() {
+        p.key.clone()
+    } else {
+        p.axes.join(" / ")
+    }
+}
+
+/// Lines of metric `m` (mean, CI band) against axis `a` (values `xs`), one per combination of
+/// the other axes; `f` maps (mean, ci) to the plotted (y, half-width).
+fn lines_against(
+    d: &Data<'_>,
+    a: usize,
+    xs: &[f64],
+    m: usize,
+    f: impl Fn(f64, f64) -> (f64, f64),
+) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for (p, &x) in d.points.iter().zip(xs) {
+        let name = others(d, p, &[a]);
+        let s = match series.iter_mut().position(|s| s.name == name) {
+            Some(i) => &mut series[i],
+            None => {
+                series.push(Series {
+                    name,
+                    ..Default::default()
+                });
+                series.last_mut().expect("pushed")
+            }
+        };
+        let (y, ci) = f(p.stats[m].0, p.stats[m].1);
+        s.points.push((x, y));
+        if ci.is_finite() {
+            s.band.push((x, y - ci, y + ci));
+        }
+    }
+    for s in &mut series {
+        s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        s.band.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    series
+}
+
+/// Draws one kind; returns the stems written.
+fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
+    let title = &d.title;
+    let on = &d.on;
+    let mut written = Vec::new();
+    let present = |m: &str| d.present.contains(&metric_index(m));
+    match kind {
+        PlotKind::MetricVsAxis => {
+            let chart_metrics: Vec<usize> = [
+                "hit_rate",
+                "decode_tokens_per_s",
+                "token_latency_p50_ns",
+                "token_latency_p99_ns",
+                "energy_per_token_mj",
+                "output_rel_l2_mean",
+            ]
+            .iter()
+            .map(|m| metric_index(m))
+            .filter(|i| d.present.contains(i))
+            .collect();
+            for (a, axis) in d.axis_paths.iter().enumerate() {
+                if d.chart_axes.as_ref().is_some_and(|c| !c.contains(axis)) {
+                    continue;
+                }
+                let Some(xs) = numeric(d, a) else { continue };
+                for &m in &chart_metrics {
+                    let stem = format!("{}-vs-{}", slug(METRICS[m].name), slug(axis));
+                    XyChart {
+                        title: format!("{title}: {} vs {}{on}", METRICS[m].label, short(axis)),
+                        x_label: axis.clone(),
+                        y_label: METRICS[m].label.to_string(),
+                        series: lines_against(d, a, &xs, m, |y, c| (y, c)),
+                    }
+                    .write(&plots_dir.join(&stem))?;
+                    written.push(stem);
+                }
+            }
+        }
+        PlotKind::MissRatio => {
+            let a = capacity_axis(&d.axis_paths).expect("checked by unusable");
+            let xs = numeric(d, a).ok_or_else(|| {
+                bad(
+                    d.dir,
+                    format!("miss-ratio: axis {} is not numeric", d.axis_paths[a]),
+                )
+            })?;
+            let stem = "miss-ratio".to_string();
+            XyChart {
+                title: format!("{title}: miss-ratio curves{on}"),
+                x_label: format!("cache capacity ({})", d.axis_paths[a]),
+                y_label: "decode miss ratio (1 − hit rate)".into(),
+                series: lines_against(d, a, &xs, metric_index("hit_rate"), |y, c| (1.0 - y, c)),
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::HardwareBars => {
+            let a = d
+                .axis_paths
+                .iter()
+                .position(|p| p == "hardware.profile")
+                .expect("checked by unusable");
+            // Axes that vary with the profile (zipped with it) name the category too.
+            let mut categories: Vec<String> = Vec::new();
+            let mut cat_of = Vec::new();
+            for p in &d.points {
+                let c = if p.model.is_empty() {
+                    p.axes[a].clone()
+                } else {
+                    format!("{} ({})", p.axes[a], p.model)
+                };
+                let i = categories.iter().position(|x| *x == c).unwrap_or_else(|| {
+                    categories.push(c);
+                    categories.len() - 1
+                });
+                cat_of.push(i);
+            }
+            // Axes that the profile determines (zipped with it) are part of the category.
+            let skip: Vec<usize> = (0..d.axis_paths.len())
+                .filter(|&b| {
+                    b == a
+                        || d.points.iter().all(|p| {
+                            d.points
+                                .iter()
+                                .filter(|q| q.axes[a] == p.axes[a])
+                                .all(|q| q.axes[b] == p.axes[b])
+                        })
+                })
+                .collect();
+            let mut names: Vec<String> = Vec::new();
+            for p in &d.points {
+                let n = others(d, p, &skip);
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            let panel = |m: &str, y_label: &str| {
+                let m = metric_index(m);
+                let mut series = Vec::new();
+                let mut errors = Vec::new();
+                for n in &names {
+                    let mut v = vec![f64::NAN; categories.len()];
+                    let mut e = vec![f64::NAN; categories.len()];
+                    for (p, &c) in d.points.iter().zip(&cat_of) {
+                        if others(d, p, &skip) == *n {
+                            v[c] = p.stats[m].0;
+                            e[c] = p.stats[m].1;
+                        }
+                    }
+                    series.push((n.clone(), v));
+                    errors.push(e);
+                }
+                BarPanel {
+                    y_label: y_label.into(),
+                    series,
+                    errors,
+                    stacked: false,
+                    value_labels: true,
+                }
+            };
+            let stem = "hardware-bars".to_string();
+            let panels = vec![
+                panel("decode_tokens_per_s", "decode throughput (tokens/s)"),
+                panel("energy_per_token_mj", "energy per decode token (mJ)"),
+            ];
+            BarChart {
+                title: format!("{title}: decode throughput and energy per token by device"),
+                categories,
+                x_label: "hardware profile (model)".into(),
+                panels,
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::Pareto => {
+            if !(present("output_rel_l2_mean") && present("decode_tokens_per_s")) {
+                return Ok(written);
+            }
+            let (q, t) = (
+                metric_index("output_rel_l2_mean"),
+                metric_index("decode_tokens_per_s"),
+            );
+            let pts: Vec<(f64, f64, String)> = d
+                .points
+                .iter()
+                .filter(|p| p.stats[q].0.is_finite() && p.stats[t].0.is_finite())
+                .map(|p| (p.stats[t].0, p.stats[q].0, point_label(d, p)))
+                .collect();
+            let mut order: Vec<usize> = (0..pts.len()).collect();
+            order.sort_by(|&a, &b| {
+                pts[b]
+                    .0
+                    .total_cmp(&pts[a].0)
+                    .then(pts[a].1.total_cmp(&pts[b].1))
+            });
+            let mut front = Vec::new();
+            let mut best = f64::INFINITY;
+            for i in order {
+                if pts[i].1 < best {
+                    best = pts[i].1;
+                    front.push((pts[i].0, pts[i].1));
+                }
+            }
+            front.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut series: Vec<Series> = if pts.len() <= 10 {
+                pts.iter()
+                    .map(|(x, y, k)| Series {
+                        name: k.clone(),
+                        points: vec![(*x, *y)],
+                        scatter: true,
+                        ..Default::default()
+                    })
+                    .collect()
+            } else {
+                vec![Series {
+                    name: "points".into(),
+                    points: pts.iter().map(|&(x, y, _)| (x, y)).collect(),
+                    scatter: true,
+                    ..Default::default()
+                }]
+            };
+            series.push(Series {
+                name: "Pareto front".into(),
+                points: front,
+                ..Default::default()
+            });
+            let stem = "quality-vs-throughput".to_string();
+            XyChart {
+                title: format!("{title}: output error vs decode throughput{on}"),
+                x_label: "decode throughput (tokens/s)".into(),
+                y_label: "output relative L2 error (lower is better)".into(),
+                series,
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::HitVsThroughput => {
+            let (h, t) = (
+                metric_index("hit_rate"),
+                metric_index("decode_tokens_per_s"),
+            );
+            let series = d
+                .points
+                .iter()
+                .map(|p| Series {
+                    name: point_label(d, p),
+                    points: vec![(p.stats[t].0, p.stats[h].0)],
+                    scatter: true,
+                    ..Default::default()
+                })
+                .collect();
+            let stem = "hit-rate-vs-throughput".to_string();
+            XyChart {
+                title: format!("{title}: hit rate vs decode throughput{on}"),
+                x_label: "decode throughput (tokens/s)".into(),
+                y_label: "expert hit rate (decode)".into(),
+                series,
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::LatencyBreakdown => {
+            let parts = [
+                ("decode_compute_ns_per_token", "compute"),
+                ("decode_routing_ns_per_token", "routing"),
+                ("decode_stall_ns_per_token", "expert-load stall"),
+            ];
+            let series = parts
+                .iter()
+                .map(|(m, name)| {
+                    let m = metric_index(m);
+                    (
+                        name.to_string(),
+                        d.points.iter().map(|p| p.stats[m].0).collect(),
+                    )
+                })
+                .collect();
+            let stem = "latency-breakdown".to_string();
+            BarChart {
+                title: format!("{title}: where a decode token's time goes{on}"),
+                categories: d.points.iter().map(|p| point_label(d, p)).collect(),
+                x_label: if d.axis_paths.is_empty() {
+                    "point".into()
+                } else {
+                    d.axis_paths.join(" / ")
+                },
+                panels: vec![BarPanel {
+                    y_label: "time per decode token (ms)".into(),
+                    series,
+                    errors: Vec::new(),
+                    stacked: true,
+                    value_labels: false,
+                }],
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::LatencyCdf => {
+            let quantiles = read_latency(d.dir)?;
+            let series = d
+                .points
+                .iter()
+                .filter_map(|p| {
+                    let q = quantiles.iter().find(|(k, _)| *k == p.key)?;
+                    Some(Series {
+                        name: point_label(d, p),
+                        points: q
+                            .1
+                            .iter()
+                            .enumerate()
+                            .map(|(pct, &ns)| (ns * 1e-6, pct as f64 / 100.0))
+                            .collect(),
+                        ..Default::default()
+                    })
+                })
+                .collect();
+            let stem = "latency-cdf".to_string();
+            XyChart {
+                title: format!("{title}: decode-token latency CDF{on}"),
+                x_label: "decode-token latency (ms)".into(),
+                y_label: "share of tokens at or below".into(),
+                series,
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::PopularityHeatmap => {
+            let keys: Vec<&str> = d.points.iter().map(|p| p.key.as_str()).collect();
+            // Points with identical selections (a standard-router sweep over caches) share one map.
+            let mut grids: Vec<(String, usize, usize, Vec<f64>, usize)> = Vec::new();
+            for (key, layers, experts, counts) in read_popularity(d.dir, &keys)? {
+                match grids
+                    .iter_mut()
+                    .find(|g| g.1 == layers && g.2 == experts && g.3 == counts)
+                {
+                    Some(g) => g.4 += 1,
+                    None => grids.push((key, layers, experts, counts, 1)),
+                }
+            }
+            for (key, layers, experts, counts, same) in grids {
+                let mut shares = vec![0.0; counts.len()];
+                for l in 0..layers {
+                    let row = &counts[l * experts..(l + 1) * experts];
+                    let total: f64 = row.iter().sum();
+                    for (e, &c) in row.iter().enumerate() {
+                        shares[l * experts + e] = if total > 0.0 { c / total } else { 0.0 };
+                    }
+                }
+                let p = d.points.iter().find(|p| p.key == key).expect("listed");
+                let stem = if d.points.len() == 1 || same == d.points.len() {
+                    "popularity".to_string()
+                } else {
+                    format!("popularity-{}", slug(&point_label(d, p)))
+                };
+                let which = if same == d.points.len() && same > 1 {
+                    "every point (identical selections)".to_string()
+                } else if same > 1 {
+                    format!(
+                        "{} and {} more with identical selections",
+                        point_label(d, p),
+                        same - 1
+                    )
+                } else {
+                    point_label(d, p)
+                };
+                Heatmap {
+                    title: format!("{title}: share of each layer's selections, {which}"),
+                    x_label: "expert".into(),
+                    y_label: "MoE layer".into(),
+                    values: shares,
+                    rows: layers,
+                    cols: experts,
+                }
+                .write(&plots_dir.join(&stem))?;
+                written.push(stem);
+            }
+        }
+        PlotKind::SqnrVsBits => {
+            let (x, y) = (
+                metric_index("plan_bits_per_weight_mean"),
+                metric_index("weight_sqnr_db"),
+            );
+            let mut series: Vec<Series> = Vec::new();
+            for p in &d.points {
+                let family = p
+                    .format
+                    .parse::<crate::quant::WeightFormat>()
+                    .map(|f| f.family().to_string())
+                    .unwrap_or_else(|_| p.format.clone());
+                let s = match series.iter().position(|s| s.name == family) {
+                    Some(i) => &mut series[i],
+                    None => {
+                        series.push(Series {
+                            name: family,
+                            ..Default::default()
+                        });
+                        series.last_mut().expect("pushed")
+                    }
+                };
+                s.points.push((p.stats[x].0, p.stats[y].0));
+            }
+            for s in &mut series {
+                s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            }
+            let stem = "sqnr-vs-bits".to_string();
+            XyChart {
+                title: format!("{title}: proxy weight SQNR vs bits per weight"),
+                x_label: "bits per weight".into(),
+                y_label: "weight SQNR (dB, higher is better)".into(),
+                series,
+            }
+            .write(&plots_dir.join(&stem))?;
+            written.push(stem);
+        }
+        PlotKind::SeedTable => {}
+    }
+    Ok(written)
+}
+
+/// Per point key: the mean over replicates of each percentile (0..=100) of decode-token
+/// latency, in ns, from `latency.csv`.
+fn read_latency(dir: &Path) -> Result<Vec<(String, Vec<f64>)>> {
+    let path = dir.join("latency.csv");
+    let mut rd = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
+    let mut out: Vec<(String, Vec<f64>, Vec<u32>)> = Vec::new();
+    for rec in rd.records() {
+        let rec = rec.map_err(|e| bad(&path, e.to_string()))?;
+        let field = |i: usize| rec.get(i).unwrap_or_default();
+        let pct: usize = field(2)
+            .parse()
+            .ok()
+            .filter(|&q: &usize| q <= 100)
+            .ok_or_else(|| bad(&path, format!("bad percentile `{}`", field(2))))?;
+        let ns: f64 = field(3)
+            .parse()
+            .map_err(|_| bad(&path, format!("bad latency `{}`", field(3))))?;
+        let key = field(0);
+        if out.last().is_none_or(|l| l.0 != key) {
+            out.push((key.to_string(), vec![0.0; 101], vec![0; 101]));
+        }
+        let l = out.last_mut().expect("pushed");
+        l.1[pct] += ns;
+        l.2[pct] += 1;
+    }
+    Ok(out
+        .into_iter()
+        .map(|(k, sums, counts)| {
+            let means = sums
+                .iter()
+                .zip(&counts)
+                .map(|(&s, &c)| if c > 0 { s / c as f64 } else { f64::NAN })
+                .collect();
+            (k, means)
+        })
+        .collect())
+}
+
+/// For each of `keys` found in `popularity.csv`: (key, layers, experts, selections summed over
+/// replicates, layer-major).
+/// One point's selections: key, layers, experts and the layer-major grid.
+type Popularity = (String, usize, usize, Vec<f64>);
+
+fn read_popularity(dir: &Path, keys: &[&str]) -> Result<Vec<Popularity>> {
+    let path = dir.join("popularity.csv");
+    let mut rd = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
+    type Cells = Vec<(usize, usize, f64)>;
+    let mut out: Vec<(String, Cells)> = Vec::new();
+    for rec in rd.records() {
+        let rec = rec.map_err(|e| bad(&path, e.to_string()))?;
+        let key = rec.get(0).unwrap_or_default();
+        if !keys.contains(&key) {
+            continue;
+        }
+        let n = |i: usize| -> Result<usize> {
+            let f = rec.get(i).unwrap_or_default();
+            f.parse()
+                .map_err(|_| bad(&path, format!("bad number `{f}` in column {}", i + 1)))
+        };
+        let (l, e, c) = (n(2)?, n(3)?, n(4)?);
+        if out.last().is_none_or(|o| o.0 != key) {
+            out.push((key.to_string(), Vec::new()));
+        }
+        out.last_mut().expect("pushed").1.push((l, e, c as f64));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(k, cells)| {
+            let layers = cells.iter().map(|c| c.0 + 1).max().unwrap_or(0);
+            let experts = cells.iter().map(|c| c.1 + 1).max().unwrap_or(0);
+            let mut grid = vec![0.0; layers * experts];
+            for (l, e, c) in cells {
+                grid[l * experts + e] += c;
+            }
+            (k, layers, experts, grid)
+        })
+        .collect())
+}
+
+/// The seed's §6.3 evaluation table (doc 04; `../shared/reference/seeds.md`, entry A7), as
+/// printed there: (metric, standard, memory-aware, delta).
+const SEED_TABLE: [(&str, &str, &str, &str); 5] = [
+    ("Expert utilization", "62%", "78%", "+16%"),
+    ("Cache hit rate", "34%", "71%", "+37%"),
+    ("Average load latency", "12.3ms", "4.1ms", "-67%"),
+    ("Task accuracy (MMLU)", "45.3%", "44.8%", "-0.5%"),
+    ("Token throughput", "1200/s", "1850/s", "+54%"),
+];
+
+/// The seed table's shape with measured numbers: the standard point against each
+/// memory-aware point, then a sentence comparing them with the seed's figures.
+fn seed_table(d: &Data<'_>) -> String {
+    let Some(base) = d.points.iter().find(|p| p.router == "standard") else {
+        return "\n## Seed §6.3 table\n\nNo point uses the standard router: nothing to compare against.\n"
+            .into();
+    };
+    let aware: Vec<&PointSummary> = d
+        .points
+        .iter()
+        .filter(|p| p.router == "memory-aware")
+        .collect();
+    if aware.is_empty() {
+        return "\n## Seed §6.3 table\n\nNo point uses the memory-aware router.\n".into();
+    }
+    let rows: [(&str, &str, f64, bool); 6] = [
+        (
+            "utilisation",
+            "Expert utilisation (share of (layer, expert) pairs with ≥ 1 % of the layer's selections)",
+            100.0,
+            true,
+        ),
+        ("hit_rate", "Cache hit rate (decode)", 100.0, true),
+        (
+            "decode_stall_ns_per_token",
+            "Expert-load stall per decode token (ms)",
+            1.0,
+            false,
+        ),
+        (
+            "output_rel_l2_mean",
+            "Output error (relative L2 of the MoE output, proxy experts)",
+            1.0,
+            false,
+        ),
+        (
+            "topk_agreement",
+            "Top-k agreement with standard routing",
+            100.0,
+            true,
+        ),
+        (
+            "decode_tokens_per_s",
+            "Decode throughput (tokens/s)",
+            1.0,
+            false,
+        ),
+    ];
+    let mut s = format!(
+        "\n## Seed §6.3 table, measured\n\nThe shape of the seed's table (doc 04 §6.3) for {} on {}; mean ± 95 % CI over {} replicate(s).\n\n| metric | standard |",
+        base.model, base.profile, base.n
+    );
+    for p in &aware {
+        s.push_str(&format!(" {} | change |", point_label(d, p)));
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---|---|".repeat(aware.len()));
+    s.push('\n');
+    let fmt = |(m, c): (f64, f64), pct: bool| {
+        if pct {
+            if c.is_finite() {
+                format!("{:.1} % ± {:.1}", m * 100.0, c * 100.0)
+            } else {
+                format!("{:.1} %", m * 100.0)
+            }
+        } else {
+            pm((m, c))
+        }
+    };
+    for (name, label, _, pct) in rows {
+        let m = metric_index(name);
+        s.push_str(&format!("| {label} | {} |", fmt(base.stats[m], pct)));
+        for p in &aware {
+            let (a, b) = (base.stats[m].0, p.stats[m].0);
+            let change = if pct {
+                format!("{:+.1} points", (b - a) * 100.0)
+            } else if a != 0.0 && a.is_finite() && b.is_finite() {
+                format!("{:+.1} %", (b / a - 1.0) * 100.0)
+            } else {
+                "-".into()
+            };
+            s.push_str(&format!(" {} | {change} |", fmt(p.stats[m], pct)));
+        }
+        s.push('\n');
+    }
+    s.push_str("\nThe seed's table, for comparison (no model, workload, cache size, bonus or hardware given):\n\n| metric | standard | memory-aware | delta |\n|---|---|---|---|\n");
+    for (m, a, b, c) in SEED_TABLE {
+        s.push_str(&format!("| {m} | {a} | {b} | {c} |\n"));
+    }
+    let hit = metric_index("hit_rate");
+    let tps = metric_index("decode_tokens_per_s");
+    let err = metric_index("output_rel_l2_mean");
+    let agree = metric_index("topk_agreement");
+    let best = aware
+        .iter()
+        .max_by(|a, b| a.stats[tps].0.total_cmp(&b.stats[tps].0))
+        .expect("non-empty");
+    s.push_str(&format!(
+        "\nMeasured here: the hit rate goes from {:.1} % to {:.1} % with {} (the seed claims 34 % → 71 %), decode throughput from {} to {} tokens/s ({:+.0} %; the seed claims +54 %), while top-k agreement with standard routing falls to {:.1} % and the output error rises from {} to {} (the seed claims −0.5 % MMLU; moesim measures output error on proxy experts, not task accuracy). The seed's figures come with no method (seeds.md A7), so only their direction can be compared.\n",
+        base.stats[hit].0 * 100.0,
+        best.stats[hit].0 * 100.0,
+        point_label(d, best),
+        sig(base.stats[tps].0),
+        sig(best.stats[tps].0),
+        (best.stats[tps].0 / base.stats[tps].0 - 1.0) * 100.0,
+        best.stats[agree].0 * 100.0,
+        sig(base.stats[err].0),
+        sig(best.stats[err].0),
+    ));
+    s
 }

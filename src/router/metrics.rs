@@ -195,6 +195,11 @@ impl QualityAcc {
         self.kl.add(smoothed_kl(standard, chosen, self.experts));
     }
 
+    /// Selections so far, `[layer][expert]`.
+    pub fn selections(&self) -> &[u64] {
+        &self.selections
+    }
+
     /// The summary.
     pub fn summary(&self) -> QualitySummary {
         let layers = self.selections.len() / self.experts.max(1);

@@ -57,7 +57,11 @@ pub struct RouteWorkload {
 impl RouteWorkload {
     /// Loads a native trace.
     pub fn from_trace(path: &std::path::Path) -> Result<RouteWorkload> {
-        let mut reader = TraceReader::open(path)?;
+        RouteWorkload::from_reader(TraceReader::open(path)?)
+    }
+
+    /// Reads a whole native trace from `reader`.
+    pub fn from_reader<R: std::io::Read>(mut reader: TraceReader<R>) -> Result<RouteWorkload> {
         let meta = reader.meta().clone();
         let mut w = RouteWorkload::new(&meta);
         let mut r = RoutingRecord::default();

@@ -1344,6 +1344,7 @@ impl<'a> Sim<'a> {
             links,
             tiers,
             token_latencies_ns: latencies,
+            expert_selections: self.quality.selections().to_vec(),
             format_uses: {
                 let mut v = c.format_uses.clone();
                 v.sort_by(|a, b| b.0.bits_per_weight().total_cmp(&a.0.bits_per_weight()));

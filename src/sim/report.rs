@@ -113,6 +113,9 @@ pub struct SimReport {
     /// Every decode-token latency, in order.
     #[serde(skip)]
     pub token_latencies_ns: Vec<u64>,
+    /// Routing selections per `[layer][expert]` (layer-major; every routed step).
+    #[serde(skip)]
+    pub expert_selections: Vec<u64>,
     /// Decode expert uses per format computed, most bits first.
     #[serde(skip)]
     pub format_uses: Vec<(crate::quant::WeightFormat, u64)>,

@@ -574,7 +574,7 @@ fn bad_experiments_fail_on_one_line_without_output() {
         (
             "both",
             &SMALL.replace("[trace]\n", "[trace]\nfile = \"x.jsonl\"\n"),
-            &["exactly one of `generator` and `file`"],
+            &["exactly one of `generator`, `file` and `import`"],
         ),
         (
             "too_big",

@@ -228,7 +228,7 @@ fn the_committed_quickstart_results_equal_a_fresh_run() {
     let (h1, fresh) = read(&out.join("metrics.csv"));
     assert_eq!(h0, h1, "the committed report's columns are current");
     for ((name, a), b) in h0.iter().zip(&committed).zip(&fresh) {
-        if name.starts_with("output_") {
+        if name.starts_with("output_") || name == "weight_sqnr_db" {
             // Proxy-expert outputs go through the SIMD kernels this CPU selects (AVX-512, AVX2
             // or SSE2), whose summation order differs in the last bits.
             let (x, y): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
