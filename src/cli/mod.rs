@@ -42,6 +42,8 @@ pub enum Command {
     Cache(cache::CacheCommand),
     /// Simulate an experiment (latency, throughput, energy); no argument runs the quickstart.
     Run(run::RunArgs),
+    /// Merge the part directories of a sharded sweep into one report, as an unsharded run writes.
+    Merge(run::MergeArgs),
     /// Re-render a sweep report's summary and plots from its results.csv, without simulating.
     Plot(PlotArgs),
     /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
@@ -72,6 +74,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cache(cmd) => cache::run(cmd, &mut out),
         Command::Route(args) => route::run(args, &mut out),
         Command::Run(args) => run::run(args, &mut out),
+        Command::Merge(args) => run::merge(args, &mut out),
         Command::Quant(cmd) => quant::run(cmd, &mut out),
         Command::Plot(args) => {
             let name = args

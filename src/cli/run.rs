@@ -30,10 +30,36 @@ pub struct RunArgs {
     /// Worker threads for a sweep's points (default: all cores). Results do not depend on it.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub threads: Option<u32>,
+    /// Run only shard I of N (0 <= I < N) of a sweep's points, into a part directory that
+    /// `moesim merge` combines with the others. Points are dealt to shards in turn, in expansion
+    /// order, all replicates of a point together.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Print a sweep's runs (run number, replicate, point key; with --shard, that shard's only)
+    /// instead of running them, for external schedulers.
+    #[arg(long)]
+    pub list_points: bool,
     /// Also write the simulator's resolved inputs (durations, sizes, routes) as JSON, for
     /// independent re-implementations such as scripts/simpy_crosscheck.py. Standard router only.
     #[arg(long)]
     pub dump_inputs: Option<PathBuf>,
+}
+
+/// `I/N` with `0 <= I < N`.
+fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (i, n) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}`: expected I/N, such as 0/4"))?;
+    let i: usize = i
+        .parse()
+        .map_err(|_| format!("`{s}`: shard index `{i}` is not a number"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("`{s}`: shard count `{n}` is not a number"))?;
+    if n == 0 || i >= n {
+        return Err(format!("`{s}`: need 0 <= I < N"));
+    }
+    Ok((i, n))
 }
 
 /// The row of `metrics.csv`: what was run, then what was measured.
@@ -72,6 +98,11 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         && is_sweep(path)?
     {
         return run_sweep(crate::experiment::sweep::Sweep::load(path)?, &args, out);
+    }
+    if args.shard.is_some() || args.list_points {
+        return Err(Error::usage(
+            "--shard and --list-points apply to sweeps (an experiment file with a [sweep] table)",
+        ));
     }
     let exp = match &args.experiment {
         Some(path) => Experiment::load(path)?,
@@ -162,42 +193,46 @@ fn run_sweep(
             "--json and --dump-inputs apply to single-point experiments; a sweep writes results.csv",
         ));
     }
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("reports").join(&sweep.name));
-    let parts_dir = dir.join("points");
-    std::fs::create_dir_all(&parts_dir).map_err(|e| Error::io(&parts_dir, e))?;
-    let hash = format!("{:016x}\n", sweep.content_hash);
-    let hash_path = dir.join("experiment.hash");
-    if let Ok(old) = std::fs::read_to_string(&hash_path)
-        && old != hash
-    {
-        return Err(Error::usage(format!(
-            "{} holds the results of another version of the experiment file; use another --out or remove it",
-            dir.display()
-        )));
-    }
-    write_atomic(&hash_path, hash.as_bytes())?;
-    write_atomic(dir.join("experiment.toml"), sweep.text.as_bytes())?;
-    let part = |i: usize| parts_dir.join(format!("{i:06}.csv"));
-    let side = |i: usize, what: &str| parts_dir.join(format!("{i:06}.{what}.csv"));
-    // A part is complete when it exists (parts are written atomically) and names its point.
-    let done = |p: &crate::experiment::sweep::Point| {
-        csv::Reader::from_path(part(p.index)).is_ok_and(|mut r| {
-            r.records().next().is_some_and(|rec| {
-                rec.is_ok_and(|rec| {
-                    rec.get(0) == Some(p.key.as_str())
-                        && rec.get(1) == Some(p.replicate.to_string().as_str())
-                })
-            })
-        })
+    use crate::report::parts::{self, RunEntry};
+    let in_shard = |p: &crate::experiment::sweep::Point| {
+        args.shard
+            .is_none_or(|(i, n)| p.index / sweep.replicates as usize % n == i)
     };
-    let pending: Vec<&crate::experiment::sweep::Point> =
-        sweep.points.iter().filter(|p| !done(p)).collect();
-    let skipped = sweep.points.len() - pending.len();
+    if args.list_points {
+        let mut s = String::from("run\treplicate\tpoint\n");
+        for p in sweep.points.iter().filter(|p| in_shard(p)) {
+            s.push_str(&format!("{}\t{}\t{}\n", p.index, p.replicate, p.key));
+        }
+        return emit(out, &s);
+    }
+    let dir = args.out.clone().unwrap_or_else(|| match args.shard {
+        Some((i, n)) => Path::new("reports").join(format!("{}.shard-{i}-of-{n}", sweep.name)),
+        None => Path::new("reports").join(&sweep.name),
+    });
+    parts::claim(&dir, &format!("{:016x}\n", sweep.content_hash), &sweep.text)?;
+    let runs: Vec<RunEntry> = sweep
+        .points
+        .iter()
+        .map(|p| RunEntry {
+            run: p.index,
+            point: p.key.clone(),
+            replicate: p.replicate,
+        })
+        .collect();
+    parts::write_manifest(&dir, &runs)?;
+    if let Some((i, n)) = args.shard {
+        write_atomic(dir.join("shard.txt"), format!("{i}/{n}\n").as_bytes())?;
+    }
+    let mine: Vec<&crate::experiment::sweep::Point> =
+        sweep.points.iter().filter(|p| in_shard(p)).collect();
+    let pending: Vec<&crate::experiment::sweep::Point> = mine
+        .iter()
+        .copied()
+        .filter(|p| !parts::is_complete(&dir, &runs[p.index]))
+        .collect();
+    let skipped = mine.len() - pending.len();
     let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(sweep.points.len() as u64);
+        let b = ProgressBar::new(mine.len() as u64);
         b.set_style(
             ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
@@ -227,9 +262,9 @@ fn run_sweep(
                 axes: AxisColumns(&p.axes),
                 metrics: metrics_row(&exp, &o),
             };
-            // The sidecars first: the main part marks the run complete.
+            // The side parts first: the main part marks the run complete.
             write_atomic(
-                side(p.index, "latency"),
+                parts::side_path(&dir, p.index, "latency"),
                 &to_csv(&latency_rows(
                     &p.key,
                     p.replicate,
@@ -237,21 +272,15 @@ fn run_sweep(
                 )),
             )?;
             write_atomic(
-                side(p.index, "popularity"),
+                parts::side_path(&dir, p.index, "popularity"),
                 &to_csv(&popularity_rows(&p.key, p.replicate, &o)),
             )?;
-            write_atomic(part(p.index), &to_csv(&[row]))?;
+            write_atomic(parts::part_path(&dir, p.index), &to_csv(&[row]))?;
             bar.inc(1);
             Ok(())
         })
     })?;
     bar.finish_and_clear();
-    let parts: Vec<PathBuf> = sweep.points.iter().map(|p| part(p.index)).collect();
-    crate::report::sweep::assemble(&dir, "results.csv", &parts)?;
-    for what in ["latency", "popularity"] {
-        let sides: Vec<PathBuf> = sweep.points.iter().map(|p| side(p.index, what)).collect();
-        crate::report::sweep::assemble(&dir, &format!("{what}.csv"), &sides)?;
-    }
     if let Some(p) = sweep.points.first() {
         let first = sweep.experiment(p)?;
         let config = format!(
@@ -263,6 +292,22 @@ fn run_sweep(
         );
         write_atomic(dir.join("config.resolved.toml"), config.as_bytes())?;
     }
+    if let Some((i, n)) = args.shard {
+        return emit(
+            out,
+            &format!(
+                "ran {} of shard {i}/{n}'s {} runs ({} already done; the sweep has {}) in {:.2} s; wrote {}/\nmerge the shard directories with `moesim merge DIR... --out reports/{}`\n",
+                pending.len(),
+                mine.len(),
+                skipped,
+                sweep.points.len(),
+                start.elapsed().as_secs_f64(),
+                dir.display(),
+                sweep.name
+            ),
+        );
+    }
+    parts::assemble(&dir, &runs)?;
     let md = crate::report::sweep::finish(&dir, &sweep.name)?;
     let mut s = md;
     s.push_str(&format!(
@@ -274,6 +319,29 @@ fn run_sweep(
         dir.display()
     ));
     emit(out, &s)
+}
+
+/// Runs `moesim merge`.
+pub fn merge(args: MergeArgs, out: &mut dyn Write) -> Result<()> {
+    let name = crate::report::parts::merge(&args.parts, &args.out)?;
+    let mut s = crate::report::sweep::finish(&args.out, &name)?;
+    s.push_str(&format!(
+        "\nmerged {} part directories into {}/ (results.csv, summary.csv, summary.md, plots/)\n",
+        args.parts.len(),
+        args.out.display()
+    ));
+    emit(out, &s)
+}
+
+/// Arguments of `moesim merge`.
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// Part directories written by `moesim run SWEEP.toml --shard I/N`, in any order.
+    #[arg(required = true)]
+    pub parts: Vec<PathBuf>,
+    /// The merged report directory.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// A row of `latency.csv`: one percentile of a run's decode-token latencies.

@@ -7,5 +7,6 @@
 
 pub mod flat_csv;
 pub mod font;
+pub mod parts;
 pub mod plot;
 pub mod sweep;

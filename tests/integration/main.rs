@@ -21,7 +21,9 @@ mod cache_cli;
 mod routers;
 // Discrete-event simulation: closed forms, monotonicity, prefetch bound, `moesim run`.
 mod reports;
+mod shards;
 mod sim;
+mod slurm;
 mod sweeps;
 // The event engine against SimPy (Python, in CI).
 mod simpy_check;
