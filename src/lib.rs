@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod experiment;
 pub mod hardware;
+pub mod host;
 pub mod moe;
 pub mod precision;
 pub mod preset;

@@ -4,6 +4,7 @@
 //! `--json`, a JSON document. They own no logic of their own beyond presentation.
 
 mod cache;
+mod host;
 mod model;
 mod profile;
 mod quant;
@@ -48,6 +49,9 @@ pub enum Command {
     Plot(PlotArgs),
     /// Replay a trace through router × eviction policy × capacity (hit rate vs routing quality).
     Route(route::RouteArgs),
+    /// This host: a real paged-expert decode, calibration, and validation of the simulator.
+    #[command(subcommand)]
+    Host(host::HostCommand),
     /// Quantized kernels: error by format, packed bytes, GEMV throughput.
     #[command(subcommand)]
     Quant(quant::QuantCommand),
@@ -76,6 +80,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run(args, &mut out),
         Command::Merge(args) => run::merge(args, &mut out),
         Command::Quant(cmd) => quant::run(cmd, &mut out),
+        Command::Host(cmd) => host::run(cmd, &mut out),
         Command::Plot(args) => {
             let name = args
                 .dir

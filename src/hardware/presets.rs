@@ -46,6 +46,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/pc-rtx4090-pcie4.toml"),
     ),
     ("host", include_str!("../../hardware-profiles/host.toml")),
+    (
+        "host-calibrated-example",
+        include_str!("../../hardware-profiles/host-calibrated-example.toml"),
+    ),
 ];
 
 /// The TOML text of preset `name`.

@@ -147,14 +147,67 @@ impl QuantExpert {
 
     /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, on one thread.
     pub fn forward(&self, h: &[f32], y: &mut [f32]) {
-        let f = self.w1.rows;
-        let mut a = vec![0.0f32; f];
-        let mut b = vec![0.0f32; f];
-        self.w1.gemv_serial(h, &mut a);
-        self.w3.gemv_serial(h, &mut b);
-        for (x, &u) in a.iter_mut().zip(&b) {
-            *x = *x / (1.0 + (-*x).exp()) * u;
-        }
-        self.w2.gemv_serial(&a, y);
+        swiglu(
+            self.w1.format,
+            self.w1.cols,
+            self.w1.rows,
+            [&self.w1.data, &self.w3.data, &self.w2.data],
+            h,
+            y,
+            false,
+        );
     }
+
+    /// The packed bytes `W1 ‖ W3 ‖ W2`, as an expert store holds them (see
+    /// [`swiglu_packed`]).
+    pub fn packed(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.w1.data.len() * 3);
+        v.extend_from_slice(&self.w1.data);
+        v.extend_from_slice(&self.w3.data);
+        v.extend_from_slice(&self.w2.data);
+        v
+    }
+}
+
+/// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))` for an expert packed as `W1 ‖ W3 ‖ W2` in `format`
+/// (hidden width `hidden`, FFN width `ffn`); the same arithmetic as [`QuantExpert::forward`].
+pub fn swiglu_packed(
+    format: WeightFormat,
+    hidden: usize,
+    ffn: usize,
+    packed: &[u8],
+    h: &[f32],
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let m = format.bytes_for((hidden * ffn) as u64) as usize;
+    assert!(packed.len() >= 3 * m, "a whole packed expert");
+    swiglu(
+        format,
+        hidden,
+        ffn,
+        [&packed[..m], &packed[m..2 * m], &packed[2 * m..3 * m]],
+        h,
+        y,
+        parallel,
+    );
+}
+
+fn swiglu(
+    format: WeightFormat,
+    hidden: usize,
+    ffn: usize,
+    [w1, w3, w2]: [&[u8]; 3],
+    h: &[f32],
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let mut a = vec![0.0f32; ffn];
+    let mut b = vec![0.0f32; ffn];
+    crate::quant::gemv_packed(format, w1, hidden, h, &mut a, parallel);
+    crate::quant::gemv_packed(format, w3, hidden, h, &mut b, parallel);
+    for (x, &u) in a.iter_mut().zip(&b) {
+        *x = *x / (1.0 + (-*x).exp()) * u;
+    }
+    crate::quant::gemv_packed(format, w2, ffn, &a, y, parallel);
 }

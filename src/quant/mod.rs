@@ -310,6 +310,35 @@ impl QuantizedMatrix {
     }
 }
 
+/// `y = W · x` for the packed rows `data` of `format` (each `cols` wide, no rotation): the same
+/// kernels as [`QuantizedMatrix::gemv`], on borrowed bytes (a buffer read from storage). With
+/// `parallel`, rows are split over the rayon pool; otherwise the calling thread does all.
+pub fn gemv_packed(
+    format: WeightFormat,
+    data: &[u8],
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let k = kernels(format);
+    assert!(cols.is_multiple_of(k.block), "rows of whole blocks");
+    let rb = cols / k.block * k.bytes;
+    assert_eq!(data.len(), y.len() * rb, "one packed row per output");
+    assert_eq!(x.len(), cols, "x has the matrix's input dimension");
+    let mut aux = Vec::new();
+    if k.aux_group > 0 {
+        gemv::group_sums(x, k.aux_group, &mut aux);
+    }
+    if parallel {
+        y.par_chunks_mut(ROWS_PER_TASK)
+            .zip(data.par_chunks(ROWS_PER_TASK * rb))
+            .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, x, &aux, ys));
+    } else {
+        (k.gemv_rows)(data, rb, x, &aux, y);
+    }
+}
+
 /// Quantizes `w` with the PiQ quantizer at `bits` bits and constant `k` with α fitted per
 /// block to minimise squared error (not a storage format of its own: the evaluation's
 /// demonstration that π cancels into a fitted scale), and returns it dequantized, in the

@@ -29,7 +29,7 @@ pub mod report;
 pub mod setup;
 pub mod timeline;
 
-pub use process::{TIMELINE_MAX_SPANS, run};
+pub use process::{TIMELINE_MAX_SPANS, router_scales, run};
 pub use report::SimReport;
 pub use setup::{
     CacheCapacity, FormatCost, OnWrongPrefetch, PrecisionOptions, SetupError, SimOptions,

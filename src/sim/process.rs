@@ -1364,7 +1364,7 @@ fn ci_of(per_layer: bool, layer: u32) -> usize {
 }
 
 /// Per-layer logit scales of the trace, as the routers of `moesim route` use them.
-fn router_scales(t: &SimTrace) -> Vec<f32> {
+pub fn router_scales(t: &SimTrace) -> Vec<f32> {
     crate::router::replay::RoutePlan::new(
         &t.workload,
         Scope::PerLayer,

@@ -20,6 +20,7 @@ mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.
 mod routers;
 // Discrete-event simulation: closed forms, monotonicity, prefetch bound, `moesim run`.
+mod host;
 mod reports;
 mod shards;
 mod sim;

@@ -1,0 +1,873 @@
+//! `moesim host run | calibrate | validate`: a real paged-expert decode on this machine, the
+//! calibration of a hardware profile from microbenchmarks, and the comparison of the simulator's
+//! prediction with the real run over a grid of settings.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::emit;
+use super::table::{Align, Table};
+use crate::atomic_file::write_atomic;
+use crate::cache::PolicyKind;
+use crate::error::{Error, Result};
+use crate::experiment::Experiment;
+use crate::host::calibrate;
+use crate::host::decode::{DecodeOptions, DecodeReport, decode};
+use crate::host::store::{ExpertStore, StoreShape};
+use crate::quality::proxy::SyntheticExperts;
+use crate::quant::WeightFormat;
+use crate::quant::eval::WeightDistribution;
+use crate::sim::{SimReport, SimSetup, SimTrace};
+
+/// `moesim host` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum HostCommand {
+    /// Decode a generated trace for real, paging experts from a file on this machine's disk.
+    Run(RunArgs),
+    /// Measure this host (disk reads, memory copies, expert kernels) into a hardware profile.
+    Calibrate(CalibrateArgs),
+    /// Real decode against simulation on the calibrated profile, over a grid of settings.
+    Validate(ValidateArgs),
+}
+
+/// The workload and where the experts live.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Workload {
+    /// Model (a shipped name or a model file); its expert shape is what is stored and run.
+    #[arg(long, default_value = "micro-moe")]
+    pub model: String,
+    /// Trace generator (its layers, experts and top-k must match the model).
+    #[arg(long, default_value = "micro-moe")]
+    pub generator: String,
+    /// Decode tokens (one request, no prompt).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub tokens: u32,
+    /// Seed of the trace, the weights and the hidden vectors.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Directory of the expert stores (one file per model, format and seed; written once).
+    #[arg(long, default_value = "target/moesim-host")]
+    pub store_dir: PathBuf,
+    /// Kernel threads (1: every kernel on the compute thread; reads run on their own thread).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub threads: u32,
+    /// Read through the page cache instead of direct I/O.
+    #[arg(long)]
+    pub buffered: bool,
+}
+
+/// Arguments of `host run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    workload: Workload,
+    /// Expert format.
+    #[arg(long, default_value = "q4_k")]
+    format: WeightFormat,
+    /// Experts each layer's cache holds.
+    #[arg(long, default_value_t = 4)]
+    capacity_experts: u32,
+    /// Eviction policy (no oracle policies).
+    #[arg(long, default_value = "lru")]
+    policy: String,
+    /// Memory-aware routing bonus λ (0: the standard router).
+    #[arg(long, default_value_t = 0.0)]
+    lambda: f64,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `host calibrate`.
+#[derive(Debug, clap::Args)]
+pub struct CalibrateArgs {
+    #[command(flatten)]
+    workload: Workload,
+    /// Expert formats to measure the kernels of (the first also sets the read size).
+    #[arg(long, value_delimiter = ',', default_value = "q4_k,q2_k")]
+    formats: Vec<WeightFormat>,
+    /// Reads of each size.
+    #[arg(long, default_value_t = 200)]
+    reads: usize,
+    /// The profile file to write.
+    #[arg(long, default_value = "hardware-profiles/host-calibrated.toml")]
+    out: PathBuf,
+}
+
+/// Arguments of `host validate`.
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    workload: Workload,
+    /// The two (or more) formats of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "q4_k,q2_k")]
+    formats: Vec<WeightFormat>,
+    /// Eviction policies of the grid.
+    #[arg(long, value_delimiter = ',', default_value = "lru,lfu")]
+    policies: Vec<String>,
+    /// Memory-aware λ of the grid's memory-aware points.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Cache sizes of the grid, as shares of the experts per layer.
+    #[arg(long, value_delimiter = ',', default_value = "0.25,0.5,1.0")]
+    cache_shares: Vec<f64>,
+    /// A calibrated profile to predict with (default: calibrate first, into OUT/host-calibrated.toml).
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Reads of each size when calibrating.
+    #[arg(long, default_value_t = 200)]
+    reads: usize,
+    /// Real decodes per grid point; the point reports the one with the median mean latency.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeats: u32,
+    /// Report directory.
+    #[arg(long, default_value = "reports/host-validate")]
+    out: PathBuf,
+}
+
+/// Runs a `moesim host` command.
+pub fn run(cmd: HostCommand, out: &mut dyn Write) -> Result<()> {
+    match cmd {
+        HostCommand::Run(a) => run_cmd(a, out),
+        HostCommand::Calibrate(a) => {
+            let text = calibrate_profile(&a.workload, &a.formats, a.reads, &a.out)?;
+            emit(out, &text)
+        }
+        HostCommand::Validate(a) => validate(a, out),
+    }
+}
+
+fn shape_of(w: &Workload, format: WeightFormat) -> Result<StoreShape> {
+    let model = crate::moe::load(&w.model)?;
+    let ffn = model.expert_intermediate_size as usize;
+    let hidden = model.hidden_size as usize;
+    if !hidden.is_multiple_of(256) || !ffn.is_multiple_of(256) {
+        return Err(Error::usage(format!(
+            "--model {}: hidden {hidden} and expert FFN {ffn} must be multiples of 256 (the K-quant block)",
+            w.model
+        )));
+    }
+    Ok(StoreShape {
+        format,
+        layers: model.n_moe_layers(),
+        experts: model.n_experts,
+        hidden,
+        ffn,
+        seed: w.seed,
+    })
+}
+
+fn source_of(shape: &StoreShape) -> SyntheticExperts {
+    SyntheticExperts {
+        hidden: shape.hidden,
+        ffn: shape.ffn,
+        distribution: WeightDistribution::Gaussian,
+        outliers: None,
+        seed: shape.seed,
+        experts_per_layer: shape.experts,
+    }
+}
+
+/// Opens the store of `format`, writing it first if it does not exist.
+fn store(w: &Workload, format: WeightFormat) -> Result<ExpertStore> {
+    let shape = shape_of(w, format)?;
+    let name = Path::new(&w.model)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| w.model.clone());
+    let path = w
+        .store_dir
+        .join(format!("{name}-{format}-seed{}.experts", w.seed));
+    if ExpertStore::open(&path, false).ok().map(|s| s.shape) != Some(shape) {
+        std::fs::create_dir_all(&w.store_dir).map_err(|e| Error::io(&w.store_dir, e))?;
+        eprintln!(
+            "writing {} ({} experts of {} bytes)",
+            path.display(),
+            shape.layers * shape.experts,
+            shape.expert_bytes()
+        );
+        ExpertStore::create(&path, &source_of(&shape), shape)?;
+    }
+    ExpertStore::open(&path, !w.buffered)
+}
+
+fn policy(s: &str) -> Result<PolicyKind> {
+    s.parse::<PolicyKind>()
+        .map_err(|e| Error::usage(format!("--policy {s}: {e}")))
+}
+
+/// The experiment of one setting: the trace (and, for prediction, the profile) it defines.
+fn experiment(
+    w: &Workload,
+    format: WeightFormat,
+    profile: &str,
+    capacity: u32,
+    policy: &str,
+    lambda: f64,
+) -> Result<Experiment> {
+    let router = if lambda == 0.0 {
+        "kind = \"standard\"".to_string()
+    } else {
+        format!("kind = \"memory-aware\"\nlambda = {lambda:?}")
+    };
+    let text = format!(
+        "schema_version = 1\nname = \"host\"\nseed = {}\n[hardware]\nprofile = {:?}\n[model]\nspec = {:?}\nformat = \"{format}\"\n[trace]\ngenerator = {:?}\nrequests = 1\nprefill_tokens = 0\ndecode_tokens = {}\n[router]\n{router}\n[cache]\npolicy = {:?}\nscope = \"per-layer\"\ncapacity_experts = {capacity}\n[quality]\nsamples = 0\n",
+        w.seed, profile, w.model, w.generator, w.tokens, policy
+    );
+    Experiment::parse("moesim host", &text, Path::new("."))
+}
+
+fn decode_options(
+    w: &Workload,
+    exp: &Experiment,
+    capacity: u32,
+    policy: PolicyKind,
+) -> DecodeOptions {
+    DecodeOptions {
+        capacity_experts: capacity,
+        policy,
+        router: exp.options.router.clone(),
+        gate: exp.options.gate,
+        threads: w.threads as usize,
+        hidden_seed: w.seed,
+    }
+}
+
+/// Token latency statistics: mean, p50, p99 (ns) and tokens per second.
+fn stats(lat: &[u64]) -> (f64, u64, u64, f64) {
+    let mut s = lat.to_vec();
+    s.sort_unstable();
+    let total: u64 = s.iter().sum();
+    let mean = total as f64 / s.len().max(1) as f64;
+    (
+        mean,
+        crate::sim::report::quantile(&s, 0.5),
+        crate::sim::report::quantile(&s, 0.99),
+        s.len() as f64 / (total as f64 * 1e-9),
+    )
+}
+
+#[derive(Serialize)]
+struct RunRow {
+    model: String,
+    format: String,
+    capacity_experts: u32,
+    policy: String,
+    router: String,
+    threads: u32,
+    direct_io: bool,
+    decode_tokens: usize,
+    token_latency_mean_ns: f64,
+    token_latency_p50_ns: u64,
+    token_latency_p99_ns: u64,
+    decode_tokens_per_s: f64,
+    expert_uses: u64,
+    hits: u64,
+    misses: u64,
+    bytes_read: u64,
+    read_ns: u64,
+    compute_ns: u64,
+    wait_ns: u64,
+}
+
+fn run_cmd(a: RunArgs, out: &mut dyn Write) -> Result<()> {
+    let w = &a.workload;
+    let st = store(w, a.format)?;
+    let exp = experiment(w, a.format, "host", a.capacity_experts, &a.policy, a.lambda)?;
+    let trace = exp.build_trace()?;
+    let r = decode(
+        &st,
+        &trace,
+        &decode_options(w, &exp, a.capacity_experts, policy(&a.policy)?),
+        None,
+    )?;
+    let (mean, p50, p99, tps) = stats(&r.token_latencies_ns);
+    let row = RunRow {
+        model: w.model.clone(),
+        format: a.format.to_string(),
+        capacity_experts: a.capacity_experts,
+        policy: a.policy.clone(),
+        router: exp.options.router.name().to_string(),
+        threads: w.threads,
+        direct_io: r.direct,
+        decode_tokens: r.token_latencies_ns.len(),
+        token_latency_mean_ns: mean,
+        token_latency_p50_ns: p50,
+        token_latency_p99_ns: p99,
+        decode_tokens_per_s: tps,
+        expert_uses: r.expert_uses,
+        hits: r.hits,
+        misses: r.misses,
+        bytes_read: r.bytes_read,
+        read_ns: r.read_ns,
+        compute_ns: r.compute_ns,
+        wait_ns: r.wait_ns,
+    };
+    if a.json {
+        return super::emit_json(out, &row);
+    }
+    emit(
+        out,
+        &format!(
+            "real decode of {} tokens: {} at {} on this host, {} experts per layer cached ({}), {} router, {} kernel thread(s), {}\n\
+             token latency mean {:.3} ms, p50 {:.3} ms, p99 {:.3} ms; {:.2} tokens/s\n\
+             {} expert uses: {} hits, {} misses ({:.1}% hits); {:.1} MB read in {:.3} s, kernels {:.3} s\n",
+            row.decode_tokens,
+            w.model,
+            a.format,
+            a.capacity_experts,
+            a.policy,
+            row.router,
+            w.threads,
+            if r.direct {
+                "direct I/O (reads reach the disk)"
+            } else {
+                "buffered reads (the page cache may serve them)"
+            },
+            mean * 1e-6,
+            p50 as f64 * 1e-6,
+            p99 as f64 * 1e-6,
+            tps,
+            r.expert_uses,
+            r.hits,
+            r.misses,
+            100.0 * r.hits as f64 / r.expert_uses.max(1) as f64,
+            r.bytes_read as f64 * 1e-6,
+            r.read_ns as f64 * 1e-9,
+            r.compute_ns as f64 * 1e-9
+        ),
+    )
+}
+
+/// Calibration samples, pooled over rounds.
+#[derive(Debug, Default)]
+struct Samples {
+    small_ns: Vec<f64>,
+    large_ns: Vec<f64>,
+    copy_ns: Vec<f64>,
+    kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    rounds: u32,
+}
+
+const COPY_BYTES: usize = 64 << 20;
+
+/// One calibration round: `reads` reads of each size while kernels run, 3 RAM copies, and 100
+/// kernel runs per format.
+fn calibration_round(
+    w: &Workload,
+    stores: &[ExpertStore],
+    benches: &mut [calibrate::KernelBench],
+    reads: usize,
+    samples: &mut Samples,
+) -> Result<()> {
+    let (small, large) = calibrate::measure_reads_under_load(
+        &stores[0],
+        &benches[0],
+        reads.max(3),
+        w.seed.wrapping_add(samples.rounds as u64),
+    )?;
+    samples.small_ns.extend(small);
+    samples.large_ns.extend(large);
+    samples
+        .copy_ns
+        .extend(calibrate::measure_copy(COPY_BYTES, 3));
+    for b in benches.iter_mut() {
+        let f = b.format();
+        let ns = b
+            .time(w.threads as usize, 100)
+            .map_err(|r| Error::usage(format!("calibration of {f} kernels: {r}")))?;
+        match samples.kernel_ns.iter_mut().find(|(g, _)| *g == f) {
+            Some((_, v)) => v.extend(ns),
+            None => samples.kernel_ns.push((f, ns)),
+        }
+    }
+    samples.rounds += 1;
+    Ok(())
+}
+
+/// Fits the pooled samples and writes the profile to `path`; returns the printed summary.
+fn write_profile(
+    w: &Workload,
+    stores: &[ExpertStore],
+    samples: &Samples,
+    path: &Path,
+) -> Result<String> {
+    let shape = stores[0].shape;
+    let direct = stores[0].direct;
+    let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
+    let link = calibrate::fit_link(
+        crate::host::store::ALIGN as u64,
+        &samples.small_ns,
+        shape.stride(),
+        &samples.large_ns,
+    )
+    .map_err(|r| bad("disk reads", r))?;
+    let copy = calibrate::fit_rate(COPY_BYTES as f64, &samples.copy_ns, "RAM copy")
+        .map_err(|r| bad("RAM copies", r))?;
+    let params = (3 * shape.hidden * shape.ffn) as f64;
+    let mut rates: Vec<(WeightFormat, f64)> = Vec::new();
+    for (f, ns) in &samples.kernel_ns {
+        let rate = calibrate::fit_rate(params, ns, &format!("{f} kernels"))
+            .map_err(|r| bad(&format!("{f} kernels"), r))?;
+        rates.push((*f, rate));
+    }
+    let text = profile_text(w, &shape, direct, samples, &link, copy, &rates)?;
+    // Validate what we write before writing it.
+    crate::hardware::parse(&path.display().to_string(), &text).map_err(Error::from)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    write_atomic(path, text.as_bytes())?;
+    let mut s = format!(
+        "calibrated this host into {} ({} rounds; {} reads, queue depth 1)\n",
+        path.display(),
+        samples.rounds,
+        if direct { "direct" } else { "buffered" }
+    );
+    s.push_str(&format!(
+        "disk -> dram: latency {:.1} µs, {:.3} GB/s (reads of {} bytes while kernels run: spread (p90 - p10) / median {:.2})\n",
+        link.latency_ns * 1e-3,
+        link.bandwidth_bytes_per_s * 1e-9,
+        shape.stride(),
+        link.spread
+    ));
+    s.push_str(&format!("RAM copy: {:.2} GB/s\n", copy * 1e-9));
+    for (f, r) in &rates {
+        s.push_str(&format!(
+            "{f} expert kernels ({} x {} SwiGLU, {} thread(s), weights from memory): {:.3} G weights/s\n",
+            shape.hidden, shape.ffn, w.threads, r * 1e-9
+        ));
+    }
+    Ok(s)
+}
+
+/// Calibrates (`rounds` rounds back to back) and writes the profile to `path`.
+fn calibrate_profile(
+    w: &Workload,
+    formats: &[WeightFormat],
+    reads: usize,
+    path: &Path,
+) -> Result<String> {
+    if formats.is_empty() {
+        return Err(Error::usage("--formats: give at least one"));
+    }
+    let stores: Vec<ExpertStore> = formats
+        .iter()
+        .map(|&f| store(w, f))
+        .collect::<Result<_>>()?;
+    let mut benches: Vec<calibrate::KernelBench> = stores
+        .iter()
+        .map(calibrate::KernelBench::new)
+        .collect::<Result<_>>()?;
+    let mut samples = Samples::default();
+    for _ in 0..5 {
+        calibration_round(w, &stores, &mut benches, reads.div_ceil(5), &mut samples)?;
+    }
+    write_profile(w, &stores, &samples, path)
+}
+
+fn profile_text(
+    w: &Workload,
+    shape: &StoreShape,
+    direct: bool,
+    samples: &Samples,
+    link: &calibrate::LinkFit,
+    copy: f64,
+    rates: &[(WeightFormat, f64)],
+) -> Result<String> {
+    use crate::hardware::spec::{Calibration, HardwareProfileSpec};
+    let base = crate::hardware::presets::get("host").expect("the host preset is shipped");
+    let mut spec: HardwareProfileSpec = crate::config::parse_toml("host", base)?;
+    let measured = Calibration::Measured;
+    spec.name = "host-calibrated".into();
+    spec.description = format!(
+        "this host as `moesim host calibrate` measured it: experts of {} on the disk, read at queue depth 1 ({}), {} kernel thread(s)",
+        w.model,
+        if direct { "direct I/O" } else { "buffered" },
+        w.threads
+    );
+    spec.sources = vec![format!(
+        "M1: moesim host calibrate --model {} --threads {} ({} rounds: {} reads of {} and 4096 bytes while kernels run, kernels at {} x {}), moesim {}",
+        w.model,
+        w.threads,
+        samples.rounds,
+        samples.large_ns.len(),
+        shape.stride(),
+        shape.hidden,
+        shape.ffn,
+        env!("CARGO_PKG_VERSION")
+    )];
+    for t in &mut spec.tiers {
+        match t.name.as_str() {
+            "dram" => {
+                t.read_bandwidth_bytes_per_s = copy;
+                t.write_bandwidth_bytes_per_s = copy;
+                t.reserved_bytes = 0;
+                t.calibrated = measured;
+            }
+            "disk" => {
+                t.read_bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
+                t.latency_ns = link.latency_ns;
+                t.calibrated = measured;
+            }
+            _ => {}
+        }
+    }
+    for l in &mut spec.links {
+        l.bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
+        l.latency_ns = link.latency_ns;
+        l.granularity_bytes = 1;
+        l.channels = 1;
+        l.calibrated = measured;
+    }
+    let c = &mut spec.compute;
+    c.cores = w.threads as i64;
+    for &(f, r) in rates {
+        use crate::quant::format::ComputeClass as K;
+        match f.compute_class() {
+            Some(K::F16) => c.expert_weights_per_s.f16 = r,
+            Some(K::Q8) => c.expert_weights_per_s.q8 = r,
+            Some(K::Q4) => c.expert_weights_per_s.q4 = r,
+            Some(K::Q3) => c.expert_weights_per_s.q3 = r,
+            Some(K::Q2) => c.expert_weights_per_s.q2 = r,
+            Some(K::Ternary) => c.expert_weights_per_s.ternary = r,
+            None => {}
+        }
+    }
+    c.calibrated = measured;
+    let body = toml::to_string(&spec).expect("specs serialize");
+    Ok(format!(
+        "# Generated by `moesim host calibrate` on the machine that ran it: measured figures of that\n\
+         # machine (disk reads, RAM copies, expert kernels), not datasheet figures. Formats not\n\
+         # measured keep the shipped host profile's values.\n{body}"
+    ))
+}
+
+/// One grid point's comparison.
+#[derive(Debug, Serialize)]
+struct ValidateRow {
+    format: String,
+    capacity_experts: u32,
+    cache_share: f64,
+    policy: String,
+    router: String,
+    measured_token_latency_mean_ns: f64,
+    predicted_token_latency_mean_ns: f64,
+    mean_rel_error: f64,
+    measured_token_latency_p99_ns: u64,
+    predicted_token_latency_p99_ns: u64,
+    p99_rel_error: f64,
+    measured_tokens_per_s: f64,
+    predicted_tokens_per_s: f64,
+    tokens_per_s_rel_error: f64,
+    measured_hits: u64,
+    predicted_hits: u64,
+    misses: u64,
+    direct_io: bool,
+}
+
+/// Simulates `exp` on `trace` with the real run's workload: experts only (no dense layers,
+/// gate or LM head, which the real decode does not run).
+fn predict(exp: &Experiment, trace: &SimTrace) -> Result<SimReport> {
+    let plan = exp.plan(trace)?;
+    let mut setup = SimSetup::new(
+        &exp.profile,
+        &exp.model,
+        exp.options.clone(),
+        &trace.popularity(),
+        Some(&plan),
+    )
+    .map_err(|e| Error::usage(format!("{}: {}", e.key, e.reason)))?;
+    setup.dense_ns = 0;
+    setup.gate_ns = 0;
+    setup.head_ns = 0;
+    Ok(crate::sim::run(&setup, trace).0)
+}
+
+fn rel(predicted: f64, measured: f64) -> f64 {
+    (predicted - measured) / measured
+}
+
+fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
+    let w = &a.workload;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
+    let model = crate::moe::load(&w.model)?;
+    let experts = model.n_experts;
+    let stores: Vec<ExpertStore> = a
+        .formats
+        .iter()
+        .map(|&f| store(w, f))
+        .collect::<Result<_>>()?;
+    // Real decodes first. Without --profile, a calibration round runs before each grid point,
+    // so that the microbenchmarks sample the same stretch of time as the decodes (this VM's
+    // disk and memory speeds drift by 10-20 % over minutes); the profile fits the pooled rounds.
+    let calibrating = a.profile.is_none();
+    let mut samples = Samples::default();
+    let mut benches: Vec<calibrate::KernelBench> = if calibrating {
+        stores
+            .iter()
+            .map(calibrate::KernelBench::new)
+            .collect::<Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    struct Measured {
+        format: WeightFormat,
+        policy: String,
+        lambda: f64,
+        share: f64,
+        capacity: u32,
+        real: DecodeReport,
+    }
+    let mut measured: Vec<Measured> = Vec::new();
+    for st in &stores {
+        let format = st.shape.format;
+        for p in &a.policies {
+            let pk = policy(p)?;
+            for lambda in [0.0, a.lambda] {
+                for &share in &a.cache_shares {
+                    let capacity = ((share * experts as f64).round() as u32).clamp(1, experts);
+                    if calibrating {
+                        calibration_round(
+                            w,
+                            &stores,
+                            &mut benches,
+                            a.reads.div_ceil(8).max(10),
+                            &mut samples,
+                        )?;
+                    }
+                    let exp = experiment(w, format, "host", capacity, p, lambda)?;
+                    let trace = exp.build_trace()?;
+                    let mut runs: Vec<DecodeReport> = (0..a.repeats)
+                        .map(|_| {
+                            decode(
+                                st,
+                                &trace,
+                                &decode_options(w, &exp, capacity, pk.clone()),
+                                None,
+                            )
+                        })
+                        .collect::<Result<_>>()?;
+                    runs.sort_by(|x, y| {
+                        stats(&x.token_latencies_ns)
+                            .0
+                            .total_cmp(&stats(&y.token_latencies_ns).0)
+                    });
+                    let real = runs.swap_remove(runs.len() / 2);
+                    measured.push(Measured {
+                        format,
+                        policy: p.clone(),
+                        lambda,
+                        share,
+                        capacity,
+                        real,
+                    });
+                }
+            }
+        }
+    }
+    let mut notes = String::new();
+    let profile = match &a.profile {
+        Some(p) => p.clone(),
+        None => {
+            let p = a.out.join("host-calibrated.toml");
+            notes = write_profile(w, &stores, &samples, &p)?;
+            p
+        }
+    };
+    let profile_s = profile.display().to_string();
+    let mut rows: Vec<ValidateRow> = Vec::new();
+    for m in measured {
+        let (format, p, lambda, share, capacity, real) =
+            (m.format, &m.policy, m.lambda, m.share, m.capacity, m.real);
+        let exp = experiment(w, format, &profile_s, capacity, p, lambda)?;
+        let trace = exp.build_trace()?;
+        let sim = predict(&exp, &trace)?;
+        let (mean, _, p99, tps) = stats(&real.token_latencies_ns);
+        rows.push(ValidateRow {
+            format: format.to_string(),
+            capacity_experts: capacity,
+            cache_share: share,
+            policy: p.clone(),
+            router: exp.options.router.name().to_string(),
+            measured_token_latency_mean_ns: mean,
+            predicted_token_latency_mean_ns: sim.token_latency_mean_ns,
+            mean_rel_error: rel(sim.token_latency_mean_ns, mean),
+            measured_token_latency_p99_ns: p99,
+            predicted_token_latency_p99_ns: sim.token_latency_p99_ns,
+            p99_rel_error: rel(sim.token_latency_p99_ns as f64, p99 as f64),
+            measured_tokens_per_s: tps,
+            predicted_tokens_per_s: sim.decode_tokens_per_s,
+            tokens_per_s_rel_error: rel(sim.decode_tokens_per_s, tps),
+            measured_hits: real.hits,
+            predicted_hits: sim.hits,
+            misses: real.misses,
+            direct_io: real.direct,
+        });
+    }
+    write_atomic(
+        a.out.join("validate.csv"),
+        &crate::report::flat_csv::to_csv(&rows),
+    )?;
+    let mut t = Table::new(&[
+        ("format", Align::Left),
+        ("cache", Align::Right),
+        ("policy", Align::Left),
+        ("router", Align::Left),
+        ("mean ms real/sim", Align::Right),
+        ("err", Align::Right),
+        ("p99 ms real/sim", Align::Right),
+        ("err", Align::Right),
+        ("tok/s real/sim", Align::Right),
+        ("err", Align::Right),
+        ("hits real/sim", Align::Right),
+    ]);
+    for r in &rows {
+        t.row(vec![
+            r.format.clone(),
+            format!("{}/{}", r.capacity_experts, experts),
+            r.policy.clone(),
+            r.router.clone(),
+            format!(
+                "{:.2}/{:.2}",
+                r.measured_token_latency_mean_ns * 1e-6,
+                r.predicted_token_latency_mean_ns * 1e-6
+            ),
+            format!("{:+.1}%", 100.0 * r.mean_rel_error),
+            format!(
+                "{:.2}/{:.2}",
+                r.measured_token_latency_p99_ns as f64 * 1e-6,
+                r.predicted_token_latency_p99_ns as f64 * 1e-6
+            ),
+            format!("{:+.1}%", 100.0 * r.p99_rel_error),
+            format!(
+                "{:.1}/{:.1}",
+                r.measured_tokens_per_s, r.predicted_tokens_per_s
+            ),
+            format!("{:+.1}%", 100.0 * r.tokens_per_s_rel_error),
+            format!("{}/{}", r.measured_hits, r.predicted_hits),
+        ]);
+    }
+    let worst = |f: fn(&ValidateRow) -> f64| rows.iter().map(f).fold(0.0f64, |m, x| m.max(x.abs()));
+    let within = rows
+        .iter()
+        .filter(|r| r.mean_rel_error.abs() <= 0.1 && r.tokens_per_s_rel_error.abs() <= 0.1)
+        .count();
+    let summary = format!(
+        "{} grid points: mean latency within 10% and tokens/s within 10% at {} of them; worst |error|: mean {:.1}%, p99 {:.1}%, tokens/s {:.1}%; hit counts equal at {} of {}\n",
+        rows.len(),
+        within,
+        100.0 * worst(|r| r.mean_rel_error),
+        100.0 * worst(|r| r.p99_rel_error),
+        100.0 * worst(|r| r.tokens_per_s_rel_error),
+        rows.iter()
+            .filter(|r| r.measured_hits == r.predicted_hits)
+            .count(),
+        rows.len()
+    );
+    let mut md = format!(
+        "# host-validate\n\nReal paged-expert decode on this host against moesim's prediction on the calibrated profile `{}`: {} ({} decode tokens, seed {}), {} kernel thread(s), {}.\n\n",
+        profile.display(),
+        w.model,
+        w.tokens,
+        w.seed,
+        w.threads,
+        if rows.first().is_some_and(|r| r.direct_io) {
+            "direct I/O"
+        } else {
+            "buffered reads"
+        }
+    );
+    md.push_str("| format | cache | policy | router | mean ms real | mean ms sim | error | p99 ms real | p99 ms sim | error | tok/s real | tok/s sim | error | hits real | hits sim |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {}/{} | {} | {} | {:.2} | {:.2} | {:+.1} % | {:.2} | {:.2} | {:+.1} % | {:.1} | {:.1} | {:+.1} % | {} | {} |\n",
+            r.format,
+            r.capacity_experts,
+            experts,
+            r.policy,
+            r.router,
+            r.measured_token_latency_mean_ns * 1e-6,
+            r.predicted_token_latency_mean_ns * 1e-6,
+            100.0 * r.mean_rel_error,
+            r.measured_token_latency_p99_ns as f64 * 1e-6,
+            r.predicted_token_latency_p99_ns as f64 * 1e-6,
+            100.0 * r.p99_rel_error,
+            r.measured_tokens_per_s,
+            r.predicted_tokens_per_s,
+            100.0 * r.tokens_per_s_rel_error,
+            r.measured_hits,
+            r.predicted_hits
+        ));
+    }
+    md.push_str(&format!("\n{summary}\n![predicted vs measured](predicted-vs-measured.png)\n\nReproduce: `moesim host validate --out {}`.\n", a.out.display()));
+    write_atomic(a.out.join("summary.md"), md.as_bytes())?;
+    let lo = rows
+        .iter()
+        .map(|r| {
+            r.measured_token_latency_mean_ns
+                .min(r.predicted_token_latency_mean_ns)
+                * 1e-6
+        })
+        .fold(f64::INFINITY, f64::min);
+    let hi = rows
+        .iter()
+        .map(|r| {
+            r.measured_token_latency_mean_ns
+                .max(r.predicted_token_latency_mean_ns)
+                * 1e-6
+        })
+        .fold(0.0f64, f64::max);
+    let mut series: Vec<crate::report::plot::Series> = Vec::new();
+    for r in &rows {
+        let name = format!("{} {}", r.format, r.router);
+        let s = match series.iter().position(|s| s.name == name) {
+            Some(i) => &mut series[i],
+            None => {
+                series.push(crate::report::plot::Series {
+                    name,
+                    scatter: true,
+                    ..Default::default()
+                });
+                series.last_mut().expect("pushed")
+            }
+        };
+        s.points.push((
+            r.measured_token_latency_mean_ns * 1e-6,
+            r.predicted_token_latency_mean_ns * 1e-6,
+        ));
+    }
+    series.push(crate::report::plot::Series {
+        name: "predicted = measured".into(),
+        points: vec![(lo, lo), (hi, hi)],
+        ..Default::default()
+    });
+    series.push(crate::report::plot::Series {
+        name: "±10 %".into(),
+        points: vec![(lo, lo * 1.1), (hi, hi * 1.1)],
+        band: vec![(lo, lo * 0.9, lo * 1.1), (hi, hi * 0.9, hi * 1.1)],
+        ..Default::default()
+    });
+    crate::report::plot::XyChart {
+        title: format!(
+            "host-validate: predicted vs measured mean token latency ({})",
+            w.model
+        ),
+        x_label: "measured mean token latency (ms)".into(),
+        y_label: "predicted mean token latency (ms)".into(),
+        series,
+    }
+    .write(&a.out.join("predicted-vs-measured"))?;
+    let mut s = notes;
+    s.push('\n');
+    s.push_str(&t.render());
+    s.push('\n');
+    s.push_str(&summary);
+    s.push_str(&format!(
+        "wrote {}/ (validate.csv, summary.md, predicted-vs-measured.png)\n",
+        a.out.display()
+    ));
+    emit(out, &s)
+}

@@ -1,0 +1,305 @@
+//! A real paged-expert decode: the simulator's cache, eviction policy and router over a real
+//! expert store, with real reads and real kernels, timed on the wall clock.
+//!
+//! Per decode token and MoE layer: the router chooses experts from the trace's logits given the
+//! cache as it is; the cache serves the selection as one event (the same `ExpertCache` calls, in
+//! the same order, as the simulator); every miss is queued to one I/O thread, which reads the
+//! expert from the store into a buffer (direct I/O when the store allows it), first come first
+//! served; meanwhile the compute thread runs the hits' SwiGLU kernels in rank order, then each
+//! loaded expert as it arrives. This is the simulator's schedule with one link of one channel.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use super::store::{AlignedBuf, ExpertStore};
+use crate::cache::{ExpertCache, Lookup, PolicyKind};
+use crate::error::{Error, Result};
+use crate::quality::proxy::swiglu_packed;
+use crate::router::{GateWeights, Residency, RouteInput, RouterKind, Selection};
+use crate::sim::SimTrace;
+
+/// How to decode.
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    /// Experts each layer's cache holds.
+    pub capacity_experts: u32,
+    /// Eviction policy.
+    pub policy: PolicyKind,
+    /// Router.
+    pub router: RouterKind,
+    /// Gate weights.
+    pub gate: GateWeights,
+    /// Kernel threads: 1 runs every GEMV on the compute thread, more split rows over a pool.
+    pub threads: usize,
+    /// Seed of the hidden vectors.
+    pub hidden_seed: u64,
+}
+
+/// What a real decode measured.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeReport {
+    /// Wall time of each decode token, in order.
+    pub token_latencies_ns: Vec<u64>,
+    /// Expert uses.
+    pub expert_uses: u64,
+    /// Uses served from the cache.
+    pub hits: u64,
+    /// Uses read from the store.
+    pub misses: u64,
+    /// Bytes read from the store.
+    pub bytes_read: u64,
+    /// Whether reads bypassed the page cache.
+    pub direct: bool,
+    /// Wall time of the reads (on the I/O thread), summed.
+    pub read_ns: u64,
+    /// Wall time of the expert kernels, summed.
+    pub compute_ns: u64,
+    /// Wall time the compute thread waited for reads, summed.
+    pub wait_ns: u64,
+}
+
+/// The hidden vector of decode event `event` (deterministic in the seed and the event).
+pub fn hidden_vector(seed: u64, event: usize, hidden: usize) -> Vec<f32> {
+    crate::quant::eval::sample(
+        crate::quant::eval::WeightDistribution::Gaussian,
+        hidden,
+        crate::trace::generate::derive_seed(seed, event as u64),
+    )
+}
+
+/// One expert output, for checks: (event, layer, expert, its output).
+pub type Observed = (usize, u32, u16, Vec<f32>);
+
+/// Decodes every request of `trace` (decode tokens only) against `store`. With `observe`, also
+/// returns every expert output (slow: for tests).
+pub fn decode(
+    store: &ExpertStore,
+    trace: &SimTrace,
+    o: &DecodeOptions,
+    mut observe: Option<&mut Vec<Observed>>,
+) -> Result<DecodeReport> {
+    let shape = store.shape;
+    let w = &trace.workload;
+    if (w.layers, w.experts) != (shape.layers, shape.experts) {
+        return Err(Error::usage(format!(
+            "the trace has {} layers x {} experts; the store {} has {} x {}",
+            w.layers,
+            w.experts,
+            store.path().display(),
+            shape.layers,
+            shape.experts
+        )));
+    }
+    if trace.requests.iter().any(|r| r.prefill_tokens > 0) {
+        return Err(Error::usage(
+            "a real decode runs decode tokens only: give the trace 0 prompt tokens",
+        ));
+    }
+    if o.capacity_experts > shape.experts {
+        return Err(Error::usage(format!(
+            "capacity {} is more than the {} experts per layer",
+            o.capacity_experts, shape.experts
+        )));
+    }
+    let (l, e, k) = (w.layers, w.experts, w.top_k as usize);
+    let expert_bytes = shape.expert_bytes();
+    let stride = shape.stride() as usize;
+    let packed = expert_bytes as usize;
+    let parallel = o.threads > 1;
+    let pool = if parallel {
+        Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(o.threads)
+                .build()
+                .map_err(|e| Error::usage(format!("threads: {e}")))?,
+        )
+    } else {
+        None
+    };
+    // Hidden vectors, before the clock starts.
+    let mut hidden: Vec<Vec<f32>> = Vec::new();
+    for r in &trace.requests {
+        for t in 0..r.decode_tokens {
+            for layer in 0..l {
+                hidden.push(hidden_vector(
+                    o.hidden_seed,
+                    trace.decode_event(r, t, layer),
+                    shape.hidden,
+                ));
+            }
+        }
+    }
+    if o.policy.needs_oracle() || matches!(o.policy, PolicyKind::Pinned {}) {
+        return Err(Error::usage(format!(
+            "policy {}: a real decode cannot see the future or the whole trace",
+            o.policy
+        )));
+    }
+    let scales = crate::sim::router_scales(trace);
+    let mut router = o.router.build(l, e, &scales, o.gate);
+    // The simulator's caches: per layer, built once, reset at every request.
+    let ctx = crate::cache::PolicyContext {
+        n_objects: e,
+        experts_per_layer: e,
+        capacity_objects: o.capacity_experts,
+        next_use: None,
+        popularity: None,
+    };
+    let mut caches: Vec<ExpertCache> = (0..l)
+        .map(|_| {
+            ExpertCache::new(
+                o.capacity_experts as u64 * expert_bytes,
+                e as usize,
+                o.policy.build(&ctx),
+            )
+        })
+        .collect();
+    // Buffers: every cache slot, plus top-k for experts streamed without caching.
+    let n_bufs = (l * o.capacity_experts) as usize + k;
+    let mut free: Vec<AlignedBuf> = (0..n_bufs).map(|_| AlignedBuf::new(stride)).collect();
+    let mut report = DecodeReport {
+        direct: store.direct,
+        ..Default::default()
+    };
+    let (req_tx, req_rx) = mpsc::channel::<(u32, AlignedBuf)>();
+    let (done_tx, done_rx) = mpsc::channel::<Result<(u32, AlignedBuf, u64)>>();
+    std::thread::scope(|scope| -> Result<()> {
+        scope.spawn(move || {
+            for (g, mut buf) in req_rx {
+                let start = Instant::now();
+                let r = store.read_expert(g, &mut buf);
+                let ns = start.elapsed().as_nanos() as u64;
+                if done_tx.send(r.map(|()| (g, buf, ns))).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut selection = Selection::default();
+        let mut y = vec![0.0f32; shape.hidden];
+        let mut out = vec![0.0f32; shape.hidden];
+        let mut protected: Vec<u32> = Vec::new();
+        let mut evicted: Vec<u32> = Vec::new();
+        let mut previous: Vec<u16> = Vec::new();
+        let mut hidden_i = 0usize;
+        for r in &trace.requests {
+            // Caches reset between requests, as the simulator's default.
+            caches.iter_mut().for_each(ExpertCache::reset);
+            let mut slots: Vec<Option<AlignedBuf>> = Vec::new();
+            slots.resize_with((l * e) as usize, || None);
+            for t in 0..r.decode_tokens {
+                let token_start = Instant::now();
+                for layer in 0..l {
+                    let ev = trace.decode_event(r, t, layer);
+                    let h = &hidden[hidden_i];
+                    hidden_i += 1;
+                    let cache = &mut caches[layer as usize];
+                    {
+                        let room = cache.used_bytes() + expert_bytes <= cache.capacity_bytes();
+                        let input = RouteInput {
+                            layer,
+                            logits: w.logits_of(ev),
+                            top_k: k,
+                            previous_layer: (layer > 0).then_some(&previous[..]),
+                        };
+                        router.route(
+                            &input,
+                            &Residency::from_resident_bytes(cache.resident_bytes(), room),
+                            &mut selection,
+                        );
+                    }
+                    // The cache serves the selection as one event.
+                    protected.clear();
+                    protected.extend(selection.experts.iter().map(|&x| x as u32));
+                    cache.begin_event();
+                    let mut ready: Vec<usize> = Vec::new();
+                    let mut loading: Vec<(usize, bool)> = Vec::new();
+                    for (i, &x) in selection.experts.iter().enumerate() {
+                        report.expert_uses += 1;
+                        evicted.clear();
+                        let lookup = cache.lookup(x as u32, expert_bytes, &protected, &mut evicted);
+                        for &v in &evicted {
+                            let g = (layer * e + v) as usize;
+                            free.push(slots[g].take().expect("an evicted expert had a buffer"));
+                        }
+                        match lookup {
+                            Lookup::Hit => {
+                                report.hits += 1;
+                                ready.push(i);
+                            }
+                            Lookup::Miss { inserted } => {
+                                report.misses += 1;
+                                let buf = free.pop().expect("enough buffers");
+                                req_tx
+                                    .send((layer * e + x as u32, buf))
+                                    .map_err(|_| Error::usage("the I/O thread stopped"))?;
+                                loading.push((i, inserted));
+                            }
+                        }
+                    }
+                    y.iter_mut().for_each(|v| *v = 0.0);
+                    let mut run = |i: usize, bytes: &[u8], y: &mut [f32]| {
+                        let start = Instant::now();
+                        let kernel = |out: &mut [f32]| {
+                            swiglu_packed(
+                                shape.format,
+                                shape.hidden,
+                                shape.ffn,
+                                &bytes[..packed],
+                                h,
+                                out,
+                                parallel,
+                            )
+                        };
+                        // One kernel thread: this thread (no hand-off to a pool).
+                        match &pool {
+                            Some(p) => p.install(|| kernel(&mut out)),
+                            None => kernel(&mut out),
+                        }
+                        report.compute_ns += start.elapsed().as_nanos() as u64;
+                        let wt = selection.weights[i];
+                        y.iter_mut().zip(&out).for_each(|(a, &b)| *a += wt * b);
+                        if let Some(obs) = observe.as_deref_mut() {
+                            obs.push((ev, layer, selection.experts[i], out.clone()));
+                        }
+                    };
+                    for &i in &ready {
+                        let g = (layer * e + selection.experts[i] as u32) as usize;
+                        let buf = slots[g].as_ref().expect("a hit has a buffer");
+                        run(i, buf.as_slice(), &mut y);
+                    }
+                    for &(i, inserted) in &loading {
+                        let waiting = Instant::now();
+                        let (g, buf, ns) = done_rx
+                            .recv()
+                            .map_err(|_| Error::usage("the I/O thread stopped"))??;
+                        report.wait_ns += waiting.elapsed().as_nanos() as u64;
+                        debug_assert_eq!(g, layer * e + selection.experts[i] as u32);
+                        report.read_ns += ns;
+                        report.bytes_read += stride as u64;
+                        run(i, buf.as_slice(), &mut y);
+                        if inserted {
+                            slots[g as usize] = Some(buf);
+                        } else {
+                            free.push(buf);
+                        }
+                    }
+                    previous.clear();
+                    previous.extend_from_slice(&selection.experts);
+                    std::hint::black_box(&y);
+                }
+                report
+                    .token_latencies_ns
+                    .push(token_start.elapsed().as_nanos() as u64);
+            }
+            // Return the cached buffers for the next request.
+            for s in slots.iter_mut() {
+                if let Some(b) = s.take() {
+                    free.push(b);
+                }
+            }
+        }
+        drop(req_tx);
+        Ok(())
+    })?;
+    Ok(report)
+}

@@ -1,0 +1,210 @@
+//! The real paged-expert decode (`moesim host`): hit counts equal the simulator's, expert outputs
+//! equal the quality path's, and the commands run end to end. Timing figures are not asserted
+//! here (BENCHMARKS.md and reports/host-validate/ hold them).
+
+use std::path::{Path, PathBuf};
+
+use moesim::host::decode::{DecodeOptions, Observed, decode, hidden_vector};
+use moesim::host::store::{ExpertStore, StoreShape};
+use moesim::quality::proxy::{QuantExpert, SyntheticExperts, WeightSource};
+use moesim::quant::WeightFormat;
+use moesim::quant::eval::WeightDistribution;
+
+use crate::util::{assert_bad_input, moesim, scratch};
+
+fn nano() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("experiments/models/nano-moe.toml")
+        .display()
+        .to_string()
+}
+
+fn source(format: WeightFormat) -> (SyntheticExperts, StoreShape) {
+    let shape = StoreShape {
+        format,
+        layers: 8,
+        experts: 16,
+        hidden: 256,
+        ffn: 256,
+        seed: 3,
+    };
+    let src = SyntheticExperts {
+        hidden: 256,
+        ffn: 256,
+        distribution: WeightDistribution::Gaussian,
+        outliers: None,
+        seed: 3,
+        experts_per_layer: 16,
+    };
+    (src, shape)
+}
+
+fn store(dir: &Path, format: WeightFormat) -> (PathBuf, SyntheticExperts) {
+    let (src, shape) = source(format);
+    let path = dir.join(format!("nano-{format}.experts"));
+    ExpertStore::create(&path, &src, shape).unwrap();
+    (path, src)
+}
+
+fn experiment(policy: &str, capacity: u32, router: &str) -> moesim::experiment::Experiment {
+    let text = format!(
+        "schema_version = 1\nname = \"host-test\"\nseed = 5\n[hardware]\nprofile = \"host\"\n[model]\nspec = {:?}\nformat = \"q4_k\"\n[trace]\ngenerator = \"micro-moe\"\nrequests = 1\nprefill_tokens = 0\ndecode_tokens = 24\n[router]\n{router}\n[cache]\npolicy = \"{policy}\"\ncapacity_experts = {capacity}\n[quality]\nsamples = 0\n",
+        nano()
+    );
+    moesim::experiment::Experiment::parse("host test", &text, Path::new(".")).unwrap()
+}
+
+fn options(exp: &moesim::experiment::Experiment, policy: &str, capacity: u32) -> DecodeOptions {
+    DecodeOptions {
+        capacity_experts: capacity,
+        policy: policy.parse().unwrap(),
+        router: exp.options.router.clone(),
+        gate: exp.options.gate,
+        threads: 1,
+        hidden_seed: 5,
+    }
+}
+
+#[test]
+fn real_decode_hits_equal_the_simulators_exactly() {
+    let dir = scratch("host_hits");
+    let (path, _) = store(&dir, WeightFormat::Q4K);
+    let st = ExpertStore::open(&path, true).unwrap();
+    let routers = [
+        "kind = \"standard\"",
+        "kind = \"memory-aware\"\nlambda = 1.0",
+    ];
+    let mut checked = 0;
+    for policy in ["lru", "lfu", "fifo", "sieve", "arc"] {
+        for capacity in [2, 4, 8, 16] {
+            for router in routers {
+                let exp = experiment(policy, capacity, router);
+                let trace = exp.build_trace().unwrap();
+                let real = decode(&st, &trace, &options(&exp, policy, capacity), None).unwrap();
+                let setup = moesim::sim::SimSetup::new(
+                    &exp.profile,
+                    &exp.model,
+                    exp.options.clone(),
+                    &trace.popularity(),
+                    Some(&exp.plan(&trace).unwrap()),
+                )
+                .unwrap();
+                let sim = moesim::sim::run(&setup, &trace).0;
+                assert_eq!(
+                    real.expert_uses, sim.expert_uses,
+                    "{policy} {capacity} {router}"
+                );
+                assert_eq!(real.hits, sim.hits, "{policy} {capacity} {router}");
+                assert_eq!(real.misses, sim.misses, "{policy} {capacity} {router}");
+                assert_eq!(real.token_latencies_ns.len(), 24);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 40);
+}
+
+#[test]
+fn real_decode_outputs_equal_the_quality_path() {
+    let dir = scratch("host_outputs");
+    for format in [WeightFormat::Q4K, WeightFormat::Q2K] {
+        let (path, src) = store(&dir, format);
+        // Both read paths: direct I/O (where the filesystem allows it) and buffered.
+        for direct in [true, false] {
+            let st = ExpertStore::open(&path, direct).unwrap();
+            let exp = experiment("lru", 4, "kind = \"standard\"");
+            let trace = exp.build_trace().unwrap();
+            let mut seen: Vec<Observed> = Vec::new();
+            let real = decode(&st, &trace, &options(&exp, "lru", 4), Some(&mut seen)).unwrap();
+            assert_eq!(seen.len() as u64, real.expert_uses);
+            assert!(real.hits > 0 && real.misses > 0);
+            for (event, layer, x, out) in seen.iter().step_by(7) {
+                let q = QuantExpert::new(&src.expert(*layer, *x as u32).unwrap(), format).unwrap();
+                let h = hidden_vector(5, *event, src.hidden());
+                let mut y = vec![0.0f32; src.hidden()];
+                q.forward(&h, &mut y);
+                assert_eq!(&y, out, "{format} event {event} layer {layer} expert {x}");
+            }
+        }
+    }
+}
+
+#[test]
+fn host_commands_run_end_to_end_and_reject_bad_input() {
+    let dir = scratch("host_cli");
+    let stores = dir.join("stores");
+    let common = [
+        "--model",
+        &nano(),
+        "--tokens",
+        "8",
+        "--store-dir",
+        stores.to_str().unwrap(),
+    ]
+    .map(String::from);
+    let mut args: Vec<String> = ["host", "run", "--capacity-experts", "4", "--json"]
+        .map(String::from)
+        .to_vec();
+    args.extend(common.iter().cloned());
+    let r = moesim(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["decode_tokens"], 8);
+    assert_eq!(
+        v["hits"].as_u64().unwrap() + v["misses"].as_u64().unwrap(),
+        v["expert_uses"].as_u64().unwrap()
+    );
+    let out = dir.join("validate");
+    let mut args: Vec<String> = [
+        "host",
+        "validate",
+        "--formats",
+        "q4_k",
+        "--policies",
+        "lru",
+        "--cache-shares",
+        "0.5",
+        "--repeats",
+        "1",
+        "--reads",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.extend(common.iter().cloned());
+    let r = moesim(&args);
+    // A busy machine may make the calibration refuse its samples; that refusal is the contract.
+    if r.code != 0 {
+        assert!(r.stderr.contains("vary too much"), "{}", r.stderr);
+        return;
+    }
+    let text = std::fs::read_to_string(out.join("validate.csv")).unwrap();
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    let h = rd.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 2, "standard and memory-aware at one cache size");
+    for row in &rows {
+        assert_eq!(row[col("measured_hits")], row[col("predicted_hits")]);
+    }
+    let profile = std::fs::read_to_string(out.join("host-calibrated.toml")).unwrap();
+    assert!(profile.contains("calibrated = \"measured\""));
+    assert!(moesim::hardware::load(out.join("host-calibrated.toml").to_str().unwrap()).is_ok());
+    assert!(out.join("predicted-vs-measured.png").is_file());
+    // Bad input: one line, exit 2.
+    let mut args: Vec<String> = ["host", "run", "--capacity-experts", "99"]
+        .map(String::from)
+        .to_vec();
+    args.extend(common.iter().cloned());
+    assert_bad_input(&moesim(&args), &["capacity 99"]);
+    let mut args: Vec<String> = ["host", "run", "--policy", "belady"]
+        .map(String::from)
+        .to_vec();
+    args.extend(common.iter().cloned());
+    assert_bad_input(&moesim(&args), &["cannot see the future"]);
+    let bogus = dir.join("bogus.experts");
+    std::fs::write(&bogus, "not a store").unwrap();
+    assert!(ExpertStore::open(&bogus, true).is_err());
+}
