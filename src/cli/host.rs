@@ -120,7 +120,7 @@ pub struct ValidateArgs {
     #[arg(long, default_value_t = 200)]
     reads: usize,
     /// Real decodes per grid point; the point reports the one with the median mean latency.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeats: u32,
     /// Report directory.
     #[arg(long, default_value = "reports/host-validate")]

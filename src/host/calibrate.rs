@@ -2,8 +2,9 @@
 //!
 //! - Reads of the expert store at queue depth 1 through an I/O thread, as the real decode issues
 //!   them, while another thread runs expert kernels (the decode's reads overlap its kernels, and
-//!   on the development VM that makes them about 8 % slower than idle reads): expert-sized and
-//!   4 KiB reads at random places; the link is fitted as `t(b) = latency + b / bandwidth`
+//!   on the development VM that makes them about 8 % slower than idle reads), into a pool of
+//!   buffers as the decode's cache slots are (one hot buffer overstated the bandwidth by about
+//!   30 %): expert-sized and 4 KiB reads at random places; the link is fitted as `t(b) = latency + b / bandwidth`
 //!   through the two medians.
 //! - RAM copy bandwidth (a large `copy_from_slice`): the DRAM tier's bandwidth.
 //! - The fused SwiGLU expert kernels per format at the store's shape, on the configured threads,
@@ -179,18 +180,24 @@ fn measure_reads_via_thread(
                 }
             }
         });
-        let mut big = Some(AlignedBuf::new(shape.stride() as usize));
+        // Destination buffers cycle through a pool as the decode's cache slots do, each touched
+        // by a kernel-sized pass in between (a slot's buffer was computed on before it is reused).
+        let mut pool: Vec<Option<AlignedBuf>> = (0..32)
+            .map(|_| Some(AlignedBuf::new(shape.stride() as usize)))
+            .collect();
+        let mut slot = 0usize;
         let mut small = Some(AlignedBuf::new(ALIGN));
         let mut state = seed;
         let (mut small_ns, mut large_ns) = (Vec::new(), Vec::new());
         let gone = || crate::error::Error::usage("the I/O thread stopped");
         for _ in 0..n {
             let g = (next(&mut state) % objects) as u32;
+            slot = (slot + 1) % pool.len();
+            let buf = pool[slot].take().expect("returned");
+            std::hint::black_box(buf.as_slice().iter().step_by(64).fold(0u8, |a, &b| a ^ b));
             let t = Instant::now();
-            req_tx
-                .send((Some(g), 0, big.take().expect("returned")))
-                .map_err(|_| gone())?;
-            big = Some(done_rx.recv().map_err(|_| gone())??);
+            req_tx.send((Some(g), 0, buf)).map_err(|_| gone())?;
+            pool[slot] = Some(done_rx.recv().map_err(|_| gone())??);
             large_ns.push(t.elapsed().as_nanos() as f64);
             let page = 1 + next(&mut state) % (pages - 1);
             let t = Instant::now();
