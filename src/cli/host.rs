@@ -620,6 +620,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         share: f64,
         capacity: u32,
         real: DecodeReport,
+        trace: SimTrace,
     }
     let mut measured: Vec<Measured> = Vec::new();
     for st in &stores {
@@ -663,6 +664,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
                         share,
                         capacity,
                         real,
+                        trace,
                     });
                 }
             }
@@ -682,9 +684,9 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     for m in measured {
         let (format, p, lambda, share, capacity, real) =
             (m.format, &m.policy, m.lambda, m.share, m.capacity, m.real);
+        // The same setting on the calibrated profile; the trace does not depend on the profile.
         let exp = experiment(w, format, &profile_s, capacity, p, lambda)?;
-        let trace = exp.build_trace()?;
-        let sim = predict(&exp, &trace)?;
+        let sim = predict(&exp, &m.trace)?;
         let (mean, _, p99, tps) = stats(&real.token_latencies_ns);
         rows.push(ValidateRow {
             format: format.to_string(),
@@ -823,21 +825,12 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     let mut series: Vec<crate::report::plot::Series> = Vec::new();
     for r in &rows {
         let name = format!("{} {}", r.format, r.router);
-        let s = match series.iter().position(|s| s.name == name) {
-            Some(i) => &mut series[i],
-            None => {
-                series.push(crate::report::plot::Series {
-                    name,
-                    scatter: true,
-                    ..Default::default()
-                });
-                series.last_mut().expect("pushed")
-            }
-        };
-        s.points.push((
-            r.measured_token_latency_mean_ns * 1e-6,
-            r.predicted_token_latency_mean_ns * 1e-6,
-        ));
+        crate::report::plot::Series::named(&mut series, &name, true)
+            .points
+            .push((
+                r.measured_token_latency_mean_ns * 1e-6,
+                r.predicted_token_latency_mean_ns * 1e-6,
+            ));
     }
     series.push(crate::report::plot::Series {
         name: "predicted = measured".into(),

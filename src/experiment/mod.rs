@@ -170,47 +170,12 @@ fn import_trace(imp: &spec::TraceImportSpec, base: &Path) -> Result<(Vec<u8>, (u
     )?;
     let mut bytes = result.bytes.expect("memory destination");
     if imp.truncate_to_whole_tokens {
-        bytes = whole_tokens(&bytes)?;
+        bytes = crate::trace::import::truncate_to_whole_tokens(&bytes)?;
     }
     let meta = crate::trace::native::TraceReader::new("import".into(), &bytes[..])?
         .meta()
         .clone();
     Ok((bytes, (meta.layers, meta.experts, meta.top_k)))
-}
-
-/// `trace.import.truncate_to_whole_tokens` on a native trace's bytes.
-fn whole_tokens(bytes: &[u8]) -> Result<Vec<u8>> {
-    use crate::trace::{Phase, RoutingRecord};
-    let (meta, records) = crate::trace::native::read_all("import", bytes)?;
-    let mut w = crate::trace::native::TraceWriter::new(Vec::new(), &meta)
-        .map_err(|e| Error::io("<memory>", e))?;
-    let layers = meta.layers as usize;
-    let mut i = 0;
-    while i < records.len() {
-        let request = records[i].request;
-        let end = records[i..]
-            .iter()
-            .position(|r| r.request != request)
-            .map_or(records.len(), |n| i + n);
-        let mut decode: Vec<Vec<&RoutingRecord>> = vec![Vec::new(); layers];
-        for r in &records[i..end] {
-            if r.phase == Phase::Prefill {
-                w.write(r).map_err(|e| Error::io("<memory>", e))?;
-            } else {
-                decode[r.layer as usize].push(r);
-            }
-        }
-        let m = decode.iter().map(Vec::len).min().unwrap_or(0);
-        for t in 0..m {
-            for per_layer in &decode {
-                let mut r = per_layer[t].clone();
-                r.position = per_layer[0].position + t as u32;
-                w.write(&r).map_err(|e| Error::io("<memory>", e))?;
-            }
-        }
-        i = end;
-    }
-    w.finish().map_err(|e| Error::io("<memory>", e))
 }
 
 fn resolve(base: &Path, s: &str, is_preset: bool) -> String {

@@ -125,15 +125,6 @@ pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// SplitMix64: the random read positions.
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Times `n` expert reads and `n` 4 KiB reads at random places of `store`, interleaved, each
 /// handed to an I/O thread, while another thread runs expert kernels non-stop over every expert
 /// of `load` (weights streaming from memory): the concurrency of the real decode, whose reads
@@ -187,11 +178,13 @@ fn measure_reads_via_thread(
             .collect();
         let mut slot = 0usize;
         let mut small = Some(AlignedBuf::new(ALIGN));
-        let mut state = seed;
+        // The random read positions: draw i of the seed's stream.
+        let mut draws = (0u64..).map(|i| crate::trace::generate::derive_seed(seed, i));
+        let mut next = || draws.next().expect("endless");
         let (mut small_ns, mut large_ns) = (Vec::new(), Vec::new());
         let gone = || crate::error::Error::usage("the I/O thread stopped");
         for _ in 0..n {
-            let g = (next(&mut state) % objects) as u32;
+            let g = (next() % objects) as u32;
             slot = (slot + 1) % pool.len();
             let buf = pool[slot].take().expect("returned");
             std::hint::black_box(buf.as_slice().iter().step_by(64).fold(0u8, |a, &b| a ^ b));
@@ -199,7 +192,7 @@ fn measure_reads_via_thread(
             req_tx.send((Some(g), 0, buf)).map_err(|_| gone())?;
             pool[slot] = Some(done_rx.recv().map_err(|_| gone())??);
             large_ns.push(t.elapsed().as_nanos() as f64);
-            let page = 1 + next(&mut state) % (pages - 1);
+            let page = 1 + next() % (pages - 1);
             let t = Instant::now();
             req_tx
                 .send((None, page * ALIGN as u64, small.take().expect("returned")))
@@ -296,10 +289,17 @@ impl KernelBench {
         let packed = shape.expert_bytes() as usize;
         let h = super::decode::hidden_vector(7, 0, shape.hidden);
         let mut y = vec![0.0f32; shape.hidden];
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .build()
-            .map_err(|e| e.to_string())?;
+        // One kernel thread is the calling thread: no pool to build.
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            )
+        } else {
+            None
+        };
         let mut out = Vec::with_capacity(repeats);
         for _ in 0..repeats {
             let b = &self.bufs[self.next];
@@ -316,10 +316,9 @@ impl KernelBench {
                 )
             };
             let t = Instant::now();
-            if threads > 1 {
-                pool.install(|| kernel(&mut y));
-            } else {
-                kernel(&mut y);
+            match &pool {
+                Some(p) => p.install(|| kernel(&mut y)),
+                None => kernel(&mut y),
             }
             std::hint::black_box(&y);
             out.push(t.elapsed().as_nanos() as f64);

@@ -204,10 +204,23 @@ impl ExpertStore {
             ffn: num("ffn")? as usize,
             seed: num("seed")?,
         };
+        // Sizes from an untrusted header: refuse what does not fit the arithmetic.
+        if shape.layers.checked_mul(shape.experts).is_none()
+            || shape
+                .hidden
+                .checked_mul(shape.ffn)
+                .and_then(|x| x.checked_mul(3))
+                .is_none()
+        {
+            return Err(bad("header sizes are out of range".into()));
+        }
         if num("expert_bytes")? != shape.expert_bytes() || num("stride")? != shape.stride() {
             return Err(bad("header sizes disagree with its shape".into()));
         }
-        let want = ALIGN as u64 + shape.stride() * (shape.layers * shape.experts) as u64;
+        let want = (shape.layers as u64 * shape.experts as u64)
+            .checked_mul(shape.stride())
+            .and_then(|x| x.checked_add(ALIGN as u64))
+            .ok_or_else(|| bad("header sizes are out of range".into()))?;
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, e))?
             .len();

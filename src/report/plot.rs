@@ -22,6 +22,24 @@ pub struct Series {
     pub scatter: bool,
 }
 
+impl Series {
+    /// The series of `series` named `name`, appended (empty, with `scatter`) if there is none.
+    pub fn named<'a>(series: &'a mut Vec<Series>, name: &str, scatter: bool) -> &'a mut Series {
+        let i = match series.iter().position(|s| s.name == name) {
+            Some(i) => i,
+            None => {
+                series.push(Series {
+                    name: name.to_string(),
+                    scatter,
+                    ..Default::default()
+                });
+                series.len() - 1
+            }
+        };
+        &mut series[i]
+    }
+}
+
 /// A chart of series against two numeric axes.
 #[derive(Debug, Clone)]
 pub struct XyChart {

@@ -570,17 +570,7 @@ fn lines_against(
 ) -> Vec<Series> {
     let mut series: Vec<Series> = Vec::new();
     for (p, &x) in d.points.iter().zip(xs) {
-        let name = others(d, p, &[a]);
-        let s = match series.iter_mut().position(|s| s.name == name) {
-            Some(i) => &mut series[i],
-            None => {
-                series.push(Series {
-                    name,
-                    ..Default::default()
-                });
-                series.last_mut().expect("pushed")
-            }
-        };
+        let s = Series::named(&mut series, &others(d, p, &[a]), false);
         let (y, ci) = f(p.stats[m].0, p.stats[m].1);
         s.points.push((x, y));
         if ci.is_finite() {
@@ -920,7 +910,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                     point_label(d, p)
                 };
                 Heatmap {
-                    title: format!("{title}: share of each layer's selections, {which}"),
+                    title: format!("{title}: share of each layer's selections, {which}{on}"),
                     x_label: "expert".into(),
                     y_label: "MoE layer".into(),
                     values: shares,
@@ -943,24 +933,16 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                     .parse::<crate::quant::WeightFormat>()
                     .map(|f| f.family().to_string())
                     .unwrap_or_else(|_| p.format.clone());
-                let s = match series.iter().position(|s| s.name == family) {
-                    Some(i) => &mut series[i],
-                    None => {
-                        series.push(Series {
-                            name: family,
-                            ..Default::default()
-                        });
-                        series.last_mut().expect("pushed")
-                    }
-                };
-                s.points.push((p.stats[x].0, p.stats[y].0));
+                Series::named(&mut series, &family, false)
+                    .points
+                    .push((p.stats[x].0, p.stats[y].0));
             }
             for s in &mut series {
                 s.points.sort_by(|a, b| a.0.total_cmp(&b.0));
             }
             let stem = "sqnr-vs-bits".to_string();
             XyChart {
-                title: format!("{title}: proxy weight SQNR vs bits per weight"),
+                title: format!("{title}: proxy weight SQNR vs bits per weight (proxy experts){on}"),
                 x_label: "bits per weight".into(),
                 y_label: "weight SQNR (dB, higher is better)".into(),
                 series,
@@ -1033,6 +1015,12 @@ fn read_popularity(dir: &Path, keys: &[&str]) -> Result<Vec<Popularity>> {
                 .map_err(|_| bad(&path, format!("bad number `{f}` in column {}", i + 1)))
         };
         let (l, e, c) = (n(2)?, n(3)?, n(4)?);
+        if l >= 1 << 16 || e >= 1 << 16 {
+            return Err(bad(
+                &path,
+                format!("layer {l} or expert {e} is beyond 65535: not a moesim popularity table"),
+            ));
+        }
         if out.last().is_none_or(|o| o.0 != key) {
             out.push((key.to_string(), Vec::new()));
         }

@@ -207,4 +207,11 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     let bogus = dir.join("bogus.experts");
     std::fs::write(&bogus, "not a store").unwrap();
     assert!(ExpertStore::open(&bogus, true).is_err());
+    // A header whose sizes overflow is refused, not trusted.
+    let mut header = "moesim-experts 1 format=q4_k layers=4294967295 experts=4294967295 hidden=18446744073709551615 ffn=256 seed=1 expert_bytes=0 stride=0".to_string();
+    header.push_str(&" ".repeat(4095 - header.len()));
+    header.push('\n');
+    std::fs::write(&bogus, header).unwrap();
+    let e = ExpertStore::open(&bogus, true).unwrap_err().to_string();
+    assert!(e.contains("out of range"), "{e}");
 }

@@ -102,6 +102,43 @@ pub fn import(
     }
 }
 
+/// A native trace (its bytes) cut to whole decode tokens: in every request each layer keeps its
+/// first `m` decode events, `m` the fewest any layer has, renumbered from the first position.
+/// For traces whose collector dropped events: per-layer order stays exact; after a gap, layers
+/// pair up tokens one off. Prefill records are kept as they are.
+pub fn truncate_to_whole_tokens(bytes: &[u8]) -> Result<Vec<u8>> {
+    let (meta, records) = super::native::read_all("import", bytes)?;
+    let mut w =
+        super::native::TraceWriter::new(Vec::new(), &meta).map_err(|e| Error::io("<memory>", e))?;
+    let layers = meta.layers as usize;
+    let mut i = 0;
+    while i < records.len() {
+        let request = records[i].request;
+        let end = records[i..]
+            .iter()
+            .position(|r| r.request != request)
+            .map_or(records.len(), |n| i + n);
+        let mut decode: Vec<Vec<&RoutingRecord>> = vec![Vec::new(); layers];
+        for r in &records[i..end] {
+            if r.phase == Phase::Prefill {
+                w.write(r).map_err(|e| Error::io("<memory>", e))?;
+            } else {
+                decode[r.layer as usize].push(r);
+            }
+        }
+        let m = decode.iter().map(Vec::len).min().unwrap_or(0);
+        for t in 0..m {
+            for per_layer in &decode {
+                let mut r = per_layer[t].clone();
+                r.position = per_layer[0].position + t as u32;
+                w.write(&r).map_err(|e| Error::io("<memory>", e))?;
+            }
+        }
+        i = end;
+    }
+    w.finish().map_err(|e| Error::io("<memory>", e))
+}
+
 /// Validates records as they arrive and writes one request at a time in execution order.
 #[derive(Debug)]
 pub(crate) struct RequestBuffer {
