@@ -119,8 +119,8 @@ pub struct ValidateArgs {
     /// Reads of each size when calibrating.
     #[arg(long, default_value_t = 200)]
     reads: usize,
-    /// Real decodes per grid point; the point reports the one with the median mean latency.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    /// Real decodes per grid point; the point reports the one whose prediction error is the median.
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeats: u32,
     /// Report directory.
     #[arg(long, default_value = "reports/host-validate")]
@@ -346,6 +346,10 @@ fn run_cmd(a: RunArgs, out: &mut dyn Write) -> Result<()> {
 struct Samples {
     small_ns: Vec<f64>,
     large_ns: Vec<f64>,
+    /// Kernels of the first format run wholly during an expert read.
+    contended_kernel_ns: Vec<f64>,
+    /// Kernels of the first format on the bytes just read.
+    loaded_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
     copy_ns: Vec<f64>,
     kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
     rounds: u32,
@@ -353,7 +357,8 @@ struct Samples {
 
 const COPY_BYTES: usize = 64 << 20;
 
-/// One calibration round: `reads` reads of each size while kernels run, 3 RAM copies, and 100
+/// One calibration round: `reads` reads of each size in the decode's regime (half of them
+/// overlapping a kernel, each followed by a kernel on its bytes), 3 RAM copies, and 100
 /// kernel runs per format.
 fn calibration_round(
     w: &Workload,
@@ -362,14 +367,37 @@ fn calibration_round(
     reads: usize,
     samples: &mut Samples,
 ) -> Result<()> {
-    let (small, large) = calibrate::measure_reads_under_load(
+    let n_reads = reads.max(3);
+    let reads = calibrate::measure_reads_in_decode_regime(
         &stores[0],
-        &benches[0],
-        reads.max(3),
+        &mut benches[0],
+        n_reads,
         w.seed.wrapping_add(samples.rounds as u64),
     )?;
-    samples.small_ns.extend(small);
-    samples.large_ns.extend(large);
+    samples.small_ns.extend(reads.small_ns);
+    samples.large_ns.extend(reads.large_ns);
+    samples
+        .contended_kernel_ns
+        .extend(reads.contended_kernel_ns);
+    push_format(
+        &mut samples.loaded_kernel_ns,
+        stores[0].shape.format,
+        &reads.loaded_kernel_ns,
+    );
+    // Kernels on bytes just read, for the other formats: a few reads of their stores.
+    for (i, st) in stores.iter().enumerate().skip(1) {
+        let r = calibrate::measure_reads_in_decode_regime(
+            st,
+            &mut benches[i],
+            (n_reads / 4).max(3),
+            w.seed.wrapping_add(samples.rounds as u64),
+        )?;
+        push_format(
+            &mut samples.loaded_kernel_ns,
+            st.shape.format,
+            &r.loaded_kernel_ns,
+        );
+    }
     samples
         .copy_ns
         .extend(calibrate::measure_copy(COPY_BYTES, 3));
@@ -387,13 +415,56 @@ fn calibration_round(
     Ok(())
 }
 
-/// Fits the pooled samples and writes the profile to `path`; returns the printed summary.
-fn write_profile(
-    w: &Workload,
-    stores: &[ExpertStore],
-    samples: &Samples,
-    path: &Path,
-) -> Result<String> {
+impl Samples {
+    /// Adds `other`'s samples to these.
+    fn extend(&mut self, other: &Samples) {
+        self.small_ns.extend(&other.small_ns);
+        self.large_ns.extend(&other.large_ns);
+        self.contended_kernel_ns.extend(&other.contended_kernel_ns);
+        for (f, ns) in &other.loaded_kernel_ns {
+            push_format(&mut self.loaded_kernel_ns, *f, ns);
+        }
+        self.copy_ns.extend(&other.copy_ns);
+        for (f, ns) in &other.kernel_ns {
+            match self.kernel_ns.iter_mut().find(|(g, _)| g == f) {
+                Some((_, v)) => v.extend(ns),
+                None => self.kernel_ns.push((*f, ns.clone())),
+            }
+        }
+        self.rounds += other.rounds;
+    }
+}
+
+/// Appends `ns` to the samples of `format`.
+fn push_format(samples: &mut Vec<(WeightFormat, Vec<f64>)>, format: WeightFormat, ns: &[f64]) {
+    match samples.iter_mut().find(|(f, _)| *f == format) {
+        Some((_, v)) => v.extend(ns),
+        None => samples.push((format, ns.to_vec())),
+    }
+}
+
+/// A profile fitted from calibration samples.
+struct Fitted {
+    /// The profile file's text.
+    text: String,
+    /// The profile.
+    profile: crate::hardware::HardwareProfile,
+    figures: Figures,
+}
+
+/// The fitted figures of a calibrated profile.
+struct Figures {
+    link: calibrate::LinkFit,
+    copy_bytes_per_s: f64,
+    rates: Vec<(WeightFormat, f64)>,
+    /// Kernels during reads, as a fraction.
+    slowdown_while_transferring: f64,
+    /// Kernels on bytes just read, as a fraction, per format.
+    slowdown_after_load: Vec<(WeightFormat, f64)>,
+}
+
+/// Fits `samples` into a profile (refusing measurements that cannot describe the host).
+fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> Result<Fitted> {
     let shape = stores[0].shape;
     let direct = stores[0].direct;
     let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
@@ -413,13 +484,56 @@ fn write_profile(
             .map_err(|r| bad(&format!("{f} kernels"), r))?;
         rates.push((*f, rate));
     }
-    let text = profile_text(w, &shape, direct, samples, &link, copy, &rates)?;
-    // Validate what we write before writing it.
-    crate::hardware::parse(&path.display().to_string(), &text).map_err(Error::from)?;
+    let alone_of = |format: WeightFormat| {
+        samples
+            .kernel_ns
+            .iter()
+            .find(|(f, _)| *f == format)
+            .map_or(&[][..], |(_, ns)| &ns[..])
+    };
+    let alone = alone_of(shape.format);
+    let mut slowdown_after_load = Vec::new();
+    for (f, ns) in &samples.loaded_kernel_ns {
+        let x = calibrate::fit_slowdown("on bytes just read", ns, alone_of(*f))
+            .map_err(|r| bad(&format!("{f} kernels on bytes just read"), r))?;
+        slowdown_after_load.push((*f, x));
+    }
+    let figures = Figures {
+        link,
+        copy_bytes_per_s: copy,
+        rates,
+        slowdown_while_transferring: calibrate::fit_slowdown(
+            "during reads",
+            &samples.contended_kernel_ns,
+            alone,
+        )
+        .map_err(|r| bad("kernels during reads", r))?,
+        slowdown_after_load,
+    };
+    let text = profile_text(w, &shape, direct, samples, &figures)?;
+    // What we fit must be a valid profile.
+    let profile = crate::hardware::parse("host-calibrated", &text).map_err(Error::from)?;
+    Ok(Fitted {
+        text,
+        profile,
+        figures,
+    })
+}
+
+/// Fits the pooled samples and writes the profile to `path`; returns the printed summary.
+fn write_profile(
+    w: &Workload,
+    stores: &[ExpertStore],
+    samples: &Samples,
+    path: &Path,
+) -> Result<(String, Fitted)> {
+    let shape = stores[0].shape;
+    let direct = stores[0].direct;
+    let fit = fit_profile(w, stores, samples)?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    write_atomic(path, text.as_bytes())?;
+    write_atomic(path, fit.text.as_bytes())?;
     let mut s = format!(
         "calibrated this host into {} ({} rounds; {} reads, queue depth 1)\n",
         path.display(),
@@ -427,20 +541,41 @@ fn write_profile(
         if direct { "direct" } else { "buffered" }
     );
     s.push_str(&format!(
-        "disk -> dram: latency {:.1} µs, {:.3} GB/s (reads of {} bytes while kernels run: spread (p90 - p10) / median {:.2})\n",
-        link.latency_ns * 1e-3,
-        link.bandwidth_bytes_per_s * 1e-9,
+        "disk -> dram: latency {:.1} µs, {:.3} GB/s (reads of {} bytes in the decode's regime: spread (p90 - p10) / median {:.2})\n",
+        fit.figures.link.latency_ns * 1e-3,
+        fit.figures.link.bandwidth_bytes_per_s * 1e-9,
         shape.stride(),
-        link.spread
+        fit.figures.link.spread
     ));
-    s.push_str(&format!("RAM copy: {:.2} GB/s\n", copy * 1e-9));
-    for (f, r) in &rates {
+    s.push_str(&format!(
+        "RAM copy: {:.2} GB/s\n",
+        fit.figures.copy_bytes_per_s * 1e-9
+    ));
+    for (f, r) in &fit.figures.rates {
         s.push_str(&format!(
             "{f} expert kernels ({} x {} SwiGLU, {} thread(s), weights from memory): {:.3} G weights/s\n",
             shape.hidden, shape.ffn, w.threads, r * 1e-9
         ));
     }
-    Ok(s)
+    s.push_str(&format!(
+        "{} expert kernels while an expert read is in flight: {:.1} % slower ({} kernels)\n",
+        shape.format,
+        100.0 * fit.figures.slowdown_while_transferring,
+        samples.contended_kernel_ns.len()
+    ));
+    for ((f, x), (_, ns)) in fit
+        .figures
+        .slowdown_after_load
+        .iter()
+        .zip(&samples.loaded_kernel_ns)
+    {
+        s.push_str(&format!(
+            "{f} expert kernels on the bytes just read: {:.1} % slower ({} kernels)\n",
+            100.0 * x,
+            ns.len()
+        ));
+    }
+    Ok((s, fit))
 }
 
 /// Calibrates (`rounds` rounds back to back) and writes the profile to `path`.
@@ -465,7 +600,7 @@ fn calibrate_profile(
     for _ in 0..5 {
         calibration_round(w, &stores, &mut benches, reads.div_ceil(5), &mut samples)?;
     }
-    write_profile(w, &stores, &samples, path)
+    Ok(write_profile(w, &stores, &samples, path)?.0)
 }
 
 fn profile_text(
@@ -473,10 +608,9 @@ fn profile_text(
     shape: &StoreShape,
     direct: bool,
     samples: &Samples,
-    link: &calibrate::LinkFit,
-    copy: f64,
-    rates: &[(WeightFormat, f64)],
+    figures: &Figures,
 ) -> Result<String> {
+    let (link, copy, rates) = (&figures.link, figures.copy_bytes_per_s, &figures.rates[..]);
     use crate::hardware::spec::{Calibration, HardwareProfileSpec};
     let base = crate::hardware::presets::get("host").expect("the host preset is shipped");
     let mut spec: HardwareProfileSpec = crate::config::parse_toml("host", base)?;
@@ -489,7 +623,7 @@ fn profile_text(
         w.threads
     );
     spec.sources = vec![format!(
-        "M1: moesim host calibrate --model {} --threads {} ({} rounds: {} reads of {} and 4096 bytes while kernels run, kernels at {} x {}), moesim {}",
+        "M1: moesim host calibrate --model {} --threads {} ({} rounds: {} reads of {} and 4096 bytes in the decode's regime, half during a kernel; kernels at {} x {}, alone and during reads), moesim {}",
         w.model,
         w.threads,
         samples.rounds,
@@ -524,16 +658,15 @@ fn profile_text(
     }
     let c = &mut spec.compute;
     c.cores = w.threads as i64;
+    c.expert_slowdown_while_transferring = figures.slowdown_while_transferring;
+    for &(f, x) in &figures.slowdown_after_load {
+        if let Some(class) = f.compute_class() {
+            *c.expert_slowdown_after_load.get_mut(class) = x;
+        }
+    }
     for &(f, r) in rates {
-        use crate::quant::format::ComputeClass as K;
-        match f.compute_class() {
-            Some(K::F16) => c.expert_weights_per_s.f16 = r,
-            Some(K::Q8) => c.expert_weights_per_s.q8 = r,
-            Some(K::Q4) => c.expert_weights_per_s.q4 = r,
-            Some(K::Q3) => c.expert_weights_per_s.q3 = r,
-            Some(K::Q2) => c.expert_weights_per_s.q2 = r,
-            Some(K::Ternary) => c.expert_weights_per_s.ternary = r,
-            None => {}
+        if let Some(class) = f.compute_class() {
+            *c.expert_weights_per_s.get_mut(class) = r;
         }
     }
     c.calibrated = measured;
@@ -556,6 +689,9 @@ struct ValidateRow {
     measured_token_latency_mean_ns: f64,
     predicted_token_latency_mean_ns: f64,
     mean_rel_error: f64,
+    /// Lowest and highest error in mean latency over the point's decodes.
+    mean_rel_error_min: f64,
+    mean_rel_error_max: f64,
     measured_token_latency_p99_ns: u64,
     predicted_token_latency_p99_ns: u64,
     p99_rel_error: f64,
@@ -600,9 +736,12 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         .iter()
         .map(|&f| store(w, f))
         .collect::<Result<_>>()?;
-    // Real decodes first. Without --profile, a calibration round runs before each grid point,
-    // so that the microbenchmarks sample the same stretch of time as the decodes (this VM's
-    // disk and memory speeds drift by 10-20 % over minutes); the profile fits the pooled rounds.
+    // Real decodes first. Without --profile, calibration rounds are interleaved with the
+    // decodes (one before each decode of a grid point and one after its last), and each decode
+    // is predicted with the profile fitted from the two rounds around it: this VM's disk and
+    // memory speeds drift by 10-40 % over seconds to minutes, so a profile measured in another
+    // stretch of time predicts a different machine. The rounds are also pooled into one profile,
+    // written as OUT/host-calibrated.toml, whose predictions the summary reports beside.
     let calibrating = a.profile.is_none();
     let mut samples = Samples::default();
     let mut benches: Vec<calibrate::KernelBench> = if calibrating {
@@ -613,13 +752,16 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     } else {
         Vec::new()
     };
+    let round_reads = a.reads.div_ceil(5).max(10);
+    let mut dropped = 0usize;
     struct Measured {
         format: WeightFormat,
         policy: String,
         lambda: f64,
         share: f64,
         capacity: u32,
-        real: DecodeReport,
+        /// The decodes, each with the profile fitted around it (when calibrating).
+        runs: Vec<(DecodeReport, Option<crate::hardware::HardwareProfile>)>,
         trace: SimTrace,
     }
     let mut measured: Vec<Measured> = Vec::new();
@@ -630,64 +772,123 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             for lambda in [0.0, a.lambda] {
                 for &share in &a.cache_shares {
                     let capacity = ((share * experts as f64).round() as u32).clamp(1, experts);
-                    if calibrating {
-                        calibration_round(
-                            w,
-                            &stores,
-                            &mut benches,
-                            a.reads.div_ceil(8).max(10),
-                            &mut samples,
-                        )?;
-                    }
                     let exp = experiment(w, format, "host", capacity, p, lambda)?;
                     let trace = exp.build_trace()?;
-                    let mut runs: Vec<DecodeReport> = (0..a.repeats)
-                        .map(|_| {
-                            decode(
-                                st,
-                                &trace,
-                                &decode_options(w, &exp, capacity, pk.clone()),
-                                None,
-                            )
-                        })
-                        .collect::<Result<_>>()?;
-                    runs.sort_by(|x, y| {
-                        stats(&x.token_latencies_ns)
-                            .0
-                            .total_cmp(&stats(&y.token_latencies_ns).0)
-                    });
-                    let real = runs.swap_remove(runs.len() / 2);
+                    let options = decode_options(w, &exp, capacity, pk.clone());
+                    let mut round = |benches: &mut [calibrate::KernelBench]| -> Result<Samples> {
+                        let mut r = Samples::default();
+                        calibration_round(w, &stores, benches, round_reads, &mut r)?;
+                        samples.extend(&r);
+                        Ok(r)
+                    };
+                    let mut before = if calibrating {
+                        Some(round(&mut benches)?)
+                    } else {
+                        None
+                    };
+                    let mut runs = Vec::new();
+                    let mut refused: Option<Error> = None;
+                    for _ in 0..a.repeats {
+                        let real = decode(st, &trace, &options, None)?;
+                        match before.take() {
+                            Some(mut pair) => {
+                                let after = round(&mut benches)?;
+                                pair.extend(&after);
+                                before = Some(after);
+                                // A window too noisy to fit drops its decode: the host was not
+                                // one machine while it ran.
+                                match fit_profile(w, &stores, &pair) {
+                                    Ok(f) => runs.push((real, Some(f.profile))),
+                                    Err(e) => {
+                                        dropped += 1;
+                                        refused = Some(e);
+                                    }
+                                }
+                            }
+                            None => runs.push((real, None)),
+                        }
+                    }
+                    if runs.is_empty() {
+                        return Err(Error::usage(format!(
+                            "grid point {format} {capacity}/{experts} {p} lambda {lambda}: no decode had a usable calibration around it; last: {}",
+                            refused.map_or_else(String::new, |e| e.to_string())
+                        )));
+                    }
                     measured.push(Measured {
                         format,
                         policy: p.clone(),
                         lambda,
                         share,
                         capacity,
-                        real,
+                        runs,
                         trace,
                     });
                 }
             }
         }
     }
+    // The profile of the pooled rounds (or the one given). When calibrating, a pooled fit the
+    // spread check refuses (the VM drifted too far over the run) is reported, not fatal: every
+    // prediction uses the rounds around its decode.
     let mut notes = String::new();
     let profile = match &a.profile {
-        Some(p) => p.clone(),
+        Some(p) => Some(crate::hardware::load(&p.display().to_string())?),
         None => {
             let p = a.out.join("host-calibrated.toml");
-            notes = write_profile(w, &stores, &samples, &p)?;
-            p
+            match write_profile(w, &stores, &samples, &p) {
+                Ok((s, fit)) => {
+                    notes = s;
+                    Some(fit.profile)
+                }
+                Err(e) => {
+                    notes = format!("the pooled rounds give no profile: {e}\n");
+                    None
+                }
+            }
         }
     };
-    let profile_s = profile.display().to_string();
+    let profile_label = match &a.profile {
+        Some(p) => p.display().to_string(),
+        None => a.out.join("host-calibrated.toml").display().to_string(),
+    };
     let mut rows: Vec<ValidateRow> = Vec::new();
+    let mut pooled_within = 0usize;
     for m in measured {
-        let (format, p, lambda, share, capacity, real) =
-            (m.format, &m.policy, m.lambda, m.share, m.capacity, m.real);
+        let (format, p, lambda, share, capacity) =
+            (m.format, &m.policy, m.lambda, m.share, m.capacity);
         // The same setting on the calibrated profile; the trace does not depend on the profile.
-        let exp = experiment(w, format, &profile_s, capacity, p, lambda)?;
-        let sim = predict(&exp, &m.trace)?;
+        let mut exp = experiment(w, format, "host", capacity, p, lambda)?;
+        let pooled = match &profile {
+            Some(pr) => {
+                exp.profile = pr.clone();
+                Some(predict(&exp, &m.trace)?)
+            }
+            None => None,
+        };
+        // Each decode against its own prediction; the point reports the pair whose error in
+        // mean latency is the median of the point's.
+        let mut pairs: Vec<(f64, DecodeReport, SimReport)> = Vec::new();
+        for (real, fitted) in m.runs {
+            let sim = match fitted {
+                Some(f) => {
+                    exp.profile = f;
+                    predict(&exp, &m.trace)?
+                }
+                None => pooled.clone().expect("a given profile"),
+            };
+            let error = rel(sim.token_latency_mean_ns, stats(&real.token_latencies_ns).0);
+            pairs.push((error, real, sim));
+        }
+        pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let error_range = (pairs[0].0, pairs[pairs.len() - 1].0);
+        let (_, real, sim) = pairs.swap_remove(pairs.len() / 2);
         let (mean, _, p99, tps) = stats(&real.token_latencies_ns);
+        if pooled.as_ref().is_some_and(|pooled| {
+            rel(pooled.token_latency_mean_ns, mean).abs() <= 0.1
+                && rel(pooled.decode_tokens_per_s, tps).abs() <= 0.1
+        }) {
+            pooled_within += 1;
+        }
         rows.push(ValidateRow {
             format: format.to_string(),
             capacity_experts: capacity,
@@ -697,6 +898,8 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             measured_token_latency_mean_ns: mean,
             predicted_token_latency_mean_ns: sim.token_latency_mean_ns,
             mean_rel_error: rel(sim.token_latency_mean_ns, mean),
+            mean_rel_error_min: error_range.0,
+            mean_rel_error_max: error_range.1,
             measured_token_latency_p99_ns: p99,
             predicted_token_latency_p99_ns: sim.token_latency_p99_ns,
             p99_rel_error: rel(sim.token_latency_p99_ns as f64, p99 as f64),
@@ -768,10 +971,37 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             .filter(|r| r.measured_hits == r.predicted_hits)
             .count(),
         rows.len()
-    );
+    ) + &if calibrating {
+        format!(
+            "(each decode predicted with the calibration rounds run just before and after it; {}; {dropped} of {} decodes dropped because the rounds around them were too noisy to fit)\n",
+            if profile.is_some() {
+                format!(
+                    "with one profile pooled from every round, {pooled_within} of {} points are within 10%",
+                    rows.len()
+                )
+            } else {
+                "the pooled rounds gave no profile".to_string()
+            },
+            a.repeats as usize * rows.len()
+        )
+    } else {
+        String::new()
+    };
     let mut md = format!(
-        "# host-validate\n\nReal paged-expert decode on this host against moesim's prediction on the calibrated profile `{}`: {} ({} decode tokens, seed {}), {} kernel thread(s), {}.\n\n",
-        profile.display(),
+        "# host-validate\n\nReal paged-expert decode on this host against moesim's prediction on {}: {} ({} decode tokens, seed {}), {} kernel thread(s), {}.\n\n",
+        if calibrating {
+            format!(
+                "profiles calibrated around each decode ({} of them; every round pooled: `{}`); each point reports, of its {} decodes, the one whose prediction error in mean latency is the median, with its prediction",
+                a.repeats as usize * rows.len(),
+                profile_label,
+                a.repeats
+            )
+        } else {
+            format!(
+                "the profile `{}`; each point reports the median of its {} decodes",
+                profile_label, a.repeats
+            )
+        },
         w.model,
         w.tokens,
         w.seed,
@@ -782,10 +1012,10 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             "buffered reads"
         }
     );
-    md.push_str("| format | cache | policy | router | mean ms real | mean ms sim | error | p99 ms real | p99 ms sim | error | tok/s real | tok/s sim | error | hits real | hits sim |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| format | cache | policy | router | mean ms real | mean ms sim | error | error range over decodes | p99 ms real | p99 ms sim | error | tok/s real | tok/s sim | error | hits real | hits sim |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {}/{} | {} | {} | {:.2} | {:.2} | {:+.1} % | {:.2} | {:.2} | {:+.1} % | {:.1} | {:.1} | {:+.1} % | {} | {} |\n",
+            "| {} | {}/{} | {} | {} | {:.2} | {:.2} | {:+.1} % | {:+.1} to {:+.1} % | {:.2} | {:.2} | {:+.1} % | {:.1} | {:.1} | {:+.1} % | {} | {} |\n",
             r.format,
             r.capacity_experts,
             experts,
@@ -794,6 +1024,8 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             r.measured_token_latency_mean_ns * 1e-6,
             r.predicted_token_latency_mean_ns * 1e-6,
             100.0 * r.mean_rel_error,
+            100.0 * r.mean_rel_error_min,
+            100.0 * r.mean_rel_error_max,
             r.measured_token_latency_p99_ns as f64 * 1e-6,
             r.predicted_token_latency_p99_ns as f64 * 1e-6,
             100.0 * r.p99_rel_error,

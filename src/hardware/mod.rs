@@ -110,6 +110,11 @@ pub struct Compute {
     pub dense_weights_per_s: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
+    /// Expert kernels take `1 + this` times as long while a link transfers.
+    pub expert_slowdown_while_transferring: f64,
+    /// The first kernel on an expert after it arrives over a link takes `1 + this` times as
+    /// long, per [`ComputeClass`] (indexed as `ComputeClass::ALL`).
+    pub expert_slowdown_after_load: [f64; 6],
     /// Provenance of the energy figure.
     pub energy_calibrated: Calibration,
     /// Provenance of the throughput figures.

@@ -180,6 +180,16 @@ pub struct ComputeSpec {
     pub dense_weights_per_s: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
+    /// How much slower expert kernels run while a link transfers (memory contention between
+    /// the transfer's writes and the kernels' weight stream), as a fraction: work done during
+    /// a transfer takes `1 + s` times as long. Default 0 (no contention).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub expert_slowdown_while_transferring: f64,
+    /// How much slower the first kernel on an expert's weights runs after they arrive over a
+    /// link (written by DMA or another core, they are cold in this core's caches), as a
+    /// fraction per compute class. Default 0.
+    #[serde(default, skip_serializing_if = "FormatFractionSpec::is_zero")]
+    pub expert_slowdown_after_load: FormatFractionSpec,
     /// How the energy figure was obtained, when it differs from the throughput figures (a
     /// measured throughput with a sourced energy, say); default: as `calibrated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,16 +216,67 @@ pub struct FormatThroughputSpec {
     pub ternary: f64,
 }
 
-impl FormatThroughputSpec {
-    fn get(&self, class: ComputeClass) -> f64 {
-        match class {
-            ComputeClass::F16 => self.f16,
-            ComputeClass::Q8 => self.q8,
-            ComputeClass::Q4 => self.q4,
-            ComputeClass::Q3 => self.q3,
-            ComputeClass::Q2 => self.q2,
-            ComputeClass::Ternary => self.ternary,
+/// A fraction per compute class (missing classes: 0).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormatFractionSpec {
+    /// 16-bit float weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub f16: f64,
+    /// 8-bit weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub q8: f64,
+    /// 4-bit weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub q4: f64,
+    /// 3-bit weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub q3: f64,
+    /// 2-bit weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub q2: f64,
+    /// Ternary weights.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub ternary: f64,
+}
+
+/// `get` and `get_mut` by compute class, for a spec with one `f64` field per class.
+macro_rules! per_class_fields {
+    ($spec:ty) => {
+        impl $spec {
+            /// The figure of `class`.
+            pub fn get(&self, class: ComputeClass) -> f64 {
+                *match class {
+                    ComputeClass::F16 => &self.f16,
+                    ComputeClass::Q8 => &self.q8,
+                    ComputeClass::Q4 => &self.q4,
+                    ComputeClass::Q3 => &self.q3,
+                    ComputeClass::Q2 => &self.q2,
+                    ComputeClass::Ternary => &self.ternary,
+                }
+            }
+
+            /// The figure of `class`, to set.
+            pub fn get_mut(&mut self, class: ComputeClass) -> &mut f64 {
+                match class {
+                    ComputeClass::F16 => &mut self.f16,
+                    ComputeClass::Q8 => &mut self.q8,
+                    ComputeClass::Q4 => &mut self.q4,
+                    ComputeClass::Q3 => &mut self.q3,
+                    ComputeClass::Q2 => &mut self.q2,
+                    ComputeClass::Ternary => &mut self.ternary,
+                }
+            }
         }
+    };
+}
+
+per_class_fields!(FormatThroughputSpec);
+per_class_fields!(FormatFractionSpec);
+
+impl FormatFractionSpec {
+    fn is_zero(&self) -> bool {
+        ComputeClass::ALL.iter().all(|&c| self.get(c) == 0.0)
     }
 }
 
@@ -393,6 +454,23 @@ impl HardwareProfileSpec {
         }
         positive(c.dense_weights_per_s).map_err(|r| err("compute.dense_weights_per_s", r))?;
         non_negative(c.energy_pj_per_mac).map_err(|r| err("compute.energy_pj_per_mac", r))?;
+        let mut fractions = vec![(
+            "compute.expert_slowdown_while_transferring".to_string(),
+            c.expert_slowdown_while_transferring,
+        )];
+        let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
+        for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
+            *slot = c.expert_slowdown_after_load.get(class);
+            fractions.push((
+                format!("compute.expert_slowdown_after_load.{}", class.name()),
+                *slot,
+            ));
+        }
+        for (key, x) in fractions {
+            if !(x.is_finite() && (0.0..=10.0).contains(&x)) {
+                return Err(err(&key, format!("must be a fraction in [0, 10], got {x}")));
+            }
+        }
 
         Ok(HardwareProfile {
             name: self.name.clone(),
@@ -405,12 +483,18 @@ impl HardwareProfileSpec {
                 expert_weights_per_s,
                 dense_weights_per_s: c.dense_weights_per_s,
                 energy_pj_per_mac: c.energy_pj_per_mac,
+                expert_slowdown_while_transferring: c.expert_slowdown_while_transferring,
+                expert_slowdown_after_load,
                 energy_calibrated: c.energy_calibrated.unwrap_or(c.calibrated),
                 calibrated: c.calibrated,
             },
             compute_tier,
         })
     }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn positive(x: f64) -> Result<(), String> {

@@ -1,11 +1,17 @@
 //! `moesim host calibrate`: microbenchmarks of this host, fitted into a hardware profile.
 //!
-//! - Reads of the expert store at queue depth 1 through an I/O thread, as the real decode issues
-//!   them, while another thread runs expert kernels (the decode's reads overlap its kernels, and
-//!   on the development VM that makes them about 8 % slower than idle reads), into a pool of
-//!   buffers as the decode's cache slots are (one hot buffer overstated the bandwidth by about
-//!   30 %): expert-sized and 4 KiB reads at random places; the link is fitted as `t(b) = latency + b / bandwidth`
-//!   through the two medians.
+//! - Reads of the expert store at queue depth 1 in the real decode's regime: each handed to an
+//!   I/O thread, half of them while the calling thread runs an expert kernel (a hit computed
+//!   while a miss loads), half with the calling thread blocked (a selection of misses only),
+//!   each followed by a kernel on the bytes read, into a pool of buffers as the decode's cache
+//!   slots are (one hot buffer overstated the bandwidth by about 30 %). A read is timed to the
+//!   moment its bytes are usable (hand-offs and wake-ups included). Expert-sized and 4 KiB reads
+//!   at random places; the link is fitted as `t(b) = latency + b / bandwidth` through the two
+//!   medians. (Reads timed while a separate thread ran kernels non-stop predicted read-heavy
+//!   decodes 10-30 % too fast.)
+//! - The slowdown of kernels while a read is in flight: kernels that ran wholly during a read,
+//!   against kernels timed alone (8-13 % on the development VM). The simulator applies it to
+//!   every expert kernel while a link transfers.
 //! - RAM copy bandwidth (a large `copy_from_slice`): the DRAM tier's bandwidth.
 //! - The fused SwiGLU expert kernels per format at the store's shape, on the configured threads,
 //!   over every expert of the store held in memory and visited in a scattered order
@@ -125,40 +131,32 @@ pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
-/// Times `n` expert reads and `n` 4 KiB reads at random places of `store`, interleaved, each
-/// handed to an I/O thread, while another thread runs expert kernels non-stop over every expert
-/// of `load` (weights streaming from memory): the concurrency of the real decode, whose reads
-/// overlap the compute thread's kernels.
-pub fn measure_reads_under_load(
+/// Times `n` expert reads and `n` 4 KiB reads at random places of `store`, interleaved, in the
+/// real decode's regime: the calling thread hands each read to an I/O thread, runs an expert
+/// kernel from `bench` meanwhile on every other read (a hit computed while a miss loads) or
+/// blocks at once (a selection of misses only), and then runs the kernel on the bytes read (the
+/// loaded expert). A read's time runs from the request to the moment its bytes are usable by
+/// the compute thread: the I/O thread's finish when the compute thread was still busy with the
+/// overlapping kernel, the compute thread's wake-up when it was blocked, as the simulator's
+/// transfer ends at the arrival it schedules.
+///
+/// Returns the times of the 4 KiB reads, of the expert reads, and of the overlapping kernels
+/// that ran wholly while a read was in flight (the kernel slowdown under transfers is their
+/// ratio to kernels timed alone).
+pub fn measure_reads_in_decode_regime(
     store: &ExpertStore,
-    load: &KernelBench,
+    bench: &mut KernelBench,
     n: usize,
     seed: u64,
-) -> crate::error::Result<(Vec<f64>, Vec<f64>)> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        scope.spawn(|| load.run_until(&stop));
-        let r = measure_reads_via_thread(store, n, seed);
-        stop.store(true, Ordering::Relaxed);
-        r
-    })
-}
-
-/// Times `n` expert reads and `n` 4 KiB reads at random places, interleaved, each handed to an
-/// I/O thread and timed from the request to the reply, as the decode's compute thread sees a
-/// load (thread hand-offs included).
-fn measure_reads_via_thread(
-    store: &ExpertStore,
-    n: usize,
-    seed: u64,
-) -> crate::error::Result<(Vec<f64>, Vec<f64>)> {
+) -> crate::error::Result<ReadSamples> {
     use std::sync::mpsc;
     let shape = store.shape;
     let objects = (shape.layers * shape.experts) as u64;
     let pages = (store.len_bytes() / ALIGN as u64).max(2);
+    let h = super::decode::hidden_vector(seed, 0, shape.hidden);
+    let mut y = vec![0.0f32; shape.hidden];
     let (req_tx, req_rx) = mpsc::channel::<(Option<u32>, u64, AlignedBuf)>();
-    let (done_tx, done_rx) = mpsc::channel::<crate::error::Result<AlignedBuf>>();
+    let (done_tx, done_rx) = mpsc::channel::<crate::error::Result<(AlignedBuf, Instant)>>();
     std::thread::scope(|scope| {
         scope.spawn(move || {
             for (g, offset, mut buf) in req_rx {
@@ -166,13 +164,12 @@ fn measure_reads_via_thread(
                     Some(g) => store.read_expert(g, &mut buf),
                     None => store.read_raw(offset, &mut buf),
                 };
-                if done_tx.send(r.map(|()| buf)).is_err() {
+                if done_tx.send(r.map(|()| (buf, Instant::now()))).is_err() {
                     break;
                 }
             }
         });
-        // Destination buffers cycle through a pool as the decode's cache slots do, each touched
-        // by a kernel-sized pass in between (a slot's buffer was computed on before it is reused).
+        // Destination buffers cycle through a pool as the decode's cache slots do.
         let mut pool: Vec<Option<AlignedBuf>> = (0..32)
             .map(|_| Some(AlignedBuf::new(shape.stride() as usize)))
             .collect();
@@ -181,28 +178,86 @@ fn measure_reads_via_thread(
         // The random read positions: draw i of the seed's stream.
         let mut draws = (0u64..).map(|i| crate::trace::generate::derive_seed(seed, i));
         let mut next = || draws.next().expect("endless");
-        let (mut small_ns, mut large_ns) = (Vec::new(), Vec::new());
+        let mut samples = ReadSamples::default();
         let gone = || crate::error::Error::usage("the I/O thread stopped");
-        for _ in 0..n {
+        for i in 0..n {
+            let overlap = i % 2 == 1;
+            // One read, timed to the moment its bytes are usable.
+            let read = |g: Option<u32>,
+                        offset: u64,
+                        buf: AlignedBuf,
+                        bench: &mut KernelBench|
+             -> crate::error::Result<(AlignedBuf, f64, Option<f64>)> {
+                let t = Instant::now();
+                req_tx.send((g, offset, buf)).map_err(|_| gone())?;
+                let kernel = overlap.then(|| {
+                    let k = Instant::now();
+                    bench.run_one();
+                    (k, Instant::now())
+                });
+                let (buf, finished) = done_rx.recv().map_err(|_| gone())??;
+                let usable = if overlap { finished } else { Instant::now() };
+                // A kernel that ran wholly while the read was in flight.
+                let contended = kernel
+                    .filter(|&(_, end)| end <= finished)
+                    .map(|(start, end)| (end - start).as_nanos() as f64);
+                Ok((
+                    buf,
+                    usable.saturating_duration_since(t).as_nanos() as f64,
+                    contended,
+                ))
+            };
             let g = (next() % objects) as u32;
             slot = (slot + 1) % pool.len();
-            let buf = pool[slot].take().expect("returned");
-            std::hint::black_box(buf.as_slice().iter().step_by(64).fold(0u8, |a, &b| a ^ b));
-            let t = Instant::now();
-            req_tx.send((Some(g), 0, buf)).map_err(|_| gone())?;
-            pool[slot] = Some(done_rx.recv().map_err(|_| gone())??);
-            large_ns.push(t.elapsed().as_nanos() as f64);
+            let (buf, ns, contended) =
+                read(Some(g), 0, pool[slot].take().expect("returned"), bench)?;
+            samples.large_ns.push(ns);
+            samples.contended_kernel_ns.extend(contended);
+            // The loaded expert runs on the bytes read (nothing else in flight).
+            let k = Instant::now();
+            expert_kernel(shape, buf.as_slice(), &h, &mut y, false);
+            samples.loaded_kernel_ns.push(k.elapsed().as_nanos() as f64);
+            pool[slot] = Some(buf);
             let page = 1 + next() % (pages - 1);
-            let t = Instant::now();
-            req_tx
-                .send((None, page * ALIGN as u64, small.take().expect("returned")))
-                .map_err(|_| gone())?;
-            small = Some(done_rx.recv().map_err(|_| gone())??);
-            small_ns.push(t.elapsed().as_nanos() as f64);
+            let (buf, ns, _) = read(
+                None,
+                page * ALIGN as u64,
+                small.take().expect("returned"),
+                bench,
+            )?;
+            samples.small_ns.push(ns);
+            small = Some(buf);
         }
         drop(req_tx);
-        Ok((small_ns, large_ns))
+        Ok(samples)
     })
+}
+
+/// What [`measure_reads_in_decode_regime`] measured (ns).
+#[derive(Debug, Default)]
+pub struct ReadSamples {
+    /// 4 KiB reads.
+    pub small_ns: Vec<f64>,
+    /// Expert reads.
+    pub large_ns: Vec<f64>,
+    /// Kernels that ran wholly while an expert read was in flight.
+    pub contended_kernel_ns: Vec<f64>,
+    /// Kernels on the bytes just read, with nothing in flight.
+    pub loaded_kernel_ns: Vec<f64>,
+}
+
+/// The fraction by which kernels of one kind (`what`: during reads, on bytes just read) are
+/// slower than kernels timed alone over resident experts: the ratio of the medians, less one;
+/// the reason when the samples cannot say. A ratio below one (no slower) gives 0.
+pub fn fit_slowdown(what: &str, slowed_ns: &[f64], alone_ns: &[f64]) -> Result<f64, String> {
+    if slowed_ns.len() < 3 || alone_ns.len() < 3 {
+        return Err(format!(
+            "too few kernels {what} (need 3 and 3 alone; are reads shorter than kernels?)"
+        ));
+    }
+    let slowed = fit_rate(1.0, slowed_ns, &format!("kernels {what}"))?;
+    let alone = fit_rate(1.0, alone_ns, "kernels alone")?;
+    Ok((alone / slowed - 1.0).max(0.0))
 }
 
 /// Times copies of a `bytes`-byte buffer, `repeats` times.
@@ -260,33 +315,20 @@ impl KernelBench {
         self.shape.format
     }
 
-    /// Runs expert SwiGLUs on the calling thread over every expert, in the scattered order,
-    /// until `stop` is set.
-    pub fn run_until(&self, stop: &std::sync::atomic::AtomicBool) {
+    /// Runs the next expert SwiGLU of the scattered visit on the calling thread.
+    pub fn run_one(&mut self) {
         let shape = self.shape;
-        let packed = shape.expert_bytes() as usize;
         let h = super::decode::hidden_vector(7, 0, shape.hidden);
         let mut y = vec![0.0f32; shape.hidden];
-        let mut i = 0;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            i = (i + self.step) % self.bufs.len();
-            swiglu_packed(
-                shape.format,
-                shape.hidden,
-                shape.ffn,
-                &self.bufs[i].as_slice()[..packed],
-                &h,
-                &mut y,
-                false,
-            );
-        }
+        let b = &self.bufs[self.next];
+        self.next = (self.next + self.step) % self.bufs.len();
+        expert_kernel(shape, b.as_slice(), &h, &mut y, false);
     }
 
     /// Times `repeats` expert SwiGLUs on `threads` kernel threads (1: the calling thread),
     /// continuing the scattered visit where the last call stopped.
     pub fn time(&mut self, threads: usize, repeats: usize) -> Result<Vec<f64>, String> {
         let shape = self.shape;
-        let packed = shape.expert_bytes() as usize;
         let h = super::decode::hidden_vector(7, 0, shape.hidden);
         let mut y = vec![0.0f32; shape.hidden];
         // One kernel thread is the calling thread: no pool to build.
@@ -304,17 +346,7 @@ impl KernelBench {
         for _ in 0..repeats {
             let b = &self.bufs[self.next];
             self.next = (self.next + self.step) % self.bufs.len();
-            let kernel = |y: &mut [f32]| {
-                swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
-                    &b.as_slice()[..packed],
-                    &h,
-                    y,
-                    threads > 1,
-                )
-            };
+            let kernel = |y: &mut [f32]| expert_kernel(shape, b.as_slice(), &h, y, threads > 1);
             let t = Instant::now();
             match &pool {
                 Some(p) => p.install(|| kernel(&mut y)),
@@ -325,6 +357,27 @@ impl KernelBench {
         }
         Ok(out)
     }
+}
+
+/// One expert's SwiGLU on the packed bytes at the start of `stored` (a stored expert's buffer).
+fn expert_kernel(
+    shape: super::store::StoreShape,
+    stored: &[u8],
+    h: &[f32],
+    y: &mut [f32],
+    parallel: bool,
+) {
+    let packed = shape.expert_bytes() as usize;
+    swiglu_packed(
+        shape.format,
+        shape.hidden,
+        shape.ffn,
+        &stored[..packed],
+        h,
+        y,
+        parallel,
+    );
+    std::hint::black_box(&*y);
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -368,5 +421,20 @@ mod tests {
         assert!(fit_rate(1e6, &steady, "kernels").is_ok());
         // Too few samples.
         assert!(fit_link(4096, &s[..2], 1 << 20, &s).is_err());
+    }
+
+    #[test]
+    fn a_slowdown_is_the_ratio_of_medians_and_never_negative() {
+        let alone = [1000.0, 1010.0, 990.0, 1000.0];
+        let slowed = [1120.0, 1100.0, 1130.0, 1120.0];
+        let x = fit_slowdown("during reads", &slowed, &alone).unwrap();
+        assert!((x - 0.12).abs() < 1e-9, "{x}");
+        // Faster under the condition: no slowdown, not a speed-up.
+        assert_eq!(fit_slowdown("during reads", &alone, &slowed).unwrap(), 0.0);
+        // Too few samples, or samples that cannot be timings.
+        let e = fit_slowdown("during reads", &slowed[..2], &alone).unwrap_err();
+        assert!(e.contains("too few"), "{e}");
+        let e = fit_slowdown("during reads", &[0.0, 1.0, 2.0], &alone).unwrap_err();
+        assert!(e.contains("zero, negative"), "{e}");
     }
 }

@@ -27,7 +27,9 @@ pub const TIMELINE_MAX_SPANS: usize = 2_000_000;
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Arrive(u32),
-    ComputeDone,
+    /// The compute unit finishes what it started (the generation of its schedule: a kernel
+    /// slowed or sped up by link contention is rescheduled, and the old event ignored).
+    ComputeDone(u32),
     HopDone(u32),
 }
 
@@ -80,6 +82,8 @@ struct Slot {
     /// The copy computed: its bytes and kernel time per token.
     bytes: u64,
     compute_ns: TimeNs,
+    /// Extra kernel time if the copy just arrived.
+    cold_ns: TimeNs,
 }
 
 const SHARED: u32 = u32::MAX;
@@ -203,6 +207,27 @@ struct Sim<'a> {
     c: Counters,
     timeline: Option<Timeline>,
     timeline_truncated: bool,
+    /// Generation of the pending `ComputeDone`.
+    compute_generation: u32,
+    /// Hops in flight on all links.
+    hops_in_flight: u32,
+    /// The expert kernel running under link contention, if any.
+    contended: Option<ContendedKernel>,
+    /// Arrived over a link and not computed since (`expert_slowdown_after_load > 0` only).
+    cold: Vec<bool>,
+}
+
+/// An expert kernel whose speed follows the links (`expert_slowdown_while_transferring > 0`).
+#[derive(Debug, Clone, Copy)]
+struct ContendedKernel {
+    start: TimeNs,
+    /// When `work_left_ns` was last brought up to date.
+    last: TimeNs,
+    /// Kernel time left at full speed.
+    work_left_ns: f64,
+    kind: SpanKind,
+    layer: u32,
+    expert: Option<u32>,
 }
 
 /// Simulates `trace` on `setup`. Deterministic: the same inputs give the same report and
@@ -213,7 +238,11 @@ pub fn run(setup: &SimSetup, trace: &SimTrace) -> (SimReport, Option<Timeline>, 
     while let Some((_, ev)) = sim.q.pop() {
         match ev {
             Ev::Arrive(r) => sim.on_arrive(r),
-            Ev::ComputeDone => sim.on_compute_done(),
+            Ev::ComputeDone(generation) => {
+                if generation == sim.compute_generation {
+                    sim.on_compute_done()
+                }
+            }
             Ev::HopDone(tid) => sim.on_hop_done(tid),
         }
     }
@@ -333,6 +362,17 @@ impl<'a> Sim<'a> {
             },
             timeline,
             timeline_truncated: false,
+            compute_generation: 0,
+            hops_in_flight: 0,
+            contended: None,
+            cold: vec![
+                false;
+                if s.expert_slowdown_after_load.iter().any(|&f| f > 0.0) {
+                    (l * e) as usize
+                } else {
+                    0
+                }
+            ],
         }
     }
 
@@ -517,7 +557,8 @@ impl<'a> Sim<'a> {
         self.c.macs += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
         self.busy = Busy::Prologue;
         self.busy_since = now;
-        self.q.schedule_in(dense + route, Ev::ComputeDone);
+        self.q
+            .schedule_in(dense + route, Ev::ComputeDone(self.compute_generation));
     }
 
     fn on_compute_done(&mut self) {
@@ -529,6 +570,11 @@ impl<'a> Sim<'a> {
                 self.next_compute();
             }
             Busy::Expert(slot) => {
+                if let Some(k) = self.contended.take() {
+                    let now = self.now();
+                    self.span(k.kind, 0, k.start, now - k.start, k.layer, k.expert);
+                    self.breakdown().compute += now - k.start;
+                }
                 self.step.slots[slot as usize].state = SlotState::Done;
                 self.step.remaining -= 1;
                 self.next_compute();
@@ -680,6 +726,7 @@ impl<'a> Sim<'a> {
                     state: SlotState::Ready,
                     bytes: sh.bytes,
                     compute_ns: sh.compute_ns,
+                    cold_ns: 0,
                 });
                 self.step.ready.push_back(slot);
             } else {
@@ -689,6 +736,7 @@ impl<'a> Sim<'a> {
                     state: SlotState::Waiting,
                     bytes: sh.bytes,
                     compute_ns: sh.compute_ns,
+                    cold_ns: 0,
                 });
                 self.issue(Kind::Shared, layer, sh.bytes, s.home_tier as u8, Some(slot));
             }
@@ -758,6 +806,7 @@ impl<'a> Sim<'a> {
                     state: SlotState::Ready,
                     bytes,
                     compute_ns,
+                    cold_ns: 0,
                 });
                 self.step.ready.push_back(slot);
                 self.count_hit(p.prefill, home);
@@ -792,6 +841,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Ready,
                         bytes,
                         compute_ns,
+                        cold_ns: s.cold_extra_ns(compute_ns, format),
                     });
                     self.step.ready.push_back(slot);
                     self.count_hit(p.prefill, s.compute_tier as u8);
@@ -803,6 +853,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Waiting,
                         bytes,
                         compute_ns,
+                        cold_ns: s.cold_extra_ns(compute_ns, format),
                     });
                     self.transfers[tid as usize].waiter = Some(slot);
                     if !p.prefill {
@@ -820,6 +871,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Waiting,
                         bytes,
                         compute_ns,
+                        cold_ns: s.cold_extra_ns(compute_ns, format),
                     });
                     let tid = self.issue(Kind::Demand, g, bytes, home, Some(slot));
                     if inserted {
@@ -876,7 +928,8 @@ impl<'a> Sim<'a> {
                 self.span(SpanKind::Predict, 0, now, predict_ns, layer, None);
                 self.c.decode.routing += predict_ns;
                 self.busy = Busy::Predict;
-                self.q.schedule_in(predict_ns, Ev::ComputeDone);
+                self.q
+                    .schedule_in(predict_ns, Ev::ComputeDone(self.compute_generation));
                 return;
             }
             self.issue_prefetches();
@@ -1032,27 +1085,86 @@ impl<'a> Sim<'a> {
                 )
             } else {
                 let g = sl.object as usize;
+                // The first pass over weights that just arrived is slower (once: the kernel's
+                // other tokens find them warm).
+                let mut cold_ns = 0;
+                if self.cold.get(g).copied().unwrap_or(false) {
+                    self.cold[g] = false;
+                    cold_ns = sl.cold_ns;
+                }
                 (
-                    sl.tokens as u64 * sl.compute_ns,
+                    sl.tokens as u64 * sl.compute_ns + cold_ns,
                     sl.bytes,
                     s.expert_macs[g],
                     SpanKind::Expert,
                     Some(sl.object % s.experts),
                 )
             };
-            self.span(kind, 0, now, duration, layer, expert);
-            self.breakdown().compute += duration;
             self.c.tier_read[ct] += bytes;
             self.c.energy_weight_read_pj += bytes as f64 * s.tiers[ct].energy_pj_per_byte;
             self.c.macs += (sl.tokens as u64 * macs) as f64;
             self.busy = Busy::Expert(slot);
-            self.q.schedule_in(duration, Ev::ComputeDone);
+            if s.expert_slowdown_while_transferring > 0.0 {
+                // Its length depends on the links: span and breakdown when it ends.
+                self.contended = Some(ContendedKernel {
+                    start: now,
+                    last: now,
+                    work_left_ns: duration as f64,
+                    kind,
+                    layer,
+                    expert,
+                });
+                self.schedule_contended();
+            } else {
+                self.span(kind, 0, now, duration, layer, expert);
+                self.breakdown().compute += duration;
+                self.q
+                    .schedule_in(duration, Ev::ComputeDone(self.compute_generation));
+            }
         } else if self.step.remaining > 0 {
             if self.step.stall_since.is_none() {
                 self.step.stall_since = Some(now);
             }
         } else {
             self.end_step();
+        }
+    }
+
+    /// Schedules the end of the contended kernel at the links' current state (superseding any
+    /// earlier schedule).
+    fn schedule_contended(&mut self) {
+        let k = self.contended.expect("a contended kernel runs");
+        let factor = if self.hops_in_flight > 0 {
+            1.0 + self.s.expert_slowdown_while_transferring
+        } else {
+            1.0
+        };
+        self.compute_generation = self.compute_generation.wrapping_add(1);
+        let left = (k.work_left_ns * factor).ceil().max(0.0) as TimeNs;
+        self.q
+            .schedule_in(left, Ev::ComputeDone(self.compute_generation));
+    }
+
+    /// Counts a hop starting (`+1`) or ending (`-1`); when the links go from idle to busy or
+    /// back, a contended kernel's progress is brought up to date and its end rescheduled.
+    fn hops_change(&mut self, delta: i32) {
+        let before = self.hops_in_flight;
+        self.hops_in_flight = before.checked_add_signed(delta).expect("hop count");
+        if (before > 0) == (self.hops_in_flight > 0) {
+            return;
+        }
+        let now = self.now();
+        let slowed = 1.0 + self.s.expert_slowdown_while_transferring;
+        if let Some(k) = self.contended.as_mut() {
+            let elapsed = (now - k.last) as f64;
+            let done = if before > 0 {
+                elapsed / slowed
+            } else {
+                elapsed
+            };
+            k.work_left_ns = (k.work_left_ns - done).max(0.0);
+            k.last = now;
+            self.schedule_contended();
         }
     }
 
@@ -1075,7 +1187,8 @@ impl<'a> Sim<'a> {
         self.c.energy_weight_read_pj += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
         self.c.macs += s.head_macs as f64;
         self.busy = Busy::LmHead;
-        self.q.schedule_in(s.head_ns, Ev::ComputeDone);
+        self.q
+            .schedule_in(s.head_ns, Ev::ComputeDone(self.compute_generation));
     }
 
     fn head_done(&mut self) {
@@ -1148,6 +1261,7 @@ impl<'a> Sim<'a> {
         let link = self.s.paths[tr.from as usize][tr.hop as usize] as usize;
         let d = self.s.links[link].hop_ns(tr.bytes);
         self.q.schedule_in(d, Ev::HopDone(tid));
+        self.hops_change(1);
     }
 
     fn free_transfer(&mut self, tid: u32) {
@@ -1162,6 +1276,7 @@ impl<'a> Sim<'a> {
         let path = &s.paths[tr.from as usize];
         let link = path[tr.hop as usize] as usize;
         let (from, to) = (s.links[link].from, s.links[link].to);
+        self.hops_change(-1);
         self.c.link_transfers[link] += 1;
         self.c.link_bytes[link] += tr.bytes;
         self.c.tier_read[from] += tr.bytes;
@@ -1203,6 +1318,11 @@ impl<'a> Sim<'a> {
         }
         // Arrived in the compute tier.
         self.c.bytes_loaded += tr.bytes;
+        if tr.kind != Kind::Shared
+            && let Some(c) = self.cold.get_mut(tr.object as usize)
+        {
+            *c = true;
+        }
         if tr.kind != Kind::Shared
             && !tr.orphan
             && self.status[tr.object as usize] == Status::InFlight(tid)

@@ -276,11 +276,33 @@ pub struct SimSetup {
     pub storage_bytes: Vec<u64>,
     /// Of those, the bytes of extra precision copies (dynamic precision, low-on-miss).
     pub extra_copy_bytes: u64,
+    /// Expert kernels take `1 + this` times as long while any link transfers.
+    pub expert_slowdown_while_transferring: f64,
+    /// The first kernel on an expert after it arrives takes `1 + this` times as long, per
+    /// compute class (indexed as `ComputeClass::ALL`).
+    pub expert_slowdown_after_load: [f64; 6],
     /// The options.
     pub options: SimOptions,
 }
 
 impl SimSetup {
+    /// Extra time of the first kernel (per token) on a copy in `format` after it arrives.
+    pub fn cold_extra_ns(&self, compute_ns: TimeNs, format: WeightFormat) -> TimeNs {
+        let Some(class) = format.compute_class() else {
+            return 0;
+        };
+        let i = crate::quant::format::ComputeClass::ALL
+            .iter()
+            .position(|&c| c == class)
+            .expect("every class is in ALL");
+        let f = self.expert_slowdown_after_load[i];
+        if f > 0.0 {
+            (compute_ns as f64 * f).ceil() as TimeNs
+        } else {
+            0
+        }
+    }
+
     /// Resolves `options` for `moe` on `profile`. `popularity[layer * experts + e]` is how
     /// often each expert is used in the trace (for the static placement in intermediate tiers).
     /// `plan` gives each routed expert its format (default: every expert in `options.format`).
@@ -554,6 +576,8 @@ impl SimSetup {
             precision,
             storage_bytes,
             extra_copy_bytes,
+            expert_slowdown_while_transferring: profile.compute.expert_slowdown_while_transferring,
+            expert_slowdown_after_load: profile.compute.expert_slowdown_after_load,
             options,
         })
     }

@@ -187,6 +187,44 @@ fn missing_field_names_key_path() {
 }
 
 #[test]
+fn contention_fractions_out_of_range_are_rejected() {
+    let path = variant(
+        "profile_bad_contention",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nexpert_slowdown_while_transferring = -0.5",
+    );
+    assert_bad_input(
+        &check(&path),
+        &[
+            path.to_str().unwrap(),
+            "compute.expert_slowdown_while_transferring",
+            "[0, 10]",
+        ],
+    );
+    let path = variant(
+        "profile_bad_after_load",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nexpert_slowdown_after_load = { q4 = inf }",
+    );
+    assert_bad_input(
+        &check(&path),
+        &[
+            path.to_str().unwrap(),
+            "compute.expert_slowdown_after_load.q4",
+            "[0, 10]",
+        ],
+    );
+    // Valid fractions check OK.
+    let path = variant(
+        "profile_good_contention",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nexpert_slowdown_while_transferring = 0.1\nexpert_slowdown_after_load = { q4 = 0.05 }",
+    );
+    let run = check(&path);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
 fn zero_bandwidth_is_rejected() {
     let path = variant(
         "profile_zero_bandwidth",

@@ -46,6 +46,8 @@ struct Toy {
     policy: PolicyKind,
     scope: Scope,
     prefetch: PrefetchKind,
+    slowdown: f64,
+    after_load: f64,
 }
 
 impl Toy {
@@ -62,6 +64,8 @@ impl Toy {
             policy: PolicyKind::Lru {},
             scope: Scope::PerLayer,
             prefetch: PrefetchKind::None {},
+            slowdown: 0.0,
+            after_load: 0.0,
         }
     }
 
@@ -116,6 +120,8 @@ impl Toy {
             precision: None,
             storage_bytes: vec![0; n_tiers],
             extra_copy_bytes: 0,
+            expert_slowdown_while_transferring: self.slowdown,
+            expert_slowdown_after_load: [self.after_load; 6],
             options: SimOptions {
                 format: moesim::quant::format::WeightFormat::Q4K,
                 scope: self.scope,
@@ -251,6 +257,128 @@ fn one_channel_serialises_two_transfers_two_channels_overlap() {
     assert!(one.links[0].utilisation > 0.999 && two.links[0].utilisation > 0.999);
 }
 
+#[test]
+fn kernels_slow_down_only_while_a_link_transfers() {
+    let t = trace(6, 1, 0, 12);
+    let hop = 500 + 1024;
+    // No transfers (every expert resident): the slowdown changes nothing.
+    let resident = Toy {
+        all_resident: true,
+        compute_ns: 2000,
+        dense_ns: 40,
+        ..Toy::new()
+    };
+    let base = sim(&resident, &t);
+    let slowed = sim(
+        &Toy {
+            slowdown: 0.5,
+            ..resident.clone()
+        },
+        &t,
+    );
+    assert_eq!(base.token_latencies_ns, slowed.token_latencies_ns);
+    // No cache, kernels longer than a transfer: per layer, the first load; then the first
+    // expert's kernel runs while the second loads, at 1 / 1.5 speed for the hop's 1524 ns
+    // (1016 ns of work), the remaining 984 ns at full speed; then the second expert alone.
+    let toy = Toy {
+        compute_ns: 2000,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        ..Toy::new()
+    };
+    let plain = sim(&toy, &t);
+    let token = 8 * (42 + hop + 2000 + 2000) + 9;
+    assert!(plain.token_latencies_ns.iter().all(|&x| x == token));
+    let r = sim(
+        &Toy {
+            slowdown: 0.5,
+            ..toy.clone()
+        },
+        &t,
+    );
+    let token = 8 * (42 + hop + hop + 984 + 2000) + 9;
+    assert!(
+        r.token_latencies_ns.iter().all(|&x| x == token),
+        "{:?} vs {token}",
+        &r.token_latencies_ns[..3]
+    );
+    assert_eq!(r.hits, plain.hits);
+    assert_breakdown(&r);
+    // The kernel time grew by the contended stretch.
+    assert_eq!(
+        r.decode_compute_ns - plain.decode_compute_ns,
+        12 * 8 * (hop + 984 - 2000)
+    );
+}
+
+#[test]
+fn the_first_kernel_after_a_load_is_slower_once() {
+    let t = trace(7, 1, 0, 12);
+    let hop = 500 + 1024;
+    // Every expert resident: nothing ever arrives, nothing is cold.
+    let resident = Toy {
+        all_resident: true,
+        compute_ns: 300,
+        ..Toy::new()
+    };
+    assert_eq!(
+        sim(&resident, &t).token_latencies_ns,
+        sim(
+            &Toy {
+                after_load: 0.5,
+                ..resident.clone()
+            },
+            &t
+        )
+        .token_latencies_ns
+    );
+    // No cache: every kernel runs on weights that just arrived, 450 ns instead of 300; the
+    // first overlaps the second load (1524 ns) and hides, the second adds 450.
+    let toy = Toy {
+        compute_ns: 300,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        after_load: 0.5,
+        ..Toy::new()
+    };
+    let r = sim(&toy, &t);
+    let token = 8 * (42 + 2 * hop + 450) + 9;
+    assert!(
+        r.token_latencies_ns.iter().all(|&x| x == token),
+        "{:?} vs {token}",
+        &r.token_latencies_ns[..3]
+    );
+    let warm = |toy: &Toy| {
+        sim(
+            &Toy {
+                after_load: 0.0,
+                ..toy.clone()
+            },
+            &t,
+        )
+    };
+    assert_eq!(
+        r.decode_compute_ns - warm(&toy).decode_compute_ns,
+        r.expert_uses * 150
+    );
+    assert_breakdown(&r);
+    // A cache big enough for every expert: each is cold once, at its first use, then warm.
+    let cached = Toy {
+        cache_experts_per_layer: 8,
+        ..toy.clone()
+    };
+    let r = sim(&cached, &t);
+    assert_eq!(
+        r.decode_compute_ns - warm(&cached).decode_compute_ns,
+        r.misses * 150,
+        "misses {}",
+        r.misses
+    );
+    assert!(r.misses > 0 && r.misses < r.expert_uses);
+}
+
 fn toy_strategy() -> impl Strategy<Value = Toy> {
     (
         1usize..=2,
@@ -336,6 +464,25 @@ proptest! {
         }
         prop_assert_eq!(b.prefetch_wrong, 0);
         prop_assert!(b.misses <= a.misses && b.hits >= a.hits, "misses {} vs {}, hits {} vs {}", b.misses, a.misses, b.hits, a.hits);
+    }
+
+    #[test]
+    fn link_contention_slows_tokens_by_at_most_its_factor_and_keeps_hits(toy in toy_strategy(), seed in 0u64..1000, s in 0.0f64..2.0, c in 0.0f64..1.0) {
+        let t = trace(seed, 2, 3, 12);
+        let toy = Toy { prefetch: PrefetchKind::None {}, ..toy };
+        let base = sim(&toy, &t);
+        let r = sim(&Toy { slowdown: s, after_load: c, ..toy.clone() }, &t);
+        // Every kernel at most (1 + c)(1 + s) times as long.
+        let s = (1.0 + c) * (1.0 + s) - 1.0;
+        assert_breakdown(&r);
+        prop_assert_eq!((r.hits, r.misses, r.bytes_loaded), (base.hits, base.misses, base.bytes_loaded));
+        for (j, (a, b)) in r.token_latencies_ns.iter().zip(&base.token_latencies_ns).enumerate() {
+            // Never faster; at most every kernel nanosecond stretched by 1 + s (+1 ns rounding
+            // per kernel).
+            let bound = *b as f64 + s * base.decode_compute_ns as f64 + 1e3;
+            prop_assert!(a >= b && (*a as f64) <= bound, "token {j}: {a} ns vs {b} ns without contention");
+        }
+        prop_assert!(r.decode_compute_ns as f64 <= (1.0 + s) * base.decode_compute_ns as f64 + 1e3);
     }
 }
 
