@@ -47,6 +47,24 @@ fn sim_decode(c: &mut Criterion) {
     ];
     for (name, edit) in variants {
         let (setup, trace) = load("experiments/mixtral-4090-offload.toml", edit);
+        bench(&mut g, name, setup, trace);
+    }
+    // Link contention and cold weights (calibrated-host figures): kernels rescheduled whenever
+    // the links go busy or idle.
+    let (mut setup, trace) = load("experiments/mixtral-4090-offload.toml", |_| {});
+    setup.expert_slowdown_while_transferring = 0.15;
+    setup.expert_slowdown_after_load = [0.09; 6];
+    bench(&mut g, "standard-lru-contention", setup, trace);
+    g.finish();
+}
+
+fn bench(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    setup: SimSetup,
+    trace: SimTrace,
+) {
+    {
         let events = moesim::sim::run(&setup, &trace).0.events;
         g.throughput(Throughput::Elements(events));
         g.bench_with_input(
@@ -55,7 +73,6 @@ fn sim_decode(c: &mut Criterion) {
             |b, (s, t)| b.iter(|| moesim::sim::run(s, t)),
         );
     }
-    g.finish();
 }
 
 criterion_group!(benches, sim_decode);

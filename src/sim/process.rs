@@ -833,6 +833,11 @@ impl<'a> Sim<'a> {
                 _ => (bytes, compute_ns, format),
             };
             self.note_format(p.prefill, format);
+            let cold_ns = if self.cold.is_empty() {
+                0
+            } else {
+                s.cold_extra_ns(compute_ns, format)
+            };
             match (lookup, self.status[gu]) {
                 (Lookup::Hit, Status::Ready) => {
                     self.step.slots.push(Slot {
@@ -841,7 +846,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Ready,
                         bytes,
                         compute_ns,
-                        cold_ns: s.cold_extra_ns(compute_ns, format),
+                        cold_ns,
                     });
                     self.step.ready.push_back(slot);
                     self.count_hit(p.prefill, s.compute_tier as u8);
@@ -853,7 +858,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Waiting,
                         bytes,
                         compute_ns,
-                        cold_ns: s.cold_extra_ns(compute_ns, format),
+                        cold_ns,
                     });
                     self.transfers[tid as usize].waiter = Some(slot);
                     if !p.prefill {
@@ -871,7 +876,7 @@ impl<'a> Sim<'a> {
                         state: SlotState::Waiting,
                         bytes,
                         compute_ns,
-                        cold_ns: s.cold_extra_ns(compute_ns, format),
+                        cold_ns,
                     });
                     let tid = self.issue(Kind::Demand, g, bytes, home, Some(slot));
                     if inserted {
@@ -1147,6 +1152,7 @@ impl<'a> Sim<'a> {
 
     /// Counts a hop starting (`+1`) or ending (`-1`); when the links go from idle to busy or
     /// back, a contended kernel's progress is brought up to date and its end rescheduled.
+    #[inline]
     fn hops_change(&mut self, delta: i32) {
         let before = self.hops_in_flight;
         self.hops_in_flight = before.checked_add_signed(delta).expect("hop count");
