@@ -298,15 +298,31 @@ fn show(
         format_rate(p.compute.dense_weights_per_s),
         p.compute.energy_pj_per_mac
     ));
-    let mut t = Table::new(&[
+    let c = &p.compute;
+    if c.expert_slowdown_while_transferring > 0.0 {
+        s.push_str(&format!(
+            "expert kernels while a link transfers: {:.1} % slower\n",
+            100.0 * c.expert_slowdown_while_transferring
+        ));
+    }
+    let after_load = c.expert_slowdown_after_load.iter().any(|&x| x > 0.0);
+    let mut columns = vec![
         ("class", Align::Left),
         ("expert GEMV weights/s", Align::Right),
-    ]);
-    for class in ComputeClass::ALL {
-        t.row(vec![
+    ];
+    if after_load {
+        columns.push(("first kernel after a load", Align::Right));
+    }
+    let mut t = Table::new(&columns);
+    for (i, class) in ComputeClass::ALL.into_iter().enumerate() {
+        let mut row = vec![
             class.name().to_string(),
-            format_rate(p.compute.weights_per_s(class)),
-        ]);
+            format_rate(c.weights_per_s(class)),
+        ];
+        if after_load {
+            row.push(format!("+{:.1} %", 100.0 * c.expert_slowdown_after_load[i]));
+        }
+        t.row(row);
     }
     s.push_str(&t.render());
 

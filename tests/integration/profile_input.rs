@@ -222,6 +222,20 @@ fn contention_fractions_out_of_range_are_rejected() {
     );
     let run = check(&path);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // `profile show` states them.
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("expert kernels while a link transfers: 10.0 % slower"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("first kernel after a load") && run.stdout.contains("+5.0 %"),
+        "{}",
+        run.stdout
+    );
 }
 
 #[test]
