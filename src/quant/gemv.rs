@@ -2,7 +2,7 @@
 //!
 //! Each format writes one scalar row kernel (`dot_row`), in plain Rust shaped so that LLVM
 //! vectorises it: per-lane accumulators kept across blocks, no horizontal sum per block. The
-//! [`row_kernels!`] macro compiles that one source three times, for the baseline x86-64 target
+//! `row_kernels!` macro compiles that one source three times, for the baseline x86-64 target
 //! (SSE2), for AVX2 + FMA and for AVX-512, and [`simd_level`] picks one at run time from the
 //! CPU's features, so the binary stays portable (no `target-cpu=native`) and still uses the
 //! host's vector units. `MOESIM_SIMD=baseline|avx2|avx512` forces a level (benchmarks, tests).

@@ -4,7 +4,7 @@
 //! One file per format (`q8_0.rs`, `q4_0.rs`, `q4_k.rs`, `q3_k.rs`, `q2_k.rs`, `tq2_0.rs`,
 //! `tq1_0.rs`, `bitnet.rs`, `pi.rs`, `uniform.rs`, with `grid.rs` the storage PiQ and the
 //! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
-//! is the kind enum and [`kernels`] its one dispatch match. ggml formats use ggml's exact
+//! is the kind enum and `kernels` its one dispatch match. ggml formats use ggml's exact
 //! block layouts and reference quantizers (`../shared/reference/quantization.md`). Pure
 //! functions over slices; no I/O.
 

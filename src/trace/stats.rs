@@ -15,7 +15,7 @@
 //!   experts are looked up one at a time); the first selection in a request is *cold*.
 //! - *adjacent-token overlap*: |S_t ∩ S_prev| / |S_t| between consecutive records of the same
 //!   (request, phase, layer) stream.
-//! - *co-selection* C_l[i][j]: tokens that selected i at layer l and j at layer l + 1 (same
+//! - *co-selection* `C_l[i][j]`: tokens that selected i at layer l and j at layer l + 1 (same
 //!   request and position); reported as P(j at l+1 | i at l) and its lift over P(j at l+1).
 
 use serde::Serialize;

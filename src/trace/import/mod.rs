@@ -1,6 +1,6 @@
 //! Importers: other trace formats into the native format.
 //!
-//! Each importer streams its input and hands records to [`RequestBuffer`], which validates
+//! Each importer streams its input and hands records to `RequestBuffer`, which validates
 //! each record as it arrives (shape, expert range, weights, order within its (request, layer)
 //! stream) and buffers one request at a time. When a request ends it is written in execution
 //! order: prefill records layer-major (a batched prefill), decode records token-major. Memory
@@ -49,7 +49,7 @@ pub struct ImportOptions {
 pub enum Destination<'a> {
     /// A file, written atomically.
     File(&'a Path),
-    /// A byte vector returned by [`RequestBuffer::finish`] (tests and benchmarks), with a
+    /// A byte vector returned by `RequestBuffer::finish` (tests and benchmarks), with a
     /// capacity hint in bytes.
     Memory(usize),
 }
