@@ -259,22 +259,27 @@ impl Experiment {
 
         // The trace source, and its shape against the model.
         let t = &spec.trace;
+        // Keys that shape a generated trace, refused for a trace read from `source_key`.
+        let generated_only = |source_key: &str| -> Result<()> {
+            for (key, set) in [
+                ("trace.requests", t.requests.is_some()),
+                ("trace.prefill_tokens", t.prefill_tokens.is_some()),
+                ("trace.decode_tokens", t.decode_tokens.is_some()),
+                ("trace.seed", t.seed.is_some()),
+            ] {
+                if set {
+                    return Err(at(
+                        label,
+                        key,
+                        format!("applies to a generated trace only (this one reads {source_key})"),
+                    ));
+                }
+            }
+            Ok(())
+        };
         let (source, shape) = match (&t.generator, &t.file, &t.import) {
             (None, None, Some(imp)) => {
-                for (key, v) in [
-                    ("trace.requests", t.requests.is_some()),
-                    ("trace.prefill_tokens", t.prefill_tokens.is_some()),
-                    ("trace.decode_tokens", t.decode_tokens.is_some()),
-                    ("trace.seed", t.seed.is_some()),
-                ] {
-                    if v {
-                        return Err(at(
-                            label,
-                            key,
-                            "applies to a generated trace only (this one reads trace.import)",
-                        ));
-                    }
-                }
+                generated_only("trace.import")?;
                 let (bytes, shape) = import_trace(imp, base)
                     .map_err(|e| at(label, "trace.import", e.to_string()))?;
                 let name = imp.files.join(", ");
@@ -313,20 +318,7 @@ impl Experiment {
                 )
             }
             (None, Some(f), None) => {
-                for (key, v) in [
-                    ("trace.requests", t.requests.is_some()),
-                    ("trace.prefill_tokens", t.prefill_tokens.is_some()),
-                    ("trace.decode_tokens", t.decode_tokens.is_some()),
-                    ("trace.seed", t.seed.is_some()),
-                ] {
-                    if v {
-                        return Err(at(
-                            label,
-                            key,
-                            "applies to a generated trace only (this one reads trace.file)",
-                        ));
-                    }
-                }
+                generated_only("trace.file")?;
                 let path = PathBuf::from(resolve(base, f, false));
                 let meta = crate::trace::native::TraceReader::open(&path)
                     .map_err(|e| at(label, "trace.file", e.to_string()))?

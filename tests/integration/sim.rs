@@ -702,7 +702,7 @@ fn prefetchers_and_routers_run_end_to_end() {
 fn bad_experiments_fail_on_one_line_without_output() {
     let dir = scratch("sim_bad");
     let out = dir.join("never");
-    let cases: [(&str, &str, &[&str]); 9] = [
+    let cases: [(&str, &str, &[&str]); 10] = [
         (
             "unknown_key",
             &format!("{SMALL}[extra]\nx = 1\n"),
@@ -745,6 +745,11 @@ fn bad_experiments_fail_on_one_line_without_output() {
             &["scenario.arrival", "rate_per_s"],
         ),
         ("format", &SMALL.replace("q2_k", "f32"), &["model.format"]),
+        (
+            "generated_only",
+            &SMALL.replace("generator = \"micro-moe\"", "file = \"x.jsonl\""),
+            &["trace.requests", "generated trace only", "trace.file"],
+        ),
     ];
     for (name, body, needles) in cases {
         let exp = write_experiment(&dir, name, body);
