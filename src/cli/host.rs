@@ -403,13 +403,7 @@ fn calibration_round(
         .extend(calibrate::measure_copy(COPY_BYTES, 3));
     for b in benches.iter_mut() {
         let f = b.format();
-        let ns = b
-            .time(w.threads as usize, 100)
-            .map_err(|r| Error::usage(format!("calibration of {f} kernels: {r}")))?;
-        match samples.kernel_ns.iter_mut().find(|(g, _)| *g == f) {
-            Some((_, v)) => v.extend(ns),
-            None => samples.kernel_ns.push((f, ns)),
-        }
+        push_format(&mut samples.kernel_ns, f, &b.time(100));
     }
     samples.rounds += 1;
     Ok(())
@@ -426,10 +420,7 @@ impl Samples {
         }
         self.copy_ns.extend(&other.copy_ns);
         for (f, ns) in &other.kernel_ns {
-            match self.kernel_ns.iter_mut().find(|(g, _)| g == f) {
-                Some((_, v)) => v.extend(ns),
-                None => self.kernel_ns.push((*f, ns.clone())),
-            }
+            push_format(&mut self.kernel_ns, *f, ns);
         }
         self.rounds += other.rounds;
     }
@@ -594,7 +585,7 @@ fn calibrate_profile(
         .collect::<Result<_>>()?;
     let mut benches: Vec<calibrate::KernelBench> = stores
         .iter()
-        .map(calibrate::KernelBench::new)
+        .map(|s| calibrate::KernelBench::new(s, w.threads as usize))
         .collect::<Result<_>>()?;
     let mut samples = Samples::default();
     for _ in 0..5 {
@@ -747,7 +738,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     let mut benches: Vec<calibrate::KernelBench> = if calibrating {
         stores
             .iter()
-            .map(calibrate::KernelBench::new)
+            .map(|s| calibrate::KernelBench::new(s, w.threads as usize))
             .collect::<Result<_>>()?
     } else {
         Vec::new()
@@ -757,11 +748,12 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     struct Measured {
         format: WeightFormat,
         policy: String,
-        lambda: f64,
         share: f64,
         capacity: u32,
         /// The decodes, each with the profile fitted around it (when calibrating).
         runs: Vec<(DecodeReport, Option<crate::hardware::HardwareProfile>)>,
+        /// The setting (its profile replaced for each prediction) and its trace.
+        exp: Experiment,
         trace: SimTrace,
     }
     let mut measured: Vec<Measured> = Vec::new();
@@ -817,10 +809,10 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
                     measured.push(Measured {
                         format,
                         policy: p.clone(),
-                        lambda,
                         share,
                         capacity,
                         runs,
+                        exp,
                         trace,
                     });
                 }
@@ -854,10 +846,9 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     let mut rows: Vec<ValidateRow> = Vec::new();
     let mut pooled_within = 0usize;
     for m in measured {
-        let (format, p, lambda, share, capacity) =
-            (m.format, &m.policy, m.lambda, m.share, m.capacity);
+        let (format, p, share, capacity) = (m.format, &m.policy, m.share, m.capacity);
         // The same setting on the calibrated profile; the trace does not depend on the profile.
-        let mut exp = experiment(w, format, "host", capacity, p, lambda)?;
+        let mut exp = m.exp;
         let pooled = match &profile {
             Some(pr) => {
                 exp.profile = pr.clone();

@@ -153,8 +153,6 @@ pub fn measure_reads_in_decode_regime(
     let shape = store.shape;
     let objects = (shape.layers * shape.experts) as u64;
     let pages = (store.len_bytes() / ALIGN as u64).max(2);
-    let h = super::decode::hidden_vector(seed, 0, shape.hidden);
-    let mut y = vec![0.0f32; shape.hidden];
     let (req_tx, req_rx) = mpsc::channel::<(Option<u32>, u64, AlignedBuf)>();
     let (done_tx, done_rx) = mpsc::channel::<crate::error::Result<(AlignedBuf, Instant)>>();
     std::thread::scope(|scope| {
@@ -215,7 +213,7 @@ pub fn measure_reads_in_decode_regime(
             samples.contended_kernel_ns.extend(contended);
             // The loaded expert runs on the bytes read (nothing else in flight).
             let k = Instant::now();
-            expert_kernel(shape, buf.as_slice(), &h, &mut y, false);
+            bench.run_on(buf.as_slice());
             samples.loaded_kernel_ns.push(k.elapsed().as_nanos() as f64);
             pool[slot] = Some(buf);
             let page = 1 + next() % (pages - 1);
@@ -284,12 +282,28 @@ pub struct KernelBench {
     bufs: Vec<AlignedBuf>,
     next: usize,
     step: usize,
+    /// The kernel threads' pool (none for one thread: the calling thread).
+    pool: Option<rayon::ThreadPool>,
+    /// The input vector and the output buffer, made once (not inside a timing).
+    h: Vec<f32>,
+    y: Vec<f32>,
 }
 
 impl KernelBench {
-    /// Reads every expert of `store` into memory.
-    pub fn new(store: &ExpertStore) -> crate::error::Result<KernelBench> {
+    /// Reads every expert of `store` into memory, for kernels on `threads` threads.
+    pub fn new(store: &ExpertStore, threads: usize) -> crate::error::Result<KernelBench> {
         let shape = store.shape;
+        // One kernel thread is the calling thread: no pool to build.
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .map_err(|e| crate::error::Error::usage(format!("threads: {e}")))?,
+            )
+        } else {
+            None
+        };
         let n = (shape.layers * shape.experts) as usize;
         let mut bufs: Vec<AlignedBuf> = Vec::with_capacity(n);
         for g in 0..n {
@@ -307,6 +321,9 @@ impl KernelBench {
             bufs,
             next: 0,
             step,
+            pool,
+            h: super::decode::hidden_vector(7, 0, shape.hidden),
+            y: vec![0.0; shape.hidden],
         })
     }
 
@@ -315,68 +332,58 @@ impl KernelBench {
         self.shape.format
     }
 
-    /// Runs the next expert SwiGLU of the scattered visit on the calling thread.
+    /// Runs the next expert SwiGLU of the scattered visit on the configured threads.
     pub fn run_one(&mut self) {
-        let shape = self.shape;
-        let h = super::decode::hidden_vector(7, 0, shape.hidden);
-        let mut y = vec![0.0f32; shape.hidden];
-        let b = &self.bufs[self.next];
+        let i = self.next;
         self.next = (self.next + self.step) % self.bufs.len();
-        expert_kernel(shape, b.as_slice(), &h, &mut y, false);
+        let (shape, h, y) = (self.shape, &self.h, &mut self.y);
+        run_kernel(shape, &self.pool, self.bufs[i].as_slice(), h, y);
     }
 
-    /// Times `repeats` expert SwiGLUs on `threads` kernel threads (1: the calling thread),
-    /// continuing the scattered visit where the last call stopped.
-    pub fn time(&mut self, threads: usize, repeats: usize) -> Result<Vec<f64>, String> {
-        let shape = self.shape;
-        let h = super::decode::hidden_vector(7, 0, shape.hidden);
-        let mut y = vec![0.0f32; shape.hidden];
-        // One kernel thread is the calling thread: no pool to build.
-        let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            )
-        } else {
-            None
-        };
-        let mut out = Vec::with_capacity(repeats);
-        for _ in 0..repeats {
-            let b = &self.bufs[self.next];
-            self.next = (self.next + self.step) % self.bufs.len();
-            let kernel = |y: &mut [f32]| expert_kernel(shape, b.as_slice(), &h, y, threads > 1);
-            let t = Instant::now();
-            match &pool {
-                Some(p) => p.install(|| kernel(&mut y)),
-                None => kernel(&mut y),
-            }
-            std::hint::black_box(&y);
-            out.push(t.elapsed().as_nanos() as f64);
-        }
-        Ok(out)
+    /// Runs the SwiGLU of an expert of this store held in `stored` (a buffer read just now) on
+    /// the configured threads.
+    pub fn run_on(&mut self, stored: &[u8]) {
+        run_kernel(self.shape, &self.pool, stored, &self.h, &mut self.y);
+    }
+
+    /// Times `repeats` expert SwiGLUs, continuing the scattered visit where the last call
+    /// stopped.
+    pub fn time(&mut self, repeats: usize) -> Vec<f64> {
+        (0..repeats)
+            .map(|_| {
+                let t = Instant::now();
+                self.run_one();
+                t.elapsed().as_nanos() as f64
+            })
+            .collect()
     }
 }
 
-/// One expert's SwiGLU on the packed bytes at the start of `stored` (a stored expert's buffer).
-fn expert_kernel(
+/// One expert's SwiGLU on the packed bytes at the start of `stored` (a stored expert's buffer),
+/// on `pool`'s threads or, without one, on the calling thread.
+fn run_kernel(
     shape: super::store::StoreShape,
+    pool: &Option<rayon::ThreadPool>,
     stored: &[u8],
     h: &[f32],
     y: &mut [f32],
-    parallel: bool,
 ) {
-    let packed = shape.expert_bytes() as usize;
-    swiglu_packed(
-        shape.format,
-        shape.hidden,
-        shape.ffn,
-        &stored[..packed],
-        h,
-        y,
-        parallel,
-    );
+    let packed = &stored[..shape.expert_bytes() as usize];
+    let kernel = |y: &mut [f32], parallel| {
+        swiglu_packed(
+            shape.format,
+            shape.hidden,
+            shape.ffn,
+            packed,
+            h,
+            y,
+            parallel,
+        )
+    };
+    match pool {
+        Some(p) => p.install(|| kernel(y, true)),
+        None => kernel(y, false),
+    }
     std::hint::black_box(&*y);
 }
 

@@ -180,6 +180,10 @@ pub fn decode(
         let mut protected: Vec<u32> = Vec::new();
         let mut evicted: Vec<u32> = Vec::new();
         let mut previous: Vec<u16> = Vec::new();
+        // Hits and misses of the current selection (kept across layers: no allocation while
+        // the clock runs).
+        let mut ready: Vec<usize> = Vec::with_capacity(k);
+        let mut loading: Vec<(usize, bool)> = Vec::with_capacity(k);
         let mut hidden_i = 0usize;
         for r in &trace.requests {
             // Caches reset between requests, as the simulator's default.
@@ -211,8 +215,8 @@ pub fn decode(
                     protected.clear();
                     protected.extend(selection.experts.iter().map(|&x| x as u32));
                     cache.begin_event();
-                    let mut ready: Vec<usize> = Vec::new();
-                    let mut loading: Vec<(usize, bool)> = Vec::new();
+                    ready.clear();
+                    loading.clear();
                     for (i, &x) in selection.experts.iter().enumerate() {
                         report.expert_uses += 1;
                         evicted.clear();
