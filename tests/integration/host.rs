@@ -109,13 +109,18 @@ fn real_decode_outputs_equal_the_quality_path() {
     let dir = scratch("host_outputs");
     for format in [WeightFormat::Q4K, WeightFormat::Q2K] {
         let (path, src) = store(&dir, format);
-        // Both read paths: direct I/O (where the filesystem allows it) and buffered.
-        for direct in [true, false] {
+        // Both read paths: direct I/O (where the filesystem allows it) and buffered; kernels on
+        // the compute thread and split over two threads.
+        for (direct, threads) in [(true, 1), (false, 1), (true, 2)] {
             let st = ExpertStore::open(&path, direct).unwrap();
             let exp = experiment("lru", 4, "kind = \"standard\"");
             let trace = exp.build_trace().unwrap();
             let mut seen: Vec<Observed> = Vec::new();
-            let real = decode(&st, &trace, &options(&exp, "lru", 4), Some(&mut seen)).unwrap();
+            let o = DecodeOptions {
+                threads,
+                ..options(&exp, "lru", 4)
+            };
+            let real = decode(&st, &trace, &o, Some(&mut seen)).unwrap();
             assert_eq!(seen.len() as u64, real.expert_uses);
             assert!(real.hits > 0 && real.misses > 0);
             for (event, layer, x, out) in seen.iter().step_by(7) {
@@ -123,7 +128,10 @@ fn real_decode_outputs_equal_the_quality_path() {
                 let h = hidden_vector(5, *event, src.hidden());
                 let mut y = vec![0.0f32; src.hidden()];
                 q.forward(&h, &mut y);
-                assert_eq!(&y, out, "{format} event {event} layer {layer} expert {x}");
+                assert_eq!(
+                    &y, out,
+                    "{format} threads {threads} event {event} layer {layer} expert {x}"
+                );
             }
         }
     }
