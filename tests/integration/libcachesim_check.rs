@@ -13,21 +13,32 @@ use std::process::Command;
 
 use crate::util::{moesim, scratch};
 
+/// The Python of the cross-check environment, created once per test binary (every test that
+/// needs it asks here, so the script runs once); `scripts/pyenv.sh` also locks, so test
+/// binaries or CI steps running it at the same moment are safe too.
 pub fn python() -> Option<PathBuf> {
     if std::env::var("MOESIM_SKIP_PYTHON").is_ok_and(|v| v == "1") {
         println!("SKIP: MOESIM_SKIP_PYTHON=1, the Python cross-checks did not run");
         return None;
     }
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(format!("{root}/scripts/pyenv.sh"))
-        .output()
-        .expect("scripts/pyenv.sh runs");
-    assert!(
-        out.status.success(),
-        "creating the Python environment failed (set MOESIM_SKIP_PYTHON=1 to skip explicitly):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
+    static PYTHON: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    let made = PYTHON.get_or_init(|| {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let out = Command::new(format!("{root}/scripts/pyenv.sh"))
+            .output()
+            .expect("scripts/pyenv.sh runs");
+        if out.status.success() {
+            Ok(PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    match made {
+        Ok(p) => Some(p.clone()),
+        Err(stderr) => panic!(
+            "creating the Python environment failed (set MOESIM_SKIP_PYTHON=1 to skip explicitly):\n{stderr}"
+        ),
+    }
 }
 
 type Hits = BTreeMap<String, BTreeMap<u64, u64>>;

@@ -15,6 +15,8 @@ mod trace_cli;
 mod cache_properties;
 // Exactness of the cache policies against libCacheSim (Python, in CI).
 mod libcachesim_check;
+// The Python environment script under concurrency.
+mod pyenv;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.
