@@ -17,6 +17,7 @@ pub mod experiment;
 pub mod hardware;
 pub mod host;
 pub mod moe;
+pub mod param;
 pub mod precision;
 pub mod preset;
 pub mod quality;

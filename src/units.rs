@@ -4,6 +4,32 @@
 //! time is integer nanoseconds ([`crate::engine::TimeNs`]). Decimal prefixes
 //! (MB = 10^6 B, GB/s = 10^9 B/s) are used throughout, as in `../shared/reference/hardware.md`.
 
+/// The longest single duration the simulator accepts: 10^15 ns (11.6 days). Every figure that
+/// becomes one event's duration (a load, a kernel, an arrival gap, a think time) is checked
+/// against it at validation time, so a run of any realistic length fits the u64 clock
+/// (584 years) and a nonsense figure is refused by name instead of overflowing.
+pub const MAX_DURATION_NS: f64 = 1e15;
+
+/// The most memory one input may make moesim allocate for a single structure (a trace
+/// header's layer table, a generated model, one layer's proxy experts, a benchmark matrix):
+/// 8 GiB. Sizes computed from input are checked against it before allocating, so an absurd
+/// count is refused in one line instead of aborting the process.
+pub const MAX_WORKING_BYTES: u64 = 8 << 30;
+
+/// Checks that `bytes` (computed with checked arithmetic; `None` on overflow) is within
+/// [`MAX_WORKING_BYTES`]; the error says what needs them.
+pub fn check_working_bytes(what: &str, bytes: Option<u64>) -> Result<u64, String> {
+    match bytes {
+        Some(b) if b <= MAX_WORKING_BYTES => Ok(b),
+        Some(b) => Err(format!(
+            "{what} would need {}, more than the {} one structure may take",
+            format_bytes(b as f64),
+            format_bytes(MAX_WORKING_BYTES as f64)
+        )),
+        None => Err(format!("{what} would need more memory than can be counted")),
+    }
+}
+
 /// Rounds a non-negative duration in nanoseconds (a float from a rate model) up to whole
 /// nanoseconds, so that no positive cost rounds to zero.
 pub fn ceil_ns(duration_ns: f64) -> u64 {

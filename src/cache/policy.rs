@@ -127,6 +127,15 @@ impl PolicyKind {
         matches!(self, PolicyKind::Pinned {})
     }
 
+    /// Checks parameters; the error names the field. `FromStr` and every other way of making
+    /// a policy pass through here.
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
+        match self {
+            PolicyKind::Ema { decay } => crate::param::decay("decay", *decay),
+            _ => Ok(()),
+        }
+    }
+
     /// The policy for one cache.
     pub fn build(&self, ctx: &PolicyContext) -> Box<dyn EvictionPolicy> {
         let n = ctx.n_objects as usize;
@@ -211,10 +220,10 @@ impl FromStr for PolicyKind {
                         .parse::<f64>()
                         .map_err(|_| format!("ema:{a}: the decay must be a number"))?,
                 };
-                if !(0.0..1.0).contains(&decay) {
-                    return Err(format!("ema:{decay}: the decay must be in [0, 1)"));
-                }
-                Ok(PolicyKind::Ema { decay })
+                let kind = PolicyKind::Ema { decay };
+                kind.validate()
+                    .map_err(|e| format!("ema:{}: the decay {}", e.value, e.reason))?;
+                Ok(kind)
             }
             _ => Err(format!(
                 "unknown policy `{s}` (expected fifo, lru, lfu, lfru, arc, sieve, least-stale, pinned, belady, ema[:DECAY])"

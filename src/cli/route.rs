@@ -133,82 +133,95 @@ impl Row {
     }
 }
 
-/// Expands the command line into jobs.
-fn jobs(args: &RouteArgs, top_k: u32) -> Result<Vec<RouteJob>> {
-    for &b in &args.bonus {
-        if !(b.is_finite() && b >= 0.0) {
-            return Err(Error::usage(format!(
-                "--bonus {b}: bonuses must be finite and >= 0"
-            )));
-        }
+/// The flag that sets parameter `key` of router `router` (for errors in the flags' names).
+fn flag_of(router: &str, key: &str) -> &'static str {
+    match (router, key) {
+        ("memory-aware" | "cross-layer", "lambda") | ("ema", "gamma") => "--bonus",
+        (_, "hot_bonus") => "--hot-bonus",
+        (_, "evict_penalty") => "--evict-penalty",
+        (_, "warmup_rate") => "--warmup-rate",
+        (_, "alpha") => "--ema-alpha",
+        (_, "beta") => "--ema-beta",
+        (_, "decay") => "--ema-decay",
+        (_, "keep") => "--max-rank-keep",
+        (_, "rank_limit") => "--max-rank-limit",
+        _ => "--router",
     }
-    if !(0.0..1.0).contains(&args.ema_decay) {
-        return Err(Error::usage(format!(
-            "--ema-decay {}: must be in [0, 1)",
-            args.ema_decay
-        )));
-    }
-    for (flag, v) in [
-        ("--hot-bonus", args.hot_bonus),
-        ("--evict-penalty", args.evict_penalty),
-        ("--ema-alpha", args.ema_alpha),
-        ("--ema-beta", args.ema_beta),
-    ] {
-        if !(v.is_finite() && v >= 0.0) {
-            return Err(Error::usage(format!("{flag} {v}: must be finite and >= 0")));
-        }
-    }
-    if let Some(r) = args.warmup_rate.filter(|r| !(r.is_finite() && *r > 0.0)) {
-        return Err(Error::usage(format!(
-            "--warmup-rate {r}: must be finite and > 0"
-        )));
-    }
-    if args.max_rank_keep > top_k as usize {
-        return Err(Error::usage(format!(
-            "--max-rank-keep {}: cannot keep more than the trace's top-{top_k}",
-            args.max_rank_keep
-        )));
-    }
-    if let Some(l) = args.max_rank_limit.filter(|&l| l < top_k as usize) {
-        return Err(Error::usage(format!(
-            "--max-rank-limit {l}: must be at least the trace's top-k ({top_k})"
-        )));
-    }
-    let mut routers: Vec<RouterKind> = Vec::new();
-    for name in &args.router {
-        match name.as_str() {
-            "standard" => routers.push(RouterKind::Standard {}),
-            "hard-mask" => routers.push(RouterKind::HardMask {}),
-            "max-rank" => routers.push(RouterKind::MaxRank {
-                keep: args.max_rank_keep,
-                rank_limit: args.max_rank_limit.unwrap_or(2 * top_k as usize),
-            }),
-            "memory-aware" => {
-                routers.extend(args.bonus.iter().map(|&lambda| RouterKind::MemoryAware {
-                    lambda,
-                    hot_bonus: args.hot_bonus,
-                    evict_penalty: args.evict_penalty,
-                    warmup_rate: args.warmup_rate,
-                    gate: args.gate,
-                }))
-            }
-            "ema" => routers.extend(args.bonus.iter().map(|&gamma| RouterKind::Ema {
+}
+
+/// The routers `name` stands for on this command line (one per `--bonus` value for the routers
+/// it sweeps); empty for an unknown name.
+fn build(name: &str, args: &RouteArgs, shape: &crate::param::ModelShape) -> Vec<RouterKind> {
+    let top_k = shape.top_k as usize;
+    match name {
+        "standard" => vec![RouterKind::Standard {}],
+        "hard-mask" => vec![RouterKind::HardMask {}],
+        "max-rank" => vec![RouterKind::MaxRank {
+            keep: args.max_rank_keep,
+            rank_limit: args
+                .max_rank_limit
+                .unwrap_or((2 * top_k).min(shape.experts as usize)),
+        }],
+        "memory-aware" => args
+            .bonus
+            .iter()
+            .map(|&lambda| RouterKind::MemoryAware {
+                lambda,
+                hot_bonus: args.hot_bonus,
+                evict_penalty: args.evict_penalty,
+                warmup_rate: args.warmup_rate,
+                gate: args.gate,
+            })
+            .collect(),
+        "ema" => args
+            .bonus
+            .iter()
+            .map(|&gamma| RouterKind::Ema {
                 alpha: args.ema_alpha,
                 beta: args.ema_beta,
                 gamma,
                 decay: args.ema_decay,
-            })),
-            "cross-layer" => routers.extend(
-                args.bonus
-                    .iter()
-                    .map(|&lambda| RouterKind::CrossLayer { lambda }),
-            ),
-            other => {
-                return Err(Error::usage(format!(
-                    "unknown router `{other}` (expected standard, memory-aware, ema, max-rank, hard-mask, cross-layer)"
-                )));
-            }
+            })
+            .collect(),
+        "cross-layer" => args
+            .bonus
+            .iter()
+            .map(|&lambda| RouterKind::CrossLayer { lambda })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Expands the command line into jobs. Every router is checked by `RouterKind::validate`,
+/// the check an experiment file's `[router]` meets, and refusals name the flag.
+fn jobs(args: &RouteArgs, shape: &crate::param::ModelShape) -> Result<Vec<RouteJob>> {
+    let mut routers: Vec<RouterKind> = Vec::new();
+    for name in &args.router {
+        let built = build(name, args, shape);
+        if built.is_empty() {
+            return Err(Error::usage(format!(
+                "unknown router `{name}` (expected standard, memory-aware, ema, max-rank, hard-mask, cross-layer)"
+            )));
         }
+        routers.extend(built);
+    }
+    // Every flag's value is checked, whether or not its router was selected: each router
+    // kind is built from the flags once (with every --bonus value) and validated.
+    let mut probes = routers.clone();
+    for name in ["memory-aware", "ema", "max-rank", "cross-layer"] {
+        if !args.router.iter().any(|r| r == name) {
+            probes.extend(build(name, args, shape));
+        }
+    }
+    for router in &probes {
+        router.validate(shape).map_err(|e| {
+            Error::usage(format!(
+                "{} {}: {}",
+                flag_of(router.name(), &e.key),
+                e.value,
+                e.reason
+            ))
+        })?;
     }
     if let Some(bad) = args.capacity.iter().find(|c| !(c.is_finite() && **c > 0.0)) {
         return Err(Error::usage(format!(
@@ -250,7 +263,12 @@ pub fn run(args: RouteArgs, out: &mut dyn Write) -> Result<()> {
         _ => 1,
     };
     let w = RouteWorkload::from_trace(&args.trace)?;
-    let jobs = jobs(&args, w.top_k)?;
+    let shape = crate::param::ModelShape {
+        layers: w.layers,
+        experts: w.experts,
+        top_k: w.top_k,
+    };
+    let jobs = jobs(&args, &shape)?;
     let opts = RouteOptions {
         scope: args.scope,
         between: args.between_requests,

@@ -135,6 +135,12 @@ fn at(label: &str, key: &str, reason: impl Into<String>) -> Error {
     Error::Input(InputError::at_key(label, key, reason))
 }
 
+/// A refused plug-in parameter of `section`, as `FILE: section.key: value: reason`.
+fn param_at(label: &str, section: &str, e: crate::param::ParamError) -> Error {
+    let e = e.in_section(section);
+    at(label, &e.key, format!("{}: {}", e.value, e.reason))
+}
+
 /// A preset name, or a path relative to `base`.
 /// Imports `imp`'s files in memory: the native bytes and the (layers, experts, top-k) shape.
 fn import_trace(imp: &spec::TraceImportSpec, base: &Path) -> Result<(Vec<u8>, (u32, u32, u32))> {
@@ -349,6 +355,16 @@ impl Experiment {
             ));
         }
 
+        // Plug-in parameters: one check per kind, the same that sweep axes and flags meet.
+        let model_shape = crate::param::ModelShape {
+            layers: want.0,
+            experts: want.1,
+            top_k: want.2,
+        };
+        spec.router
+            .validate(&model_shape)
+            .map_err(|e| param_at(label, "router", e))?;
+
         // Cache.
         let c = &spec.cache;
         let policy: PolicyKind = c
@@ -404,7 +420,19 @@ impl Experiment {
             },
             PrefetchName::Oracle => PrefetchKind::Oracle {},
         };
-        prefetch.validate().map_err(|r| at(label, "prefetch", r))?;
+        prefetch
+            .validate()
+            .map_err(|e| param_at(label, "prefetch", e))?;
+        if let Some(n) = p.count {
+            crate::param::int_within(
+                "count",
+                n as u64,
+                1,
+                model_shape.experts as u64,
+                "experts per layer",
+            )
+            .map_err(|e| param_at(label, "prefetch", e))?;
+        }
         if policy.needs_oracle() && prefetch != (PrefetchKind::None {}) {
             return Err(at(
                 label,
@@ -415,7 +443,7 @@ impl Experiment {
         spec.scenario
             .arrival
             .validate()
-            .map_err(|r| at(label, "scenario.arrival", r))?;
+            .map_err(|e| param_at(label, "scenario.arrival", e))?;
         // Precision.
         let pr = &spec.precision;
         let allocator = pr.allocator.clone().unwrap_or(AllocatorKind::Uniform {
@@ -423,11 +451,15 @@ impl Experiment {
         });
         allocator
             .validate()
-            .map_err(|(k, r)| at(label, "precision.allocator", format!("{k}: {r}")))?;
+            .map_err(|e| param_at(label, "precision.allocator", e))?;
         resolved.precision.allocator = Some(allocator.clone());
         if let Some(d) = &pr.dynamic {
             d.validate()
-                .map_err(|(k, r)| at(label, "precision.dynamic", format!("{k}: {r}")))?;
+                .map_err(|e| param_at(label, "precision.dynamic", e))?;
+        }
+        if let Some(l) = &pr.low_on_miss {
+            l.validate()
+                .map_err(|e| param_at(label, "precision.low_on_miss", e))?;
         }
 
         // Output quality.
@@ -450,6 +482,41 @@ impl Experiment {
             ));
         }
         let hidden = generator_hidden.or(q.hidden_dim).unwrap_or(256) as usize;
+        if q.samples > 1_000_000 {
+            return Err(at(
+                label,
+                "quality.samples",
+                format!("{}: must be at most 1000000", q.samples),
+            ));
+        }
+        if q.ffn_dim > 65_536 {
+            return Err(at(
+                label,
+                "quality.ffn_dim",
+                format!(
+                    "{}: must be at most 65536 (proxy experts are stand-ins; timing uses the model's own sizes)",
+                    q.ffn_dim
+                ),
+            ));
+        }
+        if let Some(h) = q.hidden_dim
+            && h > 65_536
+        {
+            return Err(at(
+                label,
+                "quality.hidden_dim",
+                format!("{h}: must be at most 65536"),
+            ));
+        }
+        if q.samples > 0 {
+            // One layer's proxy experts in f32 and in their quantized forms, at most.
+            let bytes = (model.n_experts as u64)
+                .checked_mul(3 * 4 * 2)
+                .and_then(|b| b.checked_mul(hidden as u64))
+                .and_then(|b| b.checked_mul(q.ffn_dim as u64));
+            crate::units::check_working_bytes("one layer of proxy experts", bytes)
+                .map_err(|r| at(label, "quality.ffn_dim", r))?;
+        }
         if q.ffn_dim == 0 || !q.ffn_dim.is_multiple_of(256) {
             return Err(at(
                 label,
@@ -474,12 +541,13 @@ impl Experiment {
             && !((0.0..=1.0).contains(&o.experts)
                 && (0.0..=1.0).contains(&o.channels)
                 && o.scale.is_finite()
-                && o.scale > 0.0)
+                && o.scale > 0.0
+                && o.scale <= 1e6)
         {
             return Err(at(
                 label,
                 "quality.outliers",
-                "experts and channels must be in [0, 1] and scale > 0",
+                "experts and channels must be in [0, 1] and scale in (0, 10^6]",
             ));
         }
         let synthetic = |distribution| {
@@ -499,9 +567,8 @@ impl Experiment {
         let proxy = match &q.weights {
             ProxyWeightsSpec::Gaussian {} => synthetic(WeightDistribution::Gaussian),
             ProxyWeightsSpec::StudentT { df } => {
-                if !(df.is_finite() && *df > 0.0) {
-                    return Err(at(label, "quality.weights.df", "must be > 0"));
-                }
+                crate::param::within("df", *df, 1.0, 1e6)
+                    .map_err(|e| param_at(label, "quality.weights", e))?;
                 synthetic(WeightDistribution::StudentT(*df))
             }
             ProxyWeightsSpec::Safetensors { file, w1, w2, w3 } => {

@@ -89,6 +89,23 @@ pub struct LowOnMissSpec {
     pub format: Option<WeightFormat>,
 }
 
+impl LowOnMissSpec {
+    /// Checks parameters; the error names the field.
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
+        crate::param::within("gate_below", self.gate_below, 0.0, 1.0)?;
+        if let Some(f) = self.format
+            && f.compute_class().is_none()
+        {
+            return Err(crate::param::ParamError::new(
+                "format",
+                f,
+                "is the untimed quality reference; pick a deployable format",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// How far down the ladder the state puts every expert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lowering {
@@ -119,37 +136,29 @@ impl PrecisionTimeline {
 
 impl DynamicSpec {
     /// Checks the spec; the error names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if !(0.0..=100.0).contains(&self.battery_low_pct) {
-            return Err(("battery_low_pct", "must be in [0, 100]".into()));
-        }
-        if !(0.0..=1.0).contains(&self.memory_pressure_high) {
-            return Err(("memory_pressure_high", "must be in [0, 1]".into()));
-        }
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
+        use crate::param::{ParamError, within};
+        within("battery_low_pct", self.battery_low_pct, 0.0, 100.0)?;
+        within("memory_pressure_high", self.memory_pressure_high, 0.0, 1.0)?;
+        let max_ms = crate::units::MAX_DURATION_NS / 1e6;
         let mut last = 0.0;
         for (i, c) in self.timeline.iter().enumerate() {
-            if !(c.at_ms.is_finite() && c.at_ms >= last) {
-                return Err((
-                    "timeline",
+            let key = |field: &str| format!("timeline[{i}].{field}");
+            if !(c.at_ms.is_finite() && c.at_ms >= last && c.at_ms <= max_ms) {
+                return Err(ParamError::new(
+                    key("at_ms"),
+                    crate::param::show(c.at_ms),
                     format!(
-                        "entry {}: at_ms = {} must be finite, >= 0 and not before the previous entry",
-                        i + 1,
-                        c.at_ms
+                        "must be finite, not before the previous entry ({last}) and at most 10^9 ms (11.6 days)"
                     ),
                 ));
             }
             last = c.at_ms;
-            if c.battery_pct.is_some_and(|b| !(0.0..=100.0).contains(&b)) {
-                return Err((
-                    "timeline",
-                    format!("entry {}: battery_pct must be in [0, 100]", i + 1),
-                ));
+            if let Some(b) = c.battery_pct {
+                within(&key("battery_pct"), b, 0.0, 100.0)?;
             }
-            if c.memory_pressure.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
-                return Err((
-                    "timeline",
-                    format!("entry {}: memory_pressure must be in [0, 1]", i + 1),
-                ));
+            if let Some(m) = c.memory_pressure {
+                within(&key("memory_pressure"), m, 0.0, 1.0)?;
             }
         }
         Ok(())
@@ -212,6 +221,6 @@ mod tests {
     fn out_of_order_entries_are_refused() {
         let spec: DynamicSpec =
             toml::from_str("timeline = [{ at_ms = 5 }, { at_ms = 1 }]").unwrap();
-        assert_eq!(spec.validate().unwrap_err().0, "timeline");
+        assert_eq!(spec.validate().unwrap_err().key, "timeline[1].at_ms");
     }
 }

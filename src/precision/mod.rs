@@ -275,15 +275,15 @@ impl AllocatorKind {
         }
     }
 
-    /// Checks parameters; the error names the key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let untimed = |f: &WeightFormat| f.compute_class().is_none();
+    /// Checks parameters; the error names the field.
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
+        use crate::param::ParamError;
+        let untimed = |key: &str, f: &WeightFormat| match f.compute_class() {
+            None => Err(ParamError::new(key, f, untimed_reason(*f))),
+            Some(_) => Ok(()),
+        };
         match self {
-            AllocatorKind::Uniform { format } => {
-                if untimed(format) {
-                    return Err(("format", untimed_reason(*format)));
-                }
-            }
+            AllocatorKind::Uniform { format } => untimed("format", format)?,
             AllocatorKind::FrequencyTiers {
                 hot_pct,
                 cold_pct,
@@ -291,20 +291,18 @@ impl AllocatorKind {
                 warm,
                 cold,
             } => {
-                if !(0.0..=1.0).contains(hot_pct) || !(0.0..=1.0).contains(cold_pct) {
-                    return Err(("hot_pct", "hot_pct and cold_pct must be in [0, 1]".into()));
-                }
+                crate::param::within("hot_pct", *hot_pct, 0.0, 1.0)?;
+                crate::param::within("cold_pct", *cold_pct, 0.0, 1.0)?;
                 if cold_pct >= hot_pct {
-                    return Err((
+                    return Err(ParamError::new(
                         "cold_pct",
-                        format!("{cold_pct} must be below hot_pct ({hot_pct})"),
+                        cold_pct,
+                        format!("must be below hot_pct ({hot_pct})"),
                     ));
                 }
-                for (k, f) in [("hot", hot), ("warm", warm), ("cold", cold)] {
-                    if untimed(f) {
-                        return Err((k, untimed_reason(*f)));
-                    }
-                }
+                untimed("hot", hot)?;
+                untimed("warm", warm)?;
+                untimed("cold", cold)?;
             }
             AllocatorKind::BudgetOptimal {
                 formats,
@@ -313,26 +311,35 @@ impl AllocatorKind {
                 ..
             } => {
                 if formats.is_empty() {
-                    return Err(("formats", "give at least one format".into()));
+                    return Err(ParamError::new("formats", "[]", "give at least one format"));
                 }
                 for (i, f) in formats.iter().enumerate() {
-                    if untimed(f) {
-                        return Err(("formats", untimed_reason(*f)));
-                    }
+                    untimed("formats", f)?;
                     if formats[..i].contains(f) {
-                        return Err(("formats", format!("{f} is listed twice")));
+                        return Err(ParamError::new("formats", f, "is listed twice"));
                     }
                 }
                 match (budget_bits_per_weight, budget_bytes) {
-                    (Some(b), None) if b.is_finite() && *b > 0.0 => {}
-                    (Some(_), None) => {
-                        return Err(("budget_bits_per_weight", "must be > 0".into()));
+                    (Some(b), None) => {
+                        crate::param::within("budget_bits_per_weight", *b, 1e-3, 64.0)?
                     }
-                    (None, Some(_)) => {}
-                    _ => {
-                        return Err((
+                    (None, Some(b)) => {
+                        if *b == 0 {
+                            return Err(ParamError::new("budget_bytes", b, "must be > 0"));
+                        }
+                    }
+                    (Some(b), Some(_)) => {
+                        return Err(ParamError::new(
                             "budget_bits_per_weight",
-                            "give exactly one of budget_bits_per_weight and budget_bytes".into(),
+                            b,
+                            "give exactly one of budget_bits_per_weight and budget_bytes",
+                        ));
+                    }
+                    (None, None) => {
+                        return Err(ParamError::new(
+                            "budget_bits_per_weight",
+                            "none",
+                            "give exactly one of budget_bits_per_weight and budget_bytes",
                         ));
                     }
                 }

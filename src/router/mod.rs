@@ -252,6 +252,64 @@ fn one() -> f64 {
 }
 
 impl RouterKind {
+    /// Checks every parameter against the model it routes for; the error names the field.
+    /// Experiment files, sweep axes and `moesim route`'s flags all pass through here.
+    pub fn validate(
+        &self,
+        shape: &crate::param::ModelShape,
+    ) -> Result<(), crate::param::ParamError> {
+        use crate::param::{ParamError, decay, int_within, non_negative, positive};
+        match self {
+            RouterKind::Standard {} | RouterKind::HardMask {} => Ok(()),
+            RouterKind::MemoryAware {
+                lambda,
+                hot_bonus,
+                evict_penalty,
+                warmup_rate,
+                gate: _,
+            } => {
+                non_negative("lambda", *lambda)?;
+                non_negative("hot_bonus", *hot_bonus)?;
+                non_negative("evict_penalty", *evict_penalty)?;
+                if let Some(r) = warmup_rate {
+                    positive("warmup_rate", *r)?;
+                }
+                Ok(())
+            }
+            RouterKind::Ema {
+                alpha,
+                beta,
+                gamma,
+                decay: d,
+            } => {
+                non_negative("alpha", *alpha)?;
+                non_negative("beta", *beta)?;
+                non_negative("gamma", *gamma)?;
+                decay("decay", *d)?;
+                if *alpha + *beta + *gamma == 0.0 {
+                    return Err(ParamError::new(
+                        "alpha",
+                        alpha,
+                        "alpha, beta and gamma are all 0: every expert would score the same",
+                    ));
+                }
+                Ok(())
+            }
+            RouterKind::MaxRank { keep, rank_limit } => {
+                let (k, e) = (shape.top_k as u64, shape.experts as u64);
+                int_within("keep", *keep as u64, 0, k, &format!("at most top-{k}"))?;
+                int_within(
+                    "rank_limit",
+                    *rank_limit as u64,
+                    k,
+                    e,
+                    &format!("from top-{k} to the {e} experts"),
+                )
+            }
+            RouterKind::CrossLayer { lambda } => non_negative("lambda", *lambda),
+        }
+    }
+
     /// Builds the router for a model of `layers` MoE layers and `experts` experts per layer;
     /// `logit_scale[l]` is the per-layer normaliser `s` (see [`replay::RoutePlan::scales`]).
     pub fn build(

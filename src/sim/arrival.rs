@@ -38,15 +38,22 @@ impl Default for ArrivalKind {
 }
 
 impl ArrivalKind {
-    /// Checks parameters; the reason names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks parameters; the error names the field. A mean gap must fit one event's
+    /// duration ([`crate::units::MAX_DURATION_NS`]): rates below 10^-6 per second (one request
+    /// in 11.6 days) are refused, as are rates above 10^9 per second.
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
         match self {
-            ArrivalKind::Poisson { rate_per_s }
-                if !(rate_per_s.is_finite() && *rate_per_s > 0.0) =>
-            {
-                Err(format!("rate_per_s = {rate_per_s}: must be > 0"))
+            ArrivalKind::Poisson { rate_per_s } => {
+                crate::param::within("rate_per_s", *rate_per_s, 1e-6, 1e9)
             }
-            _ => Ok(()),
+            ArrivalKind::ClosedLoop { think_time_ns } => crate::param::int_within(
+                "think_time_ns",
+                *think_time_ns,
+                0,
+                crate::units::MAX_DURATION_NS as u64,
+                "at most 10^15 ns, 11.6 days",
+            ),
+            ArrivalKind::AllAtOnce {} => Ok(()),
         }
     }
 

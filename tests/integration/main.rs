@@ -17,6 +17,8 @@ mod cache_properties;
 mod libcachesim_check;
 // The Python environment script under concurrency.
 mod pyenv;
+// Plug-in parameters: one validation for files, sweep axes and flags.
+mod params;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.

@@ -585,7 +585,7 @@ fn bad_precision_and_quality_settings_fail_on_one_line() {
         (
             "weights = { kind = \"gaussian\" }",
             "weights = { kind = \"gaussian\" }\n[precision.dynamic]\ntimeline = [{ at_ms = 5 }, { at_ms = 1 }]",
-            &["precision.dynamic", "entry 2"],
+            &["precision.dynamic.timeline[1].at_ms", "not before the previous entry"],
         ),
         (
             "ffn_dim = 256",

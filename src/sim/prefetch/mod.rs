@@ -99,12 +99,10 @@ impl PrefetchKind {
         }
     }
 
-    /// Checks parameters; the reason names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Checks parameters; the error names the field.
+    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
         match self {
-            PrefetchKind::History { decay } if !(0.0..1.0).contains(decay) => {
-                Err(format!("decay = {decay}: must be in [0, 1)"))
-            }
+            PrefetchKind::History { decay } => crate::param::decay("decay", *decay),
             _ => Ok(()),
         }
     }
