@@ -68,7 +68,7 @@ pub struct ModelShape {
 /// large or small (`1e-300`, not three hundred zeros).
 pub fn show(x: f64) -> String {
     let a = x.abs();
-    if x == 0.0 || !x.is_finite() || (1e-4..1e15).contains(&a) {
+    if x == 0.0 || !x.is_finite() || (1e-4..1e9).contains(&a) {
         format!("{x}")
     } else {
         format!("{x:e}")
@@ -80,7 +80,11 @@ pub fn non_negative(key: &str, x: f64) -> Result<(), ParamError> {
     if x.is_finite() && x >= 0.0 {
         Ok(())
     } else {
-        Err(ParamError::new(key, show(x), "must be a finite number >= 0"))
+        Err(ParamError::new(
+            key,
+            show(x),
+            "must be a finite number >= 0",
+        ))
     }
 }
 

@@ -65,7 +65,7 @@ fn bench(
     trace: SimTrace,
 ) {
     {
-        let events = moesim::sim::run(&setup, &trace).0.events;
+        let events = moesim::sim::run(&setup, &trace).unwrap().0.events;
         g.throughput(Throughput::Elements(events));
         g.bench_with_input(
             BenchmarkId::new("mixtral-4090-offload", name),

@@ -710,7 +710,7 @@ fn predict(exp: &Experiment, trace: &SimTrace) -> Result<SimReport> {
     setup.dense_ns = 0;
     setup.gate_ns = 0;
     setup.head_ns = 0;
-    Ok(crate::sim::run(&setup, trace).0)
+    Ok(crate::sim::run(&setup, trace).map_err(Error::usage)?.0)
 }
 
 fn rel(predicted: f64, measured: f64) -> f64 {

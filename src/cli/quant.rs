@@ -123,7 +123,14 @@ fn parse_shape(s: &str) -> std::result::Result<(usize, usize), String> {
         .ok_or_else(|| format!("`{s}`: expected ROWSxCOLS, e.g. 4096x256"))?;
     let p = |v: &str| v.trim().parse::<usize>().ok().filter(|&n| n > 0);
     match (p(r), p(c)) {
-        (Some(r), Some(c)) => Ok((r, c)),
+        (Some(r), Some(c)) => {
+            // The f32 matrix and its quantized copies.
+            let bytes = (r as u64)
+                .checked_mul(c as u64)
+                .and_then(|n| n.checked_mul(8));
+            crate::units::check_working_bytes(&format!("`{s}`"), bytes)?;
+            Ok((r, c))
+        }
         _ => Err(format!("`{s}`: expected ROWSxCOLS with positive integers")),
     }
 }
@@ -214,9 +221,8 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
         if a.tensor.is_some() {
             return Err(Error::usage("--tensor needs --input FILE.safetensors"));
         }
-        if !(a.df.is_finite() && a.df > 0.0) {
-            return Err(Error::usage(format!("--df {}: must be > 0", a.df)));
-        }
+        crate::param::within("--df", a.df, 1.0, 1e6)
+            .map_err(|e| Error::usage(format!("--df {}: {}", e.value, e.reason)))?;
         let (rows, cols) = a.shape;
         for d in &a.dist {
             let dist = match d.as_str() {
@@ -296,7 +302,10 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
                     &s.data,
                     had.then(|| rotation.clone()),
                 )
-                .map_err(Error::usage)?;
+                .map_err(|r| match &a.input {
+                    Some(p) => Error::Input(InputError::new(p.display().to_string(), r)),
+                    None => Error::usage(format!("{}: {r}", s.name)),
+                })?;
                 let e = error_stats(&s.data, &q.dequantize());
                 let reference = if standard_shape {
                     reference_sqnr(f, &s.name, had)

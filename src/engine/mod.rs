@@ -69,6 +69,7 @@ pub struct Scheduler<E> {
     seq: u64,
     heap: BinaryHeap<Entry<E>>,
     processed: u64,
+    overflowed: bool,
 }
 
 impl<E> Default for Scheduler<E> {
@@ -85,6 +86,7 @@ impl<E> Scheduler<E> {
             seq: 0,
             heap: BinaryHeap::new(),
             processed: 0,
+            overflowed: false,
         }
     }
 
@@ -110,10 +112,24 @@ impl<E> Scheduler<E> {
         self.seq += 1;
     }
 
-    /// Schedules `event` `delay` nanoseconds from now.
+    /// Schedules `event` `delay` nanoseconds from now. A time past the end of the clock
+    /// (2^64 ns, 584 years) is held at the end and recorded: the model checks
+    /// [`Scheduler::overflowed`] when the run ends and reports it instead of a wrapped time.
     #[inline]
     pub fn schedule_in(&mut self, delay: TimeNs, event: E) {
-        self.schedule_at(self.now + delay, event);
+        let time = match self.now.checked_add(delay) {
+            Some(t) => t,
+            None => {
+                self.overflowed = true;
+                TimeNs::MAX
+            }
+        };
+        self.schedule_at(time, event);
+    }
+
+    /// Whether some event was due after the end of the clock (see [`Scheduler::schedule_in`]).
+    pub fn overflowed(&self) -> bool {
+        self.overflowed || self.now == TimeNs::MAX
     }
 
     /// Removes the earliest event, advances the clock to it and returns it.
@@ -139,6 +155,17 @@ impl<E> Scheduler<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_past_the_end_of_the_clock_is_held_and_recorded() {
+        let mut s = Scheduler::new();
+        s.schedule_in(TimeNs::MAX - 5, 1);
+        assert!(!s.overflowed());
+        assert_eq!(s.pop(), Some((TimeNs::MAX - 5, 1)));
+        s.schedule_in(10, 2);
+        assert!(s.overflowed());
+        assert_eq!(s.pop(), Some((TimeNs::MAX, 2)));
+    }
 
     #[test]
     fn same_time_events_keep_schedule_order() {

@@ -309,6 +309,18 @@ impl Experiment {
                     return Err(at(label, "trace.requests", "must be > 0"));
                 }
                 let seed = t.seed.unwrap_or(spec.seed);
+                // The simulation holds every event's logits in memory.
+                let bytes = (requests as u64)
+                    .checked_mul(gspec.prefill_tokens as u64 + gspec.decode_tokens as u64)
+                    .and_then(|n| n.checked_mul(gspec.layers as u64))
+                    .and_then(|n| n.checked_mul(gspec.experts as u64 * 4 + 16));
+                crate::units::check_working_bytes("the generated trace", bytes).map_err(|r| {
+                    at(
+                        label,
+                        "trace.requests",
+                        format!("{r}; generate fewer requests or tokens"),
+                    )
+                })?;
                 resolved.trace.requests = Some(requests);
                 resolved.trace.prefill_tokens = Some(gspec.prefill_tokens);
                 resolved.trace.decode_tokens = Some(gspec.decode_tokens);
@@ -774,7 +786,8 @@ impl Experiment {
         )
         .map_err(|e| at(&self.label, e.key, e.reason))?;
         let start = Instant::now();
-        let (mut report, timeline, timeline_truncated) = crate::sim::run(&setup, trace);
+        let (mut report, timeline, timeline_truncated) = crate::sim::run(&setup, trace)
+            .map_err(|r| Error::usage(format!("{}: {r}", self.label)))?;
         let simulate_wall_s = start.elapsed().as_secs_f64();
         let q_start = Instant::now();
         let (output_quality, quality_note) =

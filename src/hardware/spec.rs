@@ -321,7 +321,9 @@ impl HardwareProfileSpec {
                     format!("duplicate tier name `{}` (also tiers[{j}])", t.name),
                 ));
             }
-            positive_int(t.capacity_bytes).map_err(|r| err(&key("capacity_bytes"), r))?;
+            CAPACITY
+                .check_int(t.capacity_bytes)
+                .map_err(|r| err(&key("capacity_bytes"), r))?;
             if t.reserved_bytes < 0 {
                 return Err(err(
                     &key("reserved_bytes"),
@@ -337,13 +339,21 @@ impl HardwareProfileSpec {
                     ),
                 ));
             }
-            positive(t.read_bandwidth_bytes_per_s)
+            BANDWIDTH
+                .check(t.read_bandwidth_bytes_per_s)
                 .map_err(|r| err(&key("read_bandwidth_bytes_per_s"), r))?;
-            positive(t.write_bandwidth_bytes_per_s)
+            BANDWIDTH
+                .check(t.write_bandwidth_bytes_per_s)
                 .map_err(|r| err(&key("write_bandwidth_bytes_per_s"), r))?;
-            non_negative(t.latency_ns).map_err(|r| err(&key("latency_ns"), r))?;
-            positive_int(t.granularity_bytes).map_err(|r| err(&key("granularity_bytes"), r))?;
-            non_negative(t.energy_pj_per_byte).map_err(|r| err(&key("energy_pj_per_byte"), r))?;
+            LATENCY
+                .check(t.latency_ns)
+                .map_err(|r| err(&key("latency_ns"), r))?;
+            GRANULARITY
+                .check_int(t.granularity_bytes)
+                .map_err(|r| err(&key("granularity_bytes"), r))?;
+            ENERGY_PER_BYTE
+                .check(t.energy_pj_per_byte)
+                .map_err(|r| err(&key("energy_pj_per_byte"), r))?;
             if let Some(prev) = tiers.last()
                 && t.read_bandwidth_bytes_per_s > prev.read_bandwidth_bytes_per_s
             {
@@ -412,10 +422,18 @@ impl HardwareProfileSpec {
                     format!("duplicate link `{}` -> `{}`", l.from, l.to),
                 ));
             }
-            positive(l.bandwidth_bytes_per_s).map_err(|r| err(&key("bandwidth_bytes_per_s"), r))?;
-            non_negative(l.latency_ns).map_err(|r| err(&key("latency_ns"), r))?;
-            positive_int(l.granularity_bytes).map_err(|r| err(&key("granularity_bytes"), r))?;
-            positive_int(l.channels).map_err(|r| err(&key("channels"), r))?;
+            BANDWIDTH
+                .check(l.bandwidth_bytes_per_s)
+                .map_err(|r| err(&key("bandwidth_bytes_per_s"), r))?;
+            LATENCY
+                .check(l.latency_ns)
+                .map_err(|r| err(&key("latency_ns"), r))?;
+            GRANULARITY
+                .check_int(l.granularity_bytes)
+                .map_err(|r| err(&key("granularity_bytes"), r))?;
+            CHANNELS
+                .check_int(l.channels)
+                .map_err(|r| err(&key("channels"), r))?;
             links.push(Link {
                 from,
                 to,
@@ -444,16 +462,23 @@ impl HardwareProfileSpec {
         }
 
         let c = &self.compute;
-        positive_int(c.cores).map_err(|r| err("compute.cores", r))?;
+        CORES
+            .check_int(c.cores)
+            .map_err(|r| err("compute.cores", r))?;
         let mut expert_weights_per_s = [0.0; ComputeClass::ALL.len()];
         for (slot, class) in expert_weights_per_s.iter_mut().zip(ComputeClass::ALL) {
             let value = c.expert_weights_per_s.get(class);
-            positive(value)
+            WEIGHT_RATE
+                .check(value)
                 .map_err(|r| err(&format!("compute.expert_weights_per_s.{}", class.name()), r))?;
             *slot = value;
         }
-        positive(c.dense_weights_per_s).map_err(|r| err("compute.dense_weights_per_s", r))?;
-        non_negative(c.energy_pj_per_mac).map_err(|r| err("compute.energy_pj_per_mac", r))?;
+        WEIGHT_RATE
+            .check(c.dense_weights_per_s)
+            .map_err(|r| err("compute.dense_weights_per_s", r))?;
+        ENERGY_PER_MAC
+            .check(c.energy_pj_per_mac)
+            .map_err(|r| err("compute.energy_pj_per_mac", r))?;
         let mut fractions = vec![(
             "compute.expert_slowdown_while_transferring".to_string(),
             c.expert_slowdown_while_transferring,
@@ -497,26 +522,104 @@ fn is_zero(x: &f64) -> bool {
     *x == 0.0
 }
 
-fn positive(x: f64) -> Result<(), String> {
-    if x.is_finite() && x > 0.0 {
-        Ok(())
-    } else {
-        Err(format!("must be a finite number > 0, got {x}"))
-    }
+/// The range a physical figure must lie in. Every figure of a profile is checked against its
+/// range, which spans far beyond any real device in both directions (a 1 kB/s serial flash to a
+/// 100 TB/s on-package memory; a kernel rate of 1 k to 10^17 weights per second), so that a
+/// typing error or a unit mistake is refused by name instead of overflowing the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Range {
+    /// Smallest accepted value.
+    pub min: f64,
+    /// Largest accepted value.
+    pub max: f64,
+    /// The unit, for messages.
+    pub unit: &'static str,
 }
 
-fn non_negative(x: f64) -> Result<(), String> {
-    if x.is_finite() && x >= 0.0 {
-        Ok(())
-    } else {
-        Err(format!("must be a finite number >= 0, got {x}"))
-    }
-}
+/// Bandwidth of a tier or a link.
+pub const BANDWIDTH: Range = Range {
+    min: 1e3,
+    max: 1e14,
+    unit: "B/s",
+};
+/// Latency to the first byte.
+pub const LATENCY: Range = Range {
+    min: 0.0,
+    max: 1e10,
+    unit: "ns",
+};
+/// Capacity of a tier (1 PB at most).
+pub const CAPACITY: Range = Range {
+    min: 1.0,
+    max: 1e15,
+    unit: "bytes",
+};
+/// Access or transfer granularity (1 GiB at most).
+pub const GRANULARITY: Range = Range {
+    min: 1.0,
+    max: 1073741824.0,
+    unit: "bytes",
+};
+/// Energy per byte accessed.
+pub const ENERGY_PER_BYTE: Range = Range {
+    min: 0.0,
+    max: 1e6,
+    unit: "pJ/B",
+};
+/// Energy per multiply-accumulate.
+pub const ENERGY_PER_MAC: Range = Range {
+    min: 0.0,
+    max: 1e6,
+    unit: "pJ/MAC",
+};
+/// Kernel throughput.
+pub const WEIGHT_RATE: Range = Range {
+    min: 1e3,
+    max: 1e17,
+    unit: "weights/s",
+};
+/// Concurrent transfers of a link.
+pub const CHANNELS: Range = Range {
+    min: 1.0,
+    max: 4096.0,
+    unit: "channels",
+};
+/// Cores of a compute unit.
+pub const CORES: Range = Range {
+    min: 1.0,
+    max: 1e6,
+    unit: "cores",
+};
+/// Static (idle and leakage) power.
+pub const STATIC_POWER: Range = Range {
+    min: 0.0,
+    max: 1e5,
+    unit: "W",
+};
 
-fn positive_int(x: i64) -> Result<(), String> {
-    if x > 0 {
-        Ok(())
-    } else {
-        Err(format!("must be > 0, got {x}"))
+impl Range {
+    fn check(&self, x: f64) -> Result<(), String> {
+        if x.is_finite() && x >= self.min && x <= self.max {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is outside the accepted range [{}, {}] {}",
+                crate::param::show(x),
+                crate::param::show(self.min),
+                crate::param::show(self.max),
+                self.unit
+            ))
+        }
+    }
+
+    fn check_int(&self, x: i64) -> Result<(), String> {
+        self.check(x as f64).map_err(|_| {
+            format!(
+                "{x} is outside the accepted range [{}, {}] {}",
+                crate::param::show(self.min),
+                crate::param::show(self.max),
+                self.unit
+            )
+        })
     }
 }

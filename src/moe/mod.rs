@@ -57,6 +57,25 @@ pub struct ParamBreakdown {
     pub extra: u64,
 }
 
+impl ParamBreakdown {
+    /// The sum of every part; `None` if it overflows.
+    pub fn total_checked(&self) -> Option<u64> {
+        [
+            self.routed_experts,
+            self.shared_experts,
+            self.router,
+            self.attention,
+            self.dense_ffn,
+            self.input_embedding,
+            self.output_embedding,
+            self.norms,
+            self.extra,
+        ]
+        .iter()
+        .try_fold(0u64, |a, &b| a.checked_add(b))
+    }
+}
+
 /// Published parameter counts of a model.
 #[derive(Debug, Clone)]
 pub struct Published {

@@ -12,6 +12,10 @@ use crate::error::InputError;
 /// The schema version this build reads.
 pub const MODEL_SCHEMA_VERSION: u32 = 1;
 
+/// The largest parameter count a model spec may give (10^15, 1,500 times DeepSeek-V3): every
+/// count is checked against it, so sizes in bytes and MACs cannot overflow downstream.
+pub const MAX_PARAMS: u64 = 1_000_000_000_000_000;
+
 /// A MoE model spec as written in TOML.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,14 +205,36 @@ impl MoeSpecFile {
             return Err(err("shared_expert_intermediate_size", "must be > 0".into()));
         }
 
+        // Every count is a checked product, bounded by MAX_PARAMS: a width typed with extra
+        // digits is refused by key instead of wrapping to a small total.
+        let count = |key: &str, factors: &[u64]| -> Result<u64, InputError> {
+            factors
+                .iter()
+                .try_fold(1u64, |a, &f| a.checked_mul(f))
+                .filter(|&n| n <= MAX_PARAMS)
+                .ok_or_else(|| {
+                    err(
+                        key,
+                        format!("gives more than 10^15 parameters ({factors:?} multiplied)"),
+                    )
+                })
+        };
         let mut params = ParamBreakdown {
-            routed_experts: n_moe
-                * self.routed_experts as u64
-                * ffn_factor
-                * h
-                * self.expert_intermediate_size,
-            shared_experts: n_moe * self.shared_experts as u64 * ffn_factor * h * shared_i,
-            router: n_moe * h * self.routed_experts as u64,
+            routed_experts: count(
+                "expert_intermediate_size",
+                &[
+                    n_moe,
+                    self.routed_experts as u64,
+                    ffn_factor,
+                    h,
+                    self.expert_intermediate_size,
+                ],
+            )?,
+            shared_experts: count(
+                "shared_expert_intermediate_size",
+                &[n_moe, self.shared_experts as u64, ffn_factor, h, shared_i],
+            )?,
+            router: count("routed_experts", &[n_moe, h, self.routed_experts as u64])?,
             ..ParamBreakdown::default()
         };
 
@@ -227,7 +253,7 @@ impl MoeSpecFile {
                     "give either `params` or the architecture (vocab_size, attention, ...), not both".into(),
                 ));
             }
-            params.extra = total;
+            params.extra = count("dense.params", &[total])?;
         } else {
             let vocab = d.vocab_size.ok_or_else(|| {
                 err(
@@ -247,10 +273,16 @@ impl MoeSpecFile {
                     "missing field (or give dense.params)".into(),
                 )
             })?;
-            params.input_embedding = vocab * h;
-            params.output_embedding = if tied { 0 } else { vocab * h };
+            params.input_embedding = count("dense.vocab_size", &[vocab, h])?;
+            params.output_embedding = if tied { 0 } else { params.input_embedding };
             let blocks = d.attention_blocks.unwrap_or(self.layers) as u64;
-            params.attention = blocks * attention.params(h);
+            attention
+                .validate()
+                .map_err(|(k, r)| err(&format!("dense.attention.{k}"), r))?;
+            let per_block = attention
+                .params(h)
+                .ok_or_else(|| err("dense.attention", "gives more than 10^15 parameters".into()))?;
+            params.attention = count("dense.attention", &[blocks, per_block])?;
             if n_dense_ffn > 0 {
                 let i = d.dense_ffn_intermediate_size.ok_or_else(|| {
                     err(
@@ -258,15 +290,27 @@ impl MoeSpecFile {
                         format!("missing field: the model has {n_dense_ffn} dense FFN layers"),
                     )
                 })?;
-                params.dense_ffn = n_dense_ffn * ffn_factor * h * i;
+                params.dense_ffn = count(
+                    "dense.dense_ffn_intermediate_size",
+                    &[n_dense_ffn, ffn_factor, h, i],
+                )?;
             } else if d.dense_ffn_intermediate_size.is_some() {
                 return Err(err(
                     "dense.dense_ffn_intermediate_size",
                     "the model has no dense FFN layer".into(),
                 ));
             }
-            params.norms = d.norms_per_layer as u64 * self.layers as u64 * h;
-            params.extra = d.extra_params;
+            params.norms = count(
+                "dense.norms_per_layer",
+                &[d.norms_per_layer as u64, self.layers as u64, h],
+            )?;
+            params.extra = count("dense.extra_params", &[d.extra_params])?;
+        }
+        if params.total_checked().is_none_or(|t| t > MAX_PARAMS) {
+            return Err(err(
+                "dense",
+                "the model's parameters add up to more than 10^15".into(),
+            ));
         }
 
         let published = match &self.published {
@@ -315,8 +359,57 @@ impl MoeSpecFile {
 }
 
 impl AttentionSpec {
-    /// Parameters of one attention block at model width `h`.
-    pub fn params(&self, h: u64) -> u64 {
+    /// Checks the head layout; the error names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match *self {
+            AttentionSpec::Gqa {
+                heads,
+                kv_heads,
+                head_dim,
+                ..
+            } => {
+                if heads == 0 {
+                    return Err(("heads", "must be > 0".into()));
+                }
+                if head_dim == 0 {
+                    return Err(("head_dim", "must be > 0".into()));
+                }
+                if kv_heads == 0 || kv_heads > heads || !heads.is_multiple_of(kv_heads) {
+                    return Err((
+                        "kv_heads",
+                        format!(
+                            "{kv_heads}: must be in 1..={heads} and divide heads ({heads}), as grouped-query attention shares each KV head among heads / kv_heads query heads"
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            AttentionSpec::Mla {
+                heads,
+                kv_lora_rank,
+                qk_rope_head_dim,
+                v_head_dim,
+                ..
+            } => {
+                for (k, v) in [
+                    ("heads", heads),
+                    ("kv_lora_rank", kv_lora_rank),
+                    ("qk_rope_head_dim", qk_rope_head_dim),
+                    ("v_head_dim", v_head_dim),
+                ] {
+                    if v == 0 {
+                        return Err((k, "must be > 0".into()));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Parameters of one attention block at model width `h`; `None` if the count overflows.
+    pub fn params(&self, h: u64) -> Option<u64> {
+        let m = |a: u64, b: u64| a.checked_mul(b);
+        let add = |a: u64, b: u64| a.checked_add(b);
         match *self {
             AttentionSpec::Gqa {
                 heads,
@@ -325,15 +418,15 @@ impl AttentionSpec {
                 qkv_bias,
                 o_bias,
             } => {
-                let q = h * heads * head_dim;
-                let kv = 2 * h * kv_heads * head_dim;
-                let o = heads * head_dim * h;
+                let q = m(m(h, heads)?, head_dim)?;
+                let kv = m(m(m(2, h)?, kv_heads)?, head_dim)?;
+                let o = q;
                 let bias = if qkv_bias {
-                    (heads + 2 * kv_heads) * head_dim
+                    m(add(heads, m(2, kv_heads)?)?, head_dim)?
                 } else {
                     0
                 } + if o_bias { h } else { 0 };
-                q + kv + o + bias
+                add(add(add(q, kv)?, o)?, bias)
             }
             AttentionSpec::Mla {
                 heads,
@@ -343,17 +436,20 @@ impl AttentionSpec {
                 qk_rope_head_dim,
                 v_head_dim,
             } => {
-                let q_width = heads * (qk_nope_head_dim + qk_rope_head_dim);
+                let q_width = m(heads, add(qk_nope_head_dim, qk_rope_head_dim)?)?;
                 // With a low-rank query: down-projection, its norm, up-projection.
                 let q = if q_lora_rank == 0 {
-                    h * q_width
+                    m(h, q_width)?
                 } else {
-                    h * q_lora_rank + q_lora_rank + q_lora_rank * q_width
+                    add(
+                        add(m(h, q_lora_rank)?, q_lora_rank)?,
+                        m(q_lora_rank, q_width)?,
+                    )?
                 };
-                let kv_down = h * (kv_lora_rank + qk_rope_head_dim) + kv_lora_rank;
-                let kv_up = kv_lora_rank * heads * (qk_nope_head_dim + v_head_dim);
-                let o = heads * v_head_dim * h;
-                q + kv_down + kv_up + o
+                let kv_down = add(m(h, add(kv_lora_rank, qk_rope_head_dim)?)?, kv_lora_rank)?;
+                let kv_up = m(m(kv_lora_rank, heads)?, add(qk_nope_head_dim, v_head_dim)?)?;
+                let o = m(m(heads, v_head_dim)?, h)?;
+                add(add(add(q, kv_down)?, kv_up)?, o)
             }
         }
     }

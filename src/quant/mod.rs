@@ -190,6 +190,9 @@ pub(crate) fn kernels(format: WeightFormat) -> Kernels {
 /// Rows per parallel GEMV task.
 const ROWS_PER_TASK: usize = 64;
 
+/// The largest finite f16 value.
+pub const F16_MAX: f32 = 65504.0;
+
 /// A matrix of `rows × cols` weights packed in a format, rows contiguous (the ggml layout
 /// where the format has one), optionally quantized in a rotated basis.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +213,8 @@ impl QuantizedMatrix {
     /// Quantizes `w` (row-major `rows × cols`) to `format`, after rotating every row by
     /// `rotation` if given. Rows are quantized in parallel; the result does not depend on the
     /// thread count. Fails (with the reason) when `cols` is not a whole number of blocks.
+    /// Refuses non-finite weights, and weights beyond f16's range for every format built on
+    /// f16, naming the row and column of the first.
     pub fn quantize(
         format: WeightFormat,
         rows: usize,
@@ -235,6 +240,32 @@ impl QuantizedMatrix {
             v
         });
         let source = rotated.as_deref().unwrap_or(w);
+        if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+            return Err(format!(
+                "row {}, column {}: {} is not a finite weight",
+                i / cols,
+                i % cols,
+                w[i]
+            ));
+        }
+        // Every stored format but f32 is built on f16 (the f16 format itself, and the f16
+        // block scales of the ggml formats): a weight beyond f16's range would turn its
+        // block's scale into infinity and dequantize to NaN.
+        if format != WeightFormat::F32
+            && let Some(i) = source.iter().position(|v| v.abs() > F16_MAX)
+        {
+            return Err(format!(
+                "row {}, column {}: {}{} exceeds {F16_MAX}, the largest f16 value, on which {format} and its block scales are built",
+                i / cols,
+                i % cols,
+                source[i],
+                if rotated.is_some() {
+                    " (after the Hadamard rotation)"
+                } else {
+                    ""
+                }
+            ));
+        }
         let gamma = if format == WeightFormat::Bitnet {
             bitnet::absmean(source)
         } else {

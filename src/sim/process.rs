@@ -232,7 +232,13 @@ struct ContendedKernel {
 
 /// Simulates `trace` on `setup`. Deterministic: the same inputs give the same report and
 /// timeline.
-pub fn run(setup: &SimSetup, trace: &SimTrace) -> (SimReport, Option<Timeline>, bool) {
+/// Simulates `trace` on `setup`. Fails only when simulated time runs past the end of the
+/// clock (2^64 ns), which validation makes impossible for any single figure but a very long
+/// trace of very slow steps can still reach.
+pub fn run(
+    setup: &SimSetup,
+    trace: &SimTrace,
+) -> Result<(SimReport, Option<Timeline>, bool), String> {
     let mut sim = Sim::new(setup, trace);
     sim.start();
     while let Some((_, ev)) = sim.q.pop() {
@@ -250,8 +256,15 @@ pub fn run(setup: &SimSetup, trace: &SimTrace) -> (SimReport, Option<Timeline>, 
         sim.pos.is_none() && sim.waiting.is_empty(),
         "the run ended with work left"
     );
+    if sim.q.overflowed() {
+        return Err(format!(
+            "simulated time ran past the end of the clock (2^64 ns, 584 years) after {} events: \
+             the trace is too long for the profile's slowest figures",
+            sim.q.events_processed()
+        ));
+    }
     let report = sim.report();
-    (report, sim.timeline, sim.timeline_truncated)
+    Ok((report, sim.timeline, sim.timeline_truncated))
 }
 
 impl<'a> Sim<'a> {

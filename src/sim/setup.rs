@@ -537,6 +537,53 @@ impl SimSetup {
         if let Some(c) = options.prefetch_count.filter(|&c| c == 0 || c > experts) {
             return err("prefetch.count", format!("{c}: must be in 1..={experts}"));
         }
+        // Every single duration must fit one event (units::MAX_DURATION_NS), so that no figure
+        // the profile's ranges accept can overflow the clock for this model.
+        let long = |ns: f64, what: String| -> Result<(), SetupError> {
+            if ns.is_finite() && ns <= crate::units::MAX_DURATION_NS {
+                Ok(())
+            } else {
+                err(
+                    "hardware.profile",
+                    format!(
+                        "{what} takes {} ns, more than the 10^15 ns (11.6 days) one step may last: a figure of {} is far too slow for {}",
+                        crate::param::show(ns),
+                        profile.name,
+                        moe.name
+                    ),
+                )
+            }
+        };
+        for c in &costs {
+            long(
+                per_expert_params as f64 * 1e9
+                    / profile
+                        .compute
+                        .format_weights_per_s(c.format)
+                        .unwrap_or(1.0),
+                format!(
+                    "one expert kernel in {} (compute.expert_weights_per_s)",
+                    c.format
+                ),
+            )?;
+        }
+        let dense_f = |params: u64| params as f64 * 1e9 / dense_rate;
+        long(
+            dense_f(dense_params_per_layer),
+            "one layer's dense part (compute.dense_weights_per_s)".into(),
+        )?;
+        long(
+            dense_f(head_params),
+            "the LM head (compute.dense_weights_per_s)".into(),
+        )?;
+        let largest = (0..n_objects).map(stored_bytes).max().unwrap_or(0);
+        for (i, l) in links.iter().enumerate() {
+            let rounded = largest.div_ceil(l.granularity_bytes) as f64 * l.granularity_bytes as f64;
+            long(
+                l.latency_ns + rounded * 1e9 / l.bandwidth_bytes_per_s,
+                format!("moving one expert over links[{i}]"),
+            )?;
+        }
         Ok(SimSetup {
             layers,
             experts,

@@ -69,8 +69,8 @@ impl GeneratorSpec {
     /// Checks ranges; `file` names the source in errors.
     pub fn validate(&self, file: &str) -> Result<(), InputError> {
         let err = |key: &str, reason: &str| Err(InputError::at_key(file, key, reason));
-        if self.layers == 0 {
-            return err("layers", "must be > 0");
+        if self.layers == 0 || self.layers > super::MAX_LAYERS {
+            return err("layers", "must be in 1..=65536");
         }
         if self.experts == 0 || self.experts > 65536 {
             return err("experts", "must be in 1..=65536");
@@ -78,11 +78,24 @@ impl GeneratorSpec {
         if self.top_k == 0 || self.top_k > self.experts {
             return err("top_k", "must be in 1..=experts");
         }
-        if self.hidden_dim == 0 {
-            return err("hidden_dim", "must be > 0");
+        if self.hidden_dim == 0 || self.hidden_dim > 65_536 {
+            return err("hidden_dim", "must be in 1..=65536");
         }
-        if self.topics == 0 {
-            return err("topics", "must be > 0");
+        if self.topics == 0 || self.topics > 1_000_000 {
+            return err("topics", "must be in 1..=1000000");
+        }
+        if let Err(r) = super::check_shape(self.layers, self.experts, self.top_k) {
+            return err("layers", &r);
+        }
+        // The model drawn from the seed: topic centroids, and a router matrix and a bias per
+        // layer, in f32.
+        let model_bytes = (self.layers as u64)
+            .checked_mul(self.experts as u64 + 1)
+            .and_then(|n| n.checked_add(self.topics as u64))
+            .and_then(|n| n.checked_mul(self.hidden_dim as u64))
+            .and_then(|n| n.checked_mul(4));
+        if let Err(r) = crate::units::check_working_bytes("the generator's model", model_bytes) {
+            return err("hidden_dim", &r);
         }
         if !(self.zipf_s.is_finite() && self.zipf_s >= 0.0) {
             return err("zipf_s", "must be a finite number >= 0");
@@ -107,6 +120,13 @@ impl GeneratorSpec {
         }
         if !(self.bias_skew.is_finite() && self.bias_skew >= 0.0) {
             return err("bias_skew", "must be a finite number >= 0");
+        }
+        if self
+            .prefill_tokens
+            .checked_add(self.decode_tokens)
+            .is_none()
+        {
+            return err("decode_tokens", "prefill_tokens + decode_tokens overflows");
         }
         if self.prefill_tokens + self.decode_tokens == 0 {
             return err("decode_tokens", "a request needs at least one token");

@@ -86,9 +86,45 @@ pub struct RoutingRecord {
     pub token: Option<u32>,
 }
 
+/// The most MoE layers a trace may declare (DeepSeek-V3 has 58): per-layer state is allocated
+/// from the header, so the count is bounded before anything is.
+pub const MAX_LAYERS: u32 = 65_536;
+
+/// The most (layer, expert) objects a trace may declare: 2^24, over a thousand times
+/// DeepSeek-V3's 14,848. Per-object tables (caches, popularity, placement) are sized from it.
+pub const MAX_OBJECTS: u64 = 1 << 24;
+
+/// Checks a trace's shape before anything is sized from it.
+pub fn check_shape(layers: u32, experts: u32, top_k: u32) -> Result<(), String> {
+    if layers == 0 || experts == 0 || top_k == 0 {
+        return Err("layers, experts and top_k must be > 0".into());
+    }
+    if top_k > experts {
+        return Err(format!("top_k {top_k} exceeds experts {experts}"));
+    }
+    if experts > u16::MAX as u32 + 1 {
+        return Err(format!("{experts} experts exceed the supported 65536"));
+    }
+    if layers > MAX_LAYERS {
+        return Err(format!("{layers} layers exceed the supported {MAX_LAYERS}"));
+    }
+    if layers as u64 * experts as u64 > MAX_OBJECTS {
+        return Err(format!(
+            "{layers} layers x {experts} experts exceed the supported {MAX_OBJECTS} (layer, expert) pairs"
+        ));
+    }
+    Ok(())
+}
+
 impl RoutingRecord {
     /// Checks the record against the trace shape; the reason says what is wrong.
     pub fn validate(&self, meta: &TraceMeta) -> Result<(), String> {
+        if self.layer >= MAX_LAYERS {
+            return Err(format!(
+                "layer {} is beyond the supported {MAX_LAYERS} layers",
+                self.layer
+            ));
+        }
         if self.layer >= meta.layers {
             return Err(format!(
                 "layer {} is at or beyond the layer count {}",

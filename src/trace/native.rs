@@ -84,21 +84,7 @@ pub fn parse_header(file: &str, line: &[u8]) -> Result<TraceMeta, InputError> {
     }
     let h: Header =
         serde_json::from_value(value).map_err(|e| at(format!("invalid header: {e}")))?;
-    if h.layers == 0 || h.experts == 0 || h.top_k == 0 {
-        return Err(at("layers, experts and top_k must be > 0".into()));
-    }
-    if h.top_k > h.experts {
-        return Err(at(format!(
-            "top_k {} exceeds experts {}",
-            h.top_k, h.experts
-        )));
-    }
-    if h.experts > u16::MAX as u32 + 1 {
-        return Err(at(format!(
-            "{} experts exceed the supported 65536",
-            h.experts
-        )));
-    }
+    super::check_shape(h.layers, h.experts, h.top_k).map_err(at)?;
     Ok(TraceMeta {
         layers: h.layers,
         experts: h.experts,

@@ -70,7 +70,8 @@ impl WeightSource for SafetensorsExperts {
         for (t, want) in self.templates.iter().zip([(f, d), (d, f), (f, d)]) {
             let n = name(t, layer, expert);
             let x = super::safetensors::read_tensor(&self.bytes, &n)
-                .map_err(|r| format!("{}: {r}", self.label))?;
+                .and_then(super::Matrix::check_finite)
+                .map_err(|r| format!("{}: tensor `{n}`: {r}", self.label))?;
             if (x.rows, x.cols) != want {
                 return Err(format!(
                     "{}: tensor `{n}` is {} × {}, expected {} × {}",

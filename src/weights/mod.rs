@@ -20,6 +20,21 @@ pub struct Matrix {
     pub data: Vec<f32>,
 }
 
+impl Matrix {
+    /// Refuses a matrix holding a NaN or an infinity, naming the first one's row and column.
+    pub fn check_finite(self) -> std::result::Result<Matrix, String> {
+        match self.data.iter().position(|v| !v.is_finite()) {
+            None => Ok(self),
+            Some(i) => Err(format!(
+                "row {}, column {}: {} is not a finite weight",
+                i / self.cols.max(1),
+                i % self.cols.max(1),
+                self.data[i]
+            )),
+        }
+    }
+}
+
 /// Reads `path` as `.npy`, or as `.safetensors` with `tensor` naming the tensor (by extension).
 pub fn read_matrix(path: &Path, tensor: Option<&str>) -> Result<Matrix> {
     let label = path.display().to_string();
@@ -40,5 +55,6 @@ pub fn read_matrix(path: &Path, tensor: Option<&str>) -> Result<Matrix> {
         }
         npy::read(&bytes)
     };
-    m.map_err(|reason| Error::Input(InputError::new(label, reason)))
+    m.and_then(Matrix::check_finite)
+        .map_err(|reason| Error::Input(InputError::new(label, reason)))
 }

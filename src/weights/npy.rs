@@ -65,13 +65,15 @@ pub fn read(bytes: &[u8]) -> Result<Matrix, String> {
             ));
         }
     };
-    let n = rows.checked_mul(cols).ok_or("shape overflows")?;
+    let expected = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| format!("shape ({rows}, {cols}) overflows"))?;
     let data = &bytes[data_start..];
-    if data.len() != n * width {
+    if data.len() != expected {
         return Err(format!(
-            "{} data bytes for shape ({rows}, {cols}) of `{descr}`, expected {}",
-            data.len(),
-            n * width
+            "{} data bytes for shape ({rows}, {cols}) of `{descr}`, expected {expected}",
+            data.len()
         ));
     }
     Ok(Matrix {
@@ -124,5 +126,20 @@ mod tests {
         let at = one_d.windows(6).position(|w| w == b"(2, 3)").unwrap();
         one_d[at..at + 6].copy_from_slice(b"(6,)  ");
         assert!(read(&one_d).unwrap_err().contains("2-D"));
+    }
+
+    /// Shapes whose byte count overflows: (2^32, 2^30) wrapped `n * 4` to 0 and passed the size
+    /// check with no data; (2^40, 2^40) overflows the element count. Both are refused.
+    #[test]
+    fn overflowing_shapes_are_refused() {
+        for shape in ["(4294967296, 1073741824)", "(1099511627776, 1099511627776)"] {
+            let header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&[1, 0]);
+            bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+            bytes.extend_from_slice(header.as_bytes());
+            let e = read(&bytes).unwrap_err();
+            assert!(e.contains("overflows"), "{shape}: {e}");
+        }
     }
 }

@@ -54,7 +54,10 @@ pub fn read_tensor(bytes: &[u8], name: &str) -> Result<Matrix, String> {
         ));
     }
     let cols = *shape.last().expect("2+ dims");
-    let rows: usize = shape[..shape.len() - 1].iter().product();
+    let rows = shape[..shape.len() - 1]
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows"))?;
     let (width, convert): (usize, fn(&[u8]) -> f32) = match dtype {
         "F32" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         "F16" => (2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
@@ -67,11 +70,16 @@ pub fn read_tensor(bytes: &[u8], name: &str) -> Result<Matrix, String> {
             ));
         }
     };
-    let data_start = 8 + n;
-    let data = bytes
-        .get(data_start + offsets.0..data_start + offsets.1)
-        .ok_or_else(|| format!("tensor `{name}`: data_offsets run past the end of the file"))?;
-    if data.len() != rows * cols * width {
+    let past_end = || format!("tensor `{name}`: data_offsets run past the end of the file");
+    let data_start = 8usize.checked_add(n).ok_or_else(past_end)?;
+    let begin = data_start.checked_add(offsets.0).ok_or_else(past_end)?;
+    let end = data_start.checked_add(offsets.1).ok_or_else(past_end)?;
+    let data = bytes.get(begin..end).ok_or_else(past_end)?;
+    let expected = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(width))
+        .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows"))?;
+    if data.len() != expected {
         return Err(format!(
             "tensor `{name}`: {} bytes for shape {shape:?} of {dtype}",
             data.len()
@@ -117,5 +125,31 @@ mod tests {
             "{e}"
         );
         assert!(read_tensor(&f[..30], "a").is_err());
+    }
+
+    #[test]
+    fn overflowing_shapes_and_offsets_are_refused() {
+        let cases = [
+            (
+                r#"{"a":{"dtype":"F32","shape":[4294967296,1073741824],"data_offsets":[0,0]}}"#,
+                "overflows",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[1099511627776,1099511627776],"data_offsets":[0,0]}}"#,
+                "overflows",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[18446744073709551615,0]}}"#,
+                "past the end",
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[8,4]}}"#,
+                "past the end",
+            ),
+        ];
+        for (h, needle) in cases {
+            let e = read_tensor(&file(h, &[0; 16]), "a").unwrap_err();
+            assert!(e.contains(needle), "{h}: {e}");
+        }
     }
 }

@@ -89,7 +89,7 @@ fn real_decode_hits_equal_the_simulators_exactly() {
                     Some(&exp.plan(&trace).unwrap()),
                 )
                 .unwrap();
-                let sim = moesim::sim::run(&setup, &trace).0;
+                let sim = moesim::sim::run(&setup, &trace).unwrap().0;
                 assert_eq!(
                     real.expert_uses, sim.expert_uses,
                     "{policy} {capacity} {router}"

@@ -19,6 +19,8 @@ mod libcachesim_check;
 mod pyenv;
 // Plug-in parameters: one validation for files, sweep axes and flags.
 mod params;
+// Absurd sizes and non-finite weights: refused before allocating.
+mod limits;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.

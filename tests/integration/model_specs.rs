@@ -195,3 +195,53 @@ fn model_attention_kind_is_checked() {
         &[path.to_str().unwrap(), "dense.attention", "unknown variant"],
     );
 }
+
+/// Widths that overflowed silently ("total 63.86 M" for 2^63 - 1; more active than total
+/// parameters for 4·10^15) and head layouts grouped-query attention cannot have.
+#[test]
+fn overflowing_widths_and_impossible_head_layouts_are_refused() {
+    let cases = [
+        (
+            "expert_intermediate_size = 14336",
+            "expert_intermediate_size = 9223372036854775807",
+            "expert_intermediate_size",
+            "more than 10^15 parameters",
+        ),
+        (
+            "expert_intermediate_size = 14336",
+            "expert_intermediate_size = 4000000000000000",
+            "expert_intermediate_size",
+            "more than 10^15 parameters",
+        ),
+        (
+            "kv_heads = 8",
+            "kv_heads = 0",
+            "dense.attention.kv_heads",
+            "must be in 1..=32",
+        ),
+        (
+            "kv_heads = 8",
+            "kv_heads = 64",
+            "dense.attention.kv_heads",
+            "divide heads",
+        ),
+        (
+            "kv_heads = 8",
+            "kv_heads = 7",
+            "dense.attention.kv_heads",
+            "divide heads",
+        ),
+        ("heads = 32", "heads = 0", "dense.attention.heads", "> 0"),
+        (
+            "head_dim = 128",
+            "head_dim = 4611686018427387904",
+            "dense.attention",
+            "more than 10^15",
+        ),
+    ];
+    for (i, (from, to, key, reason)) in cases.iter().enumerate() {
+        let path = model_variant(&format!("model_overflow_{i}"), from, to);
+        let run = moesim(["model", "show", path.to_str().unwrap()]);
+        assert_bad_input(&run, &[path.to_str().unwrap(), key, reason]);
+    }
+}

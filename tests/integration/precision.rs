@@ -368,7 +368,7 @@ fn critical_thermal_state_uses_only_the_minimum_precision() {
                 Some(&plan),
             )
             .unwrap();
-            let (r, _, _) = moesim::sim::run(&setup, &trace);
+            let (r, _, _) = moesim::sim::run(&setup, &trace).unwrap();
             assert_eq!(r.format_uses.len(), 1, "{:?}", r.format_uses);
             assert_eq!(r.format_uses[0].0, WeightFormat::Q2K);
             assert!(!r.quality_samples.is_empty());
@@ -585,7 +585,10 @@ fn bad_precision_and_quality_settings_fail_on_one_line() {
         (
             "weights = { kind = \"gaussian\" }",
             "weights = { kind = \"gaussian\" }\n[precision.dynamic]\ntimeline = [{ at_ms = 5 }, { at_ms = 1 }]",
-            &["precision.dynamic.timeline[1].at_ms", "not before the previous entry"],
+            &[
+                "precision.dynamic.timeline[1].at_ms",
+                "not before the previous entry",
+            ],
         ),
         (
             "ffn_dim = 256",

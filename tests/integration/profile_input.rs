@@ -251,7 +251,7 @@ fn zero_bandwidth_is_rejected() {
         &[
             path.to_str().unwrap(),
             "tiers[1].read_bandwidth_bytes_per_s",
-            "> 0",
+            "outside the accepted range",
         ],
     );
 }
@@ -266,7 +266,11 @@ fn negative_capacity_is_rejected() {
     let run = check(&path);
     assert_bad_input(
         &run,
-        &[path.to_str().unwrap(), "tiers[1].capacity_bytes", "> 0"],
+        &[
+            path.to_str().unwrap(),
+            "tiers[1].capacity_bytes",
+            "outside the accepted range",
+        ],
     );
 }
 
@@ -283,7 +287,7 @@ fn zero_link_bandwidth_is_rejected() {
         &[
             path.to_str().unwrap(),
             "links[1].bandwidth_bytes_per_s",
-            "> 0",
+            "outside the accepted range",
         ],
     );
 }
@@ -399,4 +403,63 @@ fn bad_cli_arguments_exit_2() {
     );
     let run = moesim(["profile", "show", "esp32-p4", "--format", "q4_k"]);
     assert_bad_input(&run, &["--format needs --model"]);
+}
+
+/// Figures that parse and are positive but far outside any device: before the ranges they
+/// crashed the engine ("event scheduled in the past") or wrapped the clock. Each is refused at
+/// validation, naming the key, for `profile check` and for an experiment that uses it.
+#[test]
+fn physical_figures_outside_their_ranges_are_refused_by_key() {
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "bandwidth_bytes_per_s = 400e6           # [U, E13] (raw 800 MB/s [D])",
+            "bandwidth_bytes_per_s = 1e-3",
+            "links[1].bandwidth_bytes_per_s",
+            "0.001 is outside the accepted range [1000, 1e14] B/s",
+        ),
+        (
+            "latency_ns = 200_000                    # [D, P4]",
+            "latency_ns = 1e300",
+            "links[3].latency_ns",
+            "1e300 is outside",
+        ),
+        (
+            "q2 = 2.5e9,",
+            "q2 = 1e-300,",
+            "compute.expert_weights_per_s.q2",
+            "1e-300 is outside",
+        ),
+        (
+            "dense_weights_per_s = 3.2e9",
+            "dense_weights_per_s = 1e300",
+            "compute.dense_weights_per_s",
+            "1e300 is outside",
+        ),
+        (
+            "channels = 1                            # one GDMA channel assumed",
+            "channels = 100000",
+            "links[1].channels",
+            "100000 is outside",
+        ),
+        (
+            "energy_pj_per_mac = 0.3",
+            "energy_pj_per_mac = 1e30",
+            "compute.energy_pj_per_mac",
+            "1e30 is outside",
+        ),
+    ];
+    for (i, (from, to, key, reason)) in cases.iter().enumerate() {
+        let path = variant(&format!("profile_range_{i}"), from, to);
+        assert_bad_input(&check(&path), &[path.to_str().unwrap(), key, reason]);
+        let exp = path.with_file_name("exp.toml");
+        std::fs::write(
+            &exp,
+            "schema_version = 1\nname = \"r\"\n[hardware]\nprofile = \"profile.toml\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"micro-moe\"\ndecode_tokens = 2\nprefill_tokens = 1\n",
+        )
+        .unwrap();
+        let out = path.with_file_name("out");
+        let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        assert_bad_input(&run, &["hardware.profile", key]);
+        assert!(!out.exists());
+    }
 }

@@ -161,7 +161,7 @@ fn link(
 }
 
 fn sim(toy: &Toy, t: &SimTrace) -> SimReport {
-    moesim::sim::run(&toy.setup(t), t).0
+    moesim::sim::run(&toy.setup(t), t).unwrap().0
 }
 
 /// Decode time is fully accounted: compute + routing + stall = the sum of token latencies.
@@ -793,4 +793,19 @@ fn bad_experiments_fail_on_one_line_without_output() {
     );
     let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// A run whose simulated time passes the end of the u64 clock is an error, not a wrapped time
+/// or an "event scheduled in the past" panic. Validation bounds every single figure, so this
+/// takes a setup built by hand with steps of 2^62 ns.
+#[test]
+fn a_run_past_the_end_of_the_clock_is_an_error() {
+    let t = trace(1, 1, 2, 4);
+    let mut toy = Toy::new();
+    toy.dense_ns = 1 << 62;
+    toy.all_resident = true;
+    let e = moesim::sim::run(&toy.setup(&t), &t).unwrap_err();
+    assert!(e.contains("ran past the end of the clock"), "{e}");
+    toy.dense_ns = 1 << 20;
+    assert!(moesim::sim::run(&toy.setup(&t), &t).is_ok());
 }

@@ -192,6 +192,10 @@ impl RequestBuffer {
                 "invalid model shape: {experts} experts, top-k {top_k} (need 1 <= top-k <= experts <= 65536)"
             )));
         }
+        if let Some(l) = layers {
+            super::check_shape(l, experts, top_k)
+                .map_err(|r| Error::usage(format!("invalid model shape: {r}")))?;
+        }
         let header = |layers| {
             let meta = TraceMeta {
                 layers,
