@@ -75,6 +75,16 @@ pub fn show(x: f64) -> String {
     }
 }
 
+/// [`show`] for an `f32`, without the digits a widening to `f64` would add.
+pub fn show32(x: f32) -> String {
+    let a = x.abs();
+    if x == 0.0 || !x.is_finite() || (1e-4..1e9).contains(&a) {
+        format!("{x}")
+    } else {
+        format!("{x:e}")
+    }
+}
+
 /// `x` finite and `>= 0`.
 pub fn non_negative(key: &str, x: f64) -> Result<(), ParamError> {
     if x.is_finite() && x >= 0.0 {

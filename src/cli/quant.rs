@@ -302,6 +302,7 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
                     &s.data,
                     had.then(|| rotation.clone()),
                 )
+                .and_then(|q| q.check_representable(&s.data).map(|()| q))
                 .map_err(|r| match &a.input {
                     Some(p) => Error::Input(InputError::new(p.display().to_string(), r)),
                     None => Error::usage(format!("{}: {r}", s.name)),
@@ -612,6 +613,14 @@ fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> Result<()> {
     let rotation = a.hadamard_seed.map(|s| Rotation::new(m.cols, s));
     let q = QuantizedMatrix::quantize(a.format, m.rows, m.cols, &m.data, rotation)
         .map_err(|r| Error::Input(InputError::new(a.input.display().to_string(), r)))?;
+    // The dump mirrors ggml byte for byte, overflowing scales included (gguf's quantizer writes
+    // them too): such a matrix is dumped, with a warning naming the block.
+    if let Err(r) = q.check_representable(&m.data) {
+        super::warn(&format!(
+            "{}: {r}; the dump holds ggml's bytes, which dequantize to inf or NaN there",
+            a.input.display()
+        ));
+    }
     write_atomic(&a.out, &q.data)?;
     if let Some(path) = &a.dequantized {
         let d = if q.rotation.is_some() {

@@ -53,6 +53,77 @@ pub enum TraceSource {
     Imported(String, std::sync::Arc<Vec<u8>>),
 }
 
+/// The version of the results' meaning: bumped when a metric's definition or a table's columns
+/// change, so that a sweep directory written by another version is not resumed.
+pub const RESULTS_SCHEMA: u32 = 2;
+
+/// An input an experiment reads, for the resume hash of a sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputRef {
+    /// A shipped preset: its kind (`hardware`, `model`, `generator`) and name.
+    Preset(&'static str, String),
+    /// A file, by its resolved path.
+    File(PathBuf),
+}
+
+impl InputRef {
+    fn resolve(kind: &'static str, name: &str, is_preset: bool) -> InputRef {
+        if is_preset {
+            InputRef::Preset(kind, name.to_string())
+        } else {
+            InputRef::File(PathBuf::from(name))
+        }
+    }
+}
+
+/// A 64-bit FNV-1a digest of every input's content (presets by their compiled-in text, files
+/// streamed), with the results schema and the binary's version: what a sweep's parts depend on
+/// beyond the experiment file itself.
+pub fn fingerprint_inputs<'a>(inputs: impl IntoIterator<Item = &'a InputRef>) -> Result<u64> {
+    use std::io::Read;
+    let mut h = sweep::Fnv::default();
+    h.write(
+        format!(
+            "results-schema {RESULTS_SCHEMA} moesim {}\n",
+            env!("CARGO_PKG_VERSION")
+        )
+        .as_bytes(),
+    );
+    let mut sorted: Vec<&InputRef> = inputs.into_iter().collect();
+    sorted.sort();
+    sorted.dedup();
+    for i in sorted {
+        match i {
+            InputRef::Preset(kind, name) => {
+                let text = match *kind {
+                    "hardware" => crate::hardware::presets::get(name),
+                    "model" => crate::moe::presets::get(name),
+                    _ => crate::trace::generate::PRESETS
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| *t),
+                }
+                .unwrap_or("");
+                h.write(format!("preset {kind} {name} {}\n", text.len()).as_bytes());
+                h.write(text.as_bytes());
+            }
+            InputRef::File(path) => {
+                let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                h.write(format!("file {}\n", path.display()).as_bytes());
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    h.write(&buf[..n]);
+                }
+            }
+        }
+    }
+    Ok(h.finish())
+}
+
 /// Where proxy expert weights come from, resolved.
 #[derive(Debug, Clone)]
 pub enum ProxySource {
@@ -102,6 +173,8 @@ pub struct Experiment {
     pub allocator: AllocatorKind,
     /// Output quality.
     pub quality: QualityConfig,
+    /// Every input it reads (profile, model, generator spec, trace, weights).
+    pub inputs: Vec<InputRef>,
 }
 
 /// One run's results.
@@ -237,18 +310,19 @@ impl Experiment {
             ));
         }
         let mut resolved = spec.clone();
-        let profile_name = resolve(
-            base,
-            &spec.hardware.profile,
-            crate::hardware::presets::get(&spec.hardware.profile).is_some(),
-        );
+        let mut inputs = Vec::new();
+        let profile_is_preset = crate::hardware::presets::get(&spec.hardware.profile).is_some();
+        let profile_name = resolve(base, &spec.hardware.profile, profile_is_preset);
+        inputs.push(InputRef::resolve(
+            "hardware",
+            &profile_name,
+            profile_is_preset,
+        ));
         let profile = crate::hardware::load(&profile_name)
             .map_err(|e| at(label, "hardware.profile", e.to_string()))?;
-        let model_name = resolve(
-            base,
-            &spec.model.spec,
-            crate::moe::presets::get(&spec.model.spec).is_some(),
-        );
+        let model_is_preset = crate::moe::presets::get(&spec.model.spec).is_some();
+        let model_name = resolve(base, &spec.model.spec, model_is_preset);
+        inputs.push(InputRef::resolve("model", &model_name, model_is_preset));
         let model =
             crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?;
         if profile
@@ -289,6 +363,11 @@ impl Experiment {
                 let (bytes, shape) = import_trace(imp, base)
                     .map_err(|e| at(label, "trace.import", e.to_string()))?;
                 let name = imp.files.join(", ");
+                inputs.extend(
+                    imp.files
+                        .iter()
+                        .map(|f| InputRef::File(PathBuf::from(resolve(base, f, false)))),
+                );
                 (
                     TraceSource::Imported(name, std::sync::Arc::new(bytes)),
                     shape,
@@ -296,7 +375,9 @@ impl Experiment {
             }
             (Some(g), None, None) => {
                 let is_preset = crate::trace::generate::PRESETS.iter().any(|(n, _)| n == g);
-                let mut gspec = crate::trace::generate::load_spec(&resolve(base, g, is_preset))
+                let gname = resolve(base, g, is_preset);
+                inputs.push(InputRef::resolve("generator", &gname, is_preset));
+                let mut gspec = crate::trace::generate::load_spec(&gname)
                     .map_err(|e| at(label, "trace.generator", e.to_string()))?;
                 if let Some(p) = t.prefill_tokens {
                     gspec.prefill_tokens = p;
@@ -338,6 +419,7 @@ impl Experiment {
             (None, Some(f), None) => {
                 generated_only("trace.file")?;
                 let path = PathBuf::from(resolve(base, f, false));
+                inputs.push(InputRef::File(path.clone()));
                 let meta = crate::trace::native::TraceReader::open(&path)
                     .map_err(|e| at(label, "trace.file", e.to_string()))?
                     .meta()
@@ -592,6 +674,7 @@ impl Experiment {
                     ));
                 }
                 let path = PathBuf::from(resolve(base, file, false));
+                inputs.push(InputRef::File(path.clone()));
                 let st = SafetensorsExperts::open(&path, w1, w2, w3)
                     .map_err(|e| at(label, "quality.weights", e.to_string()))?;
                 if let Some(g) = generator_hidden
@@ -661,6 +744,7 @@ impl Experiment {
             options,
             allocator,
             quality,
+            inputs,
         })
     }
 

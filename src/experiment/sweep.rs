@@ -9,9 +9,11 @@
 //!
 //! Every `axes` entry is a dotted path into the experiment file with a list of values; points
 //! are the cartesian product of the axes (sorted by path, the first varying slowest) and of the
-//! `zip` groups, whose lists vary together. Each point runs `replicates` times; replicate `r` of
-//! a point seeds from the experiment seed and the point's key (never from thread order), and a
-//! single replicate keeps the experiment seed, so a one-point sweep reproduces a plain run.
+//! `zip` groups, whose lists vary together. Each point runs `replicates` times. Replicate `r`
+//! of every point seeds from the experiment seed and `r` alone (common random numbers: the
+//! points of one replicate see the same trace and arrivals, so their differences are paired),
+//! never from thread order; a single replicate keeps the experiment seed, so a one-point sweep
+//! reproduces a plain run.
 //! Every point is validated before anything runs.
 
 use std::path::Path;
@@ -68,7 +70,9 @@ pub struct Sweep {
     pub replicates: u32,
     /// Every run.
     pub points: Vec<Point>,
-    /// FNV-1a 64 of the experiment file's bytes.
+    /// FNV-1a 64 of the experiment file's bytes and of every input its points read (profiles,
+    /// models, generator specs, trace files, weights), with the results schema and version:
+    /// a directory holding parts of another hash is not resumed.
     pub content_hash: u64,
     /// The experiment file's text.
     pub text: String,
@@ -80,12 +84,34 @@ pub struct Sweep {
 
 /// FNV-1a, 64 bits.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut h = Fnv::default();
+    h.write(bytes);
+    h.finish()
+}
+
+/// An incremental FNV-1a, 64 bits.
+#[derive(Debug, Clone, Copy)]
+pub struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
     }
-    h
+}
+
+impl Fnv {
+    /// Adds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    /// The digest so far.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// A value as it appears in point keys and axis columns: strings bare, tables as
@@ -233,9 +259,10 @@ impl Sweep {
                     .join(",")
             };
             for r in 0..sweep.replicates {
-                let seed = (sweep.replicates > 1).then(|| {
-                    derive_seed(spec.seed, fnv1a(key.as_bytes()).wrapping_add(r as u64)) >> 1
-                });
+                // Common random numbers: replicate r of every point draws from the same seed
+                // (the experiment's and r), so points differ only by what the axes change and
+                // comparisons between points are paired.
+                let seed = (sweep.replicates > 1).then(|| derive_seed(spec.seed, r as u64) >> 1);
                 points.push(Point {
                     index: points.len(),
                     key: key.clone(),
@@ -258,9 +285,15 @@ impl Sweep {
             base: base.to_path_buf(),
         };
         // Validate every point now; runs rebuild theirs, so memory stays small per point.
+        let mut inputs = std::collections::BTreeSet::new();
         for p in &sweep.points {
-            sweep.experiment(p)?;
+            inputs.extend(sweep.experiment(p)?.inputs);
         }
+        let mut h = Fnv::default();
+        h.write(&sweep.content_hash.to_le_bytes());
+        h.write(&crate::experiment::fingerprint_inputs(&inputs)?.to_le_bytes());
+        let mut sweep = sweep;
+        sweep.content_hash = h.finish();
         Ok(sweep)
     }
 

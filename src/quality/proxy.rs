@@ -125,10 +125,15 @@ impl QuantExpert {
     /// Quantizes `w` to `format` with the real kernels.
     pub fn new(w: &ExpertWeights, format: WeightFormat) -> Result<QuantExpert, String> {
         let (d, f) = (w.hidden, w.ffn);
+        let quantize = |name: &str, rows, cols, x: &[f32]| {
+            let q = QuantizedMatrix::quantize(format, rows, cols, x, None)
+                .and_then(|q| q.check_representable(x).map(|()| q));
+            q.map_err(|r| format!("{name}: {r}"))
+        };
         Ok(QuantExpert {
-            w1: QuantizedMatrix::quantize(format, f, d, &w.w1, None)?,
-            w2: QuantizedMatrix::quantize(format, d, f, &w.w2, None)?,
-            w3: QuantizedMatrix::quantize(format, f, d, &w.w3, None)?,
+            w1: quantize("w1", f, d, &w.w1)?,
+            w2: quantize("w2", d, f, &w.w2)?,
+            w3: quantize("w3", f, d, &w.w3)?,
         })
     }
 

@@ -190,9 +190,6 @@ pub(crate) fn kernels(format: WeightFormat) -> Kernels {
 /// Rows per parallel GEMV task.
 const ROWS_PER_TASK: usize = 64;
 
-/// The largest finite f16 value.
-pub const F16_MAX: f32 = 65504.0;
-
 /// A matrix of `rows × cols` weights packed in a format, rows contiguous (the ggml layout
 /// where the format has one), optionally quantized in a rotated basis.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,8 +210,8 @@ impl QuantizedMatrix {
     /// Quantizes `w` (row-major `rows × cols`) to `format`, after rotating every row by
     /// `rotation` if given. Rows are quantized in parallel; the result does not depend on the
     /// thread count. Fails (with the reason) when `cols` is not a whole number of blocks.
-    /// Refuses non-finite weights, and weights beyond f16's range for every format built on
-    /// f16, naming the row and column of the first.
+    /// Refuses non-finite weights, naming the row and column of the first (see
+    /// [`QuantizedMatrix::check_representable`] for weights too large for a format).
     pub fn quantize(
         format: WeightFormat,
         rows: usize,
@@ -248,24 +245,6 @@ impl QuantizedMatrix {
                 w[i]
             ));
         }
-        // Every stored format but f32 is built on f16 (the f16 format itself, and the f16
-        // block scales of the ggml formats): a weight beyond f16's range would turn its
-        // block's scale into infinity and dequantize to NaN.
-        if format != WeightFormat::F32
-            && let Some(i) = source.iter().position(|v| v.abs() > F16_MAX)
-        {
-            return Err(format!(
-                "row {}, column {}: {}{} exceeds {F16_MAX}, the largest f16 value, on which {format} and its block scales are built",
-                i / cols,
-                i % cols,
-                source[i],
-                if rotated.is_some() {
-                    " (after the Hadamard rotation)"
-                } else {
-                    ""
-                }
-            ));
-        }
         let gamma = if format == WeightFormat::Bitnet {
             bitnet::absmean(source)
         } else {
@@ -281,6 +260,54 @@ impl QuantizedMatrix {
             cols,
             data,
             rotation,
+        })
+    }
+
+    /// Refuses a matrix whose stored values overflowed: every format but f32 stores f16 values
+    /// (the f16 format itself, and the f16 block scales of the ggml formats), and weights large
+    /// enough to overflow one dequantize to infinity or NaN. ggml quantizes them so (and
+    /// [`QuantizedMatrix::quantize`] matches it byte for byte); the input boundaries call this
+    /// to refuse such a matrix in one line, naming the row and block. `w` is the matrix given
+    /// to `quantize`.
+    pub fn check_representable(&self, w: &[f32]) -> Result<(), String> {
+        if self.format == WeightFormat::F32 {
+            return Ok(());
+        }
+        let (cols, k) = (self.cols, kernels(self.format));
+        let bad = self
+            .data
+            .par_chunks(self.row_bytes())
+            .enumerate()
+            .find_map_first(|(r, bytes)| {
+                let mut back = vec![0.0f32; cols];
+                (k.dequantize)(bytes, &mut back);
+                back.iter().position(|v| !v.is_finite()).map(|c| (r, c))
+            });
+        let Some((r, c)) = bad else {
+            return Ok(());
+        };
+        let block = c / k.block * k.block;
+        let big = w[r * cols + block..r * cols + block + k.block]
+            .iter()
+            .fold(0.0f32, |m, v| m.max(v.abs()));
+        Err(if k.block == 1 {
+            format!(
+                "row {r}, column {c}: {} exceeds 65504, the largest value {} can store",
+                crate::param::show32(w[r * cols + c]),
+                self.format
+            )
+        } else {
+            format!(
+                "row {r}, columns {block}..{}: values up to {}{} overflow the f16 scale (largest 65504) {} stores the block with",
+                block + k.block,
+                crate::param::show32(big),
+                if self.rotation.is_some() {
+                    " (before the Hadamard rotation)"
+                } else {
+                    ""
+                },
+                self.format
+            )
         })
     }
 

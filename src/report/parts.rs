@@ -93,7 +93,7 @@ pub fn claim(dir: &Path, hash: &str, text: &str) -> Result<()> {
         && old != hash
     {
         return Err(Error::usage(format!(
-            "{} holds the results of another version of the experiment file; use another --out or remove it",
+            "{} holds the results of another version of the experiment file or of an input it reads (profile, model, generator, trace, weights, or this moesim's results schema); use another --out or remove it",
             dir.display()
         )));
     }
