@@ -8,6 +8,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
+    moesim::atomic_file::remove_temporaries_on_signal();
     let cli = match moesim::cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return command_line_error(e),

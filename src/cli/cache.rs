@@ -125,6 +125,9 @@ struct Row {
 }
 
 fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(o) = &args.out {
+        crate::atomic_file::refuse_overwriting_inputs(o, &[&args.trace], "--out")?;
+    }
     let expert_bytes = match (&args.model, args.weight_format, args.expert_bytes) {
         (Some(m), Some(f), _) => moe::load(m)?.expert_bytes(f),
         (_, _, Some(0)) => return Err(Error::usage("--expert-bytes must be > 0")),

@@ -609,6 +609,10 @@ fn plot_source(rows: &[EvalRow], source: &str, stem: &Path) -> Result<()> {
 // ---- dump ----------------------------------------------------------------------------------
 
 fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> Result<()> {
+    crate::atomic_file::refuse_overwriting_inputs(&a.out, &[&a.input], "--out")?;
+    if let Some(d) = &a.dequantized {
+        crate::atomic_file::refuse_overwriting_inputs(d, &[&a.input, &a.out], "--dequantized")?;
+    }
     let m = crate::weights::read_matrix(&a.input, a.tensor.as_deref())?;
     let rotation = a.hadamard_seed.map(|s| Rotation::new(m.cols, s));
     let q = QuantizedMatrix::quantize(a.format, m.rows, m.cols, &m.data, rotation)

@@ -258,6 +258,9 @@ fn jobs(args: &RouteArgs, shape: &crate::param::ModelShape) -> Result<Vec<RouteJ
 
 /// Runs `moesim route`.
 pub fn run(args: RouteArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(o) = &args.out {
+        crate::atomic_file::refuse_overwriting_inputs(o, &[&args.trace], "--out")?;
+    }
     let expert_bytes = match (&args.model, args.weight_format) {
         (Some(m), Some(f)) => moe::load(m)?.expert_bytes(f),
         _ => 1,

@@ -108,6 +108,11 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         Some(path) => Experiment::load(path)?,
         None => Experiment::quickstart()?,
     };
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("reports").join(&exp.resolved.name));
+    crate::report::parts::check_single_run_dir(&dir, &exp.resolved.name)?;
     let trace = exp.build_trace()?;
     if let Some(path) = &args.dump_inputs {
         if exp.options.router != (crate::router::RouterKind::Standard {}) {
@@ -126,10 +131,6 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         write_atomic(path, dump_inputs(&setup, &trace).as_bytes())?;
     }
     let outcome = exp.simulate(&trace)?;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new("reports").join(&exp.resolved.name));
     write_report(&exp, &outcome, &dir)?;
     let r = &outcome.report;
     if args.json {
@@ -436,8 +437,15 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
     write_atomic(dir.join("links.csv"), &to_csv(&o.report.links))?;
     write_atomic(dir.join("tiers.csv"), &to_csv(&o.report.tiers))?;
     write_atomic(dir.join("summary.md"), summary_markdown(exp, o).as_bytes())?;
-    if let Some(t) = &o.timeline {
-        write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?;
+    match &o.timeline {
+        Some(t) => write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?,
+        // An earlier run's timeline would not belong to this one.
+        None => match std::fs::remove_file(dir.join("timeline.json")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(dir.join("timeline.json"), e));
+            }
+            _ => {}
+        },
     }
     Ok(())
 }

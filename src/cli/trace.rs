@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::table::{Align, Table};
 use super::{emit, emit_json};
-use crate::atomic_file::AtomicFile;
+use crate::atomic_file::{AtomicFile, refuse_overwriting_inputs};
 use crate::error::{Error, Result};
 use crate::moe;
 use crate::quant::format::WeightFormat;
@@ -151,6 +151,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             seed,
             out: path,
         } => {
+            refuse_overwriting_inputs(&path, &[Path::new(&preset)], "--out")?;
             let mut spec = generate::load_spec(&preset)?;
             if let Some(t) = tokens {
                 spec.decode_tokens = t;
@@ -190,6 +191,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
                 model,
             };
             let inputs_ref: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
+            refuse_overwriting_inputs(&path, &inputs_ref, "--out")?;
             let result = import(
                 format,
                 &inputs_ref,
@@ -233,6 +235,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
                 (None, Some(m), Some(f)) => moe::load(&m)?.expert_bytes(f),
                 _ => 1,
             };
+            refuse_overwriting_inputs(&path, &[&input], "--out")?;
             let s = export(&input, format, layer, bytes, &path)?;
             emit(
                 out,
@@ -249,6 +252,9 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             out: csv,
             json,
         } => {
+            if let Some(csv) = &csv {
+                refuse_overwriting_inputs(csv, &[&input], "--out")?;
+            }
             let report = stats_of_path(&input)?;
             if let Some(csv) = csv {
                 write_stats_csv(&report, &csv)?;
@@ -266,6 +272,9 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             evaluations,
             out: spec_out,
         } => {
+            if let Some(o) = &spec_out {
+                refuse_overwriting_inputs(o, &[&input, Path::new(&preset)], "--out")?;
+            }
             let real = stats_of_path(&input)?;
             let start = generate::load_spec(&preset)?;
             let result = fit(&start, &real, seed, evaluations);

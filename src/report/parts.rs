@@ -85,8 +85,112 @@ pub fn assemble(dir: &Path, runs: &[RunEntry]) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `dir` if it holds another experiment's results, else records `hash` and `text` there.
+/// The files a single-point run writes into its directory.
+pub const SINGLE_RUN_FILES: [&str; 6] = [
+    "config.resolved.toml",
+    "metrics.csv",
+    "links.csv",
+    "tiers.csv",
+    "summary.md",
+    "timeline.json",
+];
+
+/// The files and directories a sweep writes into its directory.
+const SWEEP_FILES: [&str; 12] = [
+    "experiment.hash",
+    "experiment.toml",
+    "runs.csv",
+    "shard.txt",
+    "config.resolved.toml",
+    "points",
+    "results.csv",
+    "latency.csv",
+    "popularity.csv",
+    "summary.csv",
+    "summary.md",
+    "plots",
+];
+
+/// The names in `dir` (none if it does not exist).
+fn entries(dir: &Path) -> Result<Vec<String>> {
+    match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+        Ok(rd) => rd
+            .map(|e| {
+                e.map(|e| e.file_name().to_string_lossy().into_owned())
+                    .map_err(|e| Error::io(dir, e))
+            })
+            .collect(),
+    }
+}
+
+/// The experiment `name` recorded in `dir/config.resolved.toml`, if any.
+fn recorded_name(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("config.resolved.toml")).ok()?;
+    let v: toml::Table = toml::from_str(&text).ok()?;
+    v.get("name")?.as_str().map(str::to_string)
+}
+
+/// Refuses `dir` as the output of single-point experiment `name` unless it is absent, empty,
+/// or holds that experiment's own earlier output and nothing else: a report directory never
+/// mixes two runs, or a run and a sweep.
+pub fn check_single_run_dir(dir: &Path, name: &str) -> Result<()> {
+    let names = entries(dir)?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    if let Some(other) = names
+        .iter()
+        .find(|n| !SINGLE_RUN_FILES.contains(&n.as_str()))
+    {
+        return Err(Error::usage(format!(
+            "{} holds other files (`{other}`{}); a run writes into its own directory: use another --out or remove it",
+            dir.display(),
+            if names
+                .iter()
+                .any(|n| n == "results.csv" || n == "experiment.hash")
+            {
+                ", a sweep's output"
+            } else {
+                ""
+            }
+        )));
+    }
+    match recorded_name(dir) {
+        Some(n) if n == name => Ok(()),
+        Some(n) => Err(Error::usage(format!(
+            "{} holds the output of experiment `{n}`, not `{name}`; use another --out or remove it",
+            dir.display()
+        ))),
+        None => Err(Error::usage(format!(
+            "{} holds a run's files without its config.resolved.toml; use another --out or remove it",
+            dir.display()
+        ))),
+    }
+}
+
+/// Refuses `dir` if it holds another experiment's results (a different hash, a single run's
+/// output or files a sweep does not write), else records `hash` and `text` there.
 pub fn claim(dir: &Path, hash: &str, text: &str) -> Result<()> {
+    let names = entries(dir)?;
+    if let Some(other) = names.iter().find(|n| !SWEEP_FILES.contains(&n.as_str())) {
+        return Err(Error::usage(format!(
+            "{} holds files a sweep does not write (`{other}`{}); use another --out or remove it",
+            dir.display(),
+            if SINGLE_RUN_FILES.contains(&other.as_str()) {
+                ", a single run's output"
+            } else {
+                ""
+            }
+        )));
+    }
+    if !names.is_empty() && !names.iter().any(|n| n == "experiment.hash") {
+        return Err(Error::usage(format!(
+            "{} is not empty and holds no experiment.hash, so it is not this sweep's directory; use another --out or remove it",
+            dir.display()
+        )));
+    }
     std::fs::create_dir_all(dir.join("points")).map_err(|e| Error::io(dir, e))?;
     let hash_path = dir.join("experiment.hash");
     if let Ok(old) = std::fs::read_to_string(&hash_path)

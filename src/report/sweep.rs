@@ -246,8 +246,26 @@ fn report_section(dir: &Path) -> Result<crate::experiment::spec::ReportSection> 
 /// `experiment.toml` names in `[report] plots`, or else chosen from the axes.
 pub fn finish(dir: &Path, title: &str) -> Result<String> {
     let path = dir.join("results.csv");
+    // Every table moesim writes ends with a newline: a file that does not was cut mid-row.
+    let ends_whole = {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        let mut last = [0u8; 1];
+        len > 0
+            && f.seek(SeekFrom::End(-1)).is_ok()
+            && f.read_exact(&mut last).is_ok()
+            && last[0] == b'\n'
+    };
+    if !ends_whole {
+        return Err(bad(
+            &path,
+            "truncated: the last row does not end with a newline (an interrupted copy or write?)",
+        ));
+    }
     let mut rd = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
     let headers = rd.headers().map_err(|e| bad(&path, e.to_string()))?.clone();
+    let checks: Vec<ValueCheck> = headers.iter().map(value_check).collect();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let point_col =
         col("point").ok_or_else(|| bad(&path, "no `point` column: not a sweep's results.csv"))?;
@@ -292,6 +310,17 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
     };
     for rec in rd.records() {
         let rec = rec.map_err(|e| bad(&path, e.to_string()))?;
+        let line = rec.position().map_or(0, |p| p.line());
+        for ((value, check), name) in rec.iter().zip(&checks).zip(headers.iter()) {
+            if let Err(why) = check.test(value) {
+                return Err(Error::Input(crate::error::InputError {
+                    file: path.display().to_string(),
+                    line: Some(line),
+                    key: Some(name.to_string()),
+                    reason: why,
+                }));
+            }
+        }
         let key = rec.get(point_col).unwrap_or_default().to_string();
         if experiment_name.is_none() {
             experiment_name = name_col.and_then(|i| rec.get(i)).map(str::to_string);
@@ -425,6 +454,18 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
             _ => written.extend(draw(&data, kind, &plots_dir)?),
         }
     }
+    // Plots an earlier report drew that this one does not are removed: plots/ shows this
+    // report only.
+    for entry in std::fs::read_dir(&plots_dir).map_err(|e| Error::io(&plots_dir, e))? {
+        let entry = entry.map_err(|e| Error::io(&plots_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let stem = name
+            .strip_suffix(".png")
+            .or_else(|| name.strip_suffix(".svg"));
+        if stem.is_some_and(|s| !written.iter().any(|w| w == s)) {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+        }
+    }
     if !written.is_empty() {
         md.push_str("\n## Plots\n\n");
         for p in &written {
@@ -433,6 +474,70 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
     }
     write_atomic(dir.join("summary.md"), md.as_bytes())?;
     Ok(md)
+}
+
+/// What a results column may hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ValueCheck {
+    /// Text, or a number of any sign (seeds, axis values, SQNR, cosines).
+    Any,
+    /// Empty (not measured) or a finite number in [0, 1].
+    Fraction,
+    /// Empty or a finite number >= 0 (times, rates, counts, bytes, energies).
+    NonNegative,
+}
+
+/// The check of column `name`.
+fn value_check(name: &str) -> ValueCheck {
+    const FRACTIONS: [&str; 8] = [
+        "hit_rate",
+        "topk_agreement",
+        "topk_agreement_p5",
+        "gate_mass_retained",
+        "gate_mass_retained_p5",
+        "utilisation",
+        "prefetch_precision",
+        "prefetch_recall",
+    ];
+    const NON_NEGATIVE_SUFFIXES: [&str; 14] = [
+        "_ns", "_per_s", "_bytes", "_pj", "_mj", "_tokens", "hits", "misses", "events", "uses",
+        "_loaded", "_issued", "_useful", "_lookups",
+    ];
+    if FRACTIONS.contains(&name) {
+        ValueCheck::Fraction
+    } else if name.starts_with("axis.") {
+        ValueCheck::Any
+    } else if NON_NEGATIVE_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+        ValueCheck::NonNegative
+    } else {
+        ValueCheck::Any
+    }
+}
+
+impl ValueCheck {
+    fn test(self, value: &str) -> std::result::Result<(), String> {
+        if value.is_empty() || self == ValueCheck::Any {
+            // moesim writes a missing figure as an empty field, never as NaN.
+            return match value {
+                "NaN" | "nan" | "inf" | "-inf" => Err(format!(
+                    "`{value}` is not a value moesim writes (missing figures are empty)"
+                )),
+                _ => Ok(()),
+            };
+        }
+        let Ok(x) = value.parse::<f64>() else {
+            return Err(format!("`{value}` is not a number"));
+        };
+        match self {
+            ValueCheck::Fraction if !(x.is_finite() && (0.0..=1.0).contains(&x)) => Err(format!(
+                "{value} is impossible for a fraction (outside [0, 1])"
+            )),
+            ValueCheck::NonNegative if !(x.is_finite() && x >= 0.0) => Err(format!(
+                "{value} is impossible here (must be finite and >= 0)"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 fn plot_name(kind: PlotKind) -> String {

@@ -21,6 +21,8 @@ mod pyenv;
 mod params;
 // Absurd sizes and non-finite weights: refused before allocating.
 mod limits;
+// Outputs never overwrite inputs or mix runs; no temporary files survive a failure.
+mod data_safety;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.
