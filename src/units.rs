@@ -40,6 +40,47 @@ pub fn ceil_ns(duration_ns: f64) -> u64 {
     duration_ns.ceil() as u64
 }
 
+/// A byte count as a user writes it: `2000000000`, `2e9`, `2GB`, `1.5 GiB`, `512MiB`, `4096B`.
+/// Decimal units are powers of 1000 (kB, MB, GB, TB), binary ones of 1024 (KiB, MiB, GiB,
+/// TiB). The result must be a whole number of bytes that fits in a u64.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: not a byte count (e.g. 2000000000, 2e9, 2GB, 1.5GiB)"))?;
+    let bytes = value * scale;
+    if !(bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19) {
+        return Err(format!("`{text}`: must be a byte count from 0 to 1.8e19"));
+    }
+    if bytes.fract() != 0.0 {
+        return Err(format!(
+            "`{text}`: is not a whole number of bytes ({bytes})"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
 /// `1234567` → `"1.23 MB"`.
 pub fn format_bytes(bytes: f64) -> String {
     scaled(bytes, "B")
@@ -90,6 +131,24 @@ pub fn format_duration_ns(ns: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_parse_in_every_written_form() {
+        assert_eq!(parse_bytes("2000000000"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("2e9"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_bytes("1.5 GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_bytes("512MiB"), Ok(536_870_912));
+        assert!(parse_bytes("1.5").unwrap_err().contains("whole number"));
+        assert!(parse_bytes("-1").is_err());
+        assert!(
+            parse_bytes("2 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_bytes("1e30").is_err());
+        assert!(parse_bytes("nan").is_err());
+    }
 
     #[test]
     fn formats() {

@@ -52,8 +52,9 @@ pub struct ReplayArgs {
     /// Capacities in experts per layer (objects, for oracleGeneral input); comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub capacity: Vec<f64>,
-    /// Capacities in total bytes over all caches; comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    /// Capacities in total bytes over all caches; comma-separated. Integers, exponent forms
+    /// (`2e9`) and decimal or binary units (`2GB`, `1.5 GiB`, `512MiB`) are accepted.
+    #[arg(long, value_delimiter = ',', value_parser = crate::units::parse_bytes)]
     pub capacity_bytes: Vec<u64>,
     /// One cache per layer, or one shared by all layers.
     #[arg(long, value_enum, default_value = "per-layer")]

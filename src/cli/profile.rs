@@ -325,6 +325,23 @@ fn show(
         t.row(row);
     }
     s.push_str(&t.render());
+    match &p.power {
+        Some(w) => s.push_str(&format!(
+            "\nstatic power: {} W ({}; {}), charged over simulated time\n",
+            w.static_w,
+            w.covers,
+            w.calibrated.name()
+        )),
+        None => s.push_str("\nstatic power: not stated; energies count dynamic energy only\n"),
+    }
+    s.push_str(
+        "\nwhat times what: links (bandwidth, latency, granule, channels) time every copy \
+         between tiers; the compute figures time every kernel, reading its weights from the \
+         compute tier included; tier capacities, reserves and holds_experts decide where \
+         experts fit; tier pJ/B price every byte read or written. Tier read/write bandwidth, \
+         latency and granule are recorded but time nothing yet (a tier is not a contended \
+         resource).\n",
+    );
 
     let uncalibrated = p.uncalibrated_groups();
     if !uncalibrated.is_empty() {

@@ -16,12 +16,17 @@ use crate::report::flat_csv::to_csv;
 use crate::sim::{SimReport, SimSetup, SimTrace};
 use crate::units::{format_bytes, format_duration_ns};
 
+/// Where `moesim run` writes without `--out`: `moesim-reports/<name>/`, a directory of the
+/// user's own (the repository ignores it), so running never rewrites the committed
+/// `reports/`.
+pub const DEFAULT_OUT: &str = "moesim-reports";
+
 /// Arguments of `moesim run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
     /// The experiment file (default: the built-in quickstart, experiments/quickstart.toml).
     pub experiment: Option<PathBuf>,
-    /// Output directory (default: reports/<name>).
+    /// Output directory (default: moesim-reports/<name>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the metrics as JSON instead of the summary (single-point experiments).
@@ -111,7 +116,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     let dir = args
         .out
         .clone()
-        .unwrap_or_else(|| Path::new("reports").join(&exp.resolved.name));
+        .unwrap_or_else(|| Path::new(DEFAULT_OUT).join(&exp.resolved.name));
     crate::report::parts::check_single_run_dir(&dir, &exp.resolved.name)?;
     let trace = exp.build_trace()?;
     if let Some(path) = &args.dump_inputs {
@@ -207,10 +212,15 @@ fn run_sweep(
         return emit(out, &s);
     }
     let dir = args.out.clone().unwrap_or_else(|| match args.shard {
-        Some((i, n)) => Path::new("reports").join(format!("{}.shard-{i}-of-{n}", sweep.name)),
-        None => Path::new("reports").join(&sweep.name),
+        Some((i, n)) => Path::new(DEFAULT_OUT).join(format!("{}.shard-{i}-of-{n}", sweep.name)),
+        None => Path::new(DEFAULT_OUT).join(&sweep.name),
     });
-    parts::claim(&dir, &format!("{:016x}\n", sweep.content_hash), &sweep.text)?;
+    parts::claim(
+        &dir,
+        &format!("{:016x}\n", sweep.content_hash),
+        &sweep.text,
+        &sweep.label,
+    )?;
     let runs: Vec<RunEntry> = sweep
         .points
         .iter()
@@ -436,7 +446,10 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
     write_atomic(dir.join("metrics.csv"), &to_csv(&[metrics_row(exp, o)]))?;
     write_atomic(dir.join("links.csv"), &to_csv(&o.report.links))?;
     write_atomic(dir.join("tiers.csv"), &to_csv(&o.report.tiers))?;
-    write_atomic(dir.join("summary.md"), summary_markdown(exp, o).as_bytes())?;
+    write_atomic(
+        dir.join("summary.md"),
+        summary_markdown(exp, o, dir).as_bytes(),
+    )?;
     match &o.timeline {
         Some(t) => write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?,
         // An earlier run's timeline would not belong to this one.
@@ -448,6 +461,17 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
         },
     }
     Ok(())
+}
+
+/// The command that writes `dir` again from the experiment labelled `label` (a file path as
+/// the user gave it, or the built-in quickstart).
+pub(crate) fn reproduce_command(label: &str, dir: &Path) -> String {
+    let exp = if label == crate::experiment::QUICKSTART_LABEL {
+        String::new()
+    } else {
+        format!(" {label}")
+    };
+    format!("moesim run{exp} --out {}", dir.display())
 }
 
 fn scope_name(scope: crate::cache::replay::Scope) -> &'static str {
@@ -516,12 +540,28 @@ fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
         ("per token: transfer stall", share(r.decode_stall_ns)),
         ("expert hit rate (decode)", pct(r.hit_rate)),
         (
-            "bytes loaded per token",
+            "bytes loaded per decode token",
             format_bytes(r.bytes_loaded_per_decode_token),
         ),
         (
-            "energy per token",
-            format!("{:.3} mJ", r.energy_per_token_mj),
+            "energy per decode token",
+            format!("{:.3} mJ", r.energy_per_decode_token_mj),
+        ),
+        (
+            "energy per prompt token",
+            format!("{:.3} mJ", r.energy_per_prefill_token_mj),
+        ),
+        (
+            "energy of the run",
+            format!(
+                "{:.3} mJ{}",
+                r.energy_total_mj,
+                if o.setup.static_power_w > 0.0 {
+                    format!(" ({:.3} mJ static)", r.energy_static_pj * 1e-9)
+                } else {
+                    " (dynamic only: no static power)".to_string()
+                }
+            ),
         ),
     ];
     rows.push((
@@ -669,7 +709,7 @@ fn summary_text(exp: &Experiment, o: &Outcome) -> String {
     s
 }
 
-fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
+fn summary_markdown(exp: &Experiment, o: &Outcome, dir: &Path) -> String {
     let mut s = format!(
         "# {}\n\n{}\n\n",
         exp.resolved.name, exp.resolved.description
@@ -691,8 +731,8 @@ fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
         ));
     }
     s.push_str(&format!(
-        "\nReproduce: `moesim run {}` (moesim {}). Uncalibrated profile figure groups: {}.\n",
-        exp.label,
+        "\nReproduce: `{}` (moesim {}). Uncalibrated profile figure groups: {}.\n",
+        reproduce_command(&exp.label, dir),
         env!("CARGO_PKG_VERSION"),
         exp.profile
             .uncalibrated_groups()

@@ -35,6 +35,9 @@ use spec::{PrefetchName, ProxyWeightsSpec, SCHEMA_VERSION};
 /// The built-in quickstart: the seed's micro-MoE on an ESP32-P4 with a generated trace.
 pub const QUICKSTART: &str = include_str!("../../experiments/quickstart.toml");
 
+/// How the built-in quickstart names itself in errors and reports.
+pub const QUICKSTART_LABEL: &str = "quickstart (built-in)";
+
 /// Where the routing events come from.
 #[derive(Debug, Clone)]
 pub enum TraceSource {
@@ -257,6 +260,16 @@ fn import_trace(imp: &spec::TraceImportSpec, base: &Path) -> Result<(Vec<u8>, (u
     Ok((bytes, (meta.layers, meta.experts, meta.top_k)))
 }
 
+/// `path` made absolute (symbolic links and `..` resolved when it exists), for
+/// `config.resolved.toml`, which must reproduce the run from any directory.
+fn absolute(path: &str) -> String {
+    let p = Path::new(path);
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| path.to_string())
+}
+
 fn resolve(base: &Path, s: &str, is_preset: bool) -> String {
     let p = Path::new(s);
     if is_preset || p.is_absolute() {
@@ -276,7 +289,7 @@ impl Experiment {
 
     /// The built-in quickstart.
     pub fn quickstart() -> Result<Experiment> {
-        Experiment::parse("quickstart (built-in)", QUICKSTART, Path::new("."))
+        Experiment::parse(QUICKSTART_LABEL, QUICKSTART, Path::new("."))
     }
 
     /// Parses and validates `text`; `label` names it in errors, `base` anchors relative paths.
@@ -318,11 +331,17 @@ impl Experiment {
             &profile_name,
             profile_is_preset,
         ));
+        if !profile_is_preset {
+            resolved.hardware.profile = absolute(&profile_name);
+        }
         let profile = crate::hardware::load(&profile_name)
             .map_err(|e| at(label, "hardware.profile", e.to_string()))?;
         let model_is_preset = crate::moe::presets::get(&spec.model.spec).is_some();
         let model_name = resolve(base, &spec.model.spec, model_is_preset);
         inputs.push(InputRef::resolve("model", &model_name, model_is_preset));
+        if !model_is_preset {
+            resolved.model.spec = absolute(&model_name);
+        }
         let model =
             crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?;
         if profile
@@ -357,6 +376,13 @@ impl Experiment {
             }
             Ok(())
         };
+        if t.truncate_to_whole_tokens && t.file.is_none() {
+            return Err(at(
+                label,
+                "trace.truncate_to_whole_tokens",
+                "applies to `trace.file` (for `[trace.import]`, set it in that table)",
+            ));
+        }
         let (source, shape) = match (&t.generator, &t.file, &t.import) {
             (None, None, Some(imp)) => {
                 generated_only("trace.import")?;
@@ -368,6 +394,13 @@ impl Experiment {
                         .iter()
                         .map(|f| InputRef::File(PathBuf::from(resolve(base, f, false)))),
                 );
+                if let Some(r) = resolved.trace.import.as_mut() {
+                    r.files = imp
+                        .files
+                        .iter()
+                        .map(|f| absolute(&resolve(base, f, false)))
+                        .collect();
+                }
                 (
                     TraceSource::Imported(name, std::sync::Arc::new(bytes)),
                     shape,
@@ -377,6 +410,9 @@ impl Experiment {
                 let is_preset = crate::trace::generate::PRESETS.iter().any(|(n, _)| n == g);
                 let gname = resolve(base, g, is_preset);
                 inputs.push(InputRef::resolve("generator", &gname, is_preset));
+                if !is_preset {
+                    resolved.trace.generator = Some(absolute(&gname));
+                }
                 let mut gspec = crate::trace::generate::load_spec(&gname)
                     .map_err(|e| at(label, "trace.generator", e.to_string()))?;
                 if let Some(p) = t.prefill_tokens {
@@ -420,14 +456,23 @@ impl Experiment {
                 generated_only("trace.file")?;
                 let path = PathBuf::from(resolve(base, f, false));
                 inputs.push(InputRef::File(path.clone()));
+                resolved.trace.file = Some(absolute(&path.to_string_lossy()));
                 let meta = crate::trace::native::TraceReader::open(&path)
                     .map_err(|e| at(label, "trace.file", e.to_string()))?
                     .meta()
                     .clone();
-                (
-                    TraceSource::File(path),
-                    (meta.layers, meta.experts, meta.top_k),
-                )
+                let shape = (meta.layers, meta.experts, meta.top_k);
+                if t.truncate_to_whole_tokens {
+                    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let cut = crate::trace::import::truncate_to_whole_tokens(&bytes)
+                        .map_err(|e| at(label, "trace.file", e.to_string()))?;
+                    (
+                        TraceSource::Imported(path.display().to_string(), Arc::new(cut)),
+                        shape,
+                    )
+                } else {
+                    (TraceSource::File(path), shape)
+                }
             }
             _ => {
                 return Err(at(
@@ -675,6 +720,9 @@ impl Experiment {
                 }
                 let path = PathBuf::from(resolve(base, file, false));
                 inputs.push(InputRef::File(path.clone()));
+                if let ProxyWeightsSpec::Safetensors { file, .. } = &mut resolved.quality.weights {
+                    *file = absolute(&path.to_string_lossy());
+                }
                 let st = SafetensorsExperts::open(&path, w1, w2, w3)
                     .map_err(|e| at(label, "quality.weights", e.to_string()))?;
                 if let Some(g) = generator_hidden

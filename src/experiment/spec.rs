@@ -76,12 +76,16 @@ pub struct ReportSection {
     /// The axes `metric-vs-axis` charts run along (default: every numeric axis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub axes: Option<Vec<String>>,
+    /// The point (its key, as in `results.csv`) paired differences are taken from, when the
+    /// sweep has replicates (default: the first point).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
 }
 
 impl ReportSection {
     /// Whether nothing is named (the plots follow the axes).
     pub fn is_automatic(&self) -> bool {
-        self.plots.is_none() && self.axes.is_none()
+        self.plots.is_none() && self.axes.is_none() && self.baseline.is_none()
     }
 }
 
@@ -268,6 +272,10 @@ pub struct TraceSection {
     /// Seed of the generated trace (default: the experiment's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// `file`: cut every request's decode to whole tokens, as `[trace.import]`'s option of the
+    /// same name does (for an imported trace whose collector dropped events).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncate_to_whole_tokens: bool,
 }
 
 /// `[cache]`.

@@ -78,7 +78,8 @@ pub struct Sweep {
     pub text: String,
     /// The file without `[sweep]`, and what builds each point from it.
     table: toml::Table,
-    label: String,
+    /// The experiment file as the user named it.
+    pub label: String,
     base: std::path::PathBuf,
 }
 
@@ -228,6 +229,7 @@ impl Sweep {
             }
         }
         let n_combos: usize = groups.iter().map(|g| g[0].1.len()).product();
+        let baseline = spec.report.baseline.clone();
         if n_combos.saturating_mul(sweep.replicates as usize) > 1_000_000 {
             return Err(bad("sweep", "more than a million runs".into()));
         }
@@ -272,6 +274,17 @@ impl Sweep {
                     seed,
                 });
             }
+        }
+        if let Some(b) = &baseline
+            && !points.iter().any(|p: &Point| &p.key == b)
+        {
+            return Err(bad(
+                "report.baseline",
+                format!(
+                    "`{b}` is not a point of this sweep (points are named like `{}`)",
+                    points.first().map_or("base", |p| p.key.as_str())
+                ),
+            ));
         }
         let sweep = Sweep {
             name: spec.name,

@@ -31,6 +31,19 @@ pub struct HardwareProfile {
     pub compute: Compute,
     /// Index of the tier expert kernels read from.
     pub compute_tier: usize,
+    /// Static power, if the profile states it.
+    pub power: Option<Power>,
+}
+
+/// Static (idle and leakage) power.
+#[derive(Debug, Clone)]
+pub struct Power {
+    /// Watts drawn while powered, computing or not.
+    pub static_w: f64,
+    /// What the figure covers.
+    pub covers: String,
+    /// How it was obtained.
+    pub calibrated: Calibration,
 }
 
 /// A memory tier.
@@ -214,7 +227,7 @@ impl HardwareProfile {
     /// when its provenance is given separately.
     pub fn figure_groups(&self) -> usize {
         let energy = usize::from(self.compute.energy_calibrated != self.compute.calibrated);
-        self.tiers.len() + self.links.len() + 1 + energy
+        self.tiers.len() + self.links.len() + 1 + energy + usize::from(self.power.is_some())
     }
 
     /// Every figure group that is not datasheet or measured, as `(group, calibration)`.
@@ -243,6 +256,11 @@ impl HardwareProfile {
             && !self.compute.energy_calibrated.is_calibrated()
         {
             groups.push(("compute energy".to_string(), self.compute.energy_calibrated));
+        }
+        if let Some(p) = &self.power
+            && !p.calibrated.is_calibrated()
+        {
+            groups.push(("static power".to_string(), p.calibrated));
         }
         groups
     }

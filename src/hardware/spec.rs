@@ -34,6 +34,28 @@ pub struct HardwareProfileSpec {
     pub links: Vec<LinkSpec>,
     /// Compute throughput and energy.
     pub compute: ComputeSpec,
+    /// Allow a block-storage tier (NVMe, UFS, SD/NAND) as the compute tier, whose kernels would
+    /// then read weights straight from storage; refused unless set, since no device computes
+    /// from a block device.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compute_from_storage: bool,
+    /// Static power (idle and leakage), charged over simulated time. Without it, energies
+    /// count dynamic energy only, and `profile show` says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power: Option<PowerSpec>,
+}
+
+/// `[power]`: what the device draws while powered, whether or not it computes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSpec {
+    /// Static power of the modelled configuration (SoC, board or card, as the profile's
+    /// description says), in watts.
+    pub static_w: f64,
+    /// What the figure covers, in a few words (`"SoC in run mode at 240 MHz, WiFi off"`).
+    pub covers: String,
+    /// How the figure was obtained.
+    pub calibrated: Calibration,
 }
 
 /// How a figure group was obtained.
@@ -451,6 +473,20 @@ impl HardwareProfileSpec {
                 format!("no tier named `{}`", self.compute_tier),
             )
         })?;
+        if matches!(
+            tiers[compute_tier].kind,
+            TierKind::Nvme | TierKind::Ufs | TierKind::FlashNand
+        ) && !self.compute_from_storage
+        {
+            return Err(err(
+                "compute_tier",
+                format!(
+                    "tier `{}` is block storage ({}): kernels cannot execute from it; copy experts to a memory tier over a link, or set compute_from_storage = true to model it anyway",
+                    self.compute_tier,
+                    tiers[compute_tier].kind.name()
+                ),
+            ));
+        }
         if !tiers[compute_tier].holds_experts {
             return Err(err(
                 "compute_tier",
@@ -497,6 +533,25 @@ impl HardwareProfileSpec {
             }
         }
 
+        let power = match &self.power {
+            None => None,
+            Some(p) => {
+                STATIC_POWER
+                    .check(p.static_w)
+                    .map_err(|r| err("power.static_w", r))?;
+                if p.covers.trim().is_empty() {
+                    return Err(err(
+                        "power.covers",
+                        "say what the figure covers (SoC, board, card, whole system)".into(),
+                    ));
+                }
+                Some(super::Power {
+                    static_w: p.static_w,
+                    covers: p.covers.clone(),
+                    calibrated: p.calibrated,
+                })
+            }
+        };
         Ok(HardwareProfile {
             name: self.name.clone(),
             description: self.description.clone(),
@@ -514,6 +569,7 @@ impl HardwareProfileSpec {
                 calibrated: c.calibrated,
             },
             compute_tier,
+            power,
         })
     }
 }

@@ -96,9 +96,10 @@ pub const SINGLE_RUN_FILES: [&str; 6] = [
 ];
 
 /// The files and directories a sweep writes into its directory.
-const SWEEP_FILES: [&str; 12] = [
+const SWEEP_FILES: [&str; 13] = [
     "experiment.hash",
     "experiment.toml",
+    "experiment.source",
     "runs.csv",
     "shard.txt",
     "config.resolved.toml",
@@ -172,7 +173,7 @@ pub fn check_single_run_dir(dir: &Path, name: &str) -> Result<()> {
 
 /// Refuses `dir` if it holds another experiment's results (a different hash, a single run's
 /// output or files a sweep does not write), else records `hash` and `text` there.
-pub fn claim(dir: &Path, hash: &str, text: &str) -> Result<()> {
+pub fn claim(dir: &Path, hash: &str, text: &str, source: &str) -> Result<()> {
     let names = entries(dir)?;
     if let Some(other) = names.iter().find(|n| !SWEEP_FILES.contains(&n.as_str())) {
         return Err(Error::usage(format!(
@@ -202,6 +203,10 @@ pub fn claim(dir: &Path, hash: &str, text: &str) -> Result<()> {
         )));
     }
     write_atomic(&hash_path, hash.as_bytes())?;
+    write_atomic(
+        dir.join("experiment.source"),
+        format!("{source}\n").as_bytes(),
+    )?;
     write_atomic(dir.join("experiment.toml"), text.as_bytes())
 }
 
@@ -339,7 +344,10 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<String> {
             listed.join("; ")
         )));
     }
-    claim(out, &hash, &text)?;
+    let label = std::fs::read_to_string(first.join("experiment.source"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    claim(out, &hash, &text, &label)?;
     write_manifest(out, &runs)?;
     let config = first.join("config.resolved.toml");
     if config.exists() {

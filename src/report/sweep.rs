@@ -56,7 +56,18 @@ pub const METRICS: &[Metric] = &[
     metric("hit_rate", "expert hit rate (decode)", 1.0, true),
     metric("token_latency_p50_ns", "p50 token latency (ms)", 1e-6, true),
     metric("token_latency_p99_ns", "p99 token latency (ms)", 1e-6, true),
-    metric("energy_per_token_mj", "energy per token (mJ)", 1.0, true),
+    metric(
+        "energy_per_decode_token_mj",
+        "energy per decode token (mJ)",
+        1.0,
+        true,
+    ),
+    metric(
+        "energy_per_prefill_token_mj",
+        "energy per prompt token (mJ)",
+        1.0,
+        false,
+    ),
     metric(
         "bytes_loaded_per_decode_token",
         "bytes loaded per token (MB)",
@@ -204,6 +215,9 @@ struct PointSummary {
     n: usize,
     /// Per metric (absent columns give NaN): mean and CI half-width, in the label's unit.
     stats: Vec<(f64, f64)>,
+    /// Per metric, the value of each replicate in replicate order (NaN when missing), in the
+    /// label's unit: for paired differences.
+    samples: Vec<Vec<f64>>,
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -292,6 +306,11 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
                  points: &mut Vec<PointSummary>| {
         if let Some(mut p) = cur.take() {
             p.n = values[0].len();
+            p.samples = values
+                .iter()
+                .zip(METRICS)
+                .map(|(v, m)| v.iter().map(|x| x * m.scale).collect())
+                .collect();
             p.stats = values
                 .iter()
                 .zip(METRICS)
@@ -339,6 +358,7 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
                 router: get(&rec, text_cols[3]),
                 n: 0,
                 stats: Vec::new(),
+                samples: Vec::new(),
             });
         }
         let tokens = decode_tokens_col
@@ -422,6 +442,11 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
         " on several profiles".to_string()
     };
     let report = report_section(dir)?;
+    md.push_str(&paired_differences(
+        &points,
+        &shown,
+        report.baseline.as_deref(),
+    ));
     let data = Data {
         dir,
         title,
@@ -471,6 +496,17 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
         for p in &written {
             md.push_str(&format!("![{p}](plots/{p}.png)\n\n"));
         }
+    }
+    if let Ok(source) = std::fs::read_to_string(dir.join("experiment.source"))
+        && !source.trim().is_empty()
+    {
+        md.push_str(&format!(
+            "Reproduce: `moesim run {} --out {}` (moesim {}; `moesim plot {}` redraws this summary and the plots from results.csv).\n",
+            source.trim(),
+            dir.display(),
+            env!("CARGO_PKG_VERSION"),
+            dir.display()
+        ));
     }
     write_atomic(dir.join("summary.md"), md.as_bytes())?;
     Ok(md)
@@ -664,6 +700,58 @@ fn point_label(d: &Data<'_>, p: &PointSummary) -> String {
     }
 }
 
+/// With replicates, the paired differences of every point from the baseline (the `[report]
+/// baseline` point, else the first): replicate r of every point shares its seed (common
+/// random numbers), so the difference of replicate r's values isolates what the axes change;
+/// mean ± 95 % CI of those differences.
+fn paired_differences(points: &[PointSummary], shown: &[usize], baseline: Option<&str>) -> String {
+    let Some(base) = (match baseline {
+        Some(k) => points.iter().find(|p| p.key == k),
+        None => points.first(),
+    }) else {
+        return String::new();
+    };
+    if points.len() < 2 || base.n < 2 {
+        return String::new();
+    }
+    let mut md = format!(
+        "\n## Paired differences from `{}`\n\nReplicate r of every point shares its seed \
+         (common random numbers), so each difference below is the mean ± 95 % CI of the \
+         per-replicate differences point − baseline.\n\n| point |",
+        base.key
+    );
+    for &i in shown {
+        md.push_str(&format!(" Δ {} |", METRICS[i].label));
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(shown.len()));
+    md.push('\n');
+    for p in points.iter().filter(|p| p.key != base.key) {
+        md.push_str(&format!("| {} |", p.key));
+        for &i in shown {
+            let d: Vec<f64> = p.samples[i]
+                .iter()
+                .zip(&base.samples[i])
+                .map(|(a, b)| a - b)
+                .filter(|x| x.is_finite())
+                .collect();
+            md.push_str(&format!(" {} |", pm(mean_ci(&d))));
+        }
+        md.push('\n');
+    }
+    md
+}
+
+/// The values metric `name` can take, in its plotted unit.
+fn physical_range(name: &str) -> (f64, f64) {
+    match value_check(name) {
+        ValueCheck::Fraction => (0.0, 1.0),
+        _ if name.starts_with("output_cosine") => (-1.0, 1.0),
+        _ if name == "weight_sqnr_db" => (f64::NEG_INFINITY, f64::INFINITY),
+        _ => (0.0, f64::INFINITY),
+    }
+}
+
 /// Lines of metric `m` (mean, CI band) against axis `a` (values `xs`), one per combination of
 /// the other axes; `f` maps (mean, ci) to the plotted (y, half-width).
 fn lines_against(
@@ -679,7 +767,10 @@ fn lines_against(
         let (y, ci) = f(p.stats[m].0, p.stats[m].1);
         s.points.push((x, y));
         if ci.is_finite() {
-            s.band.push((x, y - ci, y + ci));
+            // A confidence band never leaves the metric's physical range (a hit rate above 1,
+            // a negative latency).
+            let (lo, hi) = physical_range(METRICS[m].name);
+            s.band.push((x, (y - ci).max(lo), (y + ci).min(hi)));
         }
     }
     for s in &mut series {
@@ -702,7 +793,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                 "decode_tokens_per_s",
                 "token_latency_p50_ns",
                 "token_latency_p99_ns",
-                "energy_per_token_mj",
+                "energy_per_decode_token_mj",
                 "output_rel_l2_mean",
             ]
             .iter()
@@ -812,7 +903,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
             let stem = "hardware-bars".to_string();
             let panels = vec![
                 panel("decode_tokens_per_s", "decode throughput (tokens/s)"),
-                panel("energy_per_token_mj", "energy per decode token (mJ)"),
+                panel("energy_per_decode_token_mj", "energy per decode token (mJ)"),
             ];
             BarChart {
                 title: format!("{title}: decode throughput and energy per token by device"),

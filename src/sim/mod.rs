@@ -95,7 +95,8 @@ impl SimTrace {
             if prefill_events % l != 0 || decode_events % l != 0 {
                 return Err(format!(
                     "request {request}: {prefill_events} prefill and {decode_events} decode events are not whole \
-                     tokens of {l} layers; the simulator needs every layer of every token"
+                     tokens of {l} layers; the simulator needs every layer of every token (for a trace whose \
+                     collector dropped events, set `truncate_to_whole_tokens = true` in [trace] or [trace.import])"
                 ));
             }
             let p = prefill_events / l;

@@ -135,10 +135,12 @@ struct Counters {
     misses_on_predicted_steps: u64,
     prefill_lookups: u64,
     prefill_hits: u64,
-    bytes_loaded: u64,
-    energy_transfer_pj: f64,
-    energy_weight_read_pj: f64,
-    macs: f64,
+    /// Per phase (prefill, decode): bytes delivered, transfer and weight-read energy, MACs;
+    /// charged to the phase running when they happen.
+    bytes_loaded: [u64; 2],
+    energy_transfer_pj: [f64; 2],
+    energy_weight_read_pj: [f64; 2],
+    macs: [f64; 2],
     prefetch_issued: u64,
     prefetch_useful: u64,
     prefetch_wrong: u64,
@@ -268,6 +270,15 @@ pub fn run(
 }
 
 impl<'a> Sim<'a> {
+    /// The phase energy and bytes are charged to: 0 while a prefill step runs, 1 otherwise
+    /// (decode, and transfers that land between requests).
+    fn phase(&self) -> usize {
+        match self.pos {
+            Some(p) if p.prefill => 0,
+            _ => 1,
+        }
+    }
+
     fn new(s: &'a SimSetup, t: &'a SimTrace) -> Sim<'a> {
         let (l, e) = (s.layers, s.experts);
         let o = &s.options;
@@ -566,8 +577,9 @@ impl<'a> Sim<'a> {
         b.routing += route;
         let ct = s.compute_tier;
         self.c.tier_read[ct] += s.dense_bytes;
-        self.c.energy_weight_read_pj += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-        self.c.macs += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
+        let ph = self.phase();
+        self.c.energy_weight_read_pj[ph] += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+        self.c.macs[ph] += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
         self.busy = Busy::Prologue;
         self.busy_since = now;
         self.q
@@ -940,7 +952,8 @@ impl<'a> Sim<'a> {
             pr.predict(&input, &mut self.predicted);
             let ops = pr.ops_per_call(e as u64, s.hidden, k as u64);
             let predict_ns = s.ops_ns(ops);
-            self.c.macs += ops as f64;
+            let ph = self.phase();
+            self.c.macs[ph] += ops as f64;
             if predict_ns > 0 {
                 let now = self.now();
                 self.span(SpanKind::Predict, 0, now, predict_ns, layer, None);
@@ -1119,8 +1132,9 @@ impl<'a> Sim<'a> {
                 )
             };
             self.c.tier_read[ct] += bytes;
-            self.c.energy_weight_read_pj += bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-            self.c.macs += (sl.tokens as u64 * macs) as f64;
+            let ph = self.phase();
+            self.c.energy_weight_read_pj[ph] += bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+            self.c.macs[ph] += (sl.tokens as u64 * macs) as f64;
             self.busy = Busy::Expert(slot);
             if s.expert_slowdown_while_transferring > 0.0 {
                 // Its length depends on the links: span and breakdown when it ends.
@@ -1203,8 +1217,9 @@ impl<'a> Sim<'a> {
         self.breakdown().compute += s.head_ns;
         let ct = s.compute_tier;
         self.c.tier_read[ct] += s.head_bytes;
-        self.c.energy_weight_read_pj += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-        self.c.macs += s.head_macs as f64;
+        let ph = self.phase();
+        self.c.energy_weight_read_pj[ph] += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+        self.c.macs[ph] += s.head_macs as f64;
         self.busy = Busy::LmHead;
         self.q
             .schedule_in(s.head_ns, Ev::ComputeDone(self.compute_generation));
@@ -1300,7 +1315,8 @@ impl<'a> Sim<'a> {
         self.c.link_bytes[link] += tr.bytes;
         self.c.tier_read[from] += tr.bytes;
         self.c.tier_written[to] += tr.bytes;
-        self.c.energy_transfer_pj +=
+        let ph = self.phase();
+        self.c.energy_transfer_pj[ph] +=
             tr.bytes as f64 * (s.tiers[from].energy_pj_per_byte + s.tiers[to].energy_pj_per_byte);
         if self.timeline.is_some() {
             let kind = match tr.kind {
@@ -1336,7 +1352,8 @@ impl<'a> Sim<'a> {
             return;
         }
         // Arrived in the compute tier.
-        self.c.bytes_loaded += tr.bytes;
+        let ph = self.phase();
+        self.c.bytes_loaded[ph] += tr.bytes;
         if tr.kind != Kind::Shared
             && let Some(c) = self.cold.get_mut(tr.object as usize)
         {
@@ -1383,8 +1400,31 @@ impl<'a> Sim<'a> {
                 tokens as f64 * 1e9 / ns as f64
             }
         };
-        let energy_mac_pj = c.macs * s.energy_pj_per_mac;
-        let total_pj = c.energy_transfer_pj + c.energy_weight_read_pj + energy_mac_pj;
+        // Dynamic energy per phase, plus static power over the phase's time; idle time between
+        // requests draws static power too, counted in the total only.
+        let static_pj_per_ns = s.static_power_w * 1e3;
+        let phase_time = [c.prefill_time, decode_time];
+        let phase_pj: Vec<f64> = (0..2)
+            .map(|p| {
+                c.energy_transfer_pj[p]
+                    + c.energy_weight_read_pj[p]
+                    + c.macs[p] * s.energy_pj_per_mac
+                    + static_pj_per_ns * phase_time[p] as f64
+            })
+            .collect();
+        let energy_mac_pj = (c.macs[0] + c.macs[1]) * s.energy_pj_per_mac;
+        let energy_static_pj = static_pj_per_ns * makespan as f64;
+        let total_pj = c.energy_transfer_pj.iter().sum::<f64>()
+            + c.energy_weight_read_pj.iter().sum::<f64>()
+            + energy_mac_pj
+            + energy_static_pj;
+        let per_token_mj = |pj: f64, tokens: u64| {
+            if tokens == 0 {
+                f64::NAN
+            } else {
+                pj / tokens as f64 * 1e-9
+            }
+        };
         let uses = c.expert_uses;
         let links = s
             .links
@@ -1450,12 +1490,20 @@ impl<'a> Sim<'a> {
             hit_rate: ratio(c.hits, uses),
             prefill_lookups: c.prefill_lookups,
             prefill_hits: c.prefill_hits,
-            bytes_loaded: c.bytes_loaded,
-            bytes_loaded_per_decode_token: ratio(c.bytes_loaded, decode_tokens),
-            energy_transfer_pj: c.energy_transfer_pj,
-            energy_weight_read_pj: c.energy_weight_read_pj,
+            bytes_loaded: c.bytes_loaded[0] + c.bytes_loaded[1],
+            bytes_loaded_prefill: c.bytes_loaded[0],
+            bytes_loaded_decode: c.bytes_loaded[1],
+            bytes_loaded_per_prefill_token: ratio(c.bytes_loaded[0], prefill_tokens),
+            bytes_loaded_per_decode_token: ratio(c.bytes_loaded[1], decode_tokens),
+            energy_transfer_pj: c.energy_transfer_pj.iter().sum(),
+            energy_weight_read_pj: c.energy_weight_read_pj.iter().sum(),
             energy_mac_pj,
-            energy_per_token_mj: total_pj / (prefill_tokens + decode_tokens).max(1) as f64 * 1e-9,
+            energy_static_pj,
+            energy_prefill_pj: phase_pj[0],
+            energy_decode_pj: phase_pj[1],
+            energy_per_prefill_token_mj: per_token_mj(phase_pj[0], prefill_tokens),
+            energy_per_decode_token_mj: per_token_mj(phase_pj[1], decode_tokens),
+            energy_total_mj: total_pj * 1e-9,
             prefetch_issued: c.prefetch_issued,
             prefetch_useful: c.prefetch_useful,
             prefetch_wrong: c.prefetch_wrong,

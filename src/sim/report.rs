@@ -67,7 +67,13 @@ pub struct SimReport {
     pub prefill_hits: u64,
     /// Bytes delivered to the compute tier (demand loads, prefetches, shared experts).
     pub bytes_loaded: u64,
-    /// Bytes delivered per decode token.
+    /// Of those, delivered while a prefill step ran.
+    pub bytes_loaded_prefill: u64,
+    /// Of those, delivered while decoding (or between requests).
+    pub bytes_loaded_decode: u64,
+    /// Prefill bytes per prompt token.
+    pub bytes_loaded_per_prefill_token: f64,
+    /// Decode bytes per generated token.
     pub bytes_loaded_per_decode_token: f64,
     /// Energy of transfers: bytes × (source + destination pJ/B) per hop.
     pub energy_transfer_pj: f64,
@@ -75,8 +81,19 @@ pub struct SimReport {
     pub energy_weight_read_pj: f64,
     /// Energy of MACs.
     pub energy_mac_pj: f64,
-    /// Total energy per token (prompt and generated), in millijoules.
-    pub energy_per_token_mj: f64,
+    /// Static power over the whole simulated time (0 when the profile states none).
+    pub energy_static_pj: f64,
+    /// Energy of the prefill phase: its transfers, weight reads and MACs, and static power
+    /// over its time.
+    pub energy_prefill_pj: f64,
+    /// Energy of the decode phase, likewise.
+    pub energy_decode_pj: f64,
+    /// Prefill energy per prompt token, in millijoules.
+    pub energy_per_prefill_token_mj: f64,
+    /// Decode energy per generated token, in millijoules.
+    pub energy_per_decode_token_mj: f64,
+    /// All energy of the run (both phases and idle static power), in millijoules.
+    pub energy_total_mj: f64,
     /// Prefetches started.
     pub prefetch_issued: u64,
     /// Prefetches the router then selected.

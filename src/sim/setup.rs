@@ -263,6 +263,8 @@ pub struct SimSetup {
     pub home_tier: usize,
     /// Energy per MAC.
     pub energy_pj_per_mac: f64,
+    /// Static power, charged over simulated time (0 when the profile states none).
+    pub static_power_w: f64,
     /// Bytes of each cache.
     pub cache_bytes: u64,
     /// Number of caches (layers in per-layer scope, 1 when shared).
@@ -617,6 +619,7 @@ impl SimSetup {
             compute_tier,
             home_tier: home,
             energy_pj_per_mac: profile.compute.energy_pj_per_mac,
+            static_power_w: profile.power.as_ref().map_or(0.0, |p| p.static_w),
             cache_bytes,
             n_caches,
             compute_budget_bytes: compute_budget,

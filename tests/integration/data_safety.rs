@@ -328,3 +328,111 @@ fn an_interrupted_command_leaves_no_temporary_file() {
     assert!(!out.exists());
     assert_no_temporaries(&dir);
 }
+
+/// `config.resolved.toml` reproduces the run from any directory: its file inputs are absolute.
+#[test]
+fn the_resolved_configuration_reproduces_the_run_from_another_directory() {
+    let dir = scratch("safety_resolved");
+    let profile = dir.join("my-profile.toml");
+    std::fs::write(
+        &profile,
+        include_str!("../../hardware-profiles/esp32-p4.toml"),
+    )
+    .unwrap();
+    let exp = dir.join("e.toml");
+    std::fs::write(
+        &exp,
+        RUN.replace("NAME", "e")
+            .replace("PROFILE", "my-profile.toml"),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    assert_eq!(
+        moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]).code,
+        0
+    );
+    let resolved = std::fs::read_to_string(out.join("config.resolved.toml")).unwrap();
+    assert!(
+        resolved.contains(
+            &std::fs::canonicalize(&profile)
+                .unwrap()
+                .display()
+                .to_string()
+        ),
+        "{resolved}"
+    );
+    // Copied elsewhere and run from another working directory.
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(elsewhere.join("again.toml"), &resolved).unwrap();
+    let again = Command::new(env!("CARGO_BIN_EXE_moesim"))
+        .args(["run", "again.toml", "--out", "out2"])
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let metrics = |p: &Path| std::fs::read_to_string(p.join("metrics.csv")).unwrap();
+    assert_eq!(metrics(&out), metrics(&elsewhere.join("out2")));
+    let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
+    assert!(
+        summary.contains(&format!(
+            "Reproduce: `moesim run {} --out {}`",
+            exp.display(),
+            out.display()
+        )),
+        "{summary}"
+    );
+}
+
+/// An imported trace whose collector dropped events can be named as `[trace] file` with
+/// `truncate_to_whole_tokens`; without it the error says which option to set.
+#[test]
+fn a_trace_file_with_dropped_events_runs_with_the_truncation_option() {
+    let dir = scratch("safety_truncate");
+    let real = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/traces/Mario928-speculative-moe/gsm8k_2_routing.jsonl");
+    let trace = dir.join("mixtral.jsonl");
+    let run = moesim([
+        "trace",
+        "import",
+        "--format",
+        "jsonl",
+        "--map",
+        "request=problem_id",
+        "--map",
+        "layer=layer",
+        "--map",
+        "position=token_idx",
+        "--map",
+        "experts=experts",
+        "--map",
+        "weights=gating_probs",
+        "--experts",
+        "8",
+        "--top-k",
+        "2",
+        real.to_str().unwrap(),
+        "--out",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = |extra: &str| {
+        format!(
+            "schema_version = 1\nname = \"t\"\n[hardware]\nprofile = \"pc-rtx4090-pcie4\"\n[model]\nspec = \"mixtral-8x7b\"\nformat = \"q2_k\"\n[trace]\nfile = \"mixtral.jsonl\"\n{extra}[cache]\ncapacity_experts = 4\n[quality]\nsamples = 0\n"
+        )
+    };
+    let exp = dir.join("e.toml");
+    std::fs::write(&exp, text("")).unwrap();
+    let out = dir.join("out");
+    assert_bad_input(
+        &moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        &["not whole tokens", "truncate_to_whole_tokens = true"],
+    );
+    std::fs::write(&exp, text("truncate_to_whole_tokens = true\n")).unwrap();
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

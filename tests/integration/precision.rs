@@ -76,7 +76,7 @@ fn each_allocator_writes_the_joined_row() {
             "token_latency_p50_ns",
             "token_latency_p99_ns",
             "decode_tokens_per_s",
-            "energy_per_token_mj",
+            "energy_per_decode_token_mj",
             "plan_bits_per_weight_mean",
         ] {
             let x = v[key].as_f64().unwrap_or(f64::NAN);
@@ -93,7 +93,7 @@ fn each_allocator_writes_the_joined_row() {
             "output_rel_l2_mean",
             "output_cosine_min",
             "hit_rate",
-            "energy_per_token_mj",
+            "energy_per_decode_token_mj",
             "expert_storage_bytes",
         ] {
             assert!(header.split(',').any(|c| c == col), "{col} not in {header}");

@@ -114,6 +114,7 @@ impl Toy {
             compute_tier: 0,
             home_tier: home,
             energy_pj_per_mac: 1.0,
+            static_power_w: 0.0,
             cache_bytes,
             n_caches,
             compute_budget_bytes: u64::MAX,
