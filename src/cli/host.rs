@@ -1074,6 +1074,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         x_label: "measured mean token latency (ms)".into(),
         y_label: "predicted mean token latency (ms)".into(),
         series,
+        ..Default::default()
     }
     .write(&a.out.join("predicted-vs-measured"))?;
     let mut s = notes;

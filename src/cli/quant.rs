@@ -602,6 +602,7 @@ fn plot_source(rows: &[EvalRow], source: &str, stem: &Path) -> Result<()> {
         x_label: "bits per weight (scales included)".into(),
         y_label: "SQNR (dB)".into(),
         series,
+        ..Default::default()
     }
     .write(stem)
 }

@@ -10,6 +10,11 @@ pub const FONT_FAMILY: &str = "sans-serif";
 static DEJAVU_SANS: &[u8] = include_bytes!("fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
+/// The embedded font's bytes (for [`super::text`], which rasterises PNG text itself).
+pub fn font_bytes() -> &'static [u8] {
+    DEJAVU_SANS
+}
+
 /// Registers the embedded font with plotters under [`FONT_FAMILY`]; idempotent.
 pub fn register() {
     REGISTER.call_once(|| {

@@ -742,6 +742,62 @@ fn paired_differences(points: &[PointSummary], shown: &[usize], baseline: Option
     md
 }
 
+/// The sweep's axes as a short list for legends (`α / β / γ`: the last path segment of each).
+fn axis_names(d: &Data<'_>) -> String {
+    d.axis_paths
+        .iter()
+        .map(|p| p.rsplit('.').next().unwrap_or(p).to_string())
+        .collect::<Vec<_>>()
+        .join(" / ")
+}
+
+/// An axis path as words with its unit, for axis labels (`cache.capacity_experts` →
+/// "cache capacity (experts per layer)"); paths not listed become their words.
+pub fn axis_words(path: &str) -> String {
+    let known = [
+        (
+            "cache.capacity_experts",
+            "cache capacity (experts per layer)",
+        ),
+        ("cache.capacity_bytes", "cache capacity (bytes)"),
+        (
+            "cache.budget_fraction",
+            "cache budget (fraction of the compute tier)",
+        ),
+        ("router.lambda", "residency bonus λ (logit scales)"),
+        ("router.gamma", "residency weight γ"),
+        ("router.alpha", "relevance weight α"),
+        ("router.beta", "history weight β"),
+        ("router.decay", "history decay per token"),
+        ("router.hot_bonus", "bonus of a resident expert M"),
+        ("router.keep", "standard experts kept J"),
+        ("router.rank_limit", "rank limit"),
+        ("prefetch.count", "experts prefetched per layer step"),
+        ("prefetch.decay", "history decay per observation"),
+        ("trace.decode_tokens", "decode tokens per request"),
+        ("trace.prefill_tokens", "prompt tokens per request"),
+        ("trace.requests", "requests"),
+        ("scenario.arrival.rate_per_s", "arrival rate (requests/s)"),
+        ("quality.samples", "quality samples"),
+    ];
+    if let Some((_, words)) = known.iter().find(|(p, _)| *p == path) {
+        return words.to_string();
+    }
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let units = [
+        ("_bytes", " (bytes)"),
+        ("_ns", " (ns)"),
+        ("_per_s", " (per second)"),
+        ("_pct", " (%)"),
+    ];
+    for (suffix, unit) in units {
+        if let Some(stem) = last.strip_suffix(suffix) {
+            return format!("{}{unit}", stem.replace('_', " "));
+        }
+    }
+    last.replace('_', " ")
+}
+
 /// The values metric `name` can take, in its plotted unit.
 fn physical_range(name: &str) -> (f64, f64) {
     match value_check(name) {
@@ -809,9 +865,10 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                     let stem = format!("{}-vs-{}", slug(METRICS[m].name), slug(axis));
                     XyChart {
                         title: format!("{title}: {} vs {}{on}", METRICS[m].label, short(axis)),
-                        x_label: axis.clone(),
+                        x_label: axis_words(axis),
                         y_label: METRICS[m].label.to_string(),
                         series: lines_against(d, a, &xs, m, |y, c| (y, c)),
+                        ..Default::default()
                     }
                     .write(&plots_dir.join(&stem))?;
                     written.push(stem);
@@ -829,9 +886,10 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
             let stem = "miss-ratio".to_string();
             XyChart {
                 title: format!("{title}: miss-ratio curves{on}"),
-                x_label: format!("cache capacity ({})", d.axis_paths[a]),
+                x_label: axis_words(&d.axis_paths[a]),
                 y_label: "decode miss ratio (1 − hit rate)".into(),
                 series: lines_against(d, a, &xs, metric_index("hit_rate"), |y, c| (1.0 - y, c)),
+                ..Default::default()
             }
             .write(&plots_dir.join(&stem))?;
             written.push(stem);
@@ -936,42 +994,51 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                     .then(pts[a].1.total_cmp(&pts[b].1))
             });
             let mut front = Vec::new();
+            let mut on_front = vec![false; pts.len()];
             let mut best = f64::INFINITY;
             for i in order {
                 if pts[i].1 < best {
                     best = pts[i].1;
                     front.push((pts[i].0, pts[i].1));
+                    on_front[i] = true;
                 }
             }
             front.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut series: Vec<Series> = if pts.len() <= 10 {
-                pts.iter()
-                    .map(|(x, y, k)| Series {
-                        name: k.clone(),
-                        points: vec![(*x, *y)],
-                        scatter: true,
-                        ..Default::default()
-                    })
-                    .collect()
-            } else {
-                vec![Series {
-                    name: "points".into(),
-                    points: pts.iter().map(|&(x, y, _)| (x, y)).collect(),
-                    scatter: true,
-                    ..Default::default()
-                }]
-            };
-            series.push(Series {
+            // The front is a dashed guide under the points; with many points only those on
+            // the front are labelled, with their axis values.
+            let mut series = vec![Series {
                 name: "Pareto front".into(),
                 points: front,
+                guide: true,
                 ..Default::default()
-            });
+            }];
+            if pts.len() <= 10 {
+                series.extend(pts.iter().map(|(x, y, k)| Series {
+                    name: k.clone(),
+                    points: vec![(*x, *y)],
+                    scatter: true,
+                    ..Default::default()
+                }));
+            } else {
+                series.push(Series {
+                    name: format!("points ({}; labelled on the front)", axis_names(d)),
+                    points: pts.iter().map(|&(x, y, _)| (x, y)).collect(),
+                    scatter: true,
+                    labels: pts
+                        .iter()
+                        .zip(&on_front)
+                        .map(|((_, _, k), &f)| if f { k.clone() } else { String::new() })
+                        .collect(),
+                    ..Default::default()
+                });
+            }
             let stem = "quality-vs-throughput".to_string();
             XyChart {
                 title: format!("{title}: output error vs decode throughput{on}"),
                 x_label: "decode throughput (tokens/s)".into(),
                 y_label: "output relative L2 error (lower is better)".into(),
                 series,
+                ..Default::default()
             }
             .write(&plots_dir.join(&stem))?;
             written.push(stem);
@@ -997,6 +1064,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                 x_label: "decode throughput (tokens/s)".into(),
                 y_label: "expert hit rate (decode)".into(),
                 series,
+                ..Default::default()
             }
             .write(&plots_dir.join(&stem))?;
             written.push(stem);
@@ -1062,6 +1130,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                 x_label: "decode-token latency (ms)".into(),
                 y_label: "share of tokens at or below".into(),
                 series,
+                ..Default::default()
             }
             .write(&plots_dir.join(&stem))?;
             written.push(stem);
@@ -1109,6 +1178,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                     title: format!("{title}: share of each layer's selections, {which}{on}"),
                     x_label: "expert".into(),
                     y_label: "MoE layer".into(),
+                    value_label: "share of the layer's selections".into(),
                     values: shares,
                     rows: layers,
                     cols: experts,
@@ -1142,6 +1212,7 @@ fn draw(d: &Data<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<String>> {
                 x_label: "bits per weight".into(),
                 y_label: "weight SQNR (dB, higher is better)".into(),
                 series,
+                ..Default::default()
             }
             .write(&plots_dir.join(&stem))?;
             written.push(stem);
