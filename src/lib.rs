@@ -16,6 +16,7 @@ pub mod error;
 pub mod experiment;
 pub mod hardware;
 pub mod host;
+pub mod input;
 pub mod moe;
 pub mod param;
 pub mod precision;

@@ -25,6 +25,6 @@ pub fn read_source(
             preset_names.join(", ")
         )));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_to_string(path)?;
     Ok((name_or_path.to_string(), text))
 }

@@ -138,7 +138,7 @@ impl Workload {
     /// ids are renumbered densely in order of first appearance; an object's size is its first
     /// request's (a later, different size is an error); `ignore_size` makes every size 1.
     pub fn from_oracle_general(path: &Path, ignore_size: bool) -> Result<Workload> {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut f = crate::input::open(path)?;
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
         let file = path.display().to_string();

@@ -155,7 +155,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
 
 /// Whether the experiment file has a `[sweep]` table.
 fn is_sweep(path: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_to_string(path)?;
     let spec: crate::experiment::ExperimentSpec =
         crate::config::parse_toml(&path.display().to_string(), &text)?;
     Ok(spec.sweep.is_some())

@@ -111,7 +111,7 @@ pub fn fingerprint_inputs<'a>(inputs: impl IntoIterator<Item = &'a InputRef>) ->
                 h.write(text.as_bytes());
             }
             InputRef::File(path) => {
-                let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                let mut f = crate::input::open(path)?;
                 h.write(format!("file {}\n", path.display()).as_bytes());
                 let mut buf = vec![0u8; 1 << 20];
                 loop {
@@ -282,7 +282,7 @@ fn resolve(base: &Path, s: &str, is_preset: bool) -> String {
 impl Experiment {
     /// Reads and validates an experiment file.
     pub fn load(path: &Path) -> Result<Experiment> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_to_string(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Experiment::parse(&path.display().to_string(), &text, base)
     }
@@ -463,7 +463,7 @@ impl Experiment {
                     .clone();
                 let shape = (meta.layers, meta.experts, meta.top_k);
                 if t.truncate_to_whole_tokens {
-                    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    let bytes = crate::input::read(&path)?;
                     let cut = crate::trace::import::truncate_to_whole_tokens(&bytes)
                         .map_err(|e| at(label, "trace.file", e.to_string()))?;
                     (

@@ -157,7 +157,7 @@ fn set_path(t: &mut toml::Table, path: &str, v: toml::Value) -> std::result::Res
 impl Sweep {
     /// Reads, expands and validates `path`.
     pub fn load(path: &Path) -> Result<Sweep> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_to_string(path)?;
         let base = path.parent().unwrap_or(Path::new("."));
         Sweep::parse(&path.display().to_string(), &text, base)
     }

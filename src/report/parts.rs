@@ -338,7 +338,12 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<String> {
             None => String::new(),
         };
         return Err(Error::usage(format!(
-            "{} of {} runs are missing from the parts{which}: {}; re-run those shards and merge again",
+            "{}: {} of {} runs are missing from the parts{which}: {}; re-run those shards and merge again",
+            parts
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             missing.len(),
             runs.len(),
             listed.join("; ")

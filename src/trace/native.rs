@@ -64,7 +64,8 @@ pub fn parse_header(file: &str, line: &[u8]) -> Result<TraceMeta, InputError> {
         Some(FORMAT_NAME) => {}
         Some(other) => {
             return Err(at(format!(
-                "unknown trace format `{other}` (expected `{FORMAT_NAME}`)"
+                "unknown trace format `{}` (expected `{FORMAT_NAME}`)",
+                other.escape_debug()
             )));
         }
         None => {
@@ -252,7 +253,12 @@ fn parse_general(line: &[u8], r: &mut RoutingRecord) -> Result<(), String> {
         let index = KEYS
             .iter()
             .position(|k| k.as_bytes() == key.as_ref())
-            .ok_or_else(|| format!("unknown field `{}`", String::from_utf8_lossy(&key)))?;
+            .ok_or_else(|| {
+                format!(
+                    "unknown field `{}`",
+                    String::from_utf8_lossy(&key).escape_debug()
+                )
+            })?;
         seen.mark(index, &key)?;
         match index {
             0 => r.request = s.u32()?,
@@ -262,7 +268,8 @@ fn parse_general(line: &[u8], r: &mut RoutingRecord) -> Result<(), String> {
                     "decode" => Phase::Decode,
                     other => {
                         return Err(format!(
-                            "unknown phase `{other}` (expected prefill or decode)"
+                            "unknown phase `{}` (expected prefill or decode)",
+                            other.escape_debug()
                         ));
                     }
                 }
@@ -384,7 +391,7 @@ pub struct TraceReader<R> {
 impl TraceReader<File> {
     /// Opens `path` and reads its header.
     pub fn open(path: &Path) -> Result<TraceReader<File>> {
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = crate::input::open(path)?;
         TraceReader::new(path.display().to_string(), f)
     }
 }

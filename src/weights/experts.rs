@@ -28,7 +28,7 @@ impl SafetensorsExperts {
     /// `hidden × ffn`, both widths multiples of 256.
     pub fn open(path: &Path, w1: &str, w2: &str, w3: &str) -> Result<SafetensorsExperts> {
         let label = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::input::read(path)?;
         let mut s = SafetensorsExperts {
             label: label.clone(),
             bytes,

@@ -38,7 +38,7 @@ impl Matrix {
 /// Reads `path` as `.npy`, or as `.safetensors` with `tensor` naming the tensor (by extension).
 pub fn read_matrix(path: &Path, tensor: Option<&str>) -> Result<Matrix> {
     let label = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read(path)?;
     let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
     let m = if is_safetensors {
         let Some(name) = tensor else {

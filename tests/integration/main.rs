@@ -23,6 +23,8 @@ mod params;
 mod limits;
 // Outputs never overwrite inputs or mix runs; no temporary files survive a failure.
 mod data_safety;
+// The JSON record scanner against serde_json.
+mod json_scanner;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.

@@ -10,7 +10,6 @@
 //! layer) they must be ordered by position. Without a phase field every record is decode.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::Path;
 
 use super::{Destination, ImportOptions, ImportResult, RequestBuffer};
@@ -86,14 +85,14 @@ pub(super) fn import(
         options.layers,
         fields[5].is_some(),
         options.model.clone(),
-        format!("imported from JSONL: {source}"),
+        (format!("imported from JSONL: {source}"), source.clone()),
         out,
         with_stats,
     )?;
     let mut ids = RequestIds::default();
     for (file_index, path) in inputs.iter().enumerate() {
         ids.file = file_index;
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = crate::input::open(path)?;
         read_records(
             &path.display().to_string(),
             f,
@@ -127,7 +126,7 @@ pub fn import_bytes(
         options.layers,
         fields[5].is_some(),
         options.model.clone(),
-        "imported from JSONL: <memory>".into(),
+        ("imported from JSONL: <memory>".into(), "<memory>".into()),
         // The native form is shorter than the JSONL it comes from.
         Destination::Memory(input.len()),
         with_stats,
@@ -260,7 +259,8 @@ fn parse_line(
                     "decode" | "generated" | "generate" => Phase::Decode,
                     other => {
                         return Err(typed(format!(
-                            "unknown phase `{other}` (expected prefill/prompt or decode/generated)"
+                            "unknown phase `{}` (expected prefill/prompt or decode/generated)",
+                            other.escape_debug()
                         )));
                     }
                 }

@@ -169,6 +169,8 @@ pub(crate) struct RequestBuffer {
     logits_expected: bool,
     model: Option<String>,
     source: String,
+    /// The input files, for errors.
+    files: String,
     line_buf: Vec<u8>,
 }
 
@@ -183,18 +185,18 @@ impl RequestBuffer {
         layers: Option<u32>,
         logits_expected: bool,
         model: Option<String>,
-        source: String,
+        (source, files): (String, String),
         out: Destination<'_>,
         with_stats: bool,
     ) -> Result<RequestBuffer> {
         if experts == 0 || top_k == 0 || top_k > experts || experts > 65536 {
             return Err(Error::usage(format!(
-                "invalid model shape: {experts} experts, top-k {top_k} (need 1 <= top-k <= experts <= 65536)"
+                "{files}: invalid model shape: {experts} experts, top-k {top_k} (need 1 <= top-k <= experts <= 65536)"
             )));
         }
         if let Some(l) = layers {
             super::check_shape(l, experts, top_k)
-                .map_err(|r| Error::usage(format!("invalid model shape: {r}")))?;
+                .map_err(|r| Error::usage(format!("{files}: invalid model shape: {r}")))?;
         }
         let header = |layers| {
             let meta = TraceMeta {
@@ -278,6 +280,7 @@ impl RequestBuffer {
             logits_expected: logits_expected && layers.is_some(),
             model,
             source,
+            files,
             line_buf: Vec::with_capacity((1 << 20) + 4096),
         })
     }
@@ -412,7 +415,10 @@ impl RequestBuffer {
     pub(crate) fn finish(mut self) -> Result<ImportResult> {
         self.flush()?;
         if self.n_records == 0 {
-            return Err(Error::usage("the input holds no routing records"));
+            return Err(Error::usage(format!(
+                "{}: the input holds no routing records",
+                self.files
+            )));
         }
         let layers = self.layers.unwrap_or(self.max_layer + 1);
         let logits = if self.layers.is_some() {

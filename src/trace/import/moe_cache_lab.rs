@@ -10,7 +10,6 @@
 //! (position, layer) order, every prompt position below every generated position. One file is
 //! one request; several files become requests 0, 1, 2, … in the order given.
 
-use std::fs::File;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -71,7 +70,7 @@ pub(super) fn import(
     let mut r = RoutingRecord::default();
     for (request, path) in inputs.iter().enumerate() {
         let file = path.display().to_string();
-        let f = File::open(path).map_err(|e| Error::io(path, e))?;
+        let f = crate::input::open(path)?;
         let mut input = LineReader::new(f);
         let mut line_number = 0u64;
         let mut have_metadata = false;
@@ -115,7 +114,10 @@ pub(super) fn import(
                         options.layers,
                         false,
                         options.model.clone().or(model_id.clone()),
-                        format!("imported from moe-cache-lab v1: {source}"),
+                        (
+                            format!("imported from moe-cache-lab v1: {source}"),
+                            source.clone(),
+                        ),
                         out,
                         with_stats,
                     )?);
@@ -155,7 +157,12 @@ fn parse_metadata(text: &[u8], options: &ImportOptions) -> Result<(u32, u32, Str
     }
     match value.get("format").and_then(|v| v.as_str()) {
         Some(FORMAT) => {}
-        Some(other) => return Err(format!("unknown format `{other}` (expected `{FORMAT}`)")),
+        Some(other) => {
+            return Err(format!(
+                "unknown format `{}` (expected `{FORMAT}`)",
+                other.escape_debug()
+            ));
+        }
         None => {
             return Err(format!(
                 "missing `format` in the metadata (expected `{FORMAT}`)"
@@ -212,7 +219,12 @@ fn parse_selection(line: &[u8], r: &mut RoutingRecord) -> Result<(), String> {
         let index = KEYS
             .iter()
             .position(|k| k.as_bytes() == key.as_ref())
-            .ok_or_else(|| format!("unknown field `{}`", String::from_utf8_lossy(&key)))?;
+            .ok_or_else(|| {
+                format!(
+                    "unknown field `{}`",
+                    String::from_utf8_lossy(&key).escape_debug()
+                )
+            })?;
         seen.mark(index, &key)?;
         match index {
             0 => {
@@ -229,7 +241,8 @@ fn parse_selection(line: &[u8], r: &mut RoutingRecord) -> Result<(), String> {
                     "generated" => Phase::Decode,
                     other => {
                         return Err(format!(
-                            "unknown phase `{other}` (expected prompt or generated)"
+                            "unknown phase `{}` (expected prompt or generated)",
+                            other.escape_debug()
                         ));
                     }
                 }
