@@ -19,7 +19,7 @@ pub fn read_source(
         return Ok((format!("{name_or_path} (preset)"), text.to_string()));
     }
     let path = Path::new(name_or_path);
-    if !path.is_file() {
+    if !path.exists() {
         return Err(Error::usage(format!(
             "{name_or_path}: no such {what} preset or file (presets: {})",
             preset_names.join(", ")

@@ -84,7 +84,7 @@ fn list(out: &mut dyn Write, json: bool) -> Result<()> {
                 .map(|t| format!("{} {}", t.name, format_bytes(t.capacity_bytes as f64)))
                 .collect(),
             compute_tier: p.tiers[p.compute_tier].name.clone(),
-            figure_groups: p.tiers.len() + p.links.len() + 1,
+            figure_groups: p.figure_groups(),
             uncalibrated_groups: p.uncalibrated_groups().len(),
         });
     }

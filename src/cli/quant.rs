@@ -780,14 +780,30 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     emit(out, &s)
 }
 
-/// The `[compute]` section of a hardware profile from the all-core rates at `shape`.
+/// The `[compute]` section of a hardware profile from the all-core rates at `shape`; none
+/// when a class it needs was not measured (a `--formats` subset), since a profile must state
+/// every class and a made-up figure would be worse than none.
 fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> String {
     let rate = |f: &str| {
         rows.iter()
             .find(|r| r.format == f && (r.rows, r.cols) == shape)
             .map(|r| r.all_cores_weights_per_s)
     };
-    let fmt = |v: Option<f64>| v.map_or("0.0".into(), |v| format!("{:.3e}", v));
+    let needed = ["f16", "q8_0", "q4_k", "q3_k", "q2_k", "tq2_0"];
+    let missing: Vec<&str> = needed
+        .iter()
+        .copied()
+        .filter(|f| rate(f).is_none())
+        .collect();
+    if !missing.is_empty() {
+        return format!(
+            "\n# No [compute] section: a profile needs a rate for every class, and {} was not measured at {}x{} (measure the default formats, or give them with --formats).\n",
+            missing.join(", "),
+            shape.0,
+            shape.1
+        );
+    }
+    let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{:.3e}", v));
     format!(
         "\n# Paste into a hardware profile: measured on this host by `moesim quant bench` (moesim {}),\n\
          # all {threads} cores, {}x{} matrices, kernels at {}; q4 = Q4_K, q3 = Q3_K, q2 = Q2_K, ternary = TQ2_0,\n\

@@ -446,10 +446,7 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
     write_atomic(dir.join("metrics.csv"), &to_csv(&[metrics_row(exp, o)]))?;
     write_atomic(dir.join("links.csv"), &to_csv(&o.report.links))?;
     write_atomic(dir.join("tiers.csv"), &to_csv(&o.report.tiers))?;
-    write_atomic(
-        dir.join("summary.md"),
-        summary_markdown(exp, o, dir).as_bytes(),
-    )?;
+    write_atomic(dir.join("summary.md"), summary_markdown(exp, o).as_bytes())?;
     match &o.timeline {
         Some(t) => write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?,
         // An earlier run's timeline would not belong to this one.
@@ -463,15 +460,15 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The command that writes `dir` again from the experiment labelled `label` (a file path as
-/// the user gave it, or the built-in quickstart).
-pub(crate) fn reproduce_command(label: &str, dir: &Path) -> String {
-    let exp = if label == crate::experiment::QUICKSTART_LABEL {
-        String::new()
+/// The command that computes this report again from the experiment labelled `label` (a file
+/// path as the user gave it, or the built-in quickstart). It names no output directory, so
+/// that a report's bytes do not depend on where it was written.
+pub(crate) fn reproduce_command(label: &str) -> String {
+    if label == crate::experiment::QUICKSTART_LABEL {
+        "moesim run".to_string()
     } else {
-        format!(" {label}")
-    };
-    format!("moesim run{exp} --out {}", dir.display())
+        format!("moesim run {label}")
+    }
 }
 
 fn scope_name(scope: crate::cache::replay::Scope) -> &'static str {
@@ -709,7 +706,7 @@ fn summary_text(exp: &Experiment, o: &Outcome) -> String {
     s
 }
 
-fn summary_markdown(exp: &Experiment, o: &Outcome, dir: &Path) -> String {
+fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
     let mut s = format!(
         "# {}\n\n{}\n\n",
         exp.resolved.name, exp.resolved.description
@@ -731,9 +728,11 @@ fn summary_markdown(exp: &Experiment, o: &Outcome, dir: &Path) -> String {
         ));
     }
     s.push_str(&format!(
-        "\nReproduce: `{}` (moesim {}). Uncalibrated profile figure groups: {}.\n",
-        reproduce_command(&exp.label, dir),
+        "\nReproduce: `{}` (moesim {}; add `--out DIR` to write elsewhere than {}/{}/). Uncalibrated profile figure groups: {}.\n",
+        reproduce_command(&exp.label),
         env!("CARGO_PKG_VERSION"),
+        DEFAULT_OUT,
+        exp.resolved.name,
         exp.profile
             .uncalibrated_groups()
             .iter()

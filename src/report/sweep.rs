@@ -501,11 +501,9 @@ pub fn finish(dir: &Path, title: &str) -> Result<String> {
         && !source.trim().is_empty()
     {
         md.push_str(&format!(
-            "Reproduce: `moesim run {} --out {}` (moesim {}; `moesim plot {}` redraws this summary and the plots from results.csv).\n",
+            "Reproduce: `moesim run {}` (moesim {}; add `--out DIR` to write elsewhere than moesim-reports/; `moesim plot DIR` redraws the summary and plots from results.csv).\n",
             source.trim(),
-            dir.display(),
             env!("CARGO_PKG_VERSION"),
-            dir.display()
         ));
     }
     write_atomic(dir.join("summary.md"), md.as_bytes())?;

@@ -25,6 +25,8 @@ mod limits;
 mod data_safety;
 // The JSON record scanner against serde_json.
 mod json_scanner;
+// Every documented command runs as written.
+mod docs;
 // `cache replay`: curves on the real Mixtral trace, CSV, determinism, tiers, bad arguments.
 mod cache_cli;
 // Routers: equivalences, the λ trade-off on every preset, `moesim route`.
