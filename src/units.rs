@@ -70,7 +70,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("`{text}`: not a byte count (e.g. 2000000000, 2e9, 2GB, 1.5GiB)"))?;
     let bytes = value * scale;
-    if !(bytes.is_finite() && bytes >= 0.0 && bytes < 1.8e19) {
+    if !(bytes.is_finite() && (0.0..1.8e19).contains(&bytes)) {
         return Err(format!("`{text}`: must be a byte count from 0 to 1.8e19"));
     }
     if bytes.fract() != 0.0 {

@@ -243,8 +243,8 @@ fn stats(lat: &[u64]) -> (f64, u64, u64, f64) {
     let mean = total as f64 / s.len().max(1) as f64;
     (
         mean,
-        crate::sim::report::quantile(&s, 0.5),
-        crate::sim::report::quantile(&s, 0.99),
+        crate::stats::quantile(&s, 0.5),
+        crate::stats::quantile(&s, 0.99),
         s.len() as f64 / (total as f64 * 1e-9),
     )
 }

@@ -373,7 +373,7 @@ fn latency_rows<'a>(key: &'a str, replicate: u32, latencies_ns: &[u64]) -> Vec<L
             point: key,
             replicate,
             percentile: q,
-            token_latency_ns: crate::sim::report::quantile(&sorted, q as f64 / 100.0),
+            token_latency_ns: crate::stats::quantile(&sorted, q as f64 / 100.0),
         })
         .collect()
 }

@@ -1002,7 +1002,7 @@ fn sample_events(events: &[usize], n: u32, seed: u64) -> Vec<usize> {
     use rand::{RngExt, SeedableRng};
     let n = (n as usize).min(events.len());
     let mut v = events.to_vec();
-    let mut rng = StdRng::seed_from_u64(crate::trace::generate::derive_seed(seed, 0x5a3e));
+    let mut rng = StdRng::seed_from_u64(crate::seed::derive_seed(seed, 0x5a3e));
     for i in 0..n {
         let j = rng.random_range(i..v.len());
         v.swap(i, j);

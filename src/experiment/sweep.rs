@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Experiment, ExperimentSpec};
 use crate::error::{Error, InputError, Result};
-use crate::trace::generate::derive_seed;
+use crate::seed::derive_seed;
 
 /// `[sweep]`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -42,29 +42,8 @@ pub struct LinkFit {
     pub spread: f64,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let n = s.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        s[n / 2]
-    } else {
-        (s[n / 2 - 1] + s[n / 2]) / 2.0
-    }
-}
-
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    s[((q * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
-}
-
-/// The spread `(p90 − p10) / median`.
-pub fn spread(v: &[f64]) -> f64 {
-    (quantile(v, 0.9) - quantile(v, 0.1)) / median(v)
-}
+pub use crate::stats::spread;
+use crate::stats::{median, quantile_f64 as quantile};
 
 /// Fits a link from read times (ns) of `small` and `large` bytes; the reason when the samples
 /// cannot describe a link.
@@ -174,7 +153,7 @@ pub fn measure_reads_in_decode_regime(
         let mut slot = 0usize;
         let mut small = Some(AlignedBuf::new(ALIGN));
         // The random read positions: draw i of the seed's stream.
-        let mut draws = (0u64..).map(|i| crate::trace::generate::derive_seed(seed, i));
+        let mut draws = (0u64..).map(|i| crate::seed::derive_seed(seed, i));
         let mut next = || draws.next().expect("endless");
         let mut samples = ReadSamples::default();
         let gone = || crate::error::Error::usage("the I/O thread stopped");

@@ -63,7 +63,7 @@ pub fn hidden_vector(seed: u64, event: usize, hidden: usize) -> Vec<f32> {
     crate::quant::eval::sample(
         crate::quant::eval::WeightDistribution::Gaussian,
         hidden,
-        crate::trace::generate::derive_seed(seed, event as u64),
+        crate::seed::derive_seed(seed, event as u64),
     )
 }
 

@@ -10,10 +10,10 @@ pub mod proxy;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use statrs::distribution::{ContinuousCDF, StudentsT};
 
 use crate::quant::WeightFormat;
-use crate::trace::generate::derive_seed;
+use crate::seed::derive_seed;
+pub use crate::stats::mean_ci;
 pub use proxy::{ExpertWeights, Outliers, QuantExpert, SyntheticExperts, WeightSource};
 
 /// What the run did at one sampled decode (token, layer) event.
@@ -255,24 +255,6 @@ pub fn summarize(errors: &[(f64, f64)]) -> OutputQuality {
     }
 }
 
-/// Mean and the half-width of its 95 % confidence interval (Student t, n − 1 degrees of
-/// freedom; NaN below two samples).
-pub fn mean_ci(v: &[f64]) -> (f64, f64) {
-    let n = v.len();
-    if n == 0 {
-        return (f64::NAN, f64::NAN);
-    }
-    let mean = v.iter().sum::<f64>() / n as f64;
-    if n < 2 {
-        return (mean, f64::NAN);
-    }
-    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1) as f64;
-    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
-        .expect("n > 1")
-        .inverse_cdf(0.975);
-    (mean, t * (var / n as f64).sqrt())
-}
-
 /// Probe vectors for [`expert_errors`]: N(0, 1) entries.
 pub const PROBES: usize = 8;
 
@@ -324,17 +306,4 @@ pub fn expert_errors(
         })
         .collect::<Result<_, String>>()?;
     Ok(rows.concat())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confidence_interval_of_a_known_sample() {
-        // n = 4, mean 2.5, sd 1.290994; t(0.975, 3) = 3.182446.
-        let (m, h) = mean_ci(&[1.0, 2.0, 3.0, 4.0]);
-        assert!((m - 2.5).abs() < 1e-12);
-        assert!((h - 3.182446 * 1.290994 / 2.0).abs() < 1e-5, "{h}");
-    }
 }

@@ -12,7 +12,7 @@ use rand::{RngExt, SeedableRng};
 
 use crate::quant::eval::{WeightDistribution, sample};
 use crate::quant::{QuantizedMatrix, WeightFormat};
-use crate::trace::generate::derive_seed;
+use crate::seed::derive_seed;
 
 /// One expert's weights.
 #[derive(Debug, Clone, PartialEq)]

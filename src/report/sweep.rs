@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use super::plot::{BarChart, BarPanel, Heatmap, Series, XyChart};
 use crate::atomic_file::{AtomicFile, write_atomic};
 use crate::error::{Error, InputError, Result};
-use crate::quality::mean_ci;
+use crate::stats::mean_ci;
 
 /// Where a summarised metric comes from in a results row.
 #[derive(Debug, Clone, Copy)]

@@ -7,7 +7,7 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::TimeNs;
-use crate::trace::generate::derive_seed;
+use crate::seed::derive_seed;
 
 /// The stream of the run's seed that arrivals draw from.
 const ARRIVAL_STREAM: u64 = 0xA221_7A15;

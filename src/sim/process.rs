@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 
 use super::prefetch::{PredictInput, Predictor, PrefetchKind};
-use super::report::{LinkReport, SimReport, TierReport, quantile};
+use super::report::{LinkReport, SimReport, TierReport};
 use super::setup::{OnWrongPrefetch, SimSetup};
 use super::timeline::{Span, SpanKind, Timeline};
 use super::{RequestSpan, SimTrace, resets};
@@ -20,6 +20,7 @@ use crate::router::metrics::{QualityAcc, StandardRef};
 use crate::router::{
     GateWeights, Residency, RouteInput, Router, RouterKind, Selection, gate_weights, top_k_by,
 };
+use crate::stats::quantile;
 
 /// Spans recorded at most; a longer run's timeline is cut and says so.
 pub const TIMELINE_MAX_SPANS: usize = 2_000_000;

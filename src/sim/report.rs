@@ -176,28 +176,3 @@ pub struct TierReport {
     /// Bytes of routed-expert copies it stores (the compute tier: its cache capacity).
     pub expert_storage_bytes: u64,
 }
-
-/// The nearest-rank `q` quantile of sorted `v` (0 when empty).
-pub fn quantile(sorted: &[u64], q: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (q * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted[rank.min(sorted.len()) - 1]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_quantiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(quantile(&v, 0.5), 50);
-        assert_eq!(quantile(&v, 0.95), 95);
-        assert_eq!(quantile(&v, 0.99), 99);
-        assert_eq!(quantile(&v, 1.0), 100);
-        assert_eq!(quantile(&[7], 0.5), 7);
-        assert_eq!(quantile(&[], 0.5), 0);
-    }
-}

@@ -181,16 +181,7 @@ pub fn spec_to_toml(spec: &GeneratorSpec) -> String {
     toml::to_string(spec).expect("generator spec serializes")
 }
 
-/// SplitMix64 finaliser: a well-mixed 64-bit seed from a base seed and a stream label.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    let mut z = seed
-        ^ stream
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .wrapping_add(0xD1B5_4A32_D192_ED03);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use crate::seed::derive_seed;
 
 const MODEL_STREAM: u64 = u64::MAX;
 
