@@ -12,7 +12,7 @@ use std::sync::Arc;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use moesim::cache::PolicyKind;
 use moesim::cache::replay::{
-    BetweenRequests, Capacity, Oracles, ReplayOptions, Scope, Semantics, Stream, Workload, replay,
+    BetweenRequests, Capacity, ReplayOptions, Scope, Semantics, Stream, Workload, replay,
 };
 
 pub fn workload(layers: u32, experts: u32, top_k: u32, tokens: u32, request_len: u32) -> Workload {
@@ -82,7 +82,7 @@ fn cache_replay(c: &mut Criterion) {
         .iter()
         .map(|p| p.parse().unwrap())
         .collect();
-    let oracles = Oracles::for_policies(&w, &policies, opts.between);
+    let oracles = w.oracles(&policies, opts.between);
     let mut g = c.benchmark_group("cache_replay");
     g.throughput(Throughput::Elements(w.accesses()));
     g.sample_size(10);

@@ -10,6 +10,7 @@
 //! **Architecture Invariant:** policies never see time, bytes or hardware; only `ExpertCache`
 //! knows capacity.
 
+pub mod bank;
 pub mod list;
 pub mod policy;
 pub mod replay;

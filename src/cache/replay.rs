@@ -23,7 +23,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::{ExpertCache, Lookup, PolicyContext, PolicyKind, TierLookup, TieredCache};
+use super::bank::{CacheMap, Oracles, StreamBuilder};
+use super::{ExpertCache, Lookup, PolicyKind, TierLookup, TieredCache};
 use crate::error::{Error, InputError, Result};
 use crate::trace::RoutingRecord;
 use crate::trace::native::TraceReader;
@@ -96,33 +97,13 @@ impl Workload {
         let mut reader = TraceReader::open(path)?;
         let meta = reader.meta().clone();
         let (l, e) = (meta.layers, meta.experts);
-        let n_streams = if scope == Scope::PerLayer {
-            l as usize
-        } else {
-            1
-        };
-        let mut streams: Vec<Stream> = (0..n_streams)
-            .map(|i| Stream {
-                layer: (scope == Scope::PerLayer).then_some(i as u32),
-                ..Stream::default()
-            })
-            .collect();
-        let mut last_request: Vec<Option<u32>> = vec![None; n_streams];
+        let map = CacheMap::new(scope, l, e);
+        let mut streams = StreamBuilder::new(map);
         let mut r = RoutingRecord::default();
         while reader.next_record(&mut r)? {
-            let (si, base) = match scope {
-                Scope::PerLayer => (r.layer as usize, 0),
-                Scope::Shared => (0, r.layer * e),
-            };
-            let s = &mut streams[si];
-            if last_request[si] != Some(r.request) {
-                last_request[si] = Some(r.request);
-                s.request_start.push(s.event_end.len() as u32);
-            }
-            s.objects.extend(r.experts.iter().map(|&x| base + x as u32));
-            s.event_end.push(s.objects.len() as u32);
+            streams.push(r.request, r.layer, r.experts.iter().map(|&x| x as u32));
         }
-        let n_objects = if scope == Scope::PerLayer { e } else { l * e };
+        let n_objects = map.n_objects();
         Ok(Workload {
             scope,
             layers: l,
@@ -130,7 +111,7 @@ impl Workload {
             n_objects,
             sizes: Arc::new(vec![expert_bytes.max(1); n_objects as usize]),
             expert_bytes: expert_bytes.max(1),
-            streams,
+            streams: streams.finish(),
         })
     }
 
@@ -222,6 +203,30 @@ impl Workload {
             expert_bytes: mean.max(1),
             streams: vec![s],
         })
+    }
+
+    /// The object numbering of the streams.
+    pub fn cache_map(&self) -> CacheMap {
+        match self.scope {
+            Scope::PerLayer => CacheMap::new(Scope::PerLayer, self.layers, self.experts),
+            // A flat oracleGeneral stream: its objects are one layer's.
+            Scope::Shared => CacheMap::new(
+                Scope::Shared,
+                self.n_objects / self.experts.max(1),
+                self.experts,
+            ),
+        }
+    }
+
+    /// What `policies` need of the streams (Belady's next use, the pinned policy's popularity).
+    pub fn oracles(&self, policies: &[PolicyKind], between: BetweenRequests) -> Oracles {
+        Oracles::for_policies(
+            policies,
+            self.streams.len(),
+            self.n_objects,
+            between,
+            || &self.streams,
+        )
     }
 
     /// Total lookups.
@@ -403,37 +408,6 @@ pub struct ReplayResult {
     pub elapsed: std::time::Duration,
 }
 
-/// Shared, precomputed inputs of the policies of one workload.
-#[derive(Debug, Clone)]
-pub struct Oracles {
-    next_use: Vec<Option<Arc<Vec<u64>>>>,
-    popularity: Vec<Option<Arc<Vec<u64>>>>,
-}
-
-impl Oracles {
-    /// Computes what `policies` need for `w`.
-    pub fn for_policies(
-        w: &Workload,
-        policies: &[PolicyKind],
-        between: BetweenRequests,
-    ) -> Oracles {
-        let need_next = policies.iter().any(|p| p.needs_oracle());
-        let need_pop = policies.iter().any(|p| p.needs_popularity());
-        Oracles {
-            next_use: w
-                .streams
-                .par_iter()
-                .map(|s| need_next.then(|| Arc::new(next_use(s, w.n_objects, between))))
-                .collect(),
-            popularity: w
-                .streams
-                .iter()
-                .map(|s| need_pop.then(|| Arc::new(popularity(s, w.n_objects))))
-                .collect(),
-        }
-    }
-}
-
 /// Replays `w` through `policy` at `capacity`.
 pub fn replay(
     w: &Workload,
@@ -451,18 +425,9 @@ pub fn replay(
     let mut per_layer = vec![Counters::default(); w.layers as usize];
     let cap_bytes = capacity.per_cache_bytes(w);
     let capacity_objects = (cap_bytes / w.expert_bytes).min(u32::MAX as u64) as u32;
+    let map = w.cache_map();
     for (si, s) in w.streams.iter().enumerate() {
-        let ctx = PolicyContext {
-            n_objects: w.n_objects,
-            experts_per_layer: if w.scope == Scope::Shared {
-                w.experts
-            } else {
-                w.n_objects
-            },
-            capacity_objects,
-            next_use: oracles.next_use[si].clone(),
-            popularity: oracles.popularity[si].clone(),
-        };
+        let ctx = oracles.context(&map, si, capacity_objects);
         match opts.warm {
             None => {
                 let cache = ExpertCache::new(cap_bytes, w.n_objects as usize, policy.build(&ctx));
@@ -470,10 +435,11 @@ pub fn replay(
             }
             Some(warm) => {
                 let warm_bytes = warm.per_cache_bytes(w);
-                let warm_ctx = PolicyContext {
-                    capacity_objects: (warm_bytes / w.expert_bytes).min(u32::MAX as u64) as u32,
-                    ..ctx.clone()
-                };
+                let warm_ctx = oracles.context(
+                    &map,
+                    si,
+                    (warm_bytes / w.expert_bytes).min(u32::MAX as u64) as u32,
+                );
                 let tiers = TieredCache::new(vec![
                     ExpertCache::new(cap_bytes, w.n_objects as usize, policy.build(&ctx)),
                     ExpertCache::new(warm_bytes, w.n_objects as usize, policy.build(&warm_ctx)),
@@ -604,7 +570,7 @@ pub fn replay_all(
     capacities: &[Capacity],
     opts: ReplayOptions,
 ) -> Result<Vec<ReplayResult>> {
-    let oracles = Oracles::for_policies(w, policies, opts.between);
+    let oracles = w.oracles(policies, opts.between);
     let jobs: Vec<(&PolicyKind, Capacity)> = policies
         .iter()
         .flat_map(|p| capacities.iter().map(move |&c| (p, c)))
@@ -721,7 +687,7 @@ mod golden {
             between: BetweenRequests::Keep,
             warm: None,
         };
-        let oracles = Oracles::for_policies(w, std::slice::from_ref(&p), opts.between);
+        let oracles = w.oracles(std::slice::from_ref(&p), opts.between);
         replay(w, &oracles, &p, capacity, opts).unwrap().total.hits
     }
 

@@ -12,10 +12,12 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::store::{AlignedBuf, ExpertStore};
-use crate::cache::{ExpertCache, Lookup, PolicyKind};
+use crate::cache::bank::{CacheBank, CacheMap, Oracles};
+use crate::cache::replay::Scope;
+use crate::cache::{Lookup, PolicyKind};
 use crate::error::{Error, Result};
 use crate::quality::proxy::swiglu_packed;
-use crate::router::{GateWeights, Residency, RouteInput, RouterKind, Selection};
+use crate::router::{GateWeights, RouteInput, RouterKind, Selection};
 use crate::sim::SimTrace;
 
 /// How to decode.
@@ -129,7 +131,7 @@ pub fn decode(
             }
         }
     }
-    if o.policy.needs_oracle() || matches!(o.policy, PolicyKind::Pinned {}) {
+    if o.policy.needs_oracle() || o.policy.needs_popularity() {
         return Err(Error::usage(format!(
             "policy {}: a real decode cannot see the future or the whole trace",
             o.policy
@@ -138,22 +140,14 @@ pub fn decode(
     let scales = crate::sim::router_scales(trace);
     let mut router = o.router.build(l, e, &scales, o.gate);
     // The simulator's caches: per layer, built once, reset at every request.
-    let ctx = crate::cache::PolicyContext {
-        n_objects: e,
-        experts_per_layer: e,
-        capacity_objects: o.capacity_experts,
-        next_use: None,
-        popularity: None,
-    };
-    let mut caches: Vec<ExpertCache> = (0..l)
-        .map(|_| {
-            ExpertCache::new(
-                o.capacity_experts as u64 * expert_bytes,
-                e as usize,
-                o.policy.build(&ctx),
-            )
-        })
-        .collect();
+    let map = CacheMap::new(Scope::PerLayer, l, e);
+    let mut bank = CacheBank::new(
+        map,
+        o.capacity_experts as u64 * expert_bytes,
+        expert_bytes,
+        &o.policy,
+        &Oracles::none(map.n_caches()),
+    );
     // Buffers: every cache slot, plus top-k for experts streamed without caching.
     let n_bufs = (l * o.capacity_experts) as usize + k;
     let mut free: Vec<AlignedBuf> = (0..n_bufs).map(|_| AlignedBuf::new(stride)).collect();
@@ -177,8 +171,6 @@ pub fn decode(
         let mut selection = Selection::default();
         let mut y = vec![0.0f32; shape.hidden];
         let mut out = vec![0.0f32; shape.hidden];
-        let mut protected: Vec<u32> = Vec::new();
-        let mut evicted: Vec<u32> = Vec::new();
         let mut previous: Vec<u16> = Vec::new();
         // Hits and misses of the current selection (kept across layers: no allocation while
         // the clock runs).
@@ -187,7 +179,7 @@ pub fn decode(
         let mut hidden_i = 0usize;
         for r in &trace.requests {
             // Caches reset between requests, as the simulator's default.
-            caches.iter_mut().for_each(ExpertCache::reset);
+            bank.reset();
             let mut slots: Vec<Option<AlignedBuf>> = Vec::new();
             slots.resize_with((l * e) as usize, || None);
             for t in 0..r.decode_tokens {
@@ -196,33 +188,21 @@ pub fn decode(
                     let ev = trace.decode_event(r, t, layer);
                     let h = &hidden[hidden_i];
                     hidden_i += 1;
-                    let cache = &mut caches[layer as usize];
-                    {
-                        let room = cache.used_bytes() + expert_bytes <= cache.capacity_bytes();
-                        let input = RouteInput {
-                            layer,
-                            logits: w.logits_of(ev),
-                            top_k: k,
-                            previous_layer: (layer > 0).then_some(&previous[..]),
-                        };
-                        router.route(
-                            &input,
-                            &Residency::from_resident_bytes(cache.resident_bytes(), room),
-                            &mut selection,
-                        );
-                    }
+                    let input = RouteInput {
+                        layer,
+                        logits: w.logits_of(ev),
+                        top_k: k,
+                        previous_layer: (layer > 0).then_some(&previous[..]),
+                    };
+                    bank.route(router.as_mut(), &input, expert_bytes, &mut selection);
                     // The cache serves the selection as one event.
-                    protected.clear();
-                    protected.extend(selection.experts.iter().map(|&x| x as u32));
-                    cache.begin_event();
+                    bank.begin_event(layer, &selection.experts);
                     ready.clear();
                     loading.clear();
                     for (i, &x) in selection.experts.iter().enumerate() {
                         report.expert_uses += 1;
-                        evicted.clear();
-                        let lookup = cache.lookup(x as u32, expert_bytes, &protected, &mut evicted);
-                        for &v in &evicted {
-                            let g = (layer * e + v) as usize;
+                        let lookup = bank.lookup(layer, x as u32, expert_bytes);
+                        for &g in bank.evicted() {
                             free.push(slots[g].take().expect("an evicted expert had a buffer"));
                         }
                         match lookup {

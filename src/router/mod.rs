@@ -195,6 +195,11 @@ pub trait Router: Send + fmt::Debug {
     fn uses_previous_layer(&self) -> bool {
         false
     }
+    /// Whether every selection is the standard top-k of the logits (the standard router), so
+    /// that the quality metrics need no comparison.
+    fn is_standard(&self) -> bool {
+        false
+    }
 }
 
 /// Selects a router.

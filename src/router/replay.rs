@@ -14,11 +14,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::metrics::{QualityAcc, QualitySummary, StandardRef};
-use super::{GateWeights, Residency, RouteInput, RouterKind, Selection, top_k_by};
-use crate::cache::replay::{
-    BetweenRequests, Capacity, Scope, Stream, Workload, next_use, popularity,
-};
-use crate::cache::{ExpertCache, Lookup, PolicyContext, PolicyKind};
+use super::{GateWeights, RouteInput, RouterKind, Selection, top_k_by};
+use crate::cache::bank::{CacheBank, CacheMap, Oracles, StreamBuilder};
+use crate::cache::replay::{BetweenRequests, Capacity, Scope, Stream, Workload};
+use crate::cache::{Lookup, PolicyKind};
 use crate::error::{Error, Result};
 use crate::trace::RoutingRecord;
 use crate::trace::native::TraceReader;
@@ -171,39 +170,18 @@ pub struct RouteResult {
 
 /// The standard route sequence as cache streams (for Belady's oracle and popularity), from
 /// the standard top-k of every event (`top_k` slots, padded with [`PAD`]).
-fn standard_streams(w: &RouteWorkload, standard: &[u16], scope: Scope) -> Vec<Stream> {
+fn standard_streams(w: &RouteWorkload, standard: &[u16], map: CacheMap) -> Vec<Stream> {
     let k = w.top_k as usize;
-    let n = if scope == Scope::PerLayer {
-        w.layers as usize
-    } else {
-        1
-    };
-    let mut streams: Vec<Stream> = (0..n)
-        .map(|i| Stream {
-            layer: (scope == Scope::PerLayer).then_some(i as u32),
-            ..Stream::default()
-        })
-        .collect();
-    let mut last_request = vec![None; n];
+    let mut streams = StreamBuilder::new(map);
     for (i, h) in w.heads.iter().enumerate() {
-        let (si, base) = match scope {
-            Scope::PerLayer => (h.layer as usize, 0),
-            Scope::Shared => (0, h.layer * w.experts),
-        };
-        let s = &mut streams[si];
-        if last_request[si] != Some(h.request) {
-            last_request[si] = Some(h.request);
-            s.request_start.push(s.event_end.len() as u32);
-        }
         let top = &standard[i * k..(i + 1) * k];
-        s.objects.extend(
-            top.iter()
-                .take_while(|&&x| x != PAD)
-                .map(|&x| base + x as u32),
+        streams.push(
+            h.request,
+            h.layer,
+            top.iter().take_while(|&&x| x != PAD).map(|&x| x as u32),
         );
-        s.event_end.push(s.objects.len() as u32);
     }
-    streams
+    streams.finish()
 }
 
 /// Everything the jobs of one trace share, computed once: the logit scales, the standard
@@ -219,10 +197,8 @@ pub struct RoutePlan {
     standard_weights: Vec<f32>,
     top_logit: Vec<f32>,
     standard_mass: Vec<f64>,
-    n_objects: u32,
-    n_streams: usize,
-    next: Vec<Option<Arc<Vec<u64>>>>,
-    pop: Vec<Arc<Vec<u64>>>,
+    map: CacheMap,
+    oracles: Oracles,
 }
 
 const PAD: u16 = u16::MAX;
@@ -246,14 +222,8 @@ impl RoutePlan {
             standard_weights: Vec::with_capacity(n * k),
             top_logit: Vec::with_capacity(n),
             standard_mass: Vec::with_capacity(n),
-            n_objects: if scope == Scope::PerLayer {
-                w.experts
-            } else {
-                w.layers * w.experts
-            },
-            n_streams: 0,
-            next: Vec::new(),
-            pop: Vec::new(),
+            map: CacheMap::new(scope, w.layers, w.experts),
+            oracles: Oracles::default(),
         };
         // One ranking per event gives the standard top-k and the top-1 − top-k gap (top-2 when
         // k = 1) of the logit scale.
@@ -295,16 +265,8 @@ impl RoutePlan {
                 }
             })
             .collect();
-        let streams = standard_streams(w, &plan.standard, scope);
-        plan.n_streams = streams.len();
-        plan.next = streams
-            .iter()
-            .map(|s| oracle.then(|| Arc::new(next_use(s, plan.n_objects, between))))
-            .collect();
-        plan.pop = streams
-            .iter()
-            .map(|s| Arc::new(popularity(s, plan.n_objects)))
-            .collect();
+        let streams = standard_streams(w, &plan.standard, plan.map);
+        plan.oracles = Oracles::from_streams(&streams, plan.map.n_objects(), oracle, true, between);
         plan
     }
 
@@ -376,58 +338,42 @@ pub fn run_job(
         scope: opts.scope,
         layers: w.layers,
         experts: w.experts,
-        n_objects: plan.n_objects,
+        n_objects: plan.map.n_objects(),
         sizes: Arc::new(Vec::new()),
         expert_bytes: opts.expert_bytes,
-        streams: vec![Stream::default(); plan.n_streams],
+        streams: vec![Stream::default(); plan.map.n_caches()],
     };
     let cap_bytes = job.capacity.per_cache_bytes(&shell);
-    let mut caches: Vec<ExpertCache> = (0..plan.n_streams)
-        .map(|si| {
-            let ctx = PolicyContext {
-                n_objects: plan.n_objects,
-                experts_per_layer: if opts.scope == Scope::Shared {
-                    w.experts
-                } else {
-                    plan.n_objects
-                },
-                capacity_objects: (cap_bytes / opts.expert_bytes).min(u32::MAX as u64) as u32,
-                next_use: plan.next[si].clone(),
-                popularity: Some(plan.pop[si].clone()),
-            };
-            assert!(
-                !job.policy.needs_oracle() || ctx.next_use.is_some(),
-                "plan prepared without the oracle"
-            );
-            ExpertCache::new(cap_bytes, plan.n_objects as usize, job.policy.build(&ctx))
-        })
-        .collect();
+    assert!(
+        !job.policy.needs_oracle() || plan.oracles.has_next_use(),
+        "plan prepared without the oracle"
+    );
+    let mut bank = CacheBank::new(
+        plan.map,
+        cap_bytes,
+        opts.expert_bytes,
+        &job.policy,
+        &plan.oracles,
+    );
     let mut router = job
         .router
         .build(w.layers, w.experts, &plan.scales, opts.gate);
     let keep_previous = router.uses_previous_layer();
     let k = w.top_k as usize;
-    let e = w.experts as usize;
     let mut quality = QualityAcc::new(w.layers, w.experts);
     let mut memory = TokenMemory::new(w.layers, w.top_k);
     let (mut accesses, mut hits, mut loaded) = (0u64, 0u64, 0u64);
     let mut chosen = Selection::default();
-    let mut objects: Vec<u32> = Vec::new();
-    let mut evicted = Vec::new();
     let mut request = None;
     for (i, h) in w.heads.iter().enumerate() {
         if request != Some(h.request) {
             if request.is_some() && opts.between == BetweenRequests::Reset {
-                caches.iter_mut().for_each(ExpertCache::reset);
+                bank.reset();
             }
             memory.clear();
             request = Some(h.request);
         }
         let logits = w.logits_of(i);
-        let (ci, base) = match opts.scope {
-            Scope::PerLayer => (h.layer as usize, 0),
-            Scope::Shared => (0, h.layer * w.experts),
-        };
         let previous = if keep_previous && h.layer > 0 {
             memory.get(h.layer - 1, h.position)
         } else {
@@ -439,28 +385,15 @@ pub fn run_job(
             top_k: k,
             previous_layer: previous,
         };
-        {
-            let cache = &caches[ci];
-            let resident = &cache.resident_bytes()[base as usize..base as usize + e];
-            let room = cache.used_bytes() + opts.expert_bytes <= cache.capacity_bytes();
-            router.route(
-                &input,
-                &Residency::from_resident_bytes(resident, room),
-                &mut chosen,
-            );
-        }
+        bank.route(router.as_mut(), &input, opts.expert_bytes, &mut chosen);
         quality.add(h.layer, logits, &plan.standard_of(i, k), &chosen);
         if keep_previous {
             memory.record(h.layer, h.position, &chosen.experts);
         }
-        objects.clear();
-        objects.extend(chosen.experts.iter().map(|&x| base + x as u32));
-        let cache = &mut caches[ci];
-        cache.begin_event();
-        for &x in &objects {
-            evicted.clear();
+        bank.begin_event(h.layer, &chosen.experts);
+        for &x in &chosen.experts {
             accesses += 1;
-            if cache.lookup(x, opts.expert_bytes, &objects, &mut evicted) == Lookup::Hit {
+            if bank.lookup(h.layer, x as u32, opts.expert_bytes) == Lookup::Hit {
                 hits += 1;
             } else {
                 loaded += opts.expert_bytes;

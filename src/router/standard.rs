@@ -25,4 +25,8 @@ impl Router for StandardRouter {
     fn extra_ops_per_call(&self, _n_experts: usize, _top_k: usize) -> u64 {
         0
     }
+
+    fn is_standard(&self) -> bool {
+        true
+    }
 }

@@ -23,11 +23,18 @@
 //! expert runs for the tokens routed to it.
 
 pub mod arrival;
+mod compute;
+mod copies;
+mod counters;
 pub mod prefetch;
+mod prefetching;
 mod process;
 pub mod report;
+mod serve;
 pub mod setup;
+mod step;
 pub mod timeline;
+mod transfers;
 
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};
 pub use report::SimReport;
@@ -37,6 +44,7 @@ pub use setup::{
 };
 pub use timeline::Timeline;
 
+use crate::cache::bank::{CacheMap, StreamBuilder};
 use crate::cache::replay::{BetweenRequests, Scope, Stream};
 use crate::router::replay::RouteWorkload;
 use crate::router::top_k_by;
@@ -158,44 +166,12 @@ impl SimTrace {
     /// experts (for the pinned policy and the static placement) come from these.
     pub fn standard_streams(&self, scope: Scope) -> Vec<Stream> {
         let w = &self.workload;
-        let (l, e, k) = (w.layers, w.experts, w.top_k as usize);
-        let n = if scope == Scope::PerLayer {
-            l as usize
-        } else {
-            1
-        };
-        let mut streams: Vec<Stream> = (0..n)
-            .map(|i| Stream {
-                layer: (scope == Scope::PerLayer).then_some(i as u32),
-                ..Stream::default()
-            })
-            .collect();
+        let (l, k) = (w.layers, w.top_k as usize);
+        let mut streams = StreamBuilder::new(CacheMap::new(scope, l, w.experts));
         let mut top = Vec::new();
         let mut union: Vec<u16> = Vec::new();
-        let push_event =
-            |streams: &mut Vec<Stream>, layer: u32, objects: &[u16], new_request: bool| {
-                let (si, base) = if scope == Scope::PerLayer {
-                    (layer as usize, 0)
-                } else {
-                    (0, layer * e)
-                };
-                let s = &mut streams[si];
-                if new_request {
-                    s.request_start.push(s.event_end.len() as u32);
-                }
-                s.objects.extend(objects.iter().map(|&x| base + x as u32));
-                s.event_end.push(s.objects.len() as u32);
-            };
-        for r in &self.requests {
-            let mut started = vec![false; n];
-            let mut first = |layer: u32| {
-                let si = if scope == Scope::PerLayer {
-                    layer as usize
-                } else {
-                    0
-                };
-                !std::mem::replace(&mut started[si], true)
-            };
+        for (ri, r) in self.requests.iter().enumerate() {
+            let ri = ri as u32;
             for layer in (0..l).filter(|_| r.prefill_tokens > 0) {
                 union.clear();
                 for t in 0..r.prefill_tokens {
@@ -206,18 +182,16 @@ impl SimTrace {
                         }
                     }
                 }
-                let new = first(layer);
-                push_event(&mut streams, layer, &union, new);
+                streams.push(ri, layer, union.iter().map(|&x| x as u32));
             }
             for t in 0..r.decode_tokens {
                 for layer in 0..l {
                     top_k_by(w.logits_of(self.decode_event(r, t, layer)), k, &mut top);
-                    let new = first(layer);
-                    push_event(&mut streams, layer, &top, new);
+                    streams.push(ri, layer, top.iter().map(|&x| x as u32));
                 }
             }
         }
-        streams
+        streams.finish()
     }
 
     /// Uses of each (layer, expert) under standard routing, `layer * experts + expert`.

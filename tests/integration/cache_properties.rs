@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use moesim::cache::replay::{
-    BetweenRequests, Capacity, Oracles, ReplayOptions, Scope, Semantics, Stream, Workload,
-    next_use, popularity, replay,
+    BetweenRequests, Capacity, ReplayOptions, Scope, Semantics, Stream, Workload, next_use,
+    popularity, replay,
 };
 use moesim::cache::{ExpertCache, Lookup, PolicyContext, PolicyKind};
 use proptest::prelude::*;
@@ -32,7 +32,7 @@ fn hits(w: &Workload, p: &PolicyKind, capacity: u64, semantics: Semantics) -> u6
         between: BetweenRequests::Keep,
         warm: None,
     };
-    let oracles = Oracles::for_policies(w, std::slice::from_ref(p), opts.between);
+    let oracles = w.oracles(std::slice::from_ref(p), opts.between);
     let r = replay(w, &oracles, p, Capacity::Bytes(capacity), opts).unwrap();
     assert_eq!(
         r.total.accesses,

@@ -44,6 +44,11 @@ pub trait Predictor: Send + fmt::Debug {
     }
     /// Operations (MACs or scalar operations) per prediction, charged on the compute unit.
     fn ops_per_call(&self, experts: u64, hidden: u64, top_k: u64) -> u64;
+    /// Whether it reads [`PredictInput::next_standard`], the next layer's standard top-k (the
+    /// oracle); the simulator computes it only then.
+    fn needs_next_standard(&self) -> bool {
+        false
+    }
 }
 
 /// Selects a prefetch strategy.

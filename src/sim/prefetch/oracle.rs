@@ -18,4 +18,8 @@ impl Predictor for OraclePredictor {
     fn ops_per_call(&self, _experts: u64, _hidden: u64, _top_k: u64) -> u64 {
         0
     }
+
+    fn needs_next_standard(&self) -> bool {
+        true
+    }
 }

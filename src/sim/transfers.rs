@@ -1,0 +1,223 @@
+//! Transfers of expert bytes from their home tier to the compute tier, hop by hop along the
+//! link chain, each hop queueing FIFO for a channel of its link (store-and-forward).
+//!
+//! The component owns the links, the table of live transfers (ids are reused; a generation
+//! number tells a reused id from the transfer it replaced) and the count of hops in flight,
+//! which drives link contention on the compute unit. It knows nothing of caches or steps: a
+//! transfer names the object it carries and, if a step waits for it, the step's slot.
+
+use super::compute::ComputeUnit;
+use super::process::Ev;
+use super::setup::SimSetup;
+use crate::engine::{FifoResource, Scheduler, TimeNs};
+
+/// Why a transfer runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Demand,
+    Prefetch,
+    Shared,
+}
+
+/// One transfer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Transfer {
+    /// Global object (`layer * experts + expert`), or the layer for shared experts.
+    pub object: u32,
+    pub bytes: u64,
+    /// The tier it comes from.
+    pub from: u8,
+    pub hop: u8,
+    /// The current hop holds a channel.
+    pub started: bool,
+    pub kind: Kind,
+    /// Slot of the current step waiting for it.
+    pub waiter: Option<u16>,
+    /// Evicted while in flight: its arrival is dropped.
+    pub orphan: bool,
+    pub hop_start: TimeNs,
+    pub generation: u32,
+    pub live: bool,
+}
+
+/// The end of one hop.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HopEnd {
+    /// The transfer as it was during the hop.
+    pub transfer: Transfer,
+    /// The link the hop crossed.
+    pub link: usize,
+    /// Whether the transfer reached the compute tier (its id is free again).
+    pub arrived: bool,
+}
+
+/// The links and the transfers on them.
+#[derive(Debug)]
+pub(super) struct Transfers {
+    links: Vec<FifoResource<u32>>,
+    table: Vec<Transfer>,
+    free: Vec<u32>,
+    /// Hops in flight on all links.
+    hops_in_flight: u32,
+}
+
+impl Transfers {
+    pub fn new(s: &SimSetup) -> Transfers {
+        Transfers {
+            links: s
+                .links
+                .iter()
+                .map(|k| FifoResource::new(k.channels))
+                .collect(),
+            table: Vec::new(),
+            free: Vec::new(),
+            hops_in_flight: 0,
+        }
+    }
+
+    /// Transfer `tid`.
+    #[inline]
+    pub fn get(&self, tid: u32) -> &Transfer {
+        &self.table[tid as usize]
+    }
+
+    /// Transfer `tid`, to change.
+    #[inline]
+    pub fn get_mut(&mut self, tid: u32) -> &mut Transfer {
+        &mut self.table[tid as usize]
+    }
+
+    /// Whether any hop is in flight.
+    #[inline]
+    pub fn links_busy(&self) -> bool {
+        self.hops_in_flight > 0
+    }
+
+    /// Channel-time link `link` was busy until `now`.
+    pub fn busy_channel_ns(&self, link: usize, now: TimeNs) -> u128 {
+        self.links[link].busy_channel_ns(now)
+    }
+
+    /// Starts moving `bytes` of `object` from tier `from`; returns the transfer's id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn issue(
+        &mut self,
+        s: &SimSetup,
+        q: &mut Scheduler<Ev>,
+        unit: &mut ComputeUnit,
+        kind: Kind,
+        object: u32,
+        bytes: u64,
+        from: u8,
+        waiter: Option<u16>,
+    ) -> u32 {
+        let tr = Transfer {
+            object,
+            bytes,
+            from,
+            hop: 0,
+            started: false,
+            kind,
+            waiter,
+            orphan: false,
+            hop_start: 0,
+            generation: 0,
+            live: true,
+        };
+        let tid = match self.free.pop() {
+            Some(tid) => {
+                let generation = self.table[tid as usize].generation + 1;
+                self.table[tid as usize] = Transfer { generation, ..tr };
+                tid
+            }
+            None => {
+                self.table.push(tr);
+                (self.table.len() - 1) as u32
+            }
+        };
+        let link = s.paths[from as usize][0] as usize;
+        if let Some(started) = self.links[link].arrive(q.now(), tid) {
+            self.start_hop(s, q, unit, started);
+        }
+        tid
+    }
+
+    fn start_hop(&mut self, s: &SimSetup, q: &mut Scheduler<Ev>, unit: &mut ComputeUnit, tid: u32) {
+        let now = q.now();
+        let tr = &mut self.table[tid as usize];
+        tr.started = true;
+        tr.hop_start = now;
+        let link = s.paths[tr.from as usize][tr.hop as usize] as usize;
+        let d = s.links[link].hop_ns(tr.bytes);
+        q.schedule_in(d, Ev::HopDone(tid));
+        self.hops_change(q, unit, 1);
+    }
+
+    /// Counts a hop starting (`+1`) or ending (`-1`); tells the compute unit when the links go
+    /// from idle to busy or back.
+    #[inline]
+    fn hops_change(&mut self, q: &mut Scheduler<Ev>, unit: &mut ComputeUnit, delta: i32) {
+        let before = self.hops_in_flight;
+        self.hops_in_flight = before.checked_add_signed(delta).expect("hop count");
+        if (before > 0) != (self.hops_in_flight > 0) {
+            unit.links_changed(q, q.now(), self.hops_in_flight > 0);
+        }
+    }
+
+    /// Forgets transfer `tid`; its id may be reused.
+    pub fn release(&mut self, tid: u32) {
+        self.table[tid as usize].live = false;
+        self.free.push(tid);
+    }
+
+    /// Cancels transfer `tid` if it still waits for its first link (it then is forgotten);
+    /// `true` if it did.
+    pub fn cancel_queued(&mut self, s: &SimSetup, tid: u32) -> bool {
+        let tr = self.table[tid as usize];
+        let first_link = s.paths[tr.from as usize][0] as usize;
+        let cancelled = self.links[first_link].cancel(&tid);
+        if cancelled {
+            self.release(tid);
+        }
+        cancelled
+    }
+
+    /// Hop of transfer `tid` is done: its channel goes to the next waiting transfer, and the
+    /// transfer moves on to its next link or has arrived (then its id is free again).
+    pub fn hop_done(
+        &mut self,
+        s: &SimSetup,
+        q: &mut Scheduler<Ev>,
+        unit: &mut ComputeUnit,
+        tid: u32,
+    ) -> HopEnd {
+        let now = q.now();
+        let tr = self.table[tid as usize];
+        let path = &s.paths[tr.from as usize];
+        let link = path[tr.hop as usize] as usize;
+        self.hops_change(q, unit, -1);
+        if let Some(next) = self.links[link].release(now) {
+            self.start_hop(s, q, unit, next);
+        }
+        if (tr.hop as usize) + 1 < path.len() {
+            let t = &mut self.table[tid as usize];
+            t.hop += 1;
+            t.started = false;
+            let next_link = path[t.hop as usize] as usize;
+            if let Some(started) = self.links[next_link].arrive(now, tid) {
+                self.start_hop(s, q, unit, started);
+            }
+            return HopEnd {
+                transfer: tr,
+                link,
+                arrived: false,
+            };
+        }
+        self.release(tid);
+        HopEnd {
+            transfer: tr,
+            link,
+            arrived: true,
+        }
+    }
+}
