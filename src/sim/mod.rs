@@ -30,6 +30,7 @@ pub mod prefetch;
 mod prefetching;
 mod process;
 pub mod report;
+mod requests;
 mod serve;
 pub mod setup;
 mod step;

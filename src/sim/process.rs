@@ -12,16 +12,16 @@
 
 use std::collections::VecDeque;
 
-use super::compute::{Busy, ComputeUnit, ContendedKernel};
-use super::copies::{Copies, Status};
+use super::compute::ComputeUnit;
+use super::copies::Copies;
 use super::counters::{Breakdown, Counters};
 use super::prefetching::Prefetching;
 use super::report::SimReport;
 use super::setup::SimSetup;
-use super::step::{SHARED, SlotState, Step, Union};
+use super::step::{Step, Union};
 use super::timeline::{Span, SpanKind, Timeline};
-use super::transfers::{Kind, Transfers};
-use super::{RequestSpan, SimTrace, resets};
+use super::transfers::Transfers;
+use super::{RequestSpan, SimTrace};
 use crate::cache::bank::{CacheBank, CacheMap, Oracles};
 use crate::engine::{Scheduler, TimeNs};
 use crate::quality::QualitySample;
@@ -62,14 +62,14 @@ pub(super) struct Sim<'a> {
     pub copies: Copies,
     pub prefetch: Prefetching,
     pub router: Box<dyn Router>,
-    arrival_ns: Vec<TimeNs>,
-    waiting: VecDeque<u32>,
-    served: u32,
-    pos: Option<Position>,
+    pub arrival_ns: Vec<TimeNs>,
+    pub waiting: VecDeque<u32>,
+    pub served: u32,
+    pub pos: Option<Position>,
     pub step: Step,
-    request_start: TimeNs,
-    token_start: TimeNs,
-    selection: Selection,
+    pub request_start: TimeNs,
+    pub token_start: TimeNs,
+    pub selection: Selection,
     /// The experts of the current step's tokens.
     pub union: Union,
     /// Formats computed for the union members, in union order.
@@ -78,7 +78,7 @@ pub(super) struct Sim<'a> {
     pub samples: Vec<QualitySample>,
     /// The previous layer's union of the current decode token.
     pub previous: Vec<u16>,
-    standard: Selection,
+    pub standard: Selection,
     pub quality: QualityAcc,
     pub c: Counters,
     pub timeline: Option<Timeline>,
@@ -195,7 +195,7 @@ impl<'a> Sim<'a> {
         }
     }
 
-    fn start(&mut self) {
+    pub(super) fn start(&mut self) {
         let n = self.t.requests.len() as u32;
         match self
             .s
@@ -278,7 +278,7 @@ impl<'a> Sim<'a> {
         &self.t.requests[self.pos().request as usize]
     }
 
-    fn breakdown(&mut self) -> &mut Breakdown {
+    pub(super) fn breakdown(&mut self) -> &mut Breakdown {
         if self.pos().prefill {
             &mut self.c.prefill
         } else {
@@ -286,126 +286,9 @@ impl<'a> Sim<'a> {
         }
     }
 
-    // ---- requests -------------------------------------------------------------------------
-
-    fn on_arrive(&mut self, r: u32) {
-        self.arrival_ns[r as usize] = self.now();
-        self.waiting.push_back(r);
-        if self.pos.is_none() {
-            self.start_next_request();
-        }
-    }
-
-    fn start_next_request(&mut self) {
-        let Some(r) = self.waiting.pop_front() else {
-            return;
-        };
-        if self.served > 0 && resets(self.s.options.between) {
-            self.reset_caches();
-        }
-        self.served += 1;
-        self.request_start = self.now();
-        let span = &self.t.requests[r as usize];
-        self.pos = Some(Position {
-            request: r,
-            prefill: span.prefill_tokens > 0,
-            token: 0,
-            layer: 0,
-        });
-        if span.prefill_tokens == 0 && span.decode_tokens == 0 {
-            self.request_done();
-            return;
-        }
-        self.begin_step();
-    }
-
-    fn reset_caches(&mut self) {
-        let s = self.s;
-        self.bank.reset();
-        self.copies.reset(
-            |g| s.placement[g] as usize == s.compute_tier,
-            &mut self.transfers,
-        );
-        self.prefetch.reset();
-    }
-
-    fn request_done(&mut self) {
-        let r = self.pos().request;
-        self.pos = None;
-        self.compute.busy = Busy::Idle;
-        if let crate::sim::arrival::ArrivalKind::ClosedLoop { think_time_ns } =
-            self.s.options.arrival
-            && (r as usize) + 1 < self.t.requests.len()
-        {
-            self.q.schedule_in(think_time_ns, Ev::Arrive(r + 1));
-        }
-        self.start_next_request();
-    }
-
-    // ---- steps ----------------------------------------------------------------------------
-
-    pub(super) fn step_tokens(&self) -> u32 {
-        let p = self.pos();
-        if p.prefill {
-            self.request().prefill_tokens
-        } else {
-            1
-        }
-    }
-
-    fn begin_step(&mut self) {
-        let p = self.pos();
-        let tokens = self.step_tokens() as u64;
-        let now = self.now();
-        if !p.prefill && p.layer == 0 {
-            self.token_start = now;
-            self.previous.clear();
-        }
-        let s = self.s;
-        let e = s.experts as usize;
-        let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
-        let dense = tokens * s.dense_ns;
-        let route = tokens * (s.gate_ns + s.ops_ns(extra));
-        self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
-        self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
-        let b = self.breakdown();
-        b.compute += dense;
-        b.routing += route;
-        let ct = s.compute_tier;
-        self.c.tier_read[ct] += s.dense_bytes;
-        let ph = self.phase();
-        self.c.energy_weight_read_pj[ph] += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-        self.c.macs[ph] += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
-        self.compute
-            .start(&mut self.q, Busy::Prologue, dense + route);
-    }
-
-    fn on_compute_done(&mut self) {
-        match std::mem::replace(&mut self.compute.busy, Busy::Idle) {
-            Busy::Prologue => self.route_step(),
-            Busy::Predict => {
-                self.issue_prefetches();
-                self.step.experts_phase = true;
-                self.next_compute();
-            }
-            Busy::Expert(slot) => {
-                if let Some(k) = self.compute.take_contended() {
-                    let now = self.now();
-                    self.span(k.kind, 0, k.start, now - k.start, k.layer, k.expert);
-                    self.breakdown().compute += now - k.start;
-                }
-                self.step.slots[slot as usize].state = SlotState::Done;
-                self.step.remaining -= 1;
-                self.next_compute();
-            }
-            Busy::LmHead => self.head_done(),
-            Busy::Idle => unreachable!("compute finished while idle"),
-        }
-    }
-
     /// Routes the step's tokens, serves the union from the cache, starts loads and the
     /// prefetcher.
-    fn route_step(&mut self) {
+    pub(super) fn route_step(&mut self) {
         let p = self.pos();
         // 1. Routing, with the cache as it is now.
         self.route_tokens(p);
@@ -507,189 +390,6 @@ impl<'a> Sim<'a> {
                 weights: self.selection.weights.clone(),
                 formats: self.step_formats.clone(),
             });
-        }
-    }
-
-    /// Runs the next ready expert, or waits, or ends the step.
-    fn next_compute(&mut self) {
-        if self.compute.busy != Busy::Idle || !self.step.experts_phase {
-            return;
-        }
-        let now = self.now();
-        let layer = self.pos().layer;
-        if let Some(slot) = self.step.ready.pop_front() {
-            if let Some(since) = self.step.stall_since.take() {
-                self.span(SpanKind::Stall, 0, since, now - since, layer, None);
-                self.breakdown().stall += now - since;
-            }
-            let s = self.s;
-            let sl = self.step.slots[slot as usize];
-            let ct = s.compute_tier;
-            let (duration, bytes, macs, kind, expert) = if sl.object == SHARED {
-                let sh = s.shared.expect("shared slot without shared experts");
-                (
-                    sl.tokens as u64 * sh.compute_ns,
-                    sh.bytes,
-                    sh.macs,
-                    SpanKind::Shared,
-                    None,
-                )
-            } else {
-                let g = sl.object as usize;
-                // The first pass over weights that just arrived is slower (once: the kernel's
-                // other tokens find them warm).
-                let mut cold_ns = 0;
-                if self.copies.cold.get(g).copied().unwrap_or(false) {
-                    self.copies.cold[g] = false;
-                    cold_ns = sl.cold_ns;
-                }
-                (
-                    sl.tokens as u64 * sl.compute_ns + cold_ns,
-                    sl.bytes,
-                    s.expert_macs[g],
-                    SpanKind::Expert,
-                    Some(sl.object % s.experts),
-                )
-            };
-            self.c.tier_read[ct] += bytes;
-            let ph = self.phase();
-            self.c.energy_weight_read_pj[ph] += bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-            self.c.macs[ph] += (sl.tokens as u64 * macs) as f64;
-            if self.compute.contends_with_links() {
-                // Its length depends on the links: span and breakdown when it ends.
-                let k = ContendedKernel {
-                    start: now,
-                    last: now,
-                    work_left_ns: duration as f64,
-                    kind,
-                    layer,
-                    expert,
-                };
-                let links_busy = self.transfers.links_busy();
-                self.compute
-                    .start_contended(&mut self.q, Busy::Expert(slot), k, links_busy);
-            } else {
-                self.span(kind, 0, now, duration, layer, expert);
-                self.breakdown().compute += duration;
-                self.compute
-                    .start(&mut self.q, Busy::Expert(slot), duration);
-            }
-        } else if self.step.remaining > 0 {
-            if self.step.stall_since.is_none() {
-                self.step.stall_since = Some(now);
-            }
-        } else {
-            self.end_step();
-        }
-    }
-
-    fn end_step(&mut self) {
-        self.step.experts_phase = false;
-        let mut p = self.pos();
-        if p.layer + 1 < self.s.layers {
-            p.layer += 1;
-            self.pos = Some(p);
-            self.begin_step();
-            return;
-        }
-        // The LM head emits the token (the first one, for a prefill).
-        let s = self.s;
-        let now = self.now();
-        self.span(SpanKind::Head, 0, now, s.head_ns, p.layer, None);
-        self.breakdown().compute += s.head_ns;
-        let ct = s.compute_tier;
-        self.c.tier_read[ct] += s.head_bytes;
-        let ph = self.phase();
-        self.c.energy_weight_read_pj[ph] += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-        self.c.macs[ph] += s.head_macs as f64;
-        self.compute.start(&mut self.q, Busy::LmHead, s.head_ns);
-    }
-
-    fn head_done(&mut self) {
-        let now = self.now();
-        let mut p = self.pos();
-        let span = *self.request();
-        let arrival = self.arrival_ns[p.request as usize];
-        if p.prefill {
-            self.c.ttfts.push(now - arrival);
-            self.c.prefill_time += now - self.request_start;
-            p.prefill = false;
-            p.layer = 0;
-            p.token = 0;
-        } else {
-            self.c.token_latencies.push(now - self.token_start);
-            if span.prefill_tokens == 0 && p.token == 0 {
-                self.c.ttfts.push(now - arrival);
-            }
-            p.token += 1;
-            p.layer = 0;
-        }
-        self.pos = Some(p);
-        if p.token < span.decode_tokens {
-            self.begin_step();
-        } else {
-            self.request_done();
-        }
-    }
-
-    // ---- transfers ------------------------------------------------------------------------
-
-    fn on_hop_done(&mut self, tid: u32) {
-        let s = self.s;
-        let now = self.now();
-        let end = self
-            .transfers
-            .hop_done(s, &mut self.q, &mut self.compute, tid);
-        let tr = end.transfer;
-        let link = end.link;
-        let (from, to) = (s.links[link].from, s.links[link].to);
-        self.c.link_transfers[link] += 1;
-        self.c.link_bytes[link] += tr.bytes;
-        self.c.tier_read[from] += tr.bytes;
-        self.c.tier_written[to] += tr.bytes;
-        let ph = self.phase();
-        self.c.energy_transfer_pj[ph] +=
-            tr.bytes as f64 * (s.tiers[from].energy_pj_per_byte + s.tiers[to].energy_pj_per_byte);
-        if self.timeline.is_some() {
-            let kind = match tr.kind {
-                Kind::Demand => SpanKind::Load,
-                Kind::Prefetch => SpanKind::Prefetch,
-                Kind::Shared => SpanKind::SharedLoad,
-            };
-            let (layer, expert) = if tr.kind == Kind::Shared {
-                (tr.object, None)
-            } else {
-                (tr.object / s.experts, Some(tr.object % s.experts))
-            };
-            self.span(
-                kind,
-                1 + link as u16,
-                tr.hop_start,
-                now - tr.hop_start,
-                layer,
-                expert,
-            );
-        }
-        if !end.arrived {
-            return;
-        }
-        // Arrived in the compute tier.
-        self.c.bytes_loaded[ph] += tr.bytes;
-        if tr.kind != Kind::Shared
-            && let Some(c) = self.copies.cold.get_mut(tr.object as usize)
-        {
-            *c = true;
-        }
-        if tr.kind != Kind::Shared
-            && !tr.orphan
-            && self.copies.status[tr.object as usize] == Status::InFlight(tid)
-        {
-            self.copies.status[tr.object as usize] = Status::Ready;
-        }
-        if let Some(slot) = tr.waiter {
-            self.step.slots[slot as usize].state = SlotState::Ready;
-            self.step.ready.push_back(slot);
-            self.next_compute();
         }
     }
 }

@@ -1,9 +1,13 @@
-//! One layer step of the inference process: the union of the experts its tokens selected, and
-//! the slots of work the compute unit runs for it (shared experts, then the selected experts as
-//! they become present).
+//! One layer step of the inference process: the union of the experts its tokens selected, the
+//! slots of work the compute unit runs for it (shared experts, then the selected experts as
+//! they become present), and the flow from step to step: the prologue (dense work and the
+//! gate), the experts in the order they become ready, the LM head after the last layer.
 
 use std::collections::VecDeque;
 
+use super::compute::{Busy, ContendedKernel};
+use super::process::Sim;
+use super::timeline::SpanKind;
 use crate::engine::TimeNs;
 use crate::router::Selection;
 
@@ -100,5 +104,188 @@ impl Union {
     #[inline]
     pub fn contains(&self, x: u16) -> bool {
         self.experts.contains(&x)
+    }
+}
+
+impl Sim<'_> {
+    pub(super) fn step_tokens(&self) -> u32 {
+        let p = self.pos();
+        if p.prefill {
+            self.request().prefill_tokens
+        } else {
+            1
+        }
+    }
+
+    pub(super) fn begin_step(&mut self) {
+        let p = self.pos();
+        let tokens = self.step_tokens() as u64;
+        let now = self.now();
+        if !p.prefill && p.layer == 0 {
+            self.token_start = now;
+            self.previous.clear();
+        }
+        let s = self.s;
+        let e = s.experts as usize;
+        let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
+        let dense = tokens * s.dense_ns;
+        let route = tokens * (s.gate_ns + s.ops_ns(extra));
+        self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
+        self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
+        let b = self.breakdown();
+        b.compute += dense;
+        b.routing += route;
+        let ct = s.compute_tier;
+        self.c.tier_read[ct] += s.dense_bytes;
+        let ph = self.phase();
+        self.c.energy_weight_read_pj[ph] += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+        self.c.macs[ph] += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
+        self.compute
+            .start(&mut self.q, Busy::Prologue, dense + route);
+    }
+
+    pub(super) fn on_compute_done(&mut self) {
+        match std::mem::replace(&mut self.compute.busy, Busy::Idle) {
+            Busy::Prologue => self.route_step(),
+            Busy::Predict => {
+                self.issue_prefetches();
+                self.step.experts_phase = true;
+                self.next_compute();
+            }
+            Busy::Expert(slot) => {
+                if let Some(k) = self.compute.take_contended() {
+                    let now = self.now();
+                    self.span(k.kind, 0, k.start, now - k.start, k.layer, k.expert);
+                    self.breakdown().compute += now - k.start;
+                }
+                self.step.slots[slot as usize].state = SlotState::Done;
+                self.step.remaining -= 1;
+                self.next_compute();
+            }
+            Busy::LmHead => self.head_done(),
+            Busy::Idle => unreachable!("compute finished while idle"),
+        }
+    }
+
+    /// Runs the next ready expert, or waits, or ends the step.
+    pub(super) fn next_compute(&mut self) {
+        if self.compute.busy != Busy::Idle || !self.step.experts_phase {
+            return;
+        }
+        let now = self.now();
+        let layer = self.pos().layer;
+        if let Some(slot) = self.step.ready.pop_front() {
+            if let Some(since) = self.step.stall_since.take() {
+                self.span(SpanKind::Stall, 0, since, now - since, layer, None);
+                self.breakdown().stall += now - since;
+            }
+            let s = self.s;
+            let sl = self.step.slots[slot as usize];
+            let ct = s.compute_tier;
+            let (duration, bytes, macs, kind, expert) = if sl.object == SHARED {
+                let sh = s.shared.expect("shared slot without shared experts");
+                (
+                    sl.tokens as u64 * sh.compute_ns,
+                    sh.bytes,
+                    sh.macs,
+                    SpanKind::Shared,
+                    None,
+                )
+            } else {
+                let g = sl.object as usize;
+                // The first pass over weights that just arrived is slower (once: the kernel's
+                // other tokens find them warm).
+                let mut cold_ns = 0;
+                if self.copies.cold.get(g).copied().unwrap_or(false) {
+                    self.copies.cold[g] = false;
+                    cold_ns = sl.cold_ns;
+                }
+                (
+                    sl.tokens as u64 * sl.compute_ns + cold_ns,
+                    sl.bytes,
+                    s.expert_macs[g],
+                    SpanKind::Expert,
+                    Some(sl.object % s.experts),
+                )
+            };
+            self.c.tier_read[ct] += bytes;
+            let ph = self.phase();
+            self.c.energy_weight_read_pj[ph] += bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+            self.c.macs[ph] += (sl.tokens as u64 * macs) as f64;
+            if self.compute.contends_with_links() {
+                // Its length depends on the links: span and breakdown when it ends.
+                let k = ContendedKernel {
+                    start: now,
+                    last: now,
+                    work_left_ns: duration as f64,
+                    kind,
+                    layer,
+                    expert,
+                };
+                let links_busy = self.transfers.links_busy();
+                self.compute
+                    .start_contended(&mut self.q, Busy::Expert(slot), k, links_busy);
+            } else {
+                self.span(kind, 0, now, duration, layer, expert);
+                self.breakdown().compute += duration;
+                self.compute
+                    .start(&mut self.q, Busy::Expert(slot), duration);
+            }
+        } else if self.step.remaining > 0 {
+            if self.step.stall_since.is_none() {
+                self.step.stall_since = Some(now);
+            }
+        } else {
+            self.end_step();
+        }
+    }
+
+    pub(super) fn end_step(&mut self) {
+        self.step.experts_phase = false;
+        let mut p = self.pos();
+        if p.layer + 1 < self.s.layers {
+            p.layer += 1;
+            self.pos = Some(p);
+            self.begin_step();
+            return;
+        }
+        // The LM head emits the token (the first one, for a prefill).
+        let s = self.s;
+        let now = self.now();
+        self.span(SpanKind::Head, 0, now, s.head_ns, p.layer, None);
+        self.breakdown().compute += s.head_ns;
+        let ct = s.compute_tier;
+        self.c.tier_read[ct] += s.head_bytes;
+        let ph = self.phase();
+        self.c.energy_weight_read_pj[ph] += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+        self.c.macs[ph] += s.head_macs as f64;
+        self.compute.start(&mut self.q, Busy::LmHead, s.head_ns);
+    }
+
+    pub(super) fn head_done(&mut self) {
+        let now = self.now();
+        let mut p = self.pos();
+        let span = *self.request();
+        let arrival = self.arrival_ns[p.request as usize];
+        if p.prefill {
+            self.c.ttfts.push(now - arrival);
+            self.c.prefill_time += now - self.request_start;
+            p.prefill = false;
+            p.layer = 0;
+            p.token = 0;
+        } else {
+            self.c.token_latencies.push(now - self.token_start);
+            if span.prefill_tokens == 0 && p.token == 0 {
+                self.c.ttfts.push(now - arrival);
+            }
+            p.token += 1;
+            p.layer = 0;
+        }
+        self.pos = Some(p);
+        if p.token < span.decode_tokens {
+            self.begin_step();
+        } else {
+            self.request_done();
+        }
     }
 }

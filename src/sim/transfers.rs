@@ -7,8 +7,11 @@
 //! transfer names the object it carries and, if a step waits for it, the step's slot.
 
 use super::compute::ComputeUnit;
-use super::process::Ev;
+use super::copies::Status;
+use super::process::{Ev, Sim};
 use super::setup::SimSetup;
+use super::step::SlotState;
+use super::timeline::SpanKind;
 use crate::engine::{FifoResource, Scheduler, TimeNs};
 
 /// Why a transfer runs.
@@ -218,6 +221,67 @@ impl Transfers {
             transfer: tr,
             link,
             arrived: true,
+        }
+    }
+}
+
+impl Sim<'_> {
+    pub(super) fn on_hop_done(&mut self, tid: u32) {
+        let s = self.s;
+        let now = self.now();
+        let end = self
+            .transfers
+            .hop_done(s, &mut self.q, &mut self.compute, tid);
+        let tr = end.transfer;
+        let link = end.link;
+        let (from, to) = (s.links[link].from, s.links[link].to);
+        self.c.link_transfers[link] += 1;
+        self.c.link_bytes[link] += tr.bytes;
+        self.c.tier_read[from] += tr.bytes;
+        self.c.tier_written[to] += tr.bytes;
+        let ph = self.phase();
+        self.c.energy_transfer_pj[ph] +=
+            tr.bytes as f64 * (s.tiers[from].energy_pj_per_byte + s.tiers[to].energy_pj_per_byte);
+        if self.timeline.is_some() {
+            let kind = match tr.kind {
+                Kind::Demand => SpanKind::Load,
+                Kind::Prefetch => SpanKind::Prefetch,
+                Kind::Shared => SpanKind::SharedLoad,
+            };
+            let (layer, expert) = if tr.kind == Kind::Shared {
+                (tr.object, None)
+            } else {
+                (tr.object / s.experts, Some(tr.object % s.experts))
+            };
+            self.span(
+                kind,
+                1 + link as u16,
+                tr.hop_start,
+                now - tr.hop_start,
+                layer,
+                expert,
+            );
+        }
+        if !end.arrived {
+            return;
+        }
+        // Arrived in the compute tier.
+        self.c.bytes_loaded[ph] += tr.bytes;
+        if tr.kind != Kind::Shared
+            && let Some(c) = self.copies.cold.get_mut(tr.object as usize)
+        {
+            *c = true;
+        }
+        if tr.kind != Kind::Shared
+            && !tr.orphan
+            && self.copies.status[tr.object as usize] == Status::InFlight(tid)
+        {
+            self.copies.status[tr.object as usize] = Status::Ready;
+        }
+        if let Some(slot) = tr.waiter {
+            self.step.slots[slot as usize].state = SlotState::Ready;
+            self.step.ready.push_back(slot);
+            self.next_compute();
         }
     }
 }
