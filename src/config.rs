@@ -48,6 +48,37 @@ fn missing_field(message: &str) -> Option<&str> {
     rest.split('`').next()
 }
 
+/// Deserializes a plug-in kind given either by name (a string its `FromStr` reads, such as
+/// `"lru"` or `"ema:0.9"`) or as a table (`{ kind = "ema", decay = 0.9 }`): the two spellings
+/// of one `*Kind` in an experiment file, a sweep axis or a command-line flag.
+pub fn name_or_table<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr<Err = String> + DeserializeOwned,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    match toml::Value::deserialize(d)? {
+        toml::Value::String(s) => s.parse().map_err(D::Error::custom),
+        v @ toml::Value::Table(_) => v
+            .try_into()
+            .map_err(|e: toml::de::Error| D::Error::custom(e.message())),
+        other => Err(D::Error::custom(format!(
+            "expected a name or a table with `kind`, found {}",
+            other.type_str()
+        ))),
+    }
+}
+
+/// Serializes a plug-in kind by its name, as [`name_or_table`] reads it back.
+pub fn by_name<S, T>(value: &T, s: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+    T: std::fmt::Display,
+{
+    s.collect_str(value)
+}
+
 /// 1-based line number of byte `offset` in `text`.
 pub fn line_of_offset(text: &str, offset: usize) -> u64 {
     let end = offset.min(text.len());

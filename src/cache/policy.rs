@@ -117,6 +117,30 @@ impl PolicyKind {
         ]
     }
 
+    /// The short name used in tables and CSV (`lru`, `ema`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            PolicyKind::Fifo {} => "fifo",
+            PolicyKind::Lru {} => "lru",
+            PolicyKind::Lfu {} => "lfu",
+            PolicyKind::Lfru {} => "lfru",
+            PolicyKind::Arc {} => "arc",
+            PolicyKind::Sieve {} => "sieve",
+            PolicyKind::LeastStale {} => "least-stale",
+            PolicyKind::Pinned {} => "pinned",
+            PolicyKind::Belady {} => "belady",
+            PolicyKind::Ema { .. } => "ema",
+        }
+    }
+
+    /// Every parameter, as `name=value` pairs separated by spaces.
+    pub fn params(&self) -> String {
+        match self {
+            PolicyKind::Ema { decay } => format!("decay={decay}"),
+            _ => String::new(),
+        }
+    }
+
     /// Whether the policy needs the next-use oracle.
     pub fn needs_oracle(&self) -> bool {
         matches!(self, PolicyKind::Belady {})
@@ -173,19 +197,12 @@ impl PolicyKind {
     }
 }
 
+/// The command-line spelling: the name, then `:` and the parameter if it has one (`ema:0.9`).
 impl fmt::Display for PolicyKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PolicyKind::Fifo {} => f.write_str("fifo"),
-            PolicyKind::Lru {} => f.write_str("lru"),
-            PolicyKind::Lfu {} => f.write_str("lfu"),
-            PolicyKind::Lfru {} => f.write_str("lfru"),
-            PolicyKind::Arc {} => f.write_str("arc"),
-            PolicyKind::Sieve {} => f.write_str("sieve"),
-            PolicyKind::LeastStale {} => f.write_str("least-stale"),
-            PolicyKind::Pinned {} => f.write_str("pinned"),
-            PolicyKind::Belady {} => f.write_str("belady"),
             PolicyKind::Ema { decay } => write!(f, "ema:{decay}"),
+            other => f.write_str(other.name()),
         }
     }
 }

@@ -15,7 +15,6 @@ pub use spec::ExperimentSpec;
 
 use std::sync::Arc;
 
-use crate::cache::PolicyKind;
 use crate::error::{Error, InputError, Result};
 use crate::hardware::HardwareProfile;
 use crate::moe::MoeSpec;
@@ -30,7 +29,7 @@ use crate::sim::prefetch::PrefetchKind;
 use crate::sim::{CacheCapacity, SimOptions, SimReport, SimSetup, SimTrace, Timeline};
 use crate::trace::generate::{GeneratedEvent, Generator, GeneratorSpec};
 use crate::weights::experts::SafetensorsExperts;
-use spec::{PrefetchName, ProxyWeightsSpec, SCHEMA_VERSION};
+use spec::{ProxyWeightsSpec, SCHEMA_VERSION};
 
 /// The built-in quickstart: the seed's micro-MoE on an ESP32-P4 with a generated trace.
 pub const QUICKSTART: &str = include_str!("../../experiments/quickstart.toml");
@@ -506,10 +505,10 @@ impl Experiment {
 
         // Cache.
         let c = &spec.cache;
-        let policy: PolicyKind = c
-            .policy
-            .parse()
-            .map_err(|e: String| at(label, "cache.policy", e))?;
+        let policy = c.policy.clone();
+        policy
+            .validate()
+            .map_err(|e| param_at(label, "cache.policy", e))?;
         if policy.needs_oracle() && spec.router != (crate::router::RouterKind::Standard {}) {
             return Err(at(
                 label,
@@ -535,30 +534,16 @@ impl Experiment {
 
         // Prefetch.
         let p = &spec.prefetch;
-        if p.decay.is_some() && p.kind != PrefetchName::History {
+        let prefetch = p.strategy.clone();
+        if prefetch == (PrefetchKind::Speculative {})
+            && !matches!(source, TraceSource::Generator { .. })
+        {
             return Err(at(
                 label,
-                "prefetch.decay",
-                "applies to kind = \"history\" only",
+                "prefetch.kind",
+                "speculative prefetch applies the next layer's router to the hidden state, which only a generated trace has (trace files carry no hidden states); use history or oracle",
             ));
         }
-        let prefetch = match p.kind {
-            PrefetchName::None => PrefetchKind::None {},
-            PrefetchName::Speculative => {
-                if !matches!(source, TraceSource::Generator { .. }) {
-                    return Err(at(
-                        label,
-                        "prefetch.kind",
-                        "speculative prefetch applies the next layer's router to the hidden state, which only a generated trace has (trace files carry no hidden states); use history or oracle",
-                    ));
-                }
-                PrefetchKind::Speculative {}
-            }
-            PrefetchName::History => PrefetchKind::History {
-                decay: p.decay.unwrap_or(0.9),
-            },
-            PrefetchName::Oracle => PrefetchKind::Oracle {},
-        };
         prefetch
             .validate()
             .map_err(|e| param_at(label, "prefetch", e))?;

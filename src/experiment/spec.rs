@@ -3,11 +3,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::cache::PolicyKind;
 use crate::cache::replay::{BetweenRequests, Scope};
 use crate::precision::{AllocatorKind, DynamicSpec, LowOnMissSpec};
 use crate::quant::format::WeightFormat;
 use crate::router::{GateWeights, RouterKind};
 use crate::sim::OnWrongPrefetch;
+use crate::sim::prefetch::PrefetchKind;
 use crate::sim::arrival::ArrivalKind;
 
 /// The current schema version.
@@ -282,9 +284,14 @@ pub struct TraceSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheSection {
-    /// Eviction policy, as on the command line (`lru`, `ema:0.9`, ...).
-    #[serde(default = "default_policy")]
-    pub policy: String,
+    /// Eviction policy: a name as on the command line (`lru`, `ema:0.9`) or a table
+    /// (`{ kind = "ema", decay = 0.9 }`).
+    #[serde(
+        default = "default_policy",
+        deserialize_with = "crate::config::name_or_table",
+        serialize_with = "crate::config::by_name"
+    )]
+    pub policy: PolicyKind,
     /// One cache per layer, or one shared.
     #[serde(default = "default_scope")]
     pub scope: Scope,
@@ -303,8 +310,8 @@ pub struct CacheSection {
     pub between_requests: BetweenRequests,
 }
 
-fn default_policy() -> String {
-    "lru".into()
+fn default_policy() -> PolicyKind {
+    PolicyKind::Lru {}
 }
 
 fn default_scope() -> Scope {
@@ -328,37 +335,63 @@ impl Default for CacheSection {
     }
 }
 
-/// The prefetch strategies by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PrefetchName {
-    /// No prefetch.
-    #[default]
-    None,
-    /// Next layer's router on this layer's hidden state.
-    Speculative,
-    /// Co-selection EMA.
-    History,
-    /// The next layer's standard selection.
-    Oracle,
-}
-
-/// `[prefetch]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[prefetch]`: the strategy (`kind` and its parameters, a [`PrefetchKind`] written inline)
+/// and the settings every strategy shares.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PrefetchSection {
-    /// The strategy.
-    #[serde(default)]
-    pub kind: PrefetchName,
-    /// History: EMA decay (default 0.9).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decay: Option<f64>,
+    /// The strategy and its parameters.
+    pub strategy: PrefetchKind,
     /// Experts prefetched per layer step (default: top-k).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     /// What to do with a wrong guess.
-    #[serde(default)]
     pub on_wrong: OnWrongPrefetch,
+}
+
+impl Serialize for PrefetchSection {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut t = match toml::Value::try_from(&self.strategy).map_err(S::Error::custom)? {
+            toml::Value::Table(t) => t,
+            _ => unreachable!("a tagged enum serializes as a table"),
+        };
+        if let Some(c) = self.count {
+            t.insert("count".into(), toml::Value::Integer(c.into()));
+        }
+        t.insert(
+            "on_wrong".into(),
+            toml::Value::try_from(self.on_wrong).map_err(S::Error::custom)?,
+        );
+        t.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PrefetchSection {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut t = toml::Table::deserialize(d)?;
+        let field = |e: toml::de::Error, key: &str| D::Error::custom(format!("{key}: {}", e.message()));
+        let count = match t.remove("count") {
+            Some(v) => Some(v.try_into::<u32>().map_err(|e| field(e, "count"))?),
+            None => None,
+        };
+        let on_wrong = match t.remove("on_wrong") {
+            Some(v) => v
+                .try_into::<OnWrongPrefetch>()
+                .map_err(|e| field(e, "on_wrong"))?,
+            None => OnWrongPrefetch::default(),
+        };
+        if !t.contains_key("kind") {
+            t.insert("kind".into(), toml::Value::String("none".into()));
+        }
+        let strategy = toml::Value::Table(t)
+            .try_into::<PrefetchKind>()
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(PrefetchSection {
+            strategy,
+            count,
+            on_wrong,
+        })
+    }
 }
 
 /// `[scenario]`.

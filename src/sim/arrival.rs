@@ -38,6 +38,24 @@ impl Default for ArrivalKind {
 }
 
 impl ArrivalKind {
+    /// The short name (`all-at-once`, `poisson`, `closed-loop`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ArrivalKind::AllAtOnce {} => "all-at-once",
+            ArrivalKind::Poisson { .. } => "poisson",
+            ArrivalKind::ClosedLoop { .. } => "closed-loop",
+        }
+    }
+
+    /// Every parameter, as `name=value` pairs separated by spaces.
+    pub fn params(&self) -> String {
+        match self {
+            ArrivalKind::AllAtOnce {} => String::new(),
+            ArrivalKind::Poisson { rate_per_s } => format!("rate_per_s={rate_per_s}"),
+            ArrivalKind::ClosedLoop { think_time_ns } => format!("think_time_ns={think_time_ns}"),
+        }
+    }
+
     /// Checks parameters; the error names the field. A mean gap must fit one event's
     /// duration ([`crate::units::MAX_DURATION_NS`]): rates below 10^-6 per second (one request
     /// in 11.6 days) are refused, as are rates above 10^9 per second.

@@ -104,6 +104,14 @@ impl PrefetchKind {
         }
     }
 
+    /// Every parameter, as `name=value` pairs separated by spaces.
+    pub fn params(&self) -> String {
+        match self {
+            PrefetchKind::History { decay } => format!("decay={decay}"),
+            _ => String::new(),
+        }
+    }
+
     /// Checks parameters; the error names the field.
     pub fn validate(&self) -> Result<(), crate::param::ParamError> {
         match self {
