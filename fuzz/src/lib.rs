@@ -357,13 +357,13 @@ pub fn oracle_general(data: &[u8]) {
         Ok(w) => w,
     };
     if w.accesses() <= 100_000 {
-        use moesim::cache::replay::{BetweenRequests, Oracles, ReplayOptions, Semantics};
+        use moesim::cache::replay::{BetweenRequests, ReplayOptions, Semantics};
         let policies = [
             PolicyKind::Lru {},
             PolicyKind::Belady {},
             PolicyKind::Arc {},
         ];
-        let oracles = Oracles::for_policies(&w, &policies, BetweenRequests::Keep);
+        let oracles = w.oracles(&policies, BetweenRequests::Keep);
         for p in &policies {
             let opts = ReplayOptions {
                 semantics: Semantics::Sequential,
@@ -437,7 +437,7 @@ pub fn expert_store(data: &[u8]) {
 pub fn results_csv(data: &[u8]) {
     let d = dir("results");
     std::fs::write(d.join("results.csv"), data).expect("scratch");
-    if let Err(e) = moesim::report::sweep::finish(&d, "fuzz") {
+    if let Err(e) = moesim::sweep::summary::finish(&d, "fuzz") {
         check(&e, &d.display().to_string());
     }
 }
@@ -462,7 +462,7 @@ pub fn sweep_parts(data: &[u8]) {
     }
     let out = scratch().join("merged");
     let _ = std::fs::remove_dir_all(&out);
-    if let Err(e) = moesim::report::parts::merge(&[d.clone()], &out) {
+    if let Err(e) = moesim::sweep::merge(&[d.clone()], &out) {
         let m = e.to_string();
         assert!(!m.contains('\n'), "a multi-line error: {m:?}");
         assert!(

@@ -87,7 +87,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "sweep".into());
-            crate::report::sweep::finish(&args.dir, &name).and_then(|md| emit(&mut out, &md))
+            crate::sweep::summary::finish(&args.dir, &name).and_then(|md| emit(&mut out, &md))
         }
     };
     match res {

@@ -4,16 +4,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
 use super::emit;
 use super::table::{Align, Table};
 use crate::atomic_file::write_atomic;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, Outcome};
-use crate::quality::OutputQuality;
 use crate::report::flat_csv::to_csv;
-use crate::sim::{SimReport, SimSetup, SimTrace};
+use crate::sim::{SimSetup, SimTrace};
+use crate::sweep::Sweep;
+use crate::sweep::tables::{metrics_row, scope_name};
 use crate::units::{format_bytes, format_duration_ns};
 
 /// Where `moesim run` writes without `--out`: `moesim-reports/<name>/`, a directory of the
@@ -67,42 +66,12 @@ fn parse_shard(s: &str) -> std::result::Result<(usize, usize), String> {
     Ok((i, n))
 }
 
-/// The row of `metrics.csv`: what was run, then what was measured.
-#[derive(Debug, Serialize)]
-struct MetricsRow<'a> {
-    schema_version: u32,
-    name: &'a str,
-    profile: &'a str,
-    model: &'a str,
-    format: String,
-    router: &'a str,
-    router_params: String,
-    policy: String,
-    scope: String,
-    cache_bytes_total: u64,
-    prefetch: &'a str,
-    seed: u64,
-    restricted_trace: bool,
-    precision_allocator: &'a str,
-    precision_params: String,
-    plan_formats: String,
-    plan_bits_per_weight_mean: f64,
-    plan_bits_per_weight_usage: f64,
-    dynamic_precision: bool,
-    low_on_miss_gate_below: Option<f64>,
-    #[serde(flatten)]
-    report: &'a SimReport,
-    #[serde(flatten)]
-    output: OutputQuality,
-    quality_note: &'a str,
-}
-
 /// Runs `moesim run`.
 pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(path) = &args.experiment
         && is_sweep(path)?
     {
-        return run_sweep(crate::experiment::sweep::Sweep::load(path)?, &args, out);
+        return run_sweep(Sweep::load(path)?, &args, out);
     }
     if args.shard.is_some() || args.list_points {
         return Err(Error::usage(
@@ -117,7 +86,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| Path::new(DEFAULT_OUT).join(&exp.resolved.name));
-    crate::report::parts::check_single_run_dir(&dir, &exp.resolved.name)?;
+    crate::sweep::store::check_single_run_dir(&dir, &exp.resolved.name)?;
     let trace = exp.build_trace()?;
     if let Some(path) = &args.dump_inputs {
         if exp.options.router != (crate::router::RouterKind::Standard {}) {
@@ -161,52 +130,38 @@ fn is_sweep(path: &Path) -> Result<bool> {
     Ok(spec.sweep.is_some())
 }
 
-/// A sweep row: the point, its axis values, then the metrics.
-#[derive(Serialize)]
-struct SweepRow<'a> {
-    point: &'a str,
-    replicate: u32,
-    #[serde(flatten)]
-    axes: AxisColumns<'a>,
-    #[serde(flatten)]
-    metrics: MetricsRow<'a>,
-}
+/// A progress bar on a terminal, nothing otherwise.
+struct Bar(indicatif::ProgressBar);
 
-struct AxisColumns<'a>(&'a [(String, String)]);
-
-impl Serialize for AxisColumns<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.0.len()))?;
-        for (k, v) in self.0 {
-            m.serialize_entry(&format!("axis.{k}"), v)?;
-        }
-        m.end()
+impl crate::sweep::Progress for Bar {
+    fn start(&self, total: u64, done: u64) {
+        self.0.set_length(total);
+        self.0.set_position(done);
+    }
+    fn advance(&self) {
+        self.0.inc(1);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
     }
 }
 
 /// Runs every pending point of a sweep in parallel, then writes the report directory.
-fn run_sweep(
-    sweep: crate::experiment::sweep::Sweep,
-    args: &RunArgs,
-    out: &mut dyn Write,
-) -> Result<()> {
+fn run_sweep(sweep: Sweep, args: &RunArgs, out: &mut dyn Write) -> Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
-    use rayon::prelude::*;
     use std::io::IsTerminal;
     if args.json || args.dump_inputs.is_some() {
         return Err(Error::usage(
             "--json and --dump-inputs apply to single-point experiments; a sweep writes results.csv",
         ));
     }
-    use crate::report::parts::{self, RunEntry};
-    let in_shard = |p: &crate::experiment::sweep::Point| {
-        args.shard
-            .is_none_or(|(i, n)| p.index / sweep.replicates as usize % n == i)
-    };
     if args.list_points {
         let mut s = String::from("run\treplicate\tpoint\n");
-        for p in sweep.points.iter().filter(|p| in_shard(p)) {
+        for p in sweep
+            .points
+            .iter()
+            .filter(|p| crate::sweep::exec::in_shard(&sweep, p, args.shard))
+        {
             s.push_str(&format!("{}\t{}\t{}\n", p.index, p.replicate, p.key));
         }
         return emit(out, &s);
@@ -215,127 +170,56 @@ fn run_sweep(
         Some((i, n)) => Path::new(DEFAULT_OUT).join(format!("{}.shard-{i}-of-{n}", sweep.name)),
         None => Path::new(DEFAULT_OUT).join(&sweep.name),
     });
-    parts::claim(
-        &dir,
-        &format!("{:016x}\n", sweep.content_hash),
-        &sweep.text,
-        &sweep.label,
-    )?;
-    let runs: Vec<RunEntry> = sweep
-        .points
-        .iter()
-        .map(|p| RunEntry {
-            run: p.index,
-            point: p.key.clone(),
-            replicate: p.replicate,
-        })
-        .collect();
-    parts::write_manifest(&dir, &runs)?;
-    if let Some((i, n)) = args.shard {
-        write_atomic(dir.join("shard.txt"), format!("{i}/{n}\n").as_bytes())?;
-    }
-    let mine: Vec<&crate::experiment::sweep::Point> =
-        sweep.points.iter().filter(|p| in_shard(p)).collect();
-    let pending: Vec<&crate::experiment::sweep::Point> = mine
-        .iter()
-        .copied()
-        .filter(|p| !parts::is_complete(&dir, &runs[p.index]))
-        .collect();
-    let skipped = mine.len() - pending.len();
     let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(mine.len() as u64);
+        let b = ProgressBar::new(0);
         b.set_style(
             ProgressStyle::with_template(
                 "{bar:40} {pos}/{len} points, {elapsed} elapsed, ETA {eta}",
             )
             .expect("template"),
         );
-        b.set_position(skipped as u64);
         b
     } else {
         ProgressBar::hidden()
     };
-    let mut builder = rayon::ThreadPoolBuilder::new();
-    if let Some(n) = args.threads {
-        builder = builder.num_threads(n as usize);
-    }
-    let pool = builder
-        .build()
-        .map_err(|e| Error::usage(format!("--threads: {e}")))?;
-    let start = std::time::Instant::now();
-    pool.install(|| {
-        pending.par_iter().try_for_each(|p| -> Result<()> {
-            let exp = sweep.experiment(p)?;
-            let o = exp.run()?;
-            let row = SweepRow {
-                point: &p.key,
-                replicate: p.replicate,
-                axes: AxisColumns(&p.axes),
-                metrics: metrics_row(&exp, &o),
-            };
-            // The side parts first: the main part marks the run complete.
-            write_atomic(
-                parts::side_path(&dir, p.index, "latency"),
-                &to_csv(&latency_rows(
-                    &p.key,
-                    p.replicate,
-                    &o.report.token_latencies_ns,
-                )),
-            )?;
-            write_atomic(
-                parts::side_path(&dir, p.index, "popularity"),
-                &to_csv(&popularity_rows(&p.key, p.replicate, &o)),
-            )?;
-            write_atomic(parts::part_path(&dir, p.index), &to_csv(&[row]))?;
-            bar.inc(1);
-            Ok(())
-        })
-    })?;
-    bar.finish_and_clear();
-    if let Some(p) = sweep.points.first() {
-        let first = sweep.experiment(p)?;
-        let config = format!(
-            "# moesim {} resolved configuration of the first point ({}) of {}\n{}",
-            env!("CARGO_PKG_VERSION"),
-            p.key,
-            sweep.name,
-            toml::to_string(&first.resolved).expect("specs serialize")
-        );
-        write_atomic(dir.join("config.resolved.toml"), config.as_bytes())?;
-    }
-    if let Some((i, n)) = args.shard {
-        return emit(
+    let opts = crate::sweep::ExecOptions {
+        shard: args.shard,
+        threads: args.threads,
+    };
+    let done = crate::sweep::run_points(&sweep, &dir, &opts, &Bar(bar))?;
+    match (args.shard, done.summary_md) {
+        (Some((i, n)), _) => emit(
             out,
             &format!(
                 "ran {} of shard {i}/{n}'s {} runs ({} already done; the sweep has {}) in {:.2} s; wrote {}/\nmerge the shard directories with `moesim merge DIR... --out reports/{}`\n",
-                pending.len(),
-                mine.len(),
-                skipped,
-                sweep.points.len(),
-                start.elapsed().as_secs_f64(),
+                done.ran,
+                done.mine,
+                done.skipped,
+                done.total,
+                done.elapsed_s,
                 dir.display(),
                 sweep.name
             ),
-        );
+        ),
+        (None, md) => {
+            let mut s = md.unwrap_or_default();
+            s.push_str(&format!(
+                "\nran {} of {} runs ({} already done) in {:.2} s; wrote {}/ (results.csv, summary.csv, summary.md, plots/)\n",
+                done.ran,
+                done.total,
+                done.skipped,
+                done.elapsed_s,
+                dir.display()
+            ));
+            emit(out, &s)
+        }
     }
-    parts::assemble(&dir, &runs)?;
-    let md = crate::report::sweep::finish(&dir, &sweep.name)?;
-    let mut s = md;
-    s.push_str(&format!(
-        "\nran {} of {} runs ({} already done) in {:.2} s; wrote {}/ (results.csv, summary.csv, summary.md, plots/)\n",
-        pending.len(),
-        sweep.points.len(),
-        skipped,
-        start.elapsed().as_secs_f64(),
-        dir.display()
-    ));
-    emit(out, &s)
 }
 
 /// Runs `moesim merge`.
 pub fn merge(args: MergeArgs, out: &mut dyn Write) -> Result<()> {
-    let name = crate::report::parts::merge(&args.parts, &args.out)?;
-    let mut s = crate::report::sweep::finish(&args.out, &name)?;
+    let name = crate::sweep::merge(&args.parts, &args.out)?;
+    let mut s = crate::sweep::summary::finish(&args.out, &name)?;
     s.push_str(&format!(
         "\nmerged {} part directories into {}/ (results.csv, summary.csv, summary.md, plots/)\n",
         args.parts.len(),
@@ -353,84 +237,6 @@ pub struct MergeArgs {
     /// The merged report directory.
     #[arg(long)]
     pub out: PathBuf,
-}
-
-/// A row of `latency.csv`: one percentile of a run's decode-token latencies.
-#[derive(Serialize)]
-struct LatencyRow<'a> {
-    point: &'a str,
-    replicate: u32,
-    percentile: u32,
-    token_latency_ns: u64,
-}
-
-/// Percentiles 0 (the fastest token) to 100 (the slowest) of `latencies_ns`.
-fn latency_rows<'a>(key: &'a str, replicate: u32, latencies_ns: &[u64]) -> Vec<LatencyRow<'a>> {
-    let mut sorted = latencies_ns.to_vec();
-    sorted.sort_unstable();
-    (0..=100)
-        .map(|q| LatencyRow {
-            point: key,
-            replicate,
-            percentile: q,
-            token_latency_ns: crate::stats::quantile(&sorted, q as f64 / 100.0),
-        })
-        .collect()
-}
-
-/// A row of `popularity.csv`: how often the router picked one expert of one layer.
-#[derive(Serialize)]
-struct PopularityRow<'a> {
-    point: &'a str,
-    replicate: u32,
-    layer: u32,
-    expert: u32,
-    selections: u64,
-}
-
-fn popularity_rows<'a>(key: &'a str, replicate: u32, o: &Outcome) -> Vec<PopularityRow<'a>> {
-    let e = o.setup.experts as usize;
-    o.report
-        .expert_selections
-        .iter()
-        .enumerate()
-        .map(|(i, &n)| PopularityRow {
-            point: key,
-            replicate,
-            layer: (i / e) as u32,
-            expert: (i % e) as u32,
-            selections: n,
-        })
-        .collect()
-}
-
-fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {
-    let opts = &exp.options;
-    MetricsRow {
-        schema_version: 1,
-        name: &exp.resolved.name,
-        profile: &exp.profile.name,
-        model: &exp.model.name,
-        format: opts.format.to_string(),
-        router: opts.router.name(),
-        router_params: opts.router.params(),
-        policy: opts.policy.to_string(),
-        scope: scope_name(opts.scope).to_string(),
-        cache_bytes_total: o.setup.cache_bytes * o.setup.n_caches as u64,
-        prefetch: opts.prefetch.name(),
-        seed: opts.seed,
-        restricted_trace: o.restricted,
-        precision_allocator: exp.allocator.name(),
-        precision_params: exp.allocator.params(),
-        plan_formats: o.plan.census(),
-        plan_bits_per_weight_mean: o.plan.mean_bits(),
-        plan_bits_per_weight_usage: o.plan_bits_weighted,
-        dynamic_precision: opts.precision.dynamic.is_some(),
-        low_on_miss_gate_below: opts.precision.low_on_miss.as_ref().map(|l| l.gate_below),
-        report: &o.report,
-        output: o.output_quality.unwrap_or_else(OutputQuality::missing),
-        quality_note: o.quality_note.as_deref().unwrap_or(""),
-    }
 }
 
 /// Writes the report directory; every file atomically, all after the run succeeded.
@@ -468,13 +274,6 @@ pub(crate) fn reproduce_command(label: &str) -> String {
         "moesim run".to_string()
     } else {
         format!("moesim run {label}")
-    }
-}
-
-fn scope_name(scope: crate::cache::replay::Scope) -> &'static str {
-    match scope {
-        crate::cache::replay::Scope::PerLayer => "per-layer",
-        crate::cache::replay::Scope::Shared => "shared",
     }
 }
 

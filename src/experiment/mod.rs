@@ -6,7 +6,6 @@
 //! the file; a name that matches a shipped preset wins.
 
 pub mod spec;
-pub mod sweep;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -83,7 +82,7 @@ impl InputRef {
 /// beyond the experiment file itself.
 pub fn fingerprint_inputs<'a>(inputs: impl IntoIterator<Item = &'a InputRef>) -> Result<u64> {
     use std::io::Read;
-    let mut h = sweep::Fnv::default();
+    let mut h = crate::hash::Fnv::default();
     h.write(
         format!(
             "results-schema {RESULTS_SCHEMA} moesim {}\n",

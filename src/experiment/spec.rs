@@ -9,8 +9,8 @@ use crate::precision::{AllocatorKind, DynamicSpec, LowOnMissSpec};
 use crate::quant::format::WeightFormat;
 use crate::router::{GateWeights, RouterKind};
 use crate::sim::OnWrongPrefetch;
-use crate::sim::prefetch::PrefetchKind;
 use crate::sim::arrival::ArrivalKind;
+use crate::sim::prefetch::PrefetchKind;
 
 /// The current schema version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -60,35 +60,14 @@ pub struct ExperimentSpec {
     #[serde(default)]
     pub output: OutputSection,
     /// Which plots and tables a sweep's report draws.
-    #[serde(default, skip_serializing_if = "ReportSection::is_automatic")]
-    pub report: ReportSection,
+    #[serde(
+        default,
+        skip_serializing_if = "crate::report::kind::ReportSection::is_automatic"
+    )]
+    pub report: crate::report::kind::ReportSection,
     /// Sweep axes (see `super::sweep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sweep: Option<super::sweep::SweepSection>,
-}
-
-/// `[report]`: a sweep's plots and tables, by name; without `plots`, they are chosen from the
-/// axes (see `crate::report::sweep`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReportSection {
-    /// The plots and tables to draw, in order.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plots: Option<Vec<crate::report::sweep::PlotKind>>,
-    /// The axes `metric-vs-axis` charts run along (default: every numeric axis).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub axes: Option<Vec<String>>,
-    /// The point (its key, as in `results.csv`) paired differences are taken from, when the
-    /// sweep has replicates (default: the first point).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub baseline: Option<String>,
-}
-
-impl ReportSection {
-    /// Whether nothing is named (the plots follow the axes).
-    pub fn is_automatic(&self) -> bool {
-        self.plots.is_none() && self.axes.is_none() && self.baseline.is_none()
-    }
+    pub sweep: Option<SweepSection>,
 }
 
 /// `[precision]`.
@@ -369,7 +348,8 @@ impl<'de> Deserialize<'de> for PrefetchSection {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error;
         let mut t = toml::Table::deserialize(d)?;
-        let field = |e: toml::de::Error, key: &str| D::Error::custom(format!("{key}: {}", e.message()));
+        let field =
+            |e: toml::de::Error, key: &str| D::Error::custom(format!("{key}: {}", e.message()));
         let count = match t.remove("count") {
             Some(v) => Some(v.try_into::<u32>().map_err(|e| field(e, "count"))?),
             None => None,
@@ -410,4 +390,23 @@ pub struct OutputSection {
     /// Write `timeline.json` (Chrome trace events).
     #[serde(default)]
     pub timeline: bool,
+}
+
+/// `[sweep]`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// Dotted path → values; the cartesian product.
+    #[serde(default)]
+    pub axes: toml::Table,
+    /// Groups of paths whose equal-length value lists vary together.
+    #[serde(default)]
+    pub zip: Vec<toml::Table>,
+    /// Runs per point (1).
+    #[serde(default = "one")]
+    pub replicates: u32,
+}
+
+fn one() -> u32 {
+    1
 }

@@ -258,6 +258,20 @@ fn plot_refuses_damaged_results_and_drops_plots_it_no_longer_draws() {
             set("token_latency_p50_ns", "NaN"),
             vec!["results.csv:2", "token_latency_p50_ns", "NaN"],
         ),
+        // A column the summary needs is missing: named, never read as NaN.
+        (
+            results
+                .lines()
+                .map(|l| {
+                    let mut f: Vec<&str> = l.split(',').collect();
+                    f.remove(col("hit_rate"));
+                    f.join(",")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n",
+            vec!["results.csv", "no `hit_rate` column"],
+        ),
     ];
     for (text, needles) in cases {
         std::fs::write(out.join("results.csv"), text).unwrap();

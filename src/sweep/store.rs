@@ -11,8 +11,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::write_atomic;
+use std::io::Write;
+
+use crate::atomic_file::{AtomicFile, write_atomic};
 use crate::error::{Error, InputError, Result};
+use crate::report::kind::ReportSection;
 
 /// The side tables of each run, beside `results.csv`.
 pub const SIDES: [&str; 2] = ["latency", "popularity"];
@@ -53,7 +56,7 @@ pub fn is_complete(dir: &Path, e: &RunEntry) -> bool {
 
 /// Writes `runs.csv`.
 pub fn write_manifest(dir: &Path, runs: &[RunEntry]) -> Result<()> {
-    write_atomic(dir.join("runs.csv"), &super::flat_csv::to_csv(runs))
+    write_atomic(dir.join("runs.csv"), &crate::report::flat_csv::to_csv(runs))
 }
 
 fn bad(path: &Path, reason: impl Into<String>) -> Error {
@@ -77,10 +80,10 @@ pub fn read_manifest(dir: &Path) -> Result<Vec<RunEntry>> {
 /// Assembles `results.csv` and the side tables of `dir` from its parts of `runs` (all present).
 pub fn assemble(dir: &Path, runs: &[RunEntry]) -> Result<()> {
     let parts: Vec<PathBuf> = runs.iter().map(|r| part_path(dir, r.run)).collect();
-    super::sweep::assemble(dir, "results.csv", &parts)?;
+    concatenate(dir, "results.csv", &parts)?;
     for side in SIDES {
         let parts: Vec<PathBuf> = runs.iter().map(|r| side_path(dir, r.run, side)).collect();
-        super::sweep::assemble(dir, &format!("{side}.csv"), &parts)?;
+        concatenate(dir, &format!("{side}.csv"), &parts)?;
     }
     Ok(())
 }
@@ -375,4 +378,36 @@ pub fn merge(parts: &[PathBuf], out: &Path) -> Result<String> {
     let spec: crate::experiment::ExperimentSpec =
         crate::config::parse_toml(&first.join("experiment.toml").display().to_string(), &text)?;
     Ok(spec.name)
+}
+
+/// Concatenates the part files (`header` + rows each, in `parts` order) into `dir/name`,
+/// atomically.
+fn concatenate(dir: &Path, name: &str, parts: &[PathBuf]) -> Result<()> {
+    let target = dir.join(name);
+    let mut out = AtomicFile::create(&target)?;
+    for (i, p) in parts.iter().enumerate() {
+        let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+        let mut lines = text.splitn(2, '\n');
+        let header = lines.next().unwrap_or_default();
+        let rows = lines.next().unwrap_or_default();
+        let w = out.writer();
+        let r = if i == 0 {
+            writeln!(w, "{header}").and_then(|_| w.write_all(rows.as_bytes()))
+        } else {
+            w.write_all(rows.as_bytes())
+        };
+        r.map_err(|e| Error::io(&target, e))?;
+    }
+    out.commit()
+}
+
+/// `[report]` of `dir/experiment.toml`, if the file exists.
+pub fn report_section(dir: &Path) -> Result<ReportSection> {
+    let path = dir.join("experiment.toml");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(Default::default());
+    };
+    let spec: crate::experiment::ExperimentSpec =
+        crate::config::parse_toml(&path.display().to_string(), &text)?;
+    Ok(spec.report)
 }

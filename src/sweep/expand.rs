@@ -18,30 +18,10 @@
 
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Experiment, ExperimentSpec};
 use crate::error::{Error, InputError, Result};
+use crate::experiment::{Experiment, ExperimentSpec};
+use crate::hash::{Fnv, fnv1a};
 use crate::seed::derive_seed;
-
-/// `[sweep]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SweepSection {
-    /// Dotted path → values; the cartesian product.
-    #[serde(default)]
-    pub axes: toml::Table,
-    /// Groups of paths whose equal-length value lists vary together.
-    #[serde(default)]
-    pub zip: Vec<toml::Table>,
-    /// Runs per point (1).
-    #[serde(default = "one")]
-    pub replicates: u32,
-}
-
-fn one() -> u32 {
-    1
-}
 
 /// One run of a sweep.
 #[derive(Debug, Clone)]
@@ -81,38 +61,6 @@ pub struct Sweep {
     /// The experiment file as the user named it.
     pub label: String,
     base: std::path::PathBuf,
-}
-
-/// FNV-1a, 64 bits.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h = Fnv::default();
-    h.write(bytes);
-    h.finish()
-}
-
-/// An incremental FNV-1a, 64 bits.
-#[derive(Debug, Clone, Copy)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    /// Adds `bytes`.
-    pub fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= b as u64;
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    /// The digest so far.
-    pub fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// A value as it appears in point keys and axis columns: strings bare, tables as
@@ -216,11 +164,7 @@ impl Sweep {
         }
         for kind in spec.report.plots.iter().flatten() {
             if let Some(why) = kind.unusable(&axis_paths) {
-                let name = serde_json::to_value(kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
-                return Err(bad("report.plots", format!("`{name}` {why}")));
+                return Err(bad("report.plots", format!("`{}` {why}", kind.name())));
             }
         }
         for a in spec.report.axes.iter().flatten() {
