@@ -162,3 +162,153 @@ fn non_finite_and_out_of_range_weights_are_refused_by_row_and_column() {
         }
     }
 }
+
+/// A `.safetensors` file holding one F32 tensor `w` of `shape` and no data.
+fn empty_safetensors(path: &Path, shape: &[usize]) {
+    let h = serde_json::json!({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}});
+    let h = serde_json::to_vec(&h).unwrap();
+    let mut out = (h.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&h);
+    std::fs::write(path, out).unwrap();
+}
+
+/// Empty weight matrices (issue 17 audit): a 0-row matrix panicked in `quant` ("chunk_size
+/// must not be zero") and a 0-column one in the Hadamard rotation, with exit code 101. Both
+/// readers refuse them, naming the file, the tensor and the shape, for every command that reads
+/// weights.
+#[test]
+fn empty_weight_matrices_are_refused_where_they_are_read() {
+    let dir = scratch("limits_empty");
+    let mut files: Vec<(std::path::PathBuf, Option<&str>, &str)> = Vec::new();
+    for (name, rows, cols, needle) in [
+        ("rows0.npy", 0, 256, "shape (0, 256) has no rows"),
+        ("cols0.npy", 4, 0, "shape (4, 0) has no columns"),
+    ] {
+        let p = dir.join(name);
+        npy(&p, rows, cols, |_| 0.0);
+        files.push((p, None, needle));
+    }
+    for (name, shape, needle) in [
+        (
+            "rows0.safetensors",
+            &[0usize, 256][..],
+            "tensor `w`: shape [0, 256] has no rows",
+        ),
+        (
+            "cols0.safetensors",
+            &[4, 0][..],
+            "tensor `w`: shape [4, 0] has no columns",
+        ),
+        (
+            "mid0.safetensors",
+            &[2, 0, 256][..],
+            "tensor `w`: shape [2, 0, 256] has no rows",
+        ),
+    ] {
+        let p = dir.join(name);
+        empty_safetensors(&p, shape);
+        files.push((p, Some("w"), needle));
+    }
+    for (path, tensor, needle) in &files {
+        let f = path.to_str().unwrap();
+        let out = dir.join("out");
+        let dump = dir.join("dump.bin");
+        let mut commands: Vec<Vec<&str>> = vec![
+            vec![
+                "quant",
+                "eval",
+                "--input",
+                f,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            vec![
+                "quant",
+                "eval",
+                "--no-hadamard",
+                "--input",
+                f,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            vec![
+                "quant",
+                "dump",
+                "--format",
+                "q8_0",
+                "--input",
+                f,
+                "--out",
+                dump.to_str().unwrap(),
+            ],
+            vec![
+                "quant",
+                "dump",
+                "--format",
+                "q4_k",
+                "--hadamard-seed",
+                "3",
+                "--input",
+                f,
+                "--out",
+                dump.to_str().unwrap(),
+            ],
+        ];
+        if let Some(t) = tensor {
+            for c in &mut commands {
+                c.extend(["--tensor", t]);
+            }
+        }
+        for c in commands {
+            let run = moesim(&c);
+            assert_bad_input(&run, &[f, needle]);
+            assert!(!out.exists() && !dump.exists(), "{c:?}: partial output");
+        }
+    }
+}
+
+/// The quantization library itself never panics on an empty matrix, whatever path one reaches
+/// it by: 0 rows quantize to an empty matrix that dequantizes, multiplies and checks as one; 0
+/// columns are refused with a reason; a rotation of length 0 is the identity.
+#[test]
+fn the_quant_library_takes_empty_matrices_without_panicking() {
+    use moesim::quant::{QuantizedMatrix, Rotation, WeightFormat, gemv_packed};
+    let r0 = Rotation::new(0, 7);
+    assert!(r0.is_empty());
+    let mut empty: [f32; 0] = [];
+    r0.rotate(&mut empty);
+    r0.unrotate(&mut empty);
+    for format in WeightFormat::ALL {
+        let block = format.weights_per_block() as usize;
+        for (rows, cols) in [(0usize, block), (0, 4 * block), (3, 0), (0, 0)] {
+            let w = vec![0.5f32; rows * cols];
+            for rotation in [None, Some(Rotation::new(cols, 1))] {
+                let q = QuantizedMatrix::quantize(format, rows, cols, &w, rotation);
+                let q = match q {
+                    Err(reason) => {
+                        assert_eq!(cols, 0, "{format} {rows}x{cols}: {reason}");
+                        assert!(reason.contains("a row of 0"), "{reason}");
+                        continue;
+                    }
+                    Ok(q) => q,
+                };
+                assert!(q.check_representable(&w).is_ok(), "{format} {rows}x{cols}");
+                assert!(q.dequantize().is_empty());
+                let x = vec![1.0f32; cols];
+                let mut y = vec![0.0f32; rows];
+                q.gemv(&x, &mut y);
+                q.gemv_serial(&x, &mut y);
+                if q.rotation.is_none() {
+                    gemv_packed(format, &q.data, cols, &x, &mut y, true);
+                    gemv_packed(format, &q.data, cols, &x, &mut y, false);
+                }
+            }
+        }
+        // Packed rows of no weights multiply to zeros.
+        let mut y = vec![1.0f32; 3];
+        gemv_packed(format, &[], 0, &[], &mut y, true);
+        assert_eq!(y, [0.0; 3]);
+    }
+    assert!(moesim::quant::pi_fitted_round_trip(3, 4, 0, 256, &[], None).is_empty());
+    assert!(moesim::quant::pi_fitted_round_trip(3, 4, 2, 0, &[], None).is_empty());
+}
