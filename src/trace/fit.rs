@@ -130,7 +130,8 @@ pub fn evaluate(spec: &GeneratorSpec, shape: TraceShape, seed: u64) -> Metrics {
     for rep in 0..REPLICATES {
         let generator = Generator::new(&spec, derive_seed(seed, rep));
         let meta = spec.meta(seed, shape.requests);
-        let mut stats = TraceStats::new(&meta);
+        let mut stats = TraceStats::new(&meta)
+            .expect("candidates have the real trace's shape, whose statistics were computed");
         let mut ev = GeneratedEvent::default();
         for request in 0..shape.requests {
             let mut events = generator.request(request);

@@ -312,3 +312,69 @@ fn the_quant_library_takes_empty_matrices_without_panicking() {
     assert!(moesim::quant::pi_fitted_round_trip(3, 4, 0, 256, &[], None).is_empty());
     assert!(moesim::quant::pi_fitted_round_trip(3, 4, 2, 0, &[], None).is_empty());
 }
+
+/// Trace headers inside the documented limits (2^24 (layer, expert) pairs): 65,536 layers x 256
+/// experts made `trace stats` and `trace fit` abort on a 34 GB allocation (exit 134), the
+/// co-selection counts of every expert pair in consecutive layers. They are sized first and
+/// refused on one line naming the file; a shape whose statistics fit still runs.
+#[test]
+fn trace_statistics_at_the_documented_limits_are_sized_before_allocating() {
+    let dir = scratch("limits_trace_stats");
+    let trace = |name: &str, layers: u32, experts: u32| {
+        let p = dir.join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "{{\"format\":\"moesim-trace\",\"version\":1,\"layers\":{layers},\"experts\":{experts},\"top_k\":2,\"logits\":false}}\n\
+                 {{\"request\":0,\"phase\":\"decode\",\"position\":0,\"layer\":0,\"experts\":[7,0]}}\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let big = trace("wide.jsonl", 65536, 256);
+    let b = big.to_str().unwrap();
+    let fitted = dir.join("fitted.toml");
+    for args in [
+        vec!["trace", "stats", b],
+        vec!["trace", "stats", b, "--json"],
+        vec![
+            "trace",
+            "fit",
+            b,
+            "--evaluations",
+            "6",
+            "--out",
+            fitted.to_str().unwrap(),
+        ],
+    ] {
+        let run = moesim(&args);
+        assert_bad_input(
+            &run,
+            &[
+                b,
+                "65536 layers x 256 experts",
+                "co-selection",
+                "would need 34.67 GB",
+                "more than the 8.59 GB",
+            ],
+        );
+        assert!(!fitted.exists());
+    }
+    let two = trace("two-layers.jsonl", 2, 65536);
+    assert_bad_input(
+        &moesim(["trace", "stats", two.to_str().unwrap()]),
+        &[
+            two.to_str().unwrap(),
+            "2 layers x 65536 experts",
+            "would need",
+        ],
+    );
+    // The most layers the format allows, with statistics that fit (134 MB of co-selections).
+    let deep = trace("deep.jsonl", 65536, 16);
+    let run = moesim(["trace", "stats", deep.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["summary"]["events"], 1);
+    assert_eq!(v["layers"].as_array().unwrap().len(), 65536);
+}
