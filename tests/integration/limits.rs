@@ -378,3 +378,143 @@ fn trace_statistics_at_the_documented_limits_are_sized_before_allocating() {
     assert_eq!(v["summary"]["events"], 1);
     assert_eq!(v["layers"].as_array().unwrap().len(), 65536);
 }
+
+/// Generator figures that overflow f32 (issue 17 audit): `temperature = 1e-40`, `noise = 1e38`
+/// or `centroid_scale = 1e300` made non-finite logits, so `moesim run` reported impossible
+/// numbers with exit code 0 and `trace generate` wrote a trace its own reader refused. Every
+/// real figure has a documented range; a value outside it is refused by key, in the generator
+/// file and through an experiment, and the edges of the ranges give traces that read back.
+#[test]
+fn generator_figures_outside_their_ranges_are_refused() {
+    let dir = scratch("limits_generator");
+    let cases = [
+        (
+            "temperature = 0.9555",
+            "temperature = 1e-40",
+            "temperature: 1e-40",
+        ),
+        (
+            "temperature = 0.9555",
+            "temperature = 1e-300",
+            "temperature: 1e-300",
+        ),
+        (
+            "temperature = 0.9555",
+            "temperature = 0.0001",
+            "temperature: 0.0001",
+        ),
+        (
+            "temperature = 0.9555",
+            "temperature = 1e4",
+            "temperature: 10000",
+        ),
+        (
+            "temperature = 0.9555",
+            "temperature = nan",
+            "temperature: NaN",
+        ),
+        ("noise = 1.4086", "noise = 1e38", "noise: 1e38"),
+        ("noise = 1.4086", "noise = 1001", "noise: 1001"),
+        ("noise = 1.4086", "noise = -1", "noise: -1"),
+        (
+            "centroid_scale = 1.0",
+            "centroid_scale = 1e300",
+            "centroid_scale: 1e300",
+        ),
+        (
+            "centroid_scale = 1.0",
+            "centroid_scale = inf",
+            "centroid_scale: inf",
+        ),
+        (
+            "bias_skew = 0.1687",
+            "bias_skew = 1e300",
+            "bias_skew: 1e300",
+        ),
+        ("bias_skew = 0.1687", "bias_skew = 2e3", "bias_skew: 2000"),
+        ("zipf_s = 0.4294", "zipf_s = 1e300", "zipf_s: 1e300"),
+        ("zipf_s = 0.4294", "zipf_s = 11", "zipf_s: 11"),
+        ("p_stay = 0.8691", "p_stay = 1.5", "p_stay: 1.5"),
+    ];
+    for (i, (from, to, needle)) in cases.iter().enumerate() {
+        assert!(GENERATOR.contains(from), "{from}");
+        let spec = dir.join(format!("gen{i}.toml"));
+        std::fs::write(&spec, GENERATOR.replacen(from, to, 1)).unwrap();
+        let s = spec.to_str().unwrap();
+        let out = dir.join("gen.jsonl");
+        let run = moesim([
+            "trace",
+            "generate",
+            "--preset",
+            s,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_bad_input(&run, &[s, needle, "must be in ["]);
+        assert!(!out.exists(), "{to}: partial output");
+        let exp = dir.join(format!("exp{i}.toml"));
+        std::fs::write(
+            &exp,
+            format!(
+                "schema_version = 1\nname = \"g\"\n[hardware]\nprofile = \"esp32-p4\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"gen{i}.toml\"\nrequests = 1\nprefill_tokens = 2\ndecode_tokens = 4\n"
+            ),
+        )
+        .unwrap();
+        let o = dir.join("o");
+        let run = moesim(["run", exp.to_str().unwrap(), "--out", o.to_str().unwrap()]);
+        assert_bad_input(
+            &run,
+            &[
+                exp.to_str().unwrap(),
+                "trace.generator",
+                needle,
+                "must be in [",
+            ],
+        );
+        assert!(!o.exists(), "{to}: partial output");
+    }
+    // The edges of every range: the trace reads back and the run reports finite figures.
+    let edges = GENERATOR
+        .replacen("temperature = 0.9555", "temperature = 0.001", 1)
+        .replacen("noise = 1.4086", "noise = 1000", 1)
+        .replacen("centroid_scale = 1.0", "centroid_scale = 1000", 1)
+        .replacen("bias_skew = 0.1687", "bias_skew = 1000", 1)
+        .replacen("zipf_s = 0.4294", "zipf_s = 10", 1);
+    let spec = dir.join("edges.toml");
+    std::fs::write(&spec, edges).unwrap();
+    let out = dir.join("edges.jsonl");
+    let run = moesim([
+        "trace",
+        "generate",
+        "--preset",
+        spec.to_str().unwrap(),
+        "--requests",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = moesim(["trace", "stats", out.to_str().unwrap(), "--json"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let top1 = v["summary"]["top1_weight"].as_f64().unwrap();
+    assert!((0.5..=1.0).contains(&top1), "{top1}");
+    let exp = dir.join("edges-exp.toml");
+    std::fs::write(
+        &exp,
+        "schema_version = 1\nname = \"g\"\n[hardware]\nprofile = \"esp32-p4\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"edges.toml\"\nrequests = 1\nprefill_tokens = 2\ndecode_tokens = 4\n",
+    )
+    .unwrap();
+    let run = moesim([
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        dir.join("edges-out").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let hit = v["hit_rate"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&hit), "{hit}");
+    assert!(v["bytes_loaded"].as_f64().unwrap() > 0.0, "{v}");
+}
