@@ -518,3 +518,31 @@ fn generator_figures_outside_their_ranges_are_refused() {
     assert!((0.0..=1.0).contains(&hit), "{hit}");
     assert!(v["bytes_loaded"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+/// A float where an integer belongs is echoed as a user would write it (`think_time_ns =
+/// 1e300` printed 301 digits).
+#[test]
+fn a_float_in_an_error_is_shown_short() {
+    let dir = scratch("limits_float_echo");
+    let exp = dir.join("exp.toml");
+    std::fs::write(
+        &exp,
+        "schema_version = 1\nname = \"f\"\n[hardware]\nprofile = \"esp32-p4\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"micro-moe\"\n[scenario]\narrival = { kind = \"closed-loop\", think_time_ns = 1e300 }\n",
+    )
+    .unwrap();
+    let run = moesim([
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+    ]);
+    assert_bad_input(
+        &run,
+        &[
+            "exp.toml:11",
+            "scenario.arrival",
+            "floating point `1e300`, expected u64",
+        ],
+    );
+    assert!(run.stderr.len() < 150, "{}", run.stderr);
+}
