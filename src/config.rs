@@ -25,7 +25,7 @@ pub fn parse_toml<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, Inpu
 
 fn toml_error(file: &str, text: &str, key: Option<String>, e: &toml::de::Error) -> InputError {
     let line = e.span().map(|span| line_of_offset(text, span.start));
-    let mut reason = e.message().to_string();
+    let mut reason = short_floats(e.message());
     // serde reports a missing field at the table that lacks it; name the field in the key.
     let mut key = key;
     if let Some(field) = missing_field(&reason) {
@@ -41,6 +41,29 @@ fn toml_error(file: &str, text: &str, key: Option<String>, e: &toml::de::Error) 
         key,
         reason,
     }
+}
+
+/// serde writes an unexpected float in full (`1e300` as 301 digits): rewrites every
+/// "floating point `X`" with [`crate::param::show`].
+fn short_floats(message: &str) -> String {
+    const TAG: &str = "floating point `";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(TAG) {
+        let (head, tail) = rest.split_at(at + TAG.len());
+        out.push_str(head);
+        let Some(end) = tail.find('`') else {
+            rest = tail;
+            break;
+        };
+        match tail[..end].parse::<f64>() {
+            Ok(x) => out.push_str(&crate::param::show(x)),
+            Err(_) => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn missing_field(message: &str) -> Option<&str> {
@@ -124,6 +147,24 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("items[1].c"), "{e}");
         assert_eq!(e.line, Some(6), "{e}");
         assert!(e.reason.contains("unknown field"), "{e}");
+    }
+
+    /// A float where an integer belongs was echoed with every digit (`1e300` as 301 of them).
+    #[test]
+    fn unexpected_floats_are_shown_short() {
+        for (value, shown) in [
+            ("1e300", "`1e300`"),
+            ("1e-300", "`1e-300`"),
+            ("2.5", "`2.5`"),
+            ("-1e20", "`-1e20`"),
+        ] {
+            let text = format!("name = \"a\"\n[[items]]\na = {value}\n");
+            let e = parse_toml::<Outer>("x.toml", &text).unwrap_err();
+            assert!(
+                e.reason.contains(&format!("floating point {shown}")) && e.reason.len() < 80,
+                "{e}"
+            );
+        }
     }
 
     #[test]

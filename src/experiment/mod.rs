@@ -812,7 +812,10 @@ impl Experiment {
                 let mut next = Vec::with_capacity(e);
                 for r in 0..*requests {
                     let mut events = g.request(r);
-                    while events.next_event(&mut ev) {
+                    while events
+                        .try_next_event(&mut ev)
+                        .map_err(|e| at(&self.label, "trace.generator", e))?
+                    {
                         w.push(&ev.record);
                         if cursor < sampled.len() && sampled[cursor] == index {
                             hidden.extend_from_slice(&ev.hidden);

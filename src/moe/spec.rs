@@ -219,9 +219,25 @@ impl MoeSpecFile {
                     )
                 })
         };
+        // An overflowing product is blamed on its largest factor the file gives by key.
+        let largest = |keyed: &[(&'static str, u64)]| -> &'static str {
+            keyed
+                .iter()
+                .fold(keyed[0], |m, &f| if f.1 > m.1 { f } else { m })
+                .0
+        };
+        let shared_i_key = if self.shared_expert_intermediate_size.is_some() {
+            "shared_expert_intermediate_size"
+        } else {
+            "expert_intermediate_size"
+        };
         let mut params = ParamBreakdown {
             routed_experts: count(
-                "expert_intermediate_size",
+                largest(&[
+                    ("expert_intermediate_size", self.expert_intermediate_size),
+                    ("routed_experts", self.routed_experts as u64),
+                    ("hidden_size", h),
+                ]),
                 &[
                     n_moe,
                     self.routed_experts as u64,
@@ -231,7 +247,11 @@ impl MoeSpecFile {
                 ],
             )?,
             shared_experts: count(
-                "shared_expert_intermediate_size",
+                largest(&[
+                    (shared_i_key, shared_i),
+                    ("shared_experts", self.shared_experts as u64),
+                    ("hidden_size", h),
+                ]),
                 &[n_moe, self.shared_experts as u64, ffn_factor, h, shared_i],
             )?,
             router: count("routed_experts", &[n_moe, h, self.routed_experts as u64])?,

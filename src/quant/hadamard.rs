@@ -37,10 +37,14 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// A rotation of length `n` (≥ 1) with signs drawn from `seed`.
+    /// A rotation of length `n` with signs drawn from `seed` (of length 0: the identity on
+    /// empty vectors).
     pub fn new(n: usize, seed: u64) -> Rotation {
-        assert!(n > 0, "rotation of an empty vector");
-        let block = 1usize << n.trailing_zeros();
+        let block = if n == 0 {
+            1
+        } else {
+            1usize << n.trailing_zeros()
+        };
         let mut rng = StdRng::seed_from_u64(seed);
         let signs = (0..n)
             .map(|_| if rng.random::<bool>() { 1.0 } else { -1.0 })
@@ -57,7 +61,7 @@ impl Rotation {
         self.signs.len()
     }
 
-    /// Whether it rotates empty vectors (never).
+    /// Whether it rotates empty vectors.
     pub fn is_empty(&self) -> bool {
         self.signs.is_empty()
     }

@@ -270,7 +270,7 @@ impl QuantizedMatrix {
     /// to refuse such a matrix in one line, naming the row and block. `w` is the matrix given
     /// to `quantize`.
     pub fn check_representable(&self, w: &[f32]) -> Result<(), String> {
-        if self.format == WeightFormat::F32 {
+        if self.format == WeightFormat::F32 || self.data.is_empty() {
             return Ok(());
         }
         let (cols, k) = (self.cols, kernels(self.format));
@@ -313,7 +313,8 @@ impl QuantizedMatrix {
 
     /// Bytes of one packed row.
     pub fn row_bytes(&self) -> usize {
-        self.data.len() / self.rows.max(1)
+        let k = kernels(self.format);
+        self.cols / k.block * k.bytes
     }
 
     /// Row `r` dequantized, in the original (unrotated) basis.
@@ -329,6 +330,9 @@ impl QuantizedMatrix {
     /// The whole matrix dequantized, in the original basis.
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = vec![0.0f32; self.rows * self.cols];
+        if out.is_empty() {
+            return out;
+        }
         out.par_chunks_mut(self.cols)
             .enumerate()
             .for_each(|(r, row)| self.dequantize_row(r, row));
@@ -355,6 +359,11 @@ impl QuantizedMatrix {
         let (xr, aux) = self.prepare(x);
         let k = kernels(self.format);
         let rb = self.row_bytes();
+        if rb == 0 {
+            // Rows of no weights.
+            y.fill(0.0);
+            return;
+        }
         y.par_chunks_mut(ROWS_PER_TASK)
             .zip(self.data.par_chunks(ROWS_PER_TASK * rb))
             .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, &xr, &aux, ys));
@@ -364,6 +373,10 @@ impl QuantizedMatrix {
     pub fn gemv_serial(&self, x: &[f32], y: &mut [f32]) {
         assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
         let (xr, aux) = self.prepare(x);
+        if self.row_bytes() == 0 {
+            y.fill(0.0);
+            return;
+        }
         (kernels(self.format).gemv_rows)(&self.data, self.row_bytes(), &xr, &aux, y);
     }
 }
@@ -384,6 +397,10 @@ pub fn gemv_packed(
     let rb = cols / k.block * k.bytes;
     assert_eq!(data.len(), y.len() * rb, "one packed row per output");
     assert_eq!(x.len(), cols, "x has the matrix's input dimension");
+    if rb == 0 {
+        y.fill(0.0);
+        return;
+    }
     let mut aux = Vec::new();
     if k.aux_group > 0 {
         gemv::group_sums(x, k.aux_group, &mut aux);
@@ -413,6 +430,9 @@ pub fn pi_fitted_round_trip(
     assert_eq!(cols % grid::BLOCK, 0, "rows of whole 256-weight blocks");
     let row_bytes = cols / grid::BLOCK * grid::bytes(bits);
     let mut out = w.to_vec();
+    if out.is_empty() {
+        return out;
+    }
     out.par_chunks_mut(cols).for_each(|row| {
         if let Some(r) = rotation {
             r.rotate(row);

@@ -130,7 +130,8 @@ pub fn evaluate(spec: &GeneratorSpec, shape: TraceShape, seed: u64) -> Metrics {
     for rep in 0..REPLICATES {
         let generator = Generator::new(&spec, derive_seed(seed, rep));
         let meta = spec.meta(seed, shape.requests);
-        let mut stats = TraceStats::new(&meta);
+        let mut stats = TraceStats::new(&meta)
+            .expect("candidates have the real trace's shape, whose statistics were computed");
         let mut ev = GeneratedEvent::default();
         for request in 0..shape.requests {
             let mut events = generator.request(request);
@@ -195,22 +196,34 @@ pub fn fit(
     base.prefill_tokens = shape.prefill_tokens;
     base.decode_tokens = shape.decode_tokens;
 
+    // The loss of `x`, or `None` once `max_evaluations` are spent: the budget is exact, so
+    // a search stops mid-iteration rather than overrun it, keeping the points evaluated so far.
     let evaluations = std::cell::Cell::new(0usize);
-    let f = |x: &[f64; PARAMS]| -> f64 {
+    let f = |x: &[f64; PARAMS]| -> Option<f64> {
+        if evaluations.get() >= max_evaluations {
+            return None;
+        }
         evaluations.set(evaluations.get() + 1);
-        loss(&evaluate(&from_coords(&base, x), shape, seed), &target)
+        Some(loss(
+            &evaluate(&from_coords(&base, x), shape, seed),
+            &target,
+        ))
     };
 
     // Nelder–Mead with the standard coefficients.
     let x0 = to_coords(&base);
     let mut simplex: Vec<([f64; PARAMS], f64)> = Vec::with_capacity(PARAMS + 1);
-    simplex.push((x0, f(&x0)));
-    for i in 0..PARAMS {
+    for i in 0..=PARAMS {
         let mut x = x0;
-        x[i] += 0.7;
-        simplex.push((x, f(&x)));
+        if i > 0 {
+            x[i - 1] += 0.7;
+        }
+        match f(&x) {
+            Some(v) => simplex.push((x, v)),
+            None => break,
+        }
     }
-    while evaluations.get() < max_evaluations {
+    'search: while simplex.len() == PARAMS + 1 {
         simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
         if simplex[PARAMS].1 - simplex[0].1 < 1e-6 {
             break;
@@ -230,10 +243,13 @@ pub fn fit(
             x
         };
         let xr = along(-1.0);
-        let fr = f(&xr);
+        let Some(fr) = f(&xr) else { break };
         if fr < simplex[0].1 {
             let xe = along(-2.0);
-            let fe = f(&xe);
+            let Some(fe) = f(&xe) else {
+                simplex[PARAMS] = (xr, fr);
+                break;
+            };
             simplex[PARAMS] = if fe < fr { (xe, fe) } else { (xr, fr) };
         } else if fr < simplex[PARAMS - 1].1 {
             simplex[PARAMS] = (xr, fr);
@@ -243,7 +259,7 @@ pub fn fit(
             } else {
                 along(0.5)
             };
-            let fc = f(&xc);
+            let Some(fc) = f(&xc) else { break };
             if fc < worst.1.min(fr) {
                 simplex[PARAMS] = (xc, fc);
             } else {
@@ -254,13 +270,27 @@ pub fn fit(
                     for i in 0..PARAMS {
                         x[i] = best[i] + 0.5 * (entry.0[i] - best[i]);
                     }
-                    *entry = (x, f(&x));
+                    let Some(v) = f(&x) else { break 'search };
+                    *entry = (x, v);
                 }
             }
         }
     }
-    simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-    let mut spec = from_coords(&base, &simplex[0].0);
+    // With no evaluation at all, the start is the answer.
+    let Some(best) = simplex.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
+        let achieved = evaluate(&base, shape, seed);
+        let mut spec = base;
+        spec.prefill_tokens = start.prefill_tokens;
+        spec.decode_tokens = start.decode_tokens;
+        return FitResult {
+            relative_error: relative_errors(&achieved, &target),
+            spec,
+            target,
+            achieved,
+            evaluations: 0,
+        };
+    };
+    let mut spec = from_coords(&base, &best.0);
     let achieved = evaluate(&spec, shape, seed);
     // The fitted spec keeps the caller's request length, not the real trace's.
     spec.prefill_tokens = start.prefill_tokens;
@@ -271,5 +301,47 @@ pub fn fit(
         target,
         achieved,
         evaluations: evaluations.get(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::generate::load_spec;
+
+    /// `max_evaluations` is exact: 0 returns the start (6 evaluations ran before), and fewer
+    /// than the simplex's 6 vertices evaluate only as many; the search never overruns it.
+    #[test]
+    fn the_evaluation_budget_is_honoured_exactly() {
+        let mut real_spec = load_spec("micro-moe").unwrap();
+        real_spec.prefill_tokens = 2;
+        real_spec.decode_tokens = 6;
+        real_spec.zipf_s = 1.2;
+        let g = Generator::new(&real_spec, 3);
+        let mut stats = TraceStats::new(&real_spec.meta(3, 2)).unwrap();
+        let mut ev = GeneratedEvent::default();
+        for r in 0..2 {
+            let mut events = g.request(r);
+            while events.next_event(&mut ev) {
+                stats.add(&ev.record);
+            }
+        }
+        let real = stats.report();
+        let start = load_spec("micro-moe").unwrap();
+        let none = fit(&start, &real, 1, 0);
+        assert_eq!(none.evaluations, 0);
+        assert_eq!(
+            (none.spec.p_stay, none.spec.temperature, none.spec.zipf_s),
+            (start.p_stay, start.temperature, start.zipf_s),
+            "no evaluation: the start is the answer"
+        );
+        assert!(none.achieved.gini.is_finite());
+        for budget in [1, 3, 5, 6, 7, 8, 13, 40] {
+            let r = fit(&start, &real, 1, budget);
+            assert!(r.evaluations <= budget, "{budget}: {}", r.evaluations);
+            if budget <= 13 {
+                assert_eq!(r.evaluations, budget, "a short budget is spent in full");
+            }
+        }
     }
 }

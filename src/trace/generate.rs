@@ -29,6 +29,13 @@ use serde::{Deserialize, Serialize};
 use super::{Phase, RoutingRecord, TraceMeta};
 use crate::error::InputError;
 
+/// The largest `zipf_s`: topic 1 already takes 99.9 % of the draws at 10.
+pub const MAX_ZIPF_S: f64 = 10.0;
+/// The largest `centroid_scale`, `noise`, `bias_skew` and `temperature`.
+pub const MAX_SCALE: f64 = 1e3;
+/// The smallest `temperature`.
+pub const MIN_TEMPERATURE: f64 = 1e-3;
+
 /// Parameters of the generator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,29 +104,18 @@ impl GeneratorSpec {
         if let Err(r) = crate::units::check_working_bytes("the generator's model", model_bytes) {
             return err("hidden_dim", &r);
         }
-        if !(self.zipf_s.is_finite() && self.zipf_s >= 0.0) {
-            return err("zipf_s", "must be a finite number >= 0");
-        }
-        if !(0.0..=1.0).contains(&self.p_stay) {
-            return err("p_stay", "must be in [0, 1]");
-        }
-        if !(self.centroid_scale.is_finite() && self.centroid_scale >= 0.0) {
-            return err("centroid_scale", "must be a finite number >= 0");
-        }
-        if !(self.noise.is_finite() && self.noise >= 0.0) {
-            return err("noise", "must be a finite number >= 0");
+        // Every real figure has a documented range (GUIDE.md, "Generator spec format"), wide
+        // enough for any routing behaviour (and the same bounds `trace fit` searches within),
+        // and narrow enough that every hidden state, logit and gate weight stays finite in f32:
+        // logits stay below about 10^9 in magnitude.
+        if let Some(e) = self.figure_out_of_range() {
+            return err(&e.key, &format!("{}: {}", e.value, e.reason));
         }
         if self.noise == 0.0 && self.centroid_scale == 0.0 {
             return err("noise", "noise and centroid_scale cannot both be 0");
         }
         if !(0.0..1.0).contains(&self.rho) {
             return err("rho", "must be in [0, 1)");
-        }
-        if !(self.temperature.is_finite() && self.temperature > 0.0) {
-            return err("temperature", "must be a finite number > 0");
-        }
-        if !(self.bias_skew.is_finite() && self.bias_skew >= 0.0) {
-            return err("bias_skew", "must be a finite number >= 0");
         }
         if self
             .prefill_tokens
@@ -132,6 +128,20 @@ impl GeneratorSpec {
             return err("decode_tokens", "a request needs at least one token");
         }
         Ok(())
+    }
+
+    /// The first real figure outside its documented range, if any.
+    fn figure_out_of_range(&self) -> Option<crate::param::ParamError> {
+        [
+            ("zipf_s", self.zipf_s, 0.0, MAX_ZIPF_S),
+            ("p_stay", self.p_stay, 0.0, 1.0),
+            ("centroid_scale", self.centroid_scale, 0.0, MAX_SCALE),
+            ("noise", self.noise, 0.0, MAX_SCALE),
+            ("temperature", self.temperature, MIN_TEMPERATURE, MAX_SCALE),
+            ("bias_skew", self.bias_skew, 0.0, MAX_SCALE),
+        ]
+        .into_iter()
+        .find_map(|(key, x, lo, hi)| crate::param::within(key, x, lo, hi).err())
     }
 
     /// Trace header for `requests` requests generated from this spec with `seed`.
@@ -237,6 +247,52 @@ impl Generator {
     /// The spec.
     pub fn spec(&self) -> &GeneratorSpec {
         &self.spec
+    }
+
+    /// Why `ev` is unusable, if it is: a non-finite hidden state, logit or gate weight, blamed
+    /// on the spec key whose figure produced it (the first outside its range, or else the one
+    /// that drew the non-finite part of the model).
+    fn non_finite(&self, ev: &GeneratedEvent) -> Option<String> {
+        let r = &ev.record;
+        let first = |v: &[f32]| v.iter().copied().find(|x| !x.is_finite());
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        let (what, x, key) = if let Some(x) = first(&ev.hidden) {
+            let key = if finite(&self.centroids) {
+                "noise"
+            } else {
+                "centroid_scale"
+            };
+            ("hidden state", x, key)
+        } else if let Some(x) = first(&r.logits) {
+            let key = if finite(&self.routers) && !finite(&self.biases) {
+                "bias_skew"
+            } else {
+                "temperature"
+            };
+            ("logit", x, key)
+        } else {
+            ("gate weight", first(&r.weights)?, "temperature")
+        };
+        let (key, value) = match self.spec.figure_out_of_range() {
+            Some(e) => (e.key, e.value),
+            None => {
+                let s = &self.spec;
+                let value = match key {
+                    "noise" => s.noise,
+                    "centroid_scale" => s.centroid_scale,
+                    "bias_skew" => s.bias_skew,
+                    _ => s.temperature,
+                };
+                (key.to_string(), crate::param::show(value))
+            }
+        };
+        Some(format!(
+            "{key}: {value} makes generator `{}` produce a non-finite {what} ({}) at request {}, layer {}",
+            self.spec.name,
+            crate::param::show32(x),
+            r.request,
+            r.layer
+        ))
     }
 
     /// The events of request `request`, in execution order.
@@ -406,8 +462,28 @@ impl<'g> RequestEvents<'g> {
         }
     }
 
-    /// Writes the next event into `ev`; `false` when the request is done.
+    /// Writes the next event into `ev`; `false` when the request is done. Panics on a
+    /// non-finite hidden state, logit or gate weight, which a validated spec cannot produce;
+    /// [`RequestEvents::try_next_event`] returns it as an error instead.
     pub fn next_event(&mut self, ev: &mut GeneratedEvent) -> bool {
+        self.try_next_event(ev)
+            .unwrap_or_else(|e| panic!("{e} (its validation should have refused the spec)"))
+    }
+
+    /// [`RequestEvents::next_event`], refusing an event whose hidden state, logits or gate
+    /// weights are not all finite (the second line of defence behind the spec's ranges): the
+    /// error names the spec key responsible.
+    pub fn try_next_event(&mut self, ev: &mut GeneratedEvent) -> Result<bool, String> {
+        if !self.produce(ev) {
+            return Ok(false);
+        }
+        match self.generator.non_finite(ev) {
+            None => Ok(true),
+            Some(e) => Err(e),
+        }
+    }
+
+    fn produce(&mut self, ev: &mut GeneratedEvent) -> bool {
         if self.prefill_read < self.prefill.len() {
             std::mem::swap(ev, &mut self.prefill[self.prefill_read]);
             self.prefill_read += 1;
@@ -444,6 +520,53 @@ mod tests {
         for (name, _) in PRESETS {
             let spec = load_spec(name).unwrap();
             assert_eq!(&spec.name, name);
+        }
+    }
+
+    /// The second line of defence: a spec that bypassed validation with a figure that
+    /// overflows f32 is refused at generation time, naming the key.
+    #[test]
+    fn non_finite_events_are_refused_naming_the_key() {
+        let base = load_spec("micro-moe").unwrap();
+        type Set = fn(&mut GeneratorSpec);
+        let cases: [(Set, &str); 5] = [
+            (|s| s.temperature = 1e-40, "temperature: 1e-40"),
+            (|s| s.temperature = 1e-300, "temperature: 1e-300"),
+            (|s| s.noise = 1e38, "noise: 1e38"),
+            (|s| s.centroid_scale = 1e300, "centroid_scale: 1e300"),
+            (|s| s.bias_skew = 1e300, "bias_skew: 1e300"),
+        ];
+        for (set, needle) in cases {
+            let mut spec = base.clone();
+            set(&mut spec);
+            assert!(spec.validate("g.toml").is_err(), "{needle}: validated");
+            let g = Generator::new(&spec, 1);
+            let mut events = g.request(0);
+            let mut ev = GeneratedEvent::default();
+            let e = loop {
+                match events.try_next_event(&mut ev) {
+                    Ok(true) => continue,
+                    Ok(false) => panic!("{needle}: every event was finite"),
+                    Err(e) => break e,
+                }
+            };
+            assert!(e.starts_with(needle) && e.contains("non-finite"), "{e}");
+        }
+        // At the edges of the documented ranges every event is finite.
+        let mut spec = base.clone();
+        spec.temperature = MIN_TEMPERATURE;
+        spec.noise = MAX_SCALE;
+        spec.centroid_scale = MAX_SCALE;
+        spec.bias_skew = MAX_SCALE;
+        spec.zipf_s = MAX_ZIPF_S;
+        spec.rho = 0.999_999;
+        spec.validate("g.toml").unwrap();
+        let g = Generator::new(&spec, 1);
+        let mut events = g.request(0);
+        let mut ev = GeneratedEvent::default();
+        while events.try_next_event(&mut ev).unwrap() {
+            let largest = ev.record.logits.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(largest < 1e9, "{largest}");
         }
     }
 

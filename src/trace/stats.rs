@@ -23,21 +23,22 @@ use serde::Serialize;
 use super::native::TraceReader;
 use super::token_memory::TokenMemory;
 use super::{Phase, RoutingRecord, TraceMeta};
-use crate::error::Result;
+use crate::error::{Error, InputError, Result};
 
 /// Streams the native trace at `path` through [`TraceStats`].
 pub fn stats_of_path(path: &std::path::Path) -> Result<StatsReport> {
     let reader = TraceReader::open(path)?;
-    stats_of(reader)
+    stats_of(&path.display().to_string(), reader)
 }
 
 /// Streams a native trace from `input` through [`TraceStats`]; `label` names it in errors.
 pub fn stats_of_reader(label: &str, input: impl std::io::Read) -> Result<StatsReport> {
-    stats_of(TraceReader::new(label.to_string(), input)?)
+    stats_of(label, TraceReader::new(label.to_string(), input)?)
 }
 
-fn stats_of<R: std::io::Read>(mut reader: TraceReader<R>) -> Result<StatsReport> {
-    let mut stats = TraceStats::new(reader.meta());
+fn stats_of<R: std::io::Read>(label: &str, mut reader: TraceReader<R>) -> Result<StatsReport> {
+    let mut stats =
+        TraceStats::new(reader.meta()).map_err(|r| Error::Input(InputError::new(label, r)))?;
     let mut r = RoutingRecord::default();
     while reader.next_record(&mut r)? {
         stats.add(&r);
@@ -80,10 +81,38 @@ struct LayerAcc {
 }
 
 impl TraceStats {
-    /// An empty accumulator for traces shaped like `meta`.
-    pub fn new(meta: &TraceMeta) -> TraceStats {
+    /// The bytes [`TraceStats::new`] allocates for traces shaped like `meta` (`None` when they
+    /// cannot be counted): per layer, the expert counts, the LRU stack and the reuse histogram;
+    /// per pair of consecutive layers, the co-selection counts of every pair of experts, which
+    /// dominate (E² per layer pair).
+    pub fn working_bytes(meta: &TraceMeta) -> Option<u64> {
+        let (l, e, k) = (meta.layers as u64, meta.experts as u64, meta.top_k as u64);
+        let per_layer = (e.checked_mul(8)?)
+            .checked_add((e + 1).checked_mul(8)?)?
+            .checked_add(e.checked_mul(2)?)?
+            .checked_add(k.checked_mul(2)?)?
+            .checked_add(std::mem::size_of::<LayerAcc>() as u64)?;
+        let coselect = l
+            .saturating_sub(1)
+            .checked_mul(e)?
+            .checked_mul(e)?
+            .checked_mul(8)?;
+        l.checked_mul(per_layer)?.checked_add(coselect)
+    }
+
+    /// An empty accumulator for traces shaped like `meta`. Refuses a shape whose accumulators
+    /// would take more than [`crate::units::MAX_WORKING_BYTES`] (a header may declare 65,536
+    /// layers of 256 experts, whose co-selection counts alone are 34 GB), saying why.
+    pub fn new(meta: &TraceMeta) -> std::result::Result<TraceStats, String> {
+        crate::units::check_working_bytes(
+            &format!(
+                "the statistics of {} layers x {} experts (co-selection counts of every pair of experts in consecutive layers)",
+                meta.layers, meta.experts
+            ),
+            TraceStats::working_bytes(meta),
+        )?;
         let (l, e) = (meta.layers as usize, meta.experts as usize);
-        TraceStats {
+        Ok(TraceStats {
             layers: l,
             experts: e,
             top_k: meta.top_k as usize,
@@ -107,7 +136,7 @@ impl TraceStats {
             prefill_events: 0,
             decode_events: 0,
             requests: 0,
-        }
+        })
     }
 
     /// Adds one (validated, in-order) record.
@@ -492,6 +521,34 @@ mod tests {
         }
     }
 
+    /// Shapes a header may declare: the accumulators are sized before allocating, and a
+    /// shape whose co-selection counts exceed the 8 GiB limit is refused with the figure
+    /// (65,536 layers x 256 experts aborted the process on a 34 GB allocation).
+    #[test]
+    fn accumulators_are_sized_before_allocating() {
+        for (layers, experts, fits, needle) in [
+            (32, 8, true, ""),
+            (61, 384, true, ""),
+            (
+                65536,
+                256,
+                false,
+                "65536 layers x 256 experts (co-selection counts of every pair of experts in consecutive layers) would need 34.",
+            ),
+            (2, 65536, false, "would need 34."),
+            (65536, 16, true, ""),
+            (1, 65536, true, ""),
+        ] {
+            let m = meta(layers, experts, 2);
+            let bytes = TraceStats::working_bytes(&m).unwrap();
+            assert!(bytes >= (layers as u64 - 1) * (experts as u64).pow(2) * 8);
+            match TraceStats::new(&m) {
+                Ok(_) => assert!(fits, "{layers} x {experts}"),
+                Err(e) => assert!(!fits && e.contains(needle), "{layers} x {experts}: {e}"),
+            }
+        }
+    }
+
     #[test]
     fn gini_extremes() {
         assert_eq!(gini(&[5, 5, 5, 5]), 0.0);
@@ -501,7 +558,7 @@ mod tests {
     #[test]
     fn reuse_overlap_and_coselection_by_hand() {
         let m = meta(2, 4, 2);
-        let mut s = TraceStats::new(&m);
+        let mut s = TraceStats::new(&m).unwrap();
         // Token-major: (pos 0: L0 {0,1}, L1 {2,3}), (pos 1: L0 {1,2}, L1 {2,0}), (pos 2: L0 {0,3}, L1 {2,3})
         for r in [
             rec(0, 0, 0, &[0, 1]),

@@ -56,6 +56,12 @@ pub fn read(bytes: &[u8]) -> Result<Matrix, String> {
     let [rows, cols] = shape[..] else {
         return Err(format!("expected a 2-D array, got shape ({shape_text})"));
     };
+    if rows == 0 || cols == 0 {
+        return Err(format!(
+            "shape ({rows}, {cols}) has no {}; a weight matrix needs at least one of each",
+            if rows == 0 { "rows" } else { "columns" }
+        ));
+    }
     let (width, convert): (usize, fn(&[u8]) -> f32) = match descr {
         "<f4" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         "<f2" => (2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
@@ -140,6 +146,20 @@ mod tests {
             bytes.extend_from_slice(header.as_bytes());
             let e = read(&bytes).unwrap_err();
             assert!(e.contains("overflows"), "{shape}: {e}");
+        }
+    }
+
+    /// Empty matrices: once read, they panicked in `quant` (a chunk size of zero, a rotation
+    /// of an empty vector). They are refused here, naming the shape.
+    #[test]
+    fn empty_matrices_are_refused() {
+        for (rows, cols, needle) in [
+            (0, 256, "shape (0, 256) has no rows"),
+            (4, 0, "shape (4, 0) has no columns"),
+            (0, 0, "shape (0, 0) has no rows"),
+        ] {
+            let e = read(&write_f32(rows, cols, &[])).unwrap_err();
+            assert!(e.contains(needle), "({rows}, {cols}): {e}");
         }
     }
 }

@@ -58,6 +58,12 @@ pub fn read_tensor(bytes: &[u8], name: &str) -> Result<Matrix, String> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| format!("tensor `{name}`: shape {shape:?} overflows"))?;
+    if rows == 0 || cols == 0 {
+        return Err(format!(
+            "tensor `{name}`: shape {shape:?} has no {}; a weight matrix needs at least one of each",
+            if rows == 0 { "rows" } else { "columns" }
+        ));
+    }
     let (width, convert): (usize, fn(&[u8]) -> f32) = match dtype {
         "F32" => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
         "F16" => (2, |b| f16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
@@ -150,6 +156,22 @@ mod tests {
         for (h, needle) in cases {
             let e = read_tensor(&file(h, &[0; 16]), "a").unwrap_err();
             assert!(e.contains(needle), "{h}: {e}");
+        }
+    }
+
+    /// Empty tensors: once read, they panicked in `quant`. They are refused here, naming the
+    /// tensor and its shape.
+    #[test]
+    fn empty_tensors_are_refused() {
+        for (shape, needle) in [
+            ("[0,256]", "tensor `a`: shape [0, 256] has no rows"),
+            ("[4,0]", "tensor `a`: shape [4, 0] has no columns"),
+            ("[2,0,256]", "tensor `a`: shape [2, 0, 256] has no rows"),
+            ("[0,0]", "tensor `a`: shape [0, 0] has no rows"),
+        ] {
+            let h = format!(r#"{{"a":{{"dtype":"F32","shape":{shape},"data_offsets":[0,0]}}}}"#);
+            let e = read_tensor(&file(&h, &[]), "a").unwrap_err();
+            assert!(e.contains(needle), "{shape}: {e}");
         }
     }
 }

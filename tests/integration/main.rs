@@ -42,3 +42,6 @@ mod sweeps;
 mod simpy_check;
 // Quantized kernels: gguf bit-exactness, error bounds, GEMV, `moesim quant`.
 mod quant;
+// Metrics: energy and bytes per phase, static power, storage compute tiers, common random
+// numbers.
+mod metrics;

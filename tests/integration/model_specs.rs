@@ -213,6 +213,20 @@ fn overflowing_widths_and_impossible_head_layouts_are_refused() {
             "expert_intermediate_size",
             "more than 10^15 parameters",
         ),
+        // An overflow is blamed on the key that caused it (routed_experts was blamed on
+        // expert_intermediate_size).
+        (
+            "routed_experts = 8",
+            "routed_experts = 4000000000",
+            "routed_experts: gives more than 10^15",
+            "multiplied",
+        ),
+        (
+            "hidden_size = 4096",
+            "hidden_size = 1000000000000",
+            "hidden_size: gives more than 10^15",
+            "multiplied",
+        ),
         (
             "kv_heads = 8",
             "kv_heads = 0",

@@ -735,3 +735,42 @@ fn import_needs_the_shape_and_required_maps() {
     assert_bad_input(&run, &["--map request=FIELD is required"]);
     assert!(!out.exists());
 }
+
+/// `trace fit --evaluations 0` ran 6 evaluations (the initial simplex); the budget is exact.
+#[test]
+fn fit_spends_exactly_its_evaluation_budget() {
+    let dir = scratch("trace_fit_budget");
+    let t = dir.join("t.jsonl");
+    let run = moesim([
+        "trace",
+        "generate",
+        "--preset",
+        "micro-moe",
+        "--requests",
+        "2",
+        "--prefill",
+        "2",
+        "--tokens",
+        "4",
+        "--out",
+        s(&t),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for budget in ["0", "2", "9"] {
+        let run = moesim([
+            "trace",
+            "fit",
+            s(&t),
+            "--preset",
+            "micro-moe",
+            "--evaluations",
+            budget,
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.contains(&format!(" in {budget} evaluations ")),
+            "{budget}: {}",
+            run.stdout
+        );
+    }
+}

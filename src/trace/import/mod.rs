@@ -214,15 +214,18 @@ impl RequestBuffer {
         };
         // Statistics need the layer count up front; without it they wait for the body pass.
         let stats = match (with_stats, layers) {
-            (true, Some(layers)) => Some(TraceStats::new(&TraceMeta {
-                layers,
-                experts,
-                top_k,
-                logits: false,
-                model: None,
-                source: None,
-                generator: None,
-            })),
+            (true, Some(layers)) => Some(
+                TraceStats::new(&TraceMeta {
+                    layers,
+                    experts,
+                    top_k,
+                    logits: false,
+                    model: None,
+                    source: None,
+                    generator: None,
+                })
+                .map_err(|r| Error::usage(format!("{files}: --stats: {r}")))?,
+            ),
             _ => None,
         };
         let output = match (out, layers) {
@@ -435,6 +438,18 @@ impl RequestBuffer {
             source: Some(std::mem::take(&mut self.source)),
             generator: None,
         };
+        if self.with_stats && self.stats.is_none() {
+            // The statistics run after the output is written: size them first, so a shape
+            // they cannot take fails before anything is written.
+            crate::units::check_working_bytes(
+                &format!(
+                    "the statistics of {layers} layers x {} experts",
+                    self.experts
+                ),
+                TraceStats::working_bytes(&meta),
+            )
+            .map_err(|r| Error::usage(format!("{}: --stats: {r}", self.files)))?;
+        }
         let mut header = super::native::header_line(&meta);
         header.push('\n');
         let summary = ImportSummary {
