@@ -544,7 +544,7 @@ impl Experiment {
             ));
         }
         prefetch
-            .validate()
+            .validate(&model_shape)
             .map_err(|e| param_at(label, "prefetch", e))?;
         if let Some(n) = p.count {
             crate::param::int_within(

@@ -311,7 +311,21 @@ impl RouterKind {
                     &format!("from top-{k} to the {e} experts"),
                 )
             }
-            RouterKind::CrossLayer { lambda } => non_negative("lambda", *lambda),
+            RouterKind::CrossLayer { lambda } => {
+                non_negative("lambda", *lambda)?;
+                // Its table of co-selection counts: layers × experts² counters.
+                let (l, e) = (shape.layers as u64, shape.experts as u64);
+                let bytes = e
+                    .checked_mul(e)
+                    .and_then(|x| x.checked_mul(l))
+                    .and_then(|x| x.checked_mul(8));
+                crate::units::check_working_bytes(
+                    &format!("its co-selection table for {l} layers x {e} experts"),
+                    bytes,
+                )
+                .map(|_| ())
+                .map_err(|why| ParamError::new("kind", "cross-layer", why))
+            }
         }
     }
 

@@ -112,10 +112,27 @@ impl PrefetchKind {
         }
     }
 
-    /// Checks parameters; the error names the field.
-    pub fn validate(&self) -> Result<(), crate::param::ParamError> {
+    /// Checks parameters against the model it predicts for; the error names the field.
+    pub fn validate(
+        &self,
+        shape: &crate::param::ModelShape,
+    ) -> Result<(), crate::param::ParamError> {
         match self {
-            PrefetchKind::History { decay } => crate::param::decay("decay", *decay),
+            PrefetchKind::History { decay } => {
+                crate::param::decay("decay", *decay)?;
+                // Its co-selection EMA: layers × experts² floats.
+                let (l, e) = (shape.layers as u64, shape.experts as u64);
+                let bytes = e
+                    .checked_mul(e)
+                    .and_then(|x| x.checked_mul(l))
+                    .and_then(|x| x.checked_mul(8));
+                crate::units::check_working_bytes(
+                    &format!("its co-selection table for {l} layers x {e} experts"),
+                    bytes,
+                )
+                .map(|_| ())
+                .map_err(|why| crate::param::ParamError::new("kind", "history", why))
+            }
             _ => Ok(()),
         }
     }
