@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use rayon::prelude::*;
 
 use super::table::{Align, Table};
 use super::{emit, emit_json};
@@ -14,9 +13,9 @@ use crate::moe;
 use crate::quant::format::WeightFormat;
 use crate::trace::export::{ExportFormat, export};
 use crate::trace::fit::fit;
-use crate::trace::generate::{self, GeneratedEvent, Generator};
+use crate::trace::generate;
+use crate::trace::generate_file::write_generated;
 use crate::trace::import::{Destination, ImportFormat, ImportOptions, import};
-use crate::trace::native::{format_record, header_line};
 use crate::trace::stats::{StatsReport, stats_of_path};
 
 /// `moesim trace …`
@@ -163,7 +162,10 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             if requests == 0 {
                 return Err(Error::usage("--requests must be > 0"));
             }
-            let records = generate_file(&spec, requests, seed, &path)?;
+            let mut file = AtomicFile::create(&path)?;
+            let records =
+                write_generated(&spec, requests, seed, &mut file).map_err(|e| file.io_error(e))?;
+            file.commit()?;
             emit(
                 out,
                 &format!(
@@ -375,49 +377,6 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             emit(out, &t.render())
         }
     }
-}
-
-/// Generates `requests` requests into `path`, in parallel over requests, written in order.
-pub fn generate_file(
-    spec: &generate::GeneratorSpec,
-    requests: u32,
-    seed: u64,
-    path: &Path,
-) -> Result<u64> {
-    let generator = Generator::new(spec, seed);
-    let meta = spec.meta(seed, requests);
-    let mut file = AtomicFile::create(path)?;
-    let mut header = header_line(&meta);
-    header.push('\n');
-    file.write_all(header.as_bytes())
-        .map_err(|e| file.io_error(e))?;
-    let chunk = (rayon::current_num_threads() * 2).max(1) as u32;
-    let mut records = 0u64;
-    let mut start = 0u32;
-    while start < requests {
-        let end = (start + chunk).min(requests);
-        let parts: Vec<(Vec<u8>, u64)> = (start..end)
-            .into_par_iter()
-            .map(|r| {
-                let mut buf = Vec::new();
-                let mut n = 0u64;
-                let mut ev = GeneratedEvent::default();
-                let mut events = generator.request(r);
-                while events.next_event(&mut ev) {
-                    format_record(&ev.record, &mut buf);
-                    n += 1;
-                }
-                (buf, n)
-            })
-            .collect();
-        for (buf, n) in parts {
-            file.write_all(&buf).map_err(|e| file.io_error(e))?;
-            records += n;
-        }
-        start = end;
-    }
-    file.commit()?;
-    Ok(records)
 }
 
 fn fmt(x: f64, digits: usize) -> String {
