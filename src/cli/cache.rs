@@ -42,13 +42,10 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "native")]
     pub input_format: ReplayInput,
     /// Comma-separated policies: fifo, lru, lfu, lfru, arc, sieve, least-stale, pinned, belady,
-    /// ema[:DECAY]. LRU and Belady always run, as references for the gap captured.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "fifo,lru,lfu,lfru,arc,sieve,least-stale,pinned,ema,belady"
-    )]
-    pub policy: Vec<PolicyKind>,
+    /// ema[:DECAY] (default: every policy). LRU and Belady always run, as references for the gap
+    /// captured.
+    #[arg(long, value_delimiter = ',')]
+    pub policy: Option<Vec<PolicyKind>>,
     /// Capacities in experts per layer (objects, for oracleGeneral input); comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub capacity: Vec<f64>,
@@ -153,23 +150,7 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
             "--capacity {bad}: capacities must be > 0"
         )));
     }
-    let mut policies = Vec::new();
-    let references: Vec<PolicyKind> = if args.no_reference {
-        Vec::new()
-    } else {
-        vec![PolicyKind::Lru {}, PolicyKind::Belady {}]
-    };
-    let (first, last) = references.split_at(references.len().min(1));
-    for p in first
-        .iter()
-        .cloned()
-        .chain(args.policy.iter().cloned())
-        .chain(last.iter().cloned())
-    {
-        if !policies.contains(&p) {
-            policies.push(p);
-        }
-    }
+    let mut policies = policies(&args);
     let opts = ReplayOptions {
         semantics: args.semantics,
         between: args.between_requests,
@@ -188,6 +169,30 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
         return emit_json(out, &rows);
     }
     emit(out, &text(&w, &results, &capacities, &args))
+}
+
+/// The policies to run, in order: LRU first and Belady last as references (unless
+/// `--no-reference`), the asked ones (every policy when none is asked) between, each once.
+fn policies(args: &ReplayArgs) -> Vec<PolicyKind> {
+    let asked = args.policy.clone().unwrap_or_else(PolicyKind::all);
+    let references: Vec<PolicyKind> = if args.no_reference {
+        Vec::new()
+    } else {
+        vec![PolicyKind::Lru {}, PolicyKind::Belady {}]
+    };
+    let (first, last) = references.split_at(references.len().min(1));
+    let mut policies = Vec::new();
+    for p in first
+        .iter()
+        .cloned()
+        .chain(asked)
+        .chain(last.iter().cloned())
+    {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+    policies
 }
 
 fn reference(results: &[ReplayResult], kind: &PolicyKind, cap: Capacity) -> Option<u64> {
@@ -397,4 +402,46 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn replay_args(flags: &[&str]) -> ReplayArgs {
+        let argv = ["moesim", "cache", "replay", "t.jsonl", "--capacity", "2"];
+        let cli = crate::cli::Cli::try_parse_from(argv.iter().chain(flags)).unwrap();
+        match cli.command {
+            crate::cli::Command::Cache(CacheCommand::Replay(a)) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_policy_runs_by_default() {
+        let all = PolicyKind::all();
+        let run = policies(&replay_args(&[]));
+        // LRU leads as the first reference; the rest keep PolicyKind::all()'s order.
+        assert_eq!(run[0], PolicyKind::Lru {});
+        let rest: Vec<&PolicyKind> = all.iter().filter(|p| **p != PolicyKind::Lru {}).collect();
+        assert_eq!(run[1..].iter().collect::<Vec<_>>(), rest);
+        assert_eq!(run.last(), Some(&PolicyKind::Belady {}));
+    }
+
+    #[test]
+    fn asked_policies_run_between_the_references() {
+        let run = policies(&replay_args(&["--policy", "sieve,lru"]));
+        assert_eq!(
+            run,
+            [
+                PolicyKind::Lru {},
+                PolicyKind::Sieve {},
+                PolicyKind::Belady {}
+            ]
+        );
+        let run = policies(&replay_args(&["--policy", "sieve", "--no-reference"]));
+        assert_eq!(run, [PolicyKind::Sieve {}]);
+    }
 }
