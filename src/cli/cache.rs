@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Subcommand, ValueEnum};
 
 use super::table::{Align, Table};
+use super::values::{BetweenRequestsArg, ScopeArg, SemanticsArg};
 use super::{emit, emit_json};
 use crate::atomic_file::AtomicFile;
 use crate::cache::PolicyKind;
@@ -55,13 +56,13 @@ pub struct ReplayArgs {
     pub capacity_bytes: Vec<u64>,
     /// One cache per layer, or one shared by all layers.
     #[arg(long, value_enum, default_value = "per-layer")]
-    pub scope: Scope,
+    pub scope: ScopeArg,
     /// Event semantics: one expert at a time (libCacheSim), or a token's selection at once.
     #[arg(long, value_enum, default_value = "atomic")]
-    pub semantics: Semantics,
+    pub semantics: SemanticsArg,
     /// Reset caches at each new request, or keep them warm.
     #[arg(long, value_enum, default_value = "reset")]
-    pub between_requests: BetweenRequests,
+    pub between_requests: BetweenRequestsArg,
     /// A warm tier below each cache (exclusive), in experts per layer.
     #[arg(long)]
     pub warm_capacity: Option<f64>,
@@ -133,7 +134,7 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
         _ => 1,
     };
     let w = match args.input_format {
-        ReplayInput::Native => Workload::from_trace(&args.trace, args.scope, expert_bytes)?,
+        ReplayInput::Native => Workload::from_trace(&args.trace, args.scope.into(), expert_bytes)?,
         ReplayInput::OracleGeneral => Workload::from_oracle_general(&args.trace, args.ignore_size)?,
     };
     let mut capacities: Vec<Capacity> = args
@@ -152,8 +153,8 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut policies = policies(&args);
     let opts = ReplayOptions {
-        semantics: args.semantics,
-        between: args.between_requests,
+        semantics: args.semantics.into(),
+        between: args.between_requests.into(),
         warm: args.warm_capacity.map(Capacity::Experts),
     };
     if opts.warm.is_some() {
@@ -224,9 +225,9 @@ fn rows(w: &Workload, results: &[ReplayResult], _caps: &[Capacity], args: &Repla
             evictions: c.evictions,
             warm_hits: c.warm_hits,
             gap_captured: gap,
-            scope: args.scope,
-            semantics: args.semantics,
-            between_requests: args.between_requests,
+            scope: args.scope.into(),
+            semantics: args.semantics.into(),
+            between_requests: args.between_requests.into(),
         };
         for (l, c) in r.per_layer.iter().enumerate() {
             if w.layers > 1 {
@@ -282,8 +283,8 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
         } else {
             ""
         },
-        format!("{:?}", args.semantics).to_lowercase(),
-        format!("{:?}", args.between_requests).to_lowercase(),
+        format!("{:?}", Semantics::from(args.semantics)).to_lowercase(),
+        format!("{:?}", BetweenRequests::from(args.between_requests)).to_lowercase(),
     );
     let mut headers: Vec<(String, Align)> = vec![("policy".into(), Align::Left)];
     headers.extend(caps.iter().map(|&c| (capacity_label(c, w), Align::Right)));
@@ -331,7 +332,7 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
     {
         s.push_str("\ngap captured, (policy − LRU) / (Belady − LRU):\n");
         s.push_str(&g.render());
-        if args.semantics == Semantics::Atomic {
+        if Semantics::from(args.semantics) == Semantics::Atomic {
             s.push_str(
                 "note: in atomic semantics Belady is a heuristic (evict the furthest next use outside the \
                  current selection), not a proven optimum.\n",

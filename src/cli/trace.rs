@@ -6,16 +6,17 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 
 use super::table::{Align, Table};
+use super::values::{ExportFormatArg, ImportFormatArg};
 use super::{emit, emit_json};
 use crate::atomic_file::{AtomicFile, refuse_overwriting_inputs};
 use crate::error::{Error, Result};
 use crate::moe;
 use crate::quant::format::WeightFormat;
-use crate::trace::export::{ExportFormat, export};
+use crate::trace::export::export;
 use crate::trace::fit::fit;
 use crate::trace::generate;
 use crate::trace::generate_file::write_generated;
-use crate::trace::import::{Destination, ImportFormat, ImportOptions, import};
+use crate::trace::import::{Destination, ImportOptions, import};
 use crate::trace::stats::{StatsReport, stats_of_path};
 
 /// `moesim trace …`
@@ -46,7 +47,7 @@ pub enum TraceCommand {
     Import {
         /// Input format.
         #[arg(long, value_enum)]
-        format: ImportFormat,
+        format: ImportFormatArg,
         /// `ROLE=FIELD` for --format jsonl; roles: request, layer, position, experts, weights, logits,
         /// phase, token.
         #[arg(long = "map", value_parser = parse_map)]
@@ -78,7 +79,7 @@ pub enum TraceCommand {
     Export {
         /// Output format.
         #[arg(long, value_enum)]
-        format: ExportFormat,
+        format: ExportFormatArg,
         /// Keep only this layer's accesses.
         #[arg(long)]
         layer: Option<u32>,
@@ -195,7 +196,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             let inputs_ref: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
             refuse_overwriting_inputs(&path, &inputs_ref, "--out")?;
             let result = import(
-                format,
+                format.into(),
                 &inputs_ref,
                 &maps,
                 &options,
@@ -238,7 +239,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
                 _ => 1,
             };
             refuse_overwriting_inputs(&path, &[&input], "--out")?;
-            let s = export(&input, format, layer, bytes, &path)?;
+            let s = export(&input, format.into(), layer, bytes, &path)?;
             emit(
                 out,
                 &format!(
