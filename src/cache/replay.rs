@@ -30,7 +30,7 @@ use crate::trace::RoutingRecord;
 use crate::trace::native::TraceReader;
 
 /// One cache per layer, or one for all layers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// One cache per MoE layer, each with the same capacity.
@@ -40,7 +40,7 @@ pub enum Scope {
 }
 
 /// How the experts of one selection reach the cache.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Semantics {
     /// One expert at a time, nothing protected (libCacheSim).
@@ -50,7 +50,7 @@ pub enum Semantics {
 }
 
 /// What happens to caches when a new request starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BetweenRequests {
     /// Empty every cache (and policy state).

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Subcommand, ValueEnum};
 
 use super::table::{Align, Table};
+use super::values::{BetweenRequestsArg, ScopeArg, SemanticsArg};
 use super::{emit, emit_json};
 use crate::atomic_file::AtomicFile;
 use crate::cache::PolicyKind;
@@ -42,13 +43,10 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "native")]
     pub input_format: ReplayInput,
     /// Comma-separated policies: fifo, lru, lfu, lfru, arc, sieve, least-stale, pinned, belady,
-    /// ema[:DECAY]. LRU and Belady always run, as references for the gap captured.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "fifo,lru,lfu,lfru,arc,sieve,least-stale,pinned,ema,belady"
-    )]
-    pub policy: Vec<PolicyKind>,
+    /// ema[:DECAY] (default: every policy). LRU and Belady always run, as references for the gap
+    /// captured.
+    #[arg(long, value_delimiter = ',')]
+    pub policy: Option<Vec<PolicyKind>>,
     /// Capacities in experts per layer (objects, for oracleGeneral input); comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub capacity: Vec<f64>,
@@ -58,13 +56,13 @@ pub struct ReplayArgs {
     pub capacity_bytes: Vec<u64>,
     /// One cache per layer, or one shared by all layers.
     #[arg(long, value_enum, default_value = "per-layer")]
-    pub scope: Scope,
+    pub scope: ScopeArg,
     /// Event semantics: one expert at a time (libCacheSim), or a token's selection at once.
     #[arg(long, value_enum, default_value = "atomic")]
-    pub semantics: Semantics,
+    pub semantics: SemanticsArg,
     /// Reset caches at each new request, or keep them warm.
     #[arg(long, value_enum, default_value = "reset")]
-    pub between_requests: BetweenRequests,
+    pub between_requests: BetweenRequestsArg,
     /// A warm tier below each cache (exclusive), in experts per layer.
     #[arg(long)]
     pub warm_capacity: Option<f64>,
@@ -136,7 +134,7 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
         _ => 1,
     };
     let w = match args.input_format {
-        ReplayInput::Native => Workload::from_trace(&args.trace, args.scope, expert_bytes)?,
+        ReplayInput::Native => Workload::from_trace(&args.trace, args.scope.into(), expert_bytes)?,
         ReplayInput::OracleGeneral => Workload::from_oracle_general(&args.trace, args.ignore_size)?,
     };
     let mut capacities: Vec<Capacity> = args
@@ -153,26 +151,10 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
             "--capacity {bad}: capacities must be > 0"
         )));
     }
-    let mut policies = Vec::new();
-    let references: Vec<PolicyKind> = if args.no_reference {
-        Vec::new()
-    } else {
-        vec![PolicyKind::Lru {}, PolicyKind::Belady {}]
-    };
-    let (first, last) = references.split_at(references.len().min(1));
-    for p in first
-        .iter()
-        .cloned()
-        .chain(args.policy.iter().cloned())
-        .chain(last.iter().cloned())
-    {
-        if !policies.contains(&p) {
-            policies.push(p);
-        }
-    }
+    let mut policies = policies(&args);
     let opts = ReplayOptions {
-        semantics: args.semantics,
-        between: args.between_requests,
+        semantics: args.semantics.into(),
+        between: args.between_requests.into(),
         warm: args.warm_capacity.map(Capacity::Experts),
     };
     if opts.warm.is_some() {
@@ -188,6 +170,30 @@ fn replay_cmd(args: ReplayArgs, out: &mut dyn Write) -> Result<()> {
         return emit_json(out, &rows);
     }
     emit(out, &text(&w, &results, &capacities, &args))
+}
+
+/// The policies to run, in order: LRU first and Belady last as references (unless
+/// `--no-reference`), the asked ones (every policy when none is asked) between, each once.
+fn policies(args: &ReplayArgs) -> Vec<PolicyKind> {
+    let asked = args.policy.clone().unwrap_or_else(PolicyKind::all);
+    let references: Vec<PolicyKind> = if args.no_reference {
+        Vec::new()
+    } else {
+        vec![PolicyKind::Lru {}, PolicyKind::Belady {}]
+    };
+    let (first, last) = references.split_at(references.len().min(1));
+    let mut policies = Vec::new();
+    for p in first
+        .iter()
+        .cloned()
+        .chain(asked)
+        .chain(last.iter().cloned())
+    {
+        if !policies.contains(&p) {
+            policies.push(p);
+        }
+    }
+    policies
 }
 
 fn reference(results: &[ReplayResult], kind: &PolicyKind, cap: Capacity) -> Option<u64> {
@@ -219,9 +225,9 @@ fn rows(w: &Workload, results: &[ReplayResult], _caps: &[Capacity], args: &Repla
             evictions: c.evictions,
             warm_hits: c.warm_hits,
             gap_captured: gap,
-            scope: args.scope,
-            semantics: args.semantics,
-            between_requests: args.between_requests,
+            scope: args.scope.into(),
+            semantics: args.semantics.into(),
+            between_requests: args.between_requests.into(),
         };
         for (l, c) in r.per_layer.iter().enumerate() {
             if w.layers > 1 {
@@ -277,8 +283,8 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
         } else {
             ""
         },
-        format!("{:?}", args.semantics).to_lowercase(),
-        format!("{:?}", args.between_requests).to_lowercase(),
+        format!("{:?}", Semantics::from(args.semantics)).to_lowercase(),
+        format!("{:?}", BetweenRequests::from(args.between_requests)).to_lowercase(),
     );
     let mut headers: Vec<(String, Align)> = vec![("policy".into(), Align::Left)];
     headers.extend(caps.iter().map(|&c| (capacity_label(c, w), Align::Right)));
@@ -326,7 +332,7 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
     {
         s.push_str("\ngap captured, (policy − LRU) / (Belady − LRU):\n");
         s.push_str(&g.render());
-        if args.semantics == Semantics::Atomic {
+        if Semantics::from(args.semantics) == Semantics::Atomic {
             s.push_str(
                 "note: in atomic semantics Belady is a heuristic (evict the furthest next use outside the \
                  current selection), not a proven optimum.\n",
@@ -397,4 +403,46 @@ fn text(w: &Workload, results: &[ReplayResult], caps: &[Capacity], args: &Replay
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn replay_args(flags: &[&str]) -> ReplayArgs {
+        let argv = ["moesim", "cache", "replay", "t.jsonl", "--capacity", "2"];
+        let cli = crate::cli::Cli::try_parse_from(argv.iter().chain(flags)).unwrap();
+        match cli.command {
+            crate::cli::Command::Cache(CacheCommand::Replay(a)) => a,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_policy_runs_by_default() {
+        let all = PolicyKind::all();
+        let run = policies(&replay_args(&[]));
+        // LRU leads as the first reference; the rest keep PolicyKind::all()'s order.
+        assert_eq!(run[0], PolicyKind::Lru {});
+        let rest: Vec<&PolicyKind> = all.iter().filter(|p| **p != PolicyKind::Lru {}).collect();
+        assert_eq!(run[1..].iter().collect::<Vec<_>>(), rest);
+        assert_eq!(run.last(), Some(&PolicyKind::Belady {}));
+    }
+
+    #[test]
+    fn asked_policies_run_between_the_references() {
+        let run = policies(&replay_args(&["--policy", "sieve,lru"]));
+        assert_eq!(
+            run,
+            [
+                PolicyKind::Lru {},
+                PolicyKind::Sieve {},
+                PolicyKind::Belady {}
+            ]
+        );
+        let run = policies(&replay_args(&["--policy", "sieve", "--no-reference"]));
+        assert_eq!(run, [PolicyKind::Sieve {}]);
+    }
 }

@@ -12,6 +12,7 @@ mod route;
 mod run;
 pub mod table;
 mod trace;
+mod values;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

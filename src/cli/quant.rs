@@ -4,19 +4,18 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use clap::Subcommand;
-use rayon::prelude::*;
-use serde::Serialize;
 
 use super::table::{Align, Table};
 use super::{emit, emit_json};
 use crate::atomic_file::write_atomic;
 use crate::error::{Error, InputError, Result};
-use crate::quant::eval::{ErrorStats, WeightDistribution, error_stats, sample};
+use crate::quant::bench::{Bench, BenchRow, compute_rates};
+use crate::quant::eval::WeightDistribution;
+use crate::quant::eval_rows::{EvalMatrix, EvalOptions, EvalRow, eval_matrix, find_row, verdicts};
 use crate::quant::gemv::simd_level;
-use crate::quant::{QuantizedMatrix, Rotation, WeightFormat, pi_fitted_round_trip};
+use crate::quant::{QuantizedMatrix, Rotation, WeightFormat, ggml_reference};
 use crate::report::flat_csv::to_csv;
 use crate::report::plot::{Series, XyChart};
 
@@ -158,50 +157,6 @@ fn default_formats(given: &[WeightFormat]) -> Vec<WeightFormat> {
 
 // ---- eval ----------------------------------------------------------------------------------
 
-/// One row of `quant-eval.csv`.
-#[derive(Debug, Clone, Serialize)]
-struct EvalRow {
-    source: String,
-    rows: usize,
-    cols: usize,
-    quantizer: String,
-    family: String,
-    hadamard: bool,
-    bits_per_weight: f64,
-    rel_rmse: f64,
-    sqnr_db: f64,
-    max_abs_error: f64,
-    /// The figure `quantization.md` §4 measured with ggml/gguf on the same distribution and shape.
-    reference_sqnr_db: Option<f64>,
-}
-
-/// SQNR (dB) of ggml's own quantizers on 4096×256 matrices, from `../shared/reference/quantization.md`
-/// §4 (Gaussian, Student-t(4), Student-t(4) after a randomized Hadamard rotation).
-fn reference_sqnr(format: WeightFormat, source: &str, hadamard: bool) -> Option<f64> {
-    let row: [f64; 3] = match format {
-        WeightFormat::Q8_0 => [45.42, 42.71, 45.52],
-        WeightFormat::Q4_0 => [21.31, 18.71, 21.39],
-        WeightFormat::Q4K => [22.94, 21.24, 23.00],
-        WeightFormat::Q3K => [16.42, 14.72, 16.49],
-        WeightFormat::Q2K => [10.55, 9.31, 10.65],
-        WeightFormat::TQ2_0 | WeightFormat::TQ1_0 => [1.86, 1.48, 1.91],
-        _ => return None,
-    };
-    match (source, hadamard) {
-        ("gaussian", false) => Some(row[0]),
-        ("student-t4", false) => Some(row[1]),
-        ("student-t4", true) => Some(row[2]),
-        _ => None,
-    }
-}
-
-struct Source {
-    name: String,
-    rows: usize,
-    cols: usize,
-    data: Vec<f32>,
-}
-
 fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
     let formats = default_formats(&a.formats);
     let mut sources = Vec::new();
@@ -211,7 +166,7 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
             Some(t) => format!("{}:{t}", path.display()),
             None => path.display().to_string(),
         };
-        sources.push(Source {
+        sources.push(EvalMatrix {
             name,
             rows: m.rows,
             cols: m.cols,
@@ -234,122 +189,28 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
                     )));
                 }
             };
-            // The Student-t matrix draws from the next seed, as quantization.md §4 does.
-            let seed = if matches!(dist, WeightDistribution::Gaussian) {
-                a.seed
-            } else {
-                a.seed + 1
-            };
-            sources.push(Source {
-                name: dist.name(),
-                rows,
-                cols,
-                data: sample(dist, rows * cols, seed),
-            });
+            sources.push(EvalMatrix::synthetic(dist, rows, cols, a.seed));
         }
     }
-    for s in &sources {
-        if let Some(f) = formats
-            .iter()
-            .find(|f| s.cols % crate::quant::kernels(**f).block != 0)
-        {
-            let reason = format!(
-                "rows of {} weights are not whole {}-weight blocks of {f}; pick a shape or formats that fit",
-                s.cols,
-                crate::quant::kernels(*f).block
-            );
-            return Err(match &a.input {
-                Some(p) => Error::Input(InputError::new(p.display().to_string(), reason)),
-                None => Error::usage(format!("--shape {}x{}: {reason}", s.rows, s.cols)),
-            });
-        }
-    }
-    let rotations: Vec<bool> = if a.no_hadamard {
-        vec![false]
-    } else {
-        vec![false, true]
+    // A reason about a matrix names the file it came from, or the flag that shaped it.
+    let bad = |m: &EvalMatrix, shape_flag: bool, reason: String| match &a.input {
+        Some(p) => Error::Input(InputError::new(p.display().to_string(), reason)),
+        None if shape_flag => Error::usage(format!("--shape {}x{}: {reason}", m.rows, m.cols)),
+        None => Error::usage(format!("{}: {reason}", m.name)),
     };
-    let standard_shape = a.input.is_none() && a.shape == (4096, 256) && a.seed == 0 && a.df == 4.0;
+    for m in &sources {
+        m.check_blocks(&formats).map_err(|r| bad(m, true, r))?;
+    }
+    let with_reference = a.input.is_none() && ggml_reference::sqnr_applies(a.shape, a.seed, a.df);
+    let options = EvalOptions {
+        formats,
+        hadamard: !a.no_hadamard,
+        hadamard_seed: a.hadamard_seed,
+        with_reference,
+    };
     let mut rows: Vec<EvalRow> = Vec::new();
-    for s in &sources {
-        let rotation = Rotation::new(s.cols, a.hadamard_seed);
-        let mut push = |quantizer: String,
-                        family: &str,
-                        bpw: f64,
-                        had: bool,
-                        e: ErrorStats,
-                        reference: Option<f64>| {
-            rows.push(EvalRow {
-                source: s.name.clone(),
-                rows: s.rows,
-                cols: s.cols,
-                quantizer,
-                family: family.to_string(),
-                hadamard: had,
-                bits_per_weight: bpw,
-                rel_rmse: e.rel_rmse,
-                sqnr_db: e.sqnr_db,
-                max_abs_error: e.max_abs,
-                reference_sqnr_db: reference,
-            });
-        };
-        for &f in &formats {
-            for &had in &rotations {
-                let q = QuantizedMatrix::quantize(
-                    f,
-                    s.rows,
-                    s.cols,
-                    &s.data,
-                    had.then(|| rotation.clone()),
-                )
-                .and_then(|q| q.check_representable(&s.data).map(|()| q))
-                .map_err(|r| match &a.input {
-                    Some(p) => Error::Input(InputError::new(p.display().to_string(), r)),
-                    None => Error::usage(format!("{}: {r}", s.name)),
-                })?;
-                let e = error_stats(&s.data, &q.dequantize());
-                let reference = if standard_shape {
-                    reference_sqnr(f, &s.name, had)
-                } else {
-                    None
-                };
-                push(
-                    f.name().to_string(),
-                    f.family(),
-                    f.bits_per_weight(),
-                    had,
-                    e,
-                    reference,
-                );
-            }
-        }
-        // PiQ with α fitted per block: π cancels into the scale.
-        for (bits, k, name, bpw_format) in [
-            (3, 4, "piq3-fit", WeightFormat::Piq3),
-            (2, 3, "piq2-fit", WeightFormat::Piq2),
-        ] {
-            if !formats.contains(&bpw_format) || s.cols % 256 != 0 {
-                continue;
-            }
-            for &had in &rotations {
-                let r = pi_fitted_round_trip(
-                    bits,
-                    k,
-                    s.rows,
-                    s.cols,
-                    &s.data,
-                    had.then_some(&rotation),
-                );
-                push(
-                    name.to_string(),
-                    "pi-constant, α fitted",
-                    bpw_format.bits_per_weight(),
-                    had,
-                    error_stats(&s.data, &r),
-                    None,
-                );
-            }
-        }
+    for m in &sources {
+        rows.extend(eval_matrix(m, &options).map_err(|r| bad(m, false, r))?);
     }
 
     std::fs::create_dir_all(&a.out).map_err(|e| Error::io(&a.out, e))?;
@@ -362,12 +223,12 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
     }
     let verdicts: Vec<String> = sources
         .iter()
-        .flat_map(|s| verdict(&rows, &s.name))
+        .flat_map(|s| verdicts(&rows, &s.name))
         .collect();
-    let text = eval_text(&rows, &verdicts, standard_shape);
+    let text = eval_text(&rows, &verdicts, with_reference);
     write_atomic(
         a.out.join("summary.md"),
-        eval_markdown(&a, &rows, &verdicts).as_bytes(),
+        eval_markdown(&rows, &verdicts).as_bytes(),
     )?;
     if a.json {
         return emit_json(out, &rows);
@@ -398,63 +259,6 @@ fn sanitize(s: &str) -> String {
             }
         })
         .collect()
-}
-
-/// `piq3` → `PiQ3`, `uq3` → `UQ3`.
-fn display_name(q: &str) -> String {
-    match q.strip_prefix("piq") {
-        Some(rest) => format!("PiQ{rest}"),
-        None => q.to_uppercase(),
-    }
-}
-
-fn find<'r>(rows: &'r [EvalRow], source: &str, q: &str, had: bool) -> Option<&'r EvalRow> {
-    rows.iter()
-        .find(|r| r.source == source && r.quantizer == q && r.hadamard == had)
-}
-
-/// The plain-language verdicts on PiQ3 and PiQ2 for one source.
-fn verdict(rows: &[EvalRow], source: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (pi, uq, fit, claim) in [
-        ("piq3", "uq3", "piq3-fit", true),
-        ("piq2", "uq2", "piq2-fit", false),
-    ] {
-        let (Some(p), Some(u)) = (find(rows, source, pi, false), find(rows, source, uq, false))
-        else {
-            continue;
-        };
-        let d = p.sqnr_db - u.sqnr_db;
-        let mut v = format!(
-            "{source}: {} ({} bpw) vs {} (same grid and storage, MSE-optimal step): {:.2} dB against {:.2} dB, {:+.2} dB = {:+.3} bit: {}",
-            display_name(pi),
-            p.bits_per_weight,
-            display_name(uq),
-            p.sqnr_db,
-            u.sqnr_db,
-            d,
-            d / 6.02,
-            if d > 0.0 {
-                format!("{} beats the uniform baseline", display_name(pi))
-            } else {
-                format!("{} does not beat the uniform baseline", display_name(pi))
-            }
-        );
-        if claim {
-            v.push_str("; the seed claims +0.5 bit (+3.01 dB)");
-        }
-        v.push('.');
-        if let Some(f) = find(rows, source, fit, false) {
-            v.push_str(&format!(
-                " With α fitted per block instead of the seed's calibration it reaches {:.2} dB ({:+.2} dB against {}): π cancels into the fitted scale.",
-                f.sqnr_db,
-                f.sqnr_db - u.sqnr_db,
-                display_name(uq)
-            ));
-        }
-        out.push(v);
-    }
-    out
 }
 
 fn db(x: f64) -> String {
@@ -493,7 +297,7 @@ fn eval_text(rows: &[EvalRow], verdicts: &[String], with_reference: bool) -> Str
         }
         let mut t = Table::new(&headers);
         for r in rows.iter().filter(|r| r.source == src && !r.hadamard) {
-            let had = find(rows, src, &r.quantizer, true);
+            let had = find_row(rows, src, &r.quantizer, true);
             let mut cells = vec![
                 r.quantizer.clone(),
                 r.family.clone(),
@@ -532,7 +336,7 @@ fn eval_text(rows: &[EvalRow], verdicts: &[String], with_reference: bool) -> Str
     s
 }
 
-fn eval_markdown(a: &EvalArgs, rows: &[EvalRow], verdicts: &[String]) -> String {
+fn eval_markdown(rows: &[EvalRow], verdicts: &[String]) -> String {
     let mut s = String::from("# Quantization error by format\n\n");
     let mut args: Vec<String> = std::env::args().collect();
     if let Some(first) = args.first_mut() {
@@ -543,7 +347,6 @@ fn eval_markdown(a: &EvalArgs, rows: &[EvalRow], verdicts: &[String]) -> String 
         "Produced by `{cmd}` (moesim {}); every figure below was measured by that run.\n\n",
         env!("CARGO_PKG_VERSION")
     ));
-    let _ = a;
     s.push_str("## Verdict on the pi-constant quantizer\n\n");
     for v in verdicts {
         s.push_str(&format!("- {v}\n"));
@@ -628,17 +431,7 @@ fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> Result<()> {
     }
     write_atomic(&a.out, &q.data)?;
     if let Some(path) = &a.dequantized {
-        let d = if q.rotation.is_some() {
-            // In the rotated basis, as stored.
-            let k = crate::quant::kernels(a.format);
-            let mut v = vec![0.0f32; m.rows * m.cols];
-            v.par_chunks_mut(m.cols)
-                .zip(q.data.par_chunks(q.row_bytes()))
-                .for_each(|(o, b)| (k.dequantize)(b, o));
-            v
-        } else {
-            q.dequantize()
-        };
+        let d = q.dequantize_stored();
         write_atomic(path, &crate::weights::npy::write_f32(m.rows, m.cols, &d))?;
     }
     emit(
@@ -661,88 +454,21 @@ fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> Result<()> {
 
 // ---- bench ---------------------------------------------------------------------------------
 
-/// One row of `quant bench`.
-#[derive(Debug, Clone, Serialize)]
-struct BenchRow {
-    format: String,
-    rows: usize,
-    cols: usize,
-    simd: &'static str,
-    one_core_weights_per_s: f64,
-    all_cores_weights_per_s: f64,
-    threads: usize,
-    all_cores_packed_bytes_per_s: f64,
-    /// ggml's hand-written SIMD vec_dot on one core of the reference host (quantization.md §7.3).
-    ggml_one_core_weights_per_s: Option<f64>,
-}
-
-fn ggml_rate(f: WeightFormat) -> Option<f64> {
-    Some(match f {
-        WeightFormat::Q8_0 => 21.3e9,
-        WeightFormat::Q4_0 => 21.6e9,
-        WeightFormat::Q4K => 13.5e9,
-        WeightFormat::Q3K => 16.0e9,
-        WeightFormat::Q2K => 16.6e9,
-        WeightFormat::TQ2_0 => 32.0e9,
-        WeightFormat::TQ1_0 => 24.0e9,
-        _ => return None,
-    })
-}
-
-/// Median weights per second of `run` (one GEMV per call) over `repeats` timed batches.
-fn measure(weights: usize, repeats: usize, min_ms: u64, mut run: impl FnMut()) -> f64 {
-    // Warm up and size a batch.
-    let t = Instant::now();
-    run();
-    let once = t.elapsed().as_secs_f64().max(1e-7);
-    let batch = ((min_ms as f64 / 1000.0 / once).ceil() as usize).max(1);
-    let mut rates: Vec<f64> = (0..repeats.max(1))
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..batch {
-                run();
-            }
-            (weights * batch) as f64 / t.elapsed().as_secs_f64()
-        })
-        .collect();
-    rates.sort_by(|a, b| a.partial_cmp(b).expect("finite rates"));
-    rates[rates.len() / 2]
-}
-
 fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     let formats = default_formats(&a.formats);
     let threads = rayon::current_num_threads();
-    let one = rayon::ThreadPoolBuilder::new()
-        .num_threads(1)
-        .build()
-        .map_err(|e| Error::usage(e.to_string()))?;
+    let bench = Bench::new(a.repeats, a.min_ms).map_err(Error::usage)?;
     let mut rows = Vec::new();
     let mut shapes = a.shapes.clone();
     if !shapes.contains(&a.profile_shape) {
         shapes.push(a.profile_shape);
     }
     for &(r, c) in &shapes {
-        let w = sample(WeightDistribution::Gaussian, r * c, 1);
-        let x = sample(WeightDistribution::Gaussian, c, 2);
-        let mut y = vec![0.0f32; r];
-        for &f in &formats {
-            let q = QuantizedMatrix::quantize(f, r, c, &w, None)
-                .map_err(|e| Error::usage(format!("--shapes {r}x{c}: {e}")))?;
-            let single =
-                one.install(|| measure(r * c, a.repeats, a.min_ms, || q.gemv_serial(&x, &mut y)));
-            let all = measure(r * c, a.repeats, a.min_ms, || q.gemv(&x, &mut y));
-            rows.push(BenchRow {
-                format: f.name().into(),
-                rows: r,
-                cols: c,
-                simd: simd_level().name(),
-                one_core_weights_per_s: single,
-                all_cores_weights_per_s: all,
-                threads,
-                all_cores_packed_bytes_per_s: all * f.bits_per_weight() / 8.0,
-                ggml_one_core_weights_per_s: ggml_rate(f),
-            });
-        }
+        rows.extend(
+            bench
+                .shape(r, c, &formats)
+                .map_err(|e| Error::usage(format!("--shapes {r}x{c}: {e}")))?,
+        );
     }
     if a.json {
         return emit_json(out, &rows);
@@ -784,26 +510,18 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
 /// when a class it needs was not measured (a `--formats` subset), since a profile must state
 /// every class and a made-up figure would be worse than none.
 fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> String {
-    let rate = |f: &str| {
-        rows.iter()
-            .find(|r| r.format == f && (r.rows, r.cols) == shape)
-            .map(|r| r.all_cores_weights_per_s)
+    let r = match compute_rates(rows, shape) {
+        Ok(r) => r,
+        Err(missing) => {
+            return format!(
+                "\n# No [compute] section: a profile needs a rate for every class, and {} was not measured at {}x{} (measure the default formats, or give them with --formats).\n",
+                missing.join(", "),
+                shape.0,
+                shape.1
+            );
+        }
     };
-    let needed = ["f16", "q8_0", "q4_k", "q3_k", "q2_k", "tq2_0"];
-    let missing: Vec<&str> = needed
-        .iter()
-        .copied()
-        .filter(|f| rate(f).is_none())
-        .collect();
-    if !missing.is_empty() {
-        return format!(
-            "\n# No [compute] section: a profile needs a rate for every class, and {} was not measured at {}x{} (measure the default formats, or give them with --formats).\n",
-            missing.join(", "),
-            shape.0,
-            shape.1
-        );
-    }
-    let fmt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{:.3e}", v));
+    let fmt = |v: f64| format!("{v:.3e}");
     format!(
         "\n# Paste into a hardware profile: measured on this host by `moesim quant bench` (moesim {}),\n\
          # all {threads} cores, {}x{} matrices, kernels at {}; q4 = Q4_K, q3 = Q3_K, q2 = Q2_K, ternary = TQ2_0,\n\
@@ -819,12 +537,12 @@ fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> 
         shape.0,
         shape.1,
         simd_level().name(),
-        fmt(rate("f16")),
-        fmt(rate("q8_0")),
-        fmt(rate("q4_k")),
-        fmt(rate("q3_k")),
-        fmt(rate("q2_k")),
-        fmt(rate("tq2_0")),
-        fmt(rate("q8_0")),
+        fmt(r.f16),
+        fmt(r.q8),
+        fmt(r.q4),
+        fmt(r.q3),
+        fmt(r.q2),
+        fmt(r.ternary),
+        fmt(r.q8),
     )
 }

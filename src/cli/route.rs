@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::table::{Align, Table};
+use super::values::{BetweenRequestsArg, GateWeightsArg, ScopeArg};
 use super::{emit, emit_json};
 use crate::atomic_file::AtomicFile;
 use crate::cache::PolicyKind;
@@ -11,8 +12,8 @@ use crate::cache::replay::{BetweenRequests, Capacity, Scope};
 use crate::error::{Error, Result};
 use crate::moe;
 use crate::quant::format::WeightFormat;
+use crate::router::RouterKind;
 use crate::router::replay::{RouteJob, RouteOptions, RouteResult, RouteWorkload, run_all};
-use crate::router::{GateWeights, RouterKind};
 use crate::units::format_bytes;
 
 /// Arguments of `moesim route`.
@@ -34,10 +35,10 @@ pub struct RouteArgs {
     pub capacity: Vec<f64>,
     /// One cache per layer, or one shared by all layers.
     #[arg(long, value_enum, default_value = "per-layer")]
-    pub scope: Scope,
+    pub scope: ScopeArg,
     /// Reset caches at each request, or keep them warm (router state is always kept).
     #[arg(long, value_enum, default_value = "reset")]
-    pub between_requests: BetweenRequests,
+    pub between_requests: BetweenRequestsArg,
     /// Memory-aware: M of a resident expert.
     #[arg(long, default_value_t = 1.0)]
     pub hot_bonus: f64,
@@ -50,7 +51,7 @@ pub struct RouteArgs {
     /// Gate weights: renormalized softmax of the original logits (default), full softmax, or
     /// from the biased scores (memory-aware).
     #[arg(long, value_enum, default_value = "renormalized")]
-    pub gate: GateWeights,
+    pub gate: GateWeightsArg,
     /// EMA: α, the weight of the softmax relevance.
     #[arg(long, default_value_t = 1.0)]
     pub ema_alpha: f64,
@@ -170,7 +171,7 @@ fn build(name: &str, args: &RouteArgs, shape: &crate::param::ModelShape) -> Vec<
                 hot_bonus: args.hot_bonus,
                 evict_penalty: args.evict_penalty,
                 warmup_rate: args.warmup_rate,
-                gate: args.gate,
+                gate: args.gate.into(),
             })
             .collect(),
         "ema" => args
@@ -273,10 +274,10 @@ pub fn run(args: RouteArgs, out: &mut dyn Write) -> Result<()> {
     };
     let jobs = jobs(&args, &shape)?;
     let opts = RouteOptions {
-        scope: args.scope,
-        between: args.between_requests,
+        scope: args.scope.into(),
+        between: args.between_requests.into(),
         expert_bytes,
-        gate: args.gate,
+        gate: args.gate.into(),
     };
     let results = run_all(&w, &jobs, opts)?;
     let tokens = (w.heads.len() as f64 / w.layers as f64).max(1.0);
@@ -332,12 +333,12 @@ fn text(
         w.layers,
         w.experts,
         w.top_k,
-        if args.scope == Scope::PerLayer {
+        if Scope::from(args.scope) == Scope::PerLayer {
             "per-layer"
         } else {
             "one shared"
         },
-        format!("{:?}", args.between_requests).to_lowercase()
+        format!("{:?}", BetweenRequests::from(args.between_requests)).to_lowercase()
     );
     // Parameters that the table labels do not show.
     let mut shown: Vec<String> = Vec::new();

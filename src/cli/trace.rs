@@ -4,19 +4,19 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
-use rayon::prelude::*;
 
 use super::table::{Align, Table};
+use super::values::{ExportFormatArg, ImportFormatArg};
 use super::{emit, emit_json};
 use crate::atomic_file::{AtomicFile, refuse_overwriting_inputs};
 use crate::error::{Error, Result};
 use crate::moe;
 use crate::quant::format::WeightFormat;
-use crate::trace::export::{ExportFormat, export};
+use crate::trace::export::export;
 use crate::trace::fit::fit;
-use crate::trace::generate::{self, GeneratedEvent, Generator};
-use crate::trace::import::{Destination, ImportFormat, ImportOptions, import};
-use crate::trace::native::{format_record, header_line};
+use crate::trace::generate;
+use crate::trace::generate_file::write_generated;
+use crate::trace::import::{Destination, ImportOptions, import};
 use crate::trace::stats::{StatsReport, stats_of_path};
 
 /// `moesim trace …`
@@ -47,7 +47,7 @@ pub enum TraceCommand {
     Import {
         /// Input format.
         #[arg(long, value_enum)]
-        format: ImportFormat,
+        format: ImportFormatArg,
         /// `ROLE=FIELD` for --format jsonl; roles: request, layer, position, experts, weights, logits,
         /// phase, token.
         #[arg(long = "map", value_parser = parse_map)]
@@ -79,7 +79,7 @@ pub enum TraceCommand {
     Export {
         /// Output format.
         #[arg(long, value_enum)]
-        format: ExportFormat,
+        format: ExportFormatArg,
         /// Keep only this layer's accesses.
         #[arg(long)]
         layer: Option<u32>,
@@ -163,7 +163,10 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             if requests == 0 {
                 return Err(Error::usage("--requests must be > 0"));
             }
-            let records = generate_file(&spec, requests, seed, &path)?;
+            let mut file = AtomicFile::create(&path)?;
+            let records =
+                write_generated(&spec, requests, seed, &mut file).map_err(|e| file.io_error(e))?;
+            file.commit()?;
             emit(
                 out,
                 &format!(
@@ -193,7 +196,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             let inputs_ref: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
             refuse_overwriting_inputs(&path, &inputs_ref, "--out")?;
             let result = import(
-                format,
+                format.into(),
                 &inputs_ref,
                 &maps,
                 &options,
@@ -236,7 +239,7 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
                 _ => 1,
             };
             refuse_overwriting_inputs(&path, &[&input], "--out")?;
-            let s = export(&input, format, layer, bytes, &path)?;
+            let s = export(&input, format.into(), layer, bytes, &path)?;
             emit(
                 out,
                 &format!(
@@ -375,49 +378,6 @@ pub fn run(cmd: TraceCommand, out: &mut dyn Write) -> Result<()> {
             emit(out, &t.render())
         }
     }
-}
-
-/// Generates `requests` requests into `path`, in parallel over requests, written in order.
-pub fn generate_file(
-    spec: &generate::GeneratorSpec,
-    requests: u32,
-    seed: u64,
-    path: &Path,
-) -> Result<u64> {
-    let generator = Generator::new(spec, seed);
-    let meta = spec.meta(seed, requests);
-    let mut file = AtomicFile::create(path)?;
-    let mut header = header_line(&meta);
-    header.push('\n');
-    file.write_all(header.as_bytes())
-        .map_err(|e| file.io_error(e))?;
-    let chunk = (rayon::current_num_threads() * 2).max(1) as u32;
-    let mut records = 0u64;
-    let mut start = 0u32;
-    while start < requests {
-        let end = (start + chunk).min(requests);
-        let parts: Vec<(Vec<u8>, u64)> = (start..end)
-            .into_par_iter()
-            .map(|r| {
-                let mut buf = Vec::new();
-                let mut n = 0u64;
-                let mut ev = GeneratedEvent::default();
-                let mut events = generator.request(r);
-                while events.next_event(&mut ev) {
-                    format_record(&ev.record, &mut buf);
-                    n += 1;
-                }
-                (buf, n)
-            })
-            .collect();
-        for (buf, n) in parts {
-            file.write_all(&buf).map_err(|e| file.io_error(e))?;
-            records += n;
-        }
-        start = end;
-    }
-    file.commit()?;
-    Ok(records)
 }
 
 fn fmt(x: f64, digits: usize) -> String {

@@ -5,14 +5,21 @@
 //! `tq1_0.rs`, `bitnet.rs`, `pi.rs`, `uniform.rs`, with `grid.rs` the storage PiQ and the
 //! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
 //! is the kind enum and `kernels` its one dispatch match. ggml formats use ggml's exact
-//! block layouts and reference quantizers (`../shared/reference/quantization.md`). Pure
-//! functions over slices; no I/O.
+//! block layouts and reference quantizers (`../shared/reference/quantization.md`).
+//!
+//! Measurement: `eval.rs` (error statistics, synthetic matrices), `eval_rows.rs` (every
+//! format's error on a set of matrices and the pi-constant verdict, `moesim quant eval`),
+//! `bench.rs` (GEMV throughput, `moesim quant bench`), `ggml_reference.rs` (ggml's own
+//! figures printed beside ours). Pure functions over slices and timings; no I/O.
 
+pub mod bench;
 mod bitnet;
 pub mod eval;
+pub mod eval_rows;
 pub mod f16;
 pub mod format;
 pub mod gemv;
+pub mod ggml_reference;
 mod grid;
 pub mod hadamard;
 mod kquant;
@@ -336,6 +343,18 @@ impl QuantizedMatrix {
         out.par_chunks_mut(self.cols)
             .enumerate()
             .for_each(|(r, row)| self.dequantize_row(r, row));
+        out
+    }
+
+    /// The whole matrix dequantized in the basis it is stored in: the rotated one when it was
+    /// quantized with a rotation (what `moesim quant dump --dequantized` writes beside the
+    /// packed bytes), else the original.
+    pub fn dequantize_stored(&self) -> Vec<f32> {
+        let k = kernels(self.format);
+        let mut out = vec![0.0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols)
+            .zip(self.data.par_chunks(self.row_bytes()))
+            .for_each(|(row, bytes)| (k.dequantize)(bytes, row));
         out
     }
 

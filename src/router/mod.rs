@@ -159,7 +159,7 @@ pub struct Selection {
 }
 
 /// How gate weights are computed from the selection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateWeights {
     /// Softmax of the original logits renormalised over the selection (Mixtral).

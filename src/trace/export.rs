@@ -21,7 +21,7 @@ use crate::atomic_file::AtomicFile;
 use crate::error::{Error, Result};
 
 /// Output formats of `trace export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportFormat {
     /// CSV with a `time,obj_id,obj_size` header.
     LibcachesimCsv,

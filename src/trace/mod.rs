@@ -3,8 +3,9 @@
 //! The native format (`native.rs`) is JSON Lines, version 1: a header record, then one record
 //! per (token, layer) routing event in execution order. Importers (`import/`) convert other
 //! formats, exporters (`export.rs`) write libCacheSim's formats, the generator (`generate.rs`)
-//! synthesises traces from a hidden-state process, and `stats.rs` characterises a trace. Every
-//! reader streams: memory is bounded by the largest request, never by the trace length.
+//! synthesises traces from a hidden-state process (`generate_file.rs` writes them, in parallel
+//! over requests), and `stats.rs` characterises a trace. Every reader streams: memory is
+//! bounded by the largest request, never by the trace length.
 //!
 //! Layers in a trace are MoE-layer indices `0..layers` (the model's dense layers are not
 //! numbered), so a trace of Mixtral has layers 0..32 and one of DeepSeek-V2-Lite 0..26.
@@ -12,6 +13,7 @@
 pub mod export;
 pub mod fit;
 pub mod generate;
+pub mod generate_file;
 pub mod import;
 pub mod json;
 pub mod lines;

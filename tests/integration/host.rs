@@ -197,9 +197,21 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     for row in &rows {
         assert_eq!(row[col("measured_hits")], row[col("predicted_hits")]);
     }
-    let profile = std::fs::read_to_string(out.join("host-calibrated.toml")).unwrap();
-    assert!(profile.contains("calibrated = \"measured\""));
-    assert!(moesim::hardware::load(out.join("host-calibrated.toml").to_str().unwrap()).is_ok());
+    // A machine that drifts too far over the run gives no pooled profile, and says so; every
+    // prediction still uses the calibration rounds around its decode.
+    match std::fs::read_to_string(out.join("host-calibrated.toml")) {
+        Ok(profile) => {
+            assert!(profile.contains("calibrated = \"measured\""));
+            assert!(
+                moesim::hardware::load(out.join("host-calibrated.toml").to_str().unwrap()).is_ok()
+            );
+        }
+        Err(_) => assert!(
+            r.stdout.contains("the pooled rounds give no profile"),
+            "{}",
+            r.stdout
+        ),
+    }
     assert!(out.join("predicted-vs-measured.png").is_file());
     // Bad input: one line, exit 2.
     let mut args: Vec<String> = ["host", "run", "--capacity-experts", "99"]

@@ -23,7 +23,7 @@ use crate::atomic_file::AtomicFile;
 use crate::error::{Error, InputError, Result};
 
 /// Input formats `trace import` reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportFormat {
     /// moe-cache-lab v1 routing JSONL (one file per request).
     MoeCacheLab,

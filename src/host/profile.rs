@@ -1,0 +1,204 @@
+//! A hardware profile of this host from calibration samples (`moesim host calibrate`, and the
+//! profiles `moesim host validate` predicts with): the samples fitted into [`Figures`] (the
+//! disk link, RAM bandwidth, kernel rates and slowdowns), written over the shipped `host`
+//! profile as measured figures, and checked to be a valid profile.
+
+use super::calibrate::{self, KernelBench, LinkFit};
+use super::samples::{COPY_BYTES, Samples, calibration_round};
+use super::store::{ALIGN, ExpertStore, StoreShape};
+use super::workload::Workload;
+use crate::error::{Error, Result};
+use crate::hardware::HardwareProfile;
+use crate::quant::WeightFormat;
+
+/// The fitted figures of a calibrated profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    /// The disk → DRAM link.
+    pub link: LinkFit,
+    /// RAM copy bandwidth: the DRAM tier's.
+    pub copy_bytes_per_s: f64,
+    /// Expert kernel rates (weights per second), per format.
+    pub rates: Vec<(WeightFormat, f64)>,
+    /// Kernels during reads, as a fraction.
+    pub slowdown_while_transferring: f64,
+    /// Kernels on bytes just read, as a fraction, per format.
+    pub slowdown_after_load: Vec<(WeightFormat, f64)>,
+}
+
+/// A profile fitted from calibration samples.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The profile file's text.
+    pub text: String,
+    /// The profile.
+    pub profile: HardwareProfile,
+    /// What was fitted.
+    pub figures: Figures,
+}
+
+/// Calibration rounds and the profile they fit.
+#[derive(Debug)]
+pub struct Calibration {
+    /// The samples of every round.
+    pub samples: Samples,
+    /// The profile.
+    pub fit: Fitted,
+}
+
+/// Fits `samples` of `stores` (the first sets the read size) into a profile; refuses
+/// measurements that cannot describe the host (`calibration of WHAT: reason`).
+pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> Result<Fitted> {
+    let shape = stores[0].shape;
+    let direct = stores[0].direct;
+    let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
+    let link = calibrate::fit_link(
+        ALIGN as u64,
+        &samples.small_ns,
+        shape.stride(),
+        &samples.large_ns,
+    )
+    .map_err(|r| bad("disk reads", r))?;
+    let copy = calibrate::fit_rate(COPY_BYTES as f64, &samples.copy_ns, "RAM copy")
+        .map_err(|r| bad("RAM copies", r))?;
+    let params = (3 * shape.hidden * shape.ffn) as f64;
+    let mut rates: Vec<(WeightFormat, f64)> = Vec::new();
+    for (f, ns) in &samples.kernel_ns {
+        let rate = calibrate::fit_rate(params, ns, &format!("{f} kernels"))
+            .map_err(|r| bad(&format!("{f} kernels"), r))?;
+        rates.push((*f, rate));
+    }
+    let alone_of = |format: WeightFormat| {
+        samples
+            .kernel_ns
+            .iter()
+            .find(|(f, _)| *f == format)
+            .map_or(&[][..], |(_, ns)| &ns[..])
+    };
+    let alone = alone_of(shape.format);
+    let mut slowdown_after_load = Vec::new();
+    for (f, ns) in &samples.loaded_kernel_ns {
+        let x = calibrate::fit_slowdown("on bytes just read", ns, alone_of(*f))
+            .map_err(|r| bad(&format!("{f} kernels on bytes just read"), r))?;
+        slowdown_after_load.push((*f, x));
+    }
+    let figures = Figures {
+        link,
+        copy_bytes_per_s: copy,
+        rates,
+        slowdown_while_transferring: calibrate::fit_slowdown(
+            "during reads",
+            &samples.contended_kernel_ns,
+            alone,
+        )
+        .map_err(|r| bad("kernels during reads", r))?,
+        slowdown_after_load,
+    };
+    let text = profile_text(w, &shape, direct, samples, &figures)?;
+    // What we fit must be a valid profile.
+    let profile = crate::hardware::parse("host-calibrated", &text).map_err(Error::from)?;
+    Ok(Fitted {
+        text,
+        profile,
+        figures,
+    })
+}
+
+/// Calibrates this host on `stores` (the first sets the read size; every format's kernels are
+/// timed): 5 rounds back to back with `reads` reads of each size in all, fitted into a profile.
+pub fn calibrate(w: &Workload, stores: &[ExpertStore], reads: usize) -> Result<Calibration> {
+    let mut benches: Vec<KernelBench> = stores
+        .iter()
+        .map(|s| KernelBench::new(s, w.threads))
+        .collect::<Result<_>>()?;
+    let mut samples = Samples::default();
+    for _ in 0..5 {
+        calibration_round(
+            stores,
+            &mut benches,
+            reads.div_ceil(5),
+            w.seed,
+            &mut samples,
+        )?;
+    }
+    let fit = fit_profile(w, stores, &samples)?;
+    Ok(Calibration { samples, fit })
+}
+
+/// The profile file: the shipped `host` profile with the measured figures written over its
+/// DRAM and disk tiers, its links and its compute section (formats not measured keep the
+/// shipped values).
+fn profile_text(
+    w: &Workload,
+    shape: &StoreShape,
+    direct: bool,
+    samples: &Samples,
+    figures: &Figures,
+) -> Result<String> {
+    let (link, copy, rates) = (&figures.link, figures.copy_bytes_per_s, &figures.rates[..]);
+    use crate::hardware::spec::{Calibration, HardwareProfileSpec};
+    let base = crate::hardware::presets::get("host").expect("the host preset is shipped");
+    let mut spec: HardwareProfileSpec = crate::config::parse_toml("host", base)?;
+    let measured = Calibration::Measured;
+    spec.name = "host-calibrated".into();
+    spec.description = format!(
+        "this host as `moesim host calibrate` measured it: experts of {} on the disk, read at queue depth 1 ({}), {} kernel thread(s)",
+        w.model,
+        if direct { "direct I/O" } else { "buffered" },
+        w.threads
+    );
+    spec.sources = vec![format!(
+        "M1: moesim host calibrate --model {} --threads {} ({} rounds: {} reads of {} and 4096 bytes in the decode's regime, half during a kernel; kernels at {} x {}, alone and during reads), moesim {}",
+        w.model,
+        w.threads,
+        samples.rounds,
+        samples.large_ns.len(),
+        shape.stride(),
+        shape.hidden,
+        shape.ffn,
+        env!("CARGO_PKG_VERSION")
+    )];
+    for t in &mut spec.tiers {
+        match t.name.as_str() {
+            "dram" => {
+                t.read_bandwidth_bytes_per_s = copy;
+                t.write_bandwidth_bytes_per_s = copy;
+                t.reserved_bytes = 0;
+                t.calibrated = measured;
+            }
+            "disk" => {
+                t.read_bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
+                t.latency_ns = link.latency_ns;
+                t.calibrated = measured;
+            }
+            _ => {}
+        }
+    }
+    for l in &mut spec.links {
+        l.bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
+        l.latency_ns = link.latency_ns;
+        l.granularity_bytes = 1;
+        l.channels = 1;
+        l.calibrated = measured;
+    }
+    let c = &mut spec.compute;
+    c.cores = w.threads as i64;
+    c.expert_slowdown_while_transferring = figures.slowdown_while_transferring;
+    for &(f, x) in &figures.slowdown_after_load {
+        if let Some(class) = f.compute_class() {
+            *c.expert_slowdown_after_load.get_mut(class) = x;
+        }
+    }
+    for &(f, r) in rates {
+        if let Some(class) = f.compute_class() {
+            *c.expert_weights_per_s.get_mut(class) = r;
+        }
+    }
+    c.calibrated = measured;
+    let body = toml::to_string(&spec).expect("specs serialize");
+    Ok(format!(
+        "# Generated by `moesim host calibrate` on the machine that ran it: measured figures of that\n\
+         # machine (disk reads, RAM copies, expert kernels), not datasheet figures. Formats not\n\
+         # measured keep the shipped host profile's values.\n{body}"
+    ))
+}

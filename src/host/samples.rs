@@ -1,0 +1,143 @@
+//! Calibration rounds: the microbenchmarks of `calibrate` run as one round (reads in the
+//! decode's regime, RAM copies, kernels alone), and their samples pooled over rounds.
+//!
+//! `moesim host calibrate` runs rounds back to back; `moesim host validate` interleaves them
+//! with its decodes, so that each decode can be predicted with the rounds just around it.
+
+use super::calibrate::{self, KernelBench};
+use super::store::ExpertStore;
+use crate::error::Result;
+use crate::quant::WeightFormat;
+
+/// Bytes of one timed RAM copy.
+pub const COPY_BYTES: usize = 64 << 20;
+
+/// Calibration samples (ns), pooled over rounds.
+#[derive(Debug, Default)]
+pub struct Samples {
+    /// 4 KiB reads.
+    pub small_ns: Vec<f64>,
+    /// Expert reads (of the first store).
+    pub large_ns: Vec<f64>,
+    /// Kernels of the first format run wholly during an expert read.
+    pub contended_kernel_ns: Vec<f64>,
+    /// Kernels on the bytes just read, per format.
+    pub loaded_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    /// Copies of [`COPY_BYTES`].
+    pub copy_ns: Vec<f64>,
+    /// Kernels alone over experts held in memory, per format.
+    pub kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    /// Rounds pooled.
+    pub rounds: u32,
+}
+
+impl Samples {
+    /// Adds `other`'s samples to these.
+    pub fn extend(&mut self, other: &Samples) {
+        self.small_ns.extend(&other.small_ns);
+        self.large_ns.extend(&other.large_ns);
+        self.contended_kernel_ns.extend(&other.contended_kernel_ns);
+        for (f, ns) in &other.loaded_kernel_ns {
+            push_format(&mut self.loaded_kernel_ns, *f, ns);
+        }
+        self.copy_ns.extend(&other.copy_ns);
+        for (f, ns) in &other.kernel_ns {
+            push_format(&mut self.kernel_ns, *f, ns);
+        }
+        self.rounds += other.rounds;
+    }
+}
+
+/// Appends `ns` to the samples of `format`.
+fn push_format(samples: &mut Vec<(WeightFormat, Vec<f64>)>, format: WeightFormat, ns: &[f64]) {
+    match samples.iter_mut().find(|(f, _)| *f == format) {
+        Some((_, v)) => v.extend(ns),
+        None => samples.push((format, ns.to_vec())),
+    }
+}
+
+/// One calibration round into `samples`: `reads` reads of each size of the first store in the
+/// decode's regime (half of them overlapping a kernel, each followed by a kernel on its bytes),
+/// a quarter as many of every other store (for their kernels on bytes just read), 3 RAM copies,
+/// and 100 kernel runs per format. `benches` are the stores' kernel benches, in order; the
+/// read offsets draw from `seed` and the round number.
+pub fn calibration_round(
+    stores: &[ExpertStore],
+    benches: &mut [KernelBench],
+    reads: usize,
+    seed: u64,
+    samples: &mut Samples,
+) -> Result<()> {
+    let n_reads = reads.max(3);
+    let reads = calibrate::measure_reads_in_decode_regime(
+        &stores[0],
+        &mut benches[0],
+        n_reads,
+        seed.wrapping_add(samples.rounds as u64),
+    )?;
+    samples.small_ns.extend(reads.small_ns);
+    samples.large_ns.extend(reads.large_ns);
+    samples
+        .contended_kernel_ns
+        .extend(reads.contended_kernel_ns);
+    push_format(
+        &mut samples.loaded_kernel_ns,
+        stores[0].shape.format,
+        &reads.loaded_kernel_ns,
+    );
+    // Kernels on bytes just read, for the other formats: a few reads of their stores.
+    for (i, st) in stores.iter().enumerate().skip(1) {
+        let r = calibrate::measure_reads_in_decode_regime(
+            st,
+            &mut benches[i],
+            (n_reads / 4).max(3),
+            seed.wrapping_add(samples.rounds as u64),
+        )?;
+        push_format(
+            &mut samples.loaded_kernel_ns,
+            st.shape.format,
+            &r.loaded_kernel_ns,
+        );
+    }
+    samples
+        .copy_ns
+        .extend(calibrate::measure_copy(COPY_BYTES, 3));
+    for b in benches.iter_mut() {
+        let f = b.format();
+        push_format(&mut samples.kernel_ns, f, &b.time(100));
+    }
+    samples.rounds += 1;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooling_keeps_formats_apart_and_counts_rounds() {
+        let mut a = Samples {
+            kernel_ns: vec![(WeightFormat::Q4K, vec![1.0])],
+            rounds: 1,
+            ..Samples::default()
+        };
+        let b = Samples {
+            kernel_ns: vec![
+                (WeightFormat::Q2K, vec![2.0]),
+                (WeightFormat::Q4K, vec![3.0]),
+            ],
+            copy_ns: vec![4.0],
+            rounds: 2,
+            ..Samples::default()
+        };
+        a.extend(&b);
+        assert_eq!(
+            a.kernel_ns,
+            vec![
+                (WeightFormat::Q4K, vec![1.0, 3.0]),
+                (WeightFormat::Q2K, vec![2.0])
+            ]
+        );
+        assert_eq!((a.copy_ns.len(), a.rounds), (1, 3));
+    }
+}
