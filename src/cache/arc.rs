@@ -89,7 +89,15 @@ impl EvictionPolicy for ArcPolicy {
         }
     }
 
+    /// An object entering without a lookup (promoted from a slower tier) was referenced
+    /// again: if its ghost is still here, that is ARC's ghost hit (adapt `p`, REPLACE, enter
+    /// T2); otherwise it is new. State a miss left without inserting is dropped first.
+    fn begin_insert(&mut self, x: u32) {
+        self.on_miss(x);
+    }
+
     fn on_miss(&mut self, x: u32) {
+        self.replace_pending = false;
         self.from_b1 = self.b1.contains(x);
         self.from_b2 = self.b2.contains(x);
         if self.from_b1 {

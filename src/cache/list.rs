@@ -67,10 +67,14 @@ impl DList {
         self.next[x as usize]
     }
 
-    /// Inserts `x` (not a member) at the head.
+    /// Inserts `x` (not a member) at the head. Pushing a member would corrupt the links
+    /// (a later walk could loop forever), so it panics: a policy bug, caught where it happens.
     #[inline]
     pub fn push_head(&mut self, x: u32) {
-        debug_assert!(!self.member[x as usize]);
+        assert!(
+            !self.member[x as usize],
+            "object {x} is already in the list"
+        );
         let i = x as usize;
         self.prev[i] = NIL;
         self.next[i] = self.head;

@@ -140,6 +140,7 @@ impl ExpertCache {
         if self.contains(x) {
             return true;
         }
+        self.policy.begin_insert(x);
         self.insert_after_miss(x, size, protected, evicted)
     }
 
@@ -392,6 +393,59 @@ mod tests {
             Lookup::Miss { inserted: false }
         );
         assert!(c.contains(0) && c.contains(1) && ev.is_empty());
+    }
+
+    /// Every policy in a two-tier hierarchy, over a random stream with resets between
+    /// requests: objects stay in at most one tier, tiers within capacity, and no policy's
+    /// structures are corrupted by promotions and demotions (ARC's ghosts once were: a promoted
+    /// object entered T1 while its ghost stayed in B1, and a later walk looped forever).
+    #[test]
+    fn every_policy_survives_a_tiered_hierarchy() {
+        use rand::rngs::StdRng;
+        use rand::{RngExt, SeedableRng};
+        let n = 12usize;
+        let popularity = std::sync::Arc::new(vec![1u64; n]);
+        for kind in PolicyKind::all() {
+            if kind.needs_oracle() {
+                continue;
+            }
+            for (hot, warm) in [(3u32, 2u32), (1, 1), (4, 6)] {
+                let ctx = |c: u32| PolicyContext {
+                    n_objects: n as u32,
+                    experts_per_layer: n as u32,
+                    capacity_objects: c,
+                    next_use: None,
+                    popularity: Some(popularity.clone()),
+                };
+                let mut t = TieredCache::new(vec![
+                    ExpertCache::new(hot as u64, n, kind.build(&ctx(hot))),
+                    ExpertCache::new(warm as u64, n, kind.build(&ctx(warm))),
+                ]);
+                let mut rng = StdRng::seed_from_u64(7);
+                let one = |_: u32| 1u64;
+                for step in 0..3000 {
+                    if step % 200 == 199 {
+                        t.reset();
+                    }
+                    let k = rng.random_range(1..=2usize);
+                    let sel: Vec<u32> = (0..k).map(|_| rng.random_range(0..n as u32)).collect();
+                    t.begin_event();
+                    for &x in &sel {
+                        t.lookup(x, &one, &sel);
+                    }
+                    for (i, tier) in t.tiers().iter().enumerate() {
+                        assert!(
+                            tier.used_bytes() <= tier.capacity_bytes(),
+                            "{kind} tier {i}"
+                        );
+                    }
+                    for x in 0..n as u32 {
+                        let holders = t.tiers().iter().filter(|c| c.contains(x)).count();
+                        assert!(holders <= 1, "{kind}: object {x} in {holders} tiers");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

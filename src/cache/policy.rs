@@ -12,6 +12,9 @@
 //! 3. after a miss: `admit(x)`; if admitted, `evict(protected)` zero or more times until `x`
 //!    fits, then `on_insert(x)`.
 //!
+//! An insertion without a lookup (a promotion or demotion in a tiered hierarchy) calls
+//! `begin_insert(x)`, then `admit`, `evict` and `on_insert` as after a miss.
+//!
 //! `evict` chooses a resident object not in `protected` (the event's own selection), forgets
 //! it and returns it; `None` means every resident is protected. `remove(x)` forgets a resident
 //! object the cache drops for another reason (demotion to a slower tier). `reset()` forgets
@@ -33,6 +36,12 @@ pub trait EvictionPolicy: Send + fmt::Debug {
     fn on_hit(&mut self, x: u32);
     /// A lookup of non-resident object `x`, before any eviction for it.
     fn on_miss(&mut self, x: u32) {
+        let _ = x;
+    }
+    /// Non-resident object `x` is about to be inserted without a lookup: a promotion or a
+    /// demotion between the tiers of a hierarchy. Any state left by an earlier miss that did
+    /// not insert is stale. Default: nothing.
+    fn begin_insert(&mut self, x: u32) {
         let _ = x;
     }
     /// Whether missed object `x` may be inserted (admission). Default: always.

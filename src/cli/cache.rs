@@ -116,8 +116,10 @@ struct Row {
     evictions: u64,
     warm_hits: u64,
     gap_captured: f64,
+    /// With `--timing`, a column on every row, filled on the `all` rows (a replay is timed
+    /// whole, not per layer).
     #[serde(skip_serializing_if = "Option::is_none")]
-    replay_seconds: Option<f64>,
+    replay_seconds: Option<Option<f64>>,
     scope: Scope,
     semantics: Semantics,
     between_requests: BetweenRequests,
@@ -213,7 +215,9 @@ fn rows(w: &Workload, results: &[ReplayResult], _caps: &[Capacity], args: &Repla
             _ => f64::NAN,
         };
         let base = |layer: String, c: &crate::cache::replay::Counters, gap: f64| Row {
-            replay_seconds: (args.timing && layer == "all").then_some(r.elapsed.as_secs_f64()),
+            replay_seconds: args
+                .timing
+                .then(|| (layer == "all").then_some(r.elapsed.as_secs_f64())),
             policy: r.policy.to_string(),
             capacity_experts: r.capacity.experts_per_layer(w),
             capacity_bytes: r.capacity.total_bytes(w),

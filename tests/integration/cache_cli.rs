@@ -231,6 +231,57 @@ fn warm_tier_adds_promotions() {
     );
 }
 
+/// Every policy runs in a two-tier hierarchy with caches reset between requests (ARC once
+/// looped forever there), and `--timing --out` writes a rectangular CSV on a multi-layer trace.
+#[test]
+fn every_policy_runs_with_a_warm_tier_and_timing_rows_are_rectangular() {
+    let dir = scratch("cache_replay_warm_all");
+    let trace = dir.join("t.jsonl");
+    let run = moesim([
+        "trace",
+        "generate",
+        "--preset",
+        "micro-moe",
+        "--requests",
+        "3",
+        "--seed",
+        "3",
+        "--out",
+        trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let csv_path = dir.join("replay.csv");
+    let run = moesim([
+        "cache",
+        "replay",
+        trace.to_str().unwrap(),
+        "--capacity",
+        "3",
+        "--warm-capacity",
+        "2",
+        "--between-requests",
+        "reset",
+        "--no-reference",
+        "--policy",
+        "fifo,lru,lfu,lfru,arc,sieve,least-stale,pinned,ema",
+        "--timing",
+        "--out",
+        csv_path.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let text = std::fs::read_to_string(&csv_path).unwrap();
+    let mut rd = csv::Reader::from_reader(text.as_bytes());
+    let h = rd.headers().unwrap().clone();
+    let t = h.iter().position(|c| c == "replay_seconds").unwrap();
+    let l = h.iter().position(|c| c == "layer").unwrap();
+    let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+    assert!(rows.len() > 9, "per-layer rows and `all` rows");
+    for r in &rows {
+        assert_eq!(r.len(), h.len());
+        assert_eq!(r[l] == *"all", !r[t].is_empty(), "{r:?}");
+    }
+}
+
 #[test]
 fn bad_replay_arguments_exit_2() {
     let dir = scratch("cache_replay_bad");
