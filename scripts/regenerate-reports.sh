@@ -12,7 +12,7 @@ run() {
   rm -rf "reports/$name"
   local start=$(date +%s.%N)
   "$bin" run "$@" --out "reports/$name" "${THREADS[@]}" > /dev/null
-  rm -rf "reports/$name/points" "reports/$name/runs.csv"
+  rm -rf "reports/$name/points"
   printf '%-24s %6.1f s\n' "$name" "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
 }
 THREADS=()

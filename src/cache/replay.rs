@@ -100,8 +100,17 @@ impl Workload {
         let map = CacheMap::new(scope, l, e);
         let mut streams = StreamBuilder::new(map);
         let mut r = RoutingRecord::default();
+        let mut n_records = 0u64;
         while reader.next_record(&mut r)? {
             streams.push(r.request, r.layer, r.experts.iter().map(|&x| x as u32));
+            n_records += 1;
+        }
+        if n_records == 0 {
+            return Err(InputError::new(
+                path.display().to_string(),
+                "the trace holds no routing records: nothing to replay",
+            )
+            .into());
         }
         let n_objects = map.n_objects();
         Ok(Workload {
@@ -123,6 +132,9 @@ impl Workload {
         let mut bytes = Vec::new();
         f.read_to_end(&mut bytes).map_err(|e| Error::io(path, e))?;
         let file = path.display().to_string();
+        if bytes.is_empty() {
+            return Err(InputError::new(&file, "no records: nothing to replay").into());
+        }
         if bytes.len() % 24 != 0 {
             return Err(InputError::new(
                 &file,

@@ -416,6 +416,19 @@ fn dump_cmd(a: DumpArgs, out: &mut dyn Write) -> Result<()> {
     crate::atomic_file::refuse_overwriting_inputs(&a.out, &[&a.input], "--out")?;
     if let Some(d) = &a.dequantized {
         crate::atomic_file::refuse_overwriting_inputs(d, &[&a.input, &a.out], "--dequantized")?;
+        // Neither exists yet: compare the paths themselves.
+        let same = |x: &std::path::Path, y: &std::path::Path| {
+            std::path::absolute(x)
+                .ok()
+                .zip(std::path::absolute(y).ok())
+                .is_some_and(|(x, y)| x == y)
+        };
+        if same(d, &a.out) {
+            return Err(Error::usage(format!(
+                "--dequantized {}: is the same file as --out; give two paths",
+                d.display()
+            )));
+        }
     }
     let m = crate::weights::read_matrix(&a.input, a.tensor.as_deref())?;
     let rotation = a.hadamard_seed.map(|s| Rotation::new(m.cols, s));

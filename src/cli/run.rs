@@ -102,6 +102,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             Some(&exp.plan(&trace)?),
         )
         .map_err(|e| Error::usage(format!("{}: {e}", exp.label)))?;
+        let mut inputs: Vec<&Path> = args.experiment.iter().map(PathBuf::as_path).collect();
+        inputs.extend(exp.inputs.iter().filter_map(|i| match i {
+            crate::experiment::InputRef::File(p) => Some(p.as_path()),
+            crate::experiment::InputRef::Preset(..) => None,
+        }));
+        crate::atomic_file::refuse_overwriting_inputs(path, &inputs, "--dump-inputs")?;
         write_atomic(path, dump_inputs(&setup, &trace).as_bytes())?;
     }
     let outcome = exp.simulate(&trace)?;
@@ -278,7 +284,12 @@ pub(crate) fn reproduce_command(label: &str) -> String {
 }
 
 fn ms(ns: f64) -> String {
-    format_duration_ns(ns)
+    finite_or_dash(ns, format_duration_ns)
+}
+
+/// `f(x)`, or `-` for a figure that was not measured (a phase with no tokens).
+fn finite_or_dash(x: f64, f: impl Fn(f64) -> String) -> String {
+    if x.is_finite() { f(x) } else { "-".into() }
 }
 
 fn rate(x: f64) -> String {
@@ -324,12 +335,16 @@ fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
         ),
         (
             "token latency p50 / p95 / p99",
-            format!(
-                "{} / {} / {}",
-                ms(r.token_latency_p50_ns as f64),
-                ms(r.token_latency_p95_ns as f64),
-                ms(r.token_latency_p99_ns as f64)
-            ),
+            if r.decode_tokens == 0 {
+                "-".to_string()
+            } else {
+                format!(
+                    "{} / {} / {}",
+                    ms(r.token_latency_p50_ns as f64),
+                    ms(r.token_latency_p95_ns as f64),
+                    ms(r.token_latency_p99_ns as f64)
+                )
+            },
         ),
         ("per token: compute", share(r.decode_compute_ns)),
         ("per token: routing", share(r.decode_routing_ns)),
@@ -337,15 +352,15 @@ fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
         ("expert hit rate (decode)", pct(r.hit_rate)),
         (
             "bytes loaded per decode token",
-            format_bytes(r.bytes_loaded_per_decode_token),
+            finite_or_dash(r.bytes_loaded_per_decode_token, format_bytes),
         ),
         (
             "energy per decode token",
-            format!("{:.3} mJ", r.energy_per_decode_token_mj),
+            finite_or_dash(r.energy_per_decode_token_mj, |x| format!("{x:.3} mJ")),
         ),
         (
             "energy per prompt token",
-            format!("{:.3} mJ", r.energy_per_prefill_token_mj),
+            finite_or_dash(r.energy_per_prefill_token_mj, |x| format!("{x:.3} mJ")),
         ),
         (
             "energy of the run",

@@ -309,6 +309,7 @@ impl Experiment {
             ));
         }
         if spec.name.is_empty()
+            || spec.name.starts_with('.')
             || !spec
                 .name
                 .chars()
@@ -317,7 +318,7 @@ impl Experiment {
             return Err(at(
                 label,
                 "name",
-                "must be non-empty and use only letters, digits, '-', '_' and '.' (it names a directory)",
+                "must be non-empty, use only letters, digits, '-', '_' and '.', and not start with '.' (it names a directory)",
             ));
         }
         let mut resolved = spec.clone();
@@ -418,6 +419,13 @@ impl Experiment {
                 }
                 if let Some(d) = t.decode_tokens {
                     gspec.decode_tokens = d;
+                }
+                if gspec.prefill_tokens == 0 && gspec.decode_tokens == 0 {
+                    return Err(at(
+                        label,
+                        "trace.decode_tokens",
+                        "a generated request needs at least one token (prefill_tokens and decode_tokens are both 0)",
+                    ));
                 }
                 let requests = t.requests.unwrap_or(1);
                 if requests == 0 {
@@ -850,6 +858,13 @@ impl Experiment {
                 SimTrace::new(w, Vec::new()).map_err(|r| Error::usage(format!("{name}: {r}")))?
             }
         };
+        if trace.tokens() == (0, 0) {
+            return Err(at(
+                &self.label,
+                "trace",
+                "the requests hold no tokens (no prompt and nothing generated): there is nothing to simulate",
+            ));
+        }
         Ok(trace)
     }
 

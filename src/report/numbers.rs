@@ -32,3 +32,21 @@ pub fn sig(x: f64) -> String {
             .to_string()
     }
 }
+
+/// [`pm`] for a metric whose values lie in `range`: an interval reaching past it is written as
+/// `m (a to b)`, clamped; the flag says whether it was.
+pub fn pm_within((m, c): (f64, f64), (lo, hi): (f64, f64)) -> (String, bool) {
+    if c.is_finite() && m.is_finite() && (m - c < lo || m + c > hi) {
+        (
+            format!(
+                "{} ({} to {})",
+                sig(m),
+                sig((m - c).max(lo)),
+                sig((m + c).min(hi))
+            ),
+            true,
+        )
+    } else {
+        (pm((m, c)), false)
+    }
+}

@@ -67,6 +67,13 @@ impl RouteWorkload {
         while reader.next_record(&mut r)? {
             w.push(&r);
         }
+        if w.heads.is_empty() {
+            return Err(crate::error::InputError::new(
+                reader.name().to_string(),
+                "the trace holds no routing records",
+            )
+            .into());
+        }
         Ok(w)
     }
 

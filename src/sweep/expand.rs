@@ -131,8 +131,28 @@ impl Sweep {
                 "must be a non-empty list of values".into(),
             )),
         };
+        // A combination listed twice would run the same point twice and count its runs as
+        // replicates of one point: a confidence interval from copies.
+        let twice = |key: &str, g: &[(String, Vec<toml::Value>)]| -> Result<()> {
+            let n = g[0].1.len();
+            for i in 0..n {
+                if (0..i).any(|j| g.iter().all(|(_, vs)| vs[j] == vs[i])) {
+                    let values: Vec<String> = g.iter().map(|(_, vs)| render(&vs[i])).collect();
+                    return Err(bad(
+                        key,
+                        format!(
+                            "`{}` is listed twice; use `replicates` for repeated runs",
+                            values.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
         for (k, v) in &sweep.axes {
-            groups.push(vec![list(k.clone(), v)?]);
+            let g = vec![list(k.clone(), v)?];
+            twice(&format!("sweep.axes.{k}"), &g)?;
+            groups.push(g);
         }
         for (i, z) in sweep.zip.iter().enumerate() {
             let g: Vec<(String, Vec<toml::Value>)> = z
@@ -148,6 +168,7 @@ impl Sweep {
                     "its lists differ in length".into(),
                 ));
             }
+            twice(&format!("sweep.zip[{i}]"), &g)?;
             groups.push(g);
         }
         let axis_paths: Vec<String> = groups

@@ -10,8 +10,10 @@ use super::tables::{DirTables, require_column};
 use crate::atomic_file::write_atomic;
 use crate::error::{Error, InputError, Result};
 use crate::report::kind::{PlotKind, ReportSection};
-use crate::report::metrics::{METRICS, PointSummary, Source, ValueCheck, value_check};
-use crate::report::numbers::{num, pm};
+use crate::report::metrics::{
+    METRICS, PointSummary, Source, ValueCheck, physical_range, value_check,
+};
+use crate::report::numbers::{num, pm, pm_within};
 use crate::report::plots::{self, PlotData, automatic};
 use crate::report::seed_table::seed_table;
 use crate::stats::mean_ci;
@@ -70,6 +72,12 @@ pub fn summarize(dir: &Path, title: &str, report: &ReportSection) -> Result<Stri
         })
         .collect::<Result<_>>()?;
     let decode_tokens_col = Some(require_column(&path, &headers, "decode_tokens")?);
+    let replicate_col = require_column(&path, &headers, "replicate")?;
+    let decode_cols: Vec<(&str, usize)> = DECODE_FIGURES
+        .iter()
+        .map(|&n| require_column(&path, &headers, n).map(|c| (n, c)))
+        .collect::<Result<_>>()?;
+    let mut runs_seen: Vec<(String, String)> = Vec::new();
     let mut points: Vec<PointSummary> = Vec::new();
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); METRICS.len()];
     let mut current: Option<PointSummary> = None;
@@ -138,6 +146,25 @@ pub fn summarize(dir: &Path, title: &str, report: &ReportSection) -> Result<Stri
             .and_then(|i| rec.get(i))
             .and_then(|s| s.parse::<f64>().ok())
             .unwrap_or(f64::NAN);
+        // A run that decoded tokens has every decode figure: an empty one was cut out.
+        if tokens > 0.0 {
+            for &(name, c) in &decode_cols {
+                if rec.get(c).is_none_or(str::is_empty) {
+                    return Err(Error::Input(crate::error::InputError {
+                        file: path.display().to_string(),
+                        line: Some(line),
+                        key: Some(name.to_string()),
+                        reason:
+                            "empty, though the run decoded tokens: the file was edited or damaged"
+                                .into(),
+                    }));
+                }
+            }
+        }
+        runs_seen.push((
+            rec.get(point_col).unwrap_or_default().to_string(),
+            rec.get(replicate_col).unwrap_or_default().to_string(),
+        ));
         for ((v, c), m) in values.iter_mut().zip(&metric_cols).zip(METRICS) {
             let x = rec
                 .get(*c)
@@ -154,6 +181,7 @@ pub fn summarize(dir: &Path, title: &str, report: &ReportSection) -> Result<Stri
     if points.is_empty() {
         return Err(bad(&path, "no rows"));
     }
+    check_runs(dir, &path, &runs_seen, &points)?;
     let title = experiment_name.unwrap_or_else(|| title.to_string());
 
     // summary.csv
@@ -199,12 +227,22 @@ pub fn summarize(dir: &Path, title: &str, report: &ReportSection) -> Result<Stri
     md.push_str("\n|---|");
     md.push_str(&"---|".repeat(shown.len()));
     md.push('\n');
+    let mut clamped = false;
     for p in &points {
         md.push_str(&format!("| {} |", p.key));
         for &i in &shown {
-            md.push_str(&format!(" {} |", pm(p.stats[i])));
+            let (text, c) = pm_within(p.stats[i], physical_range(METRICS[i].name));
+            clamped |= c;
+            md.push_str(&format!(" {text} |"));
         }
         md.push('\n');
+    }
+    if clamped {
+        md.push_str(
+            "\nA value written `m (a to b)` has a 95 % interval that reaches past what the metric can \
+             take (a hit rate below 0, a negative latency): `a to b` is that interval clamped to the \
+             metric's range.\n",
+        );
     }
     let mut profiles: Vec<&str> = points.iter().map(|p| p.profile.as_str()).collect();
     profiles.sort_unstable();
@@ -324,4 +362,64 @@ fn paired_differences(points: &[PointSummary], shown: &[usize], baseline: Option
         md.push('\n');
     }
     md
+}
+
+/// The figures every run that decoded tokens has.
+const DECODE_FIGURES: [&str; 4] = [
+    "decode_tokens_per_s",
+    "token_latency_mean_ns",
+    "energy_per_decode_token_mj",
+    "bytes_loaded_per_decode_token",
+];
+
+/// Every run of the sweep is in `results.csv`, once and in order: against the manifest
+/// (`runs.csv`) when the directory has it, else every point must have as many replicates as
+/// the others. A missing row would make a point's mean and interval silently rest on fewer
+/// runs.
+fn check_runs(
+    dir: &Path,
+    path: &Path,
+    seen: &[(String, String)],
+    points: &[PointSummary],
+) -> Result<()> {
+    if dir.join("runs.csv").exists() {
+        let runs = store::read_manifest(dir)?;
+        for (i, e) in runs.iter().enumerate() {
+            let found = seen.get(i);
+            if found.is_none_or(|(k, r)| *k != e.point || *r != e.replicate.to_string()) {
+                return Err(bad(
+                    path,
+                    format!(
+                        "run {} (point {}, replicate {}) is missing or out of place at row {}: the file does not match runs.csv",
+                        e.run,
+                        e.point,
+                        e.replicate,
+                        i + 2
+                    ),
+                ));
+            }
+        }
+        if seen.len() > runs.len() {
+            return Err(bad(
+                path,
+                format!(
+                    "{} rows for the {} runs of runs.csv",
+                    seen.len(),
+                    runs.len()
+                ),
+            ));
+        }
+        return Ok(());
+    }
+    let n = points.iter().map(|p| p.n).max().unwrap_or(0);
+    if let Some(p) = points.iter().find(|p| p.n != n) {
+        return Err(bad(
+            path,
+            format!(
+                "point {} has {} of the {n} replicates the other points have: rows are missing",
+                p.key, p.n
+            ),
+        ));
+    }
+    Ok(())
 }

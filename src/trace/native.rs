@@ -414,6 +414,11 @@ impl<R: Read> TraceReader<R> {
         })
     }
 
+    /// The input's name (its path, or what the caller called it).
+    pub fn name(&self) -> &str {
+        &self.file
+    }
+
     /// The header.
     pub fn meta(&self) -> &TraceMeta {
         &self.meta

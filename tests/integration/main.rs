@@ -23,6 +23,8 @@ mod params;
 mod limits;
 // Outputs never overwrite inputs or mix runs; no temporary files survive a failure.
 mod data_safety;
+// Inputs an audit of issue 17 found accepted with nonsense results or lost data.
+mod audit17;
 // The JSON record scanner against serde_json.
 mod json_scanner;
 // Every documented command runs as written.
