@@ -103,7 +103,7 @@ fn outputs_never_overwrite_inputs_or_each_other() {
         }
         let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 256), }";
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
