@@ -38,13 +38,14 @@ pub fn write_generated(
                 let mut n = 0u64;
                 let mut ev = GeneratedEvent::default();
                 let mut events = generator.request(r);
-                while events.next_event(&mut ev) {
+                while events.try_next_event(&mut ev)? {
                     format_record(&ev.record, &mut buf);
                     n += 1;
                 }
-                (buf, n)
+                Ok((buf, n))
             })
-            .collect();
+            .collect::<Result<_, String>>()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidData, why))?;
         for (buf, n) in parts {
             out.write_all(&buf)?;
             records += n;
