@@ -219,41 +219,48 @@ impl fmt::Display for PolicyKind {
 impl FromStr for PolicyKind {
     type Err = String;
 
-    /// `lru`, `belady`, `ema` or `ema:0.9`, ….
+    /// A name as [`PolicyKind::name`] gives it (`lru`, `least-stale`; `min` for Belady),
+    /// optionally followed by `:` and the policy's one parameter (`ema:0.9`).
     fn from_str(s: &str) -> Result<PolicyKind, String> {
         let (name, arg) = match s.split_once(':') {
             Some((n, a)) => (n, Some(a)),
             None => (s, None),
         };
-        let no_arg = |k: PolicyKind| match arg {
-            None => Ok(k),
-            Some(_) => Err(format!("policy `{name}` takes no parameter")),
+        let lower = name.to_ascii_lowercase();
+        let lower = if lower == "min" {
+            "belady".into()
+        } else {
+            lower
         };
-        match name.to_ascii_lowercase().as_str() {
-            "fifo" => no_arg(PolicyKind::Fifo {}),
-            "lru" => no_arg(PolicyKind::Lru {}),
-            "lfu" => no_arg(PolicyKind::Lfu {}),
-            "lfru" => no_arg(PolicyKind::Lfru {}),
-            "arc" => no_arg(PolicyKind::Arc {}),
-            "sieve" => no_arg(PolicyKind::Sieve {}),
-            "least-stale" => no_arg(PolicyKind::LeastStale {}),
-            "pinned" => no_arg(PolicyKind::Pinned {}),
-            "belady" | "min" => no_arg(PolicyKind::Belady {}),
-            "ema" => {
-                let decay = match arg {
-                    None => ema::DEFAULT_DECAY,
-                    Some(a) => a
-                        .parse::<f64>()
-                        .map_err(|_| format!("ema:{a}: the decay must be a number"))?,
-                };
-                let kind = PolicyKind::Ema { decay };
-                kind.validate()
-                    .map_err(|e| format!("ema:{}: the decay {}", e.value, e.reason))?;
-                Ok(kind)
+        let Some(kind) = PolicyKind::all().into_iter().find(|k| k.name() == lower) else {
+            let names: Vec<&str> = PolicyKind::all().iter().map(PolicyKind::name).collect();
+            return Err(format!(
+                "unknown policy `{s}` (expected {}, with ema taking ema:DECAY)",
+                names.join(", ")
+            ));
+        };
+        let kind = match arg {
+            None => kind,
+            Some(a) => {
+                let x = a
+                    .parse::<f64>()
+                    .map_err(|_| format!("{name}:{a}: the parameter must be a number"))?;
+                kind.with_parameter(x)
+                    .ok_or_else(|| format!("policy `{name}` takes no parameter"))?
             }
-            _ => Err(format!(
-                "unknown policy `{s}` (expected fifo, lru, lfu, lfru, arc, sieve, least-stale, pinned, belady, ema[:DECAY])"
-            )),
+        };
+        kind.validate()
+            .map_err(|e| format!("{name}:{}: the {} {}", e.value, e.key, e.reason))?;
+        Ok(kind)
+    }
+}
+
+impl PolicyKind {
+    /// This policy with its one parameter set to `x` (the `name:x` spelling), if it has one.
+    fn with_parameter(&self, x: f64) -> Option<PolicyKind> {
+        match self {
+            PolicyKind::Ema { .. } => Some(PolicyKind::Ema { decay: x }),
+            _ => None,
         }
     }
 }
@@ -261,6 +268,27 @@ impl FromStr for PolicyKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `all()` lists every variant: adding one makes this match fail to compile until it is
+    /// numbered here, and the test then fails until `all()` has it.
+    #[test]
+    fn all_lists_every_variant() {
+        let index = |k: &PolicyKind| match k {
+            PolicyKind::Fifo {} => 0,
+            PolicyKind::Lru {} => 1,
+            PolicyKind::Lfu {} => 2,
+            PolicyKind::Lfru {} => 3,
+            PolicyKind::Arc {} => 4,
+            PolicyKind::Sieve {} => 5,
+            PolicyKind::LeastStale {} => 6,
+            PolicyKind::Pinned {} => 7,
+            PolicyKind::Belady {} => 8,
+            PolicyKind::Ema { .. } => 9,
+        };
+        let mut seen: Vec<usize> = PolicyKind::all().iter().map(index).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+    }
 
     #[test]
     fn names_round_trip() {

@@ -24,6 +24,11 @@ pub struct RouteArgs {
     /// Routers: standard, memory-aware, ema, max-rank, hard-mask, cross-layer.
     #[arg(long, value_delimiter = ',', default_value = "standard,memory-aware")]
     pub router: Vec<String>,
+    /// Any router as a TOML inline table, as an experiment's `[router]` is written
+    /// (`'{ kind = "cross-layer", lambda = 1.0 }'`); repeatable; added to --router's. Its
+    /// parameters are checked as in a file.
+    #[arg(long = "router-table", value_name = "TABLE")]
+    pub router_table: Vec<String>,
     /// Bonus values: λ for memory-aware and cross-layer, γ for ema.
     #[arg(long, value_delimiter = ',', default_value = "0,0.5,1,2")]
     pub bonus: Vec<f64>,
@@ -205,6 +210,21 @@ fn jobs(args: &RouteArgs, shape: &crate::param::ModelShape) -> Result<Vec<RouteJ
             )));
         }
         routers.extend(built);
+    }
+    for t in &args.router_table {
+        let bad = |why: String| Error::usage(format!("--router-table {t}: {why}"));
+        let table: toml::Table =
+            toml::from_str(&format!("router = {t}")).map_err(|e| bad(e.message().to_string()))?;
+        let router: RouterKind = table
+            .get("router")
+            .cloned()
+            .ok_or_else(|| bad("not a table".into()))?
+            .try_into()
+            .map_err(|e: toml::de::Error| bad(e.message().to_string()))?;
+        router
+            .validate(shape)
+            .map_err(|e| bad(format!("{}: {}", router.name(), e.message())))?;
+        routers.push(router);
     }
     // Every flag's value is checked, whether or not its router was selected: each router
     // kind is built from the flags once (with every --bonus value) and validated.

@@ -82,6 +82,22 @@ const CASES: &[(&str, From, &[&str])] = &[
         From::Route(&["--router", "ema", "--ema-decay", "1.5"]),
         &["--ema-decay 1.5", "[0, 1)"],
     ),
+    (
+        "--router-table ema alpha = nan",
+        From::Route(&[
+            "--router-table",
+            "{ kind = \"ema\", alpha = nan, beta = 0.1, gamma = 1, decay = 0.5 }",
+        ]),
+        &["--router-table", "ema: alpha = NaN", "finite number >= 0"],
+    ),
+    (
+        "--router-table cross-layer lambda = -1",
+        From::Route(&[
+            "--router-table",
+            "{ kind = \"cross-layer\", lambda = -1.0 }",
+        ]),
+        &["--router-table", "cross-layer: lambda = -1"],
+    ),
     // memory-aware router.
     (
         "lambda = nan",
