@@ -71,6 +71,11 @@ impl ArcPolicy {
             };
             if let Some(v) = list.tail_most_unprotected(protected) {
                 list.unlink(v);
+                // A resident object never has a ghost: promotions clear it (`begin_insert`).
+                assert!(
+                    !ghost.contains(v),
+                    "ARC: object {v} is resident and a ghost"
+                );
                 ghost.push_head(v);
                 return Some(v);
             }
@@ -114,6 +119,10 @@ impl EvictionPolicy for ArcPolicy {
     }
 
     fn on_insert(&mut self, x: u32) {
+        assert!(
+            !self.b1.contains(x) && !self.b2.contains(x),
+            "ARC: object {x} inserted while still a ghost"
+        );
         if self.from_b1 || self.from_b2 {
             self.t2.push_head(x);
         } else {

@@ -67,11 +67,12 @@ impl DList {
         self.next[x as usize]
     }
 
-    /// Inserts `x` (not a member) at the head. Pushing a member would corrupt the links
-    /// (a later walk could loop forever), so it panics: a policy bug, caught where it happens.
+    /// Inserts `x` (not a member) at the head. Pushing a member would corrupt the links (a
+    /// later walk could loop forever): callers that cannot rule it out by construction check
+    /// [`DList::contains`] first (this is LRU's hot path, checked in debug builds only).
     #[inline]
     pub fn push_head(&mut self, x: u32) {
-        assert!(
+        debug_assert!(
             !self.member[x as usize],
             "object {x} is already in the list"
         );
