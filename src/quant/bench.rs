@@ -68,6 +68,9 @@ impl Bench {
     /// A benchmark timing `repeats` repetitions of at least `min_ms` each; the reason when the
     /// one-thread pool cannot be built.
     pub fn new(repeats: usize, min_ms: u64) -> Result<Bench, String> {
+        if repeats == 0 {
+            return Err("--repeats 0: a median needs at least one repetition".into());
+        }
         let one_core = rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()

@@ -244,3 +244,10 @@ fn summary_intervals_stay_within_the_metric_range() {
     let m = moesim::report::numbers::pm_within((487.2, 527.1), (0.0, f64::INFINITY));
     assert!(m.1 && m.0.starts_with("487.2 (0 to "), "{}", m.0);
 }
+
+/// `quant bench --repeats 0` printed "medians of 0 repetitions" with numbers.
+#[test]
+fn a_benchmark_of_zero_repetitions_is_refused() {
+    let run = moesim(["quant", "bench", "--repeats", "0"]);
+    assert_bad_input(&run, &["--repeats 0", "at least one"]);
+}
