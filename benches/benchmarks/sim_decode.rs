@@ -26,6 +26,32 @@ fn load(file: &str, edit: impl Fn(&mut moesim::sim::SimOptions)) -> (SimSetup, S
     (setup, trace)
 }
 
+/// As [`load`], after `spec_edit` changes the experiment file's spec (sweep removed, shorter
+/// trace).
+fn load_with(
+    file: &str,
+    edit: impl Fn(&mut moesim::sim::SimOptions),
+    spec_edit: impl Fn(&mut moesim::experiment::ExperimentSpec),
+) -> (SimSetup, SimTrace) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut spec: moesim::experiment::ExperimentSpec = toml::from_str(&text).unwrap();
+    spec_edit(&mut spec);
+    let mut exp = Experiment::from_spec(spec, file, root.join("experiments").as_path()).unwrap();
+    edit(&mut exp.options);
+    let trace = exp.build_trace().unwrap();
+    let setup = SimSetup::new(
+        &exp.profile,
+        &exp.model,
+        exp.options.clone(),
+        &trace.popularity(),
+        None,
+    )
+    .unwrap();
+    (setup, trace)
+}
+
 fn sim_decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("sim_decode");
     g.sample_size(20);
@@ -56,6 +82,35 @@ fn sim_decode(c: &mut Criterion) {
     setup.expert_slowdown_after_load = [0.09; 6];
     bench(&mut g, "standard-lru-contention", setup, trace);
     g.finish();
+
+    // Placement (issue 19): Qwen3-30B-A3B Q4_K on the 16 GB desktop of
+    // `experiments/n-cpu-moe.toml`, 1 request of 32 prompt and 128 generated tokens.
+    let mut g = c.benchmark_group("sim_placement");
+    g.sample_size(10);
+    let variants: [(&str, Edit); 4] = [
+        ("in-place", |o| {
+            o.placement = toml::from_str("mode = \"in-place\"").unwrap()
+        }),
+        ("layers-24", |o| {
+            o.placement = toml::from_str("mode = \"layers\"\nin_place_layers = 24").unwrap()
+        }),
+        ("hot-set", |o| {
+            o.placement = toml::from_str("mode = \"hot-set\"").unwrap()
+        }),
+        ("per-miss", |o| {
+            o.placement = toml::from_str("mode = \"per-miss\"").unwrap()
+        }),
+    ];
+    for (name, edit) in variants {
+        let (setup, trace) = load_with("experiments/n-cpu-moe.toml", edit, |spec| {
+            spec.sweep = None;
+            spec.trace.requests = Some(1);
+            spec.trace.prefill_tokens = Some(32);
+            spec.trace.decode_tokens = Some(128);
+        });
+        bench_named(&mut g, "qwen3-30b-4060ti", name, setup, trace);
+    }
+    g.finish();
 }
 
 fn bench(
@@ -64,11 +119,21 @@ fn bench(
     setup: SimSetup,
     trace: SimTrace,
 ) {
+    bench_named(g, "mixtral-4090-offload", name, setup, trace)
+}
+
+fn bench_named(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    system: &str,
+    name: &str,
+    setup: SimSetup,
+    trace: SimTrace,
+) {
     {
         let events = moesim::sim::run(&setup, &trace).unwrap().0.events;
         g.throughput(Throughput::Elements(events));
         g.bench_with_input(
-            BenchmarkId::new("mixtral-4090-offload", name),
+            BenchmarkId::new(system, name),
             &(setup, trace),
             |b, (s, t)| b.iter(|| moesim::sim::run(s, t)),
         );

@@ -248,8 +248,9 @@ pub struct CacheBank {
     /// The cache the protected objects belong to.
     protected_cache: usize,
     protected: Vec<u32>,
+    /// Objects the last lookup evicted, in the cache `evicted_cache`.
     evicted_local: Vec<u32>,
-    evicted: Vec<usize>,
+    evicted_cache: usize,
 }
 
 impl CacheBank {
@@ -275,7 +276,7 @@ impl CacheBank {
             protected_cache: 0,
             protected: Vec::new(),
             evicted_local: Vec::new(),
-            evicted: Vec::new(),
+            evicted_cache: 0,
         }
     }
 
@@ -342,18 +343,17 @@ impl CacheBank {
         let ci = self.map.cache_of(layer);
         let o = self.map.object(layer, expert);
         self.evicted_local.clear();
-        let lookup = self.caches[ci].lookup(o.0, bytes, &self.protected, &mut self.evicted_local);
-        self.evicted.clear();
-        for &v in &self.evicted_local {
-            self.evicted.push(self.map.flat_of(ci, ObjectId(v)));
-        }
-        lookup
+        self.evicted_cache = ci;
+        self.caches[ci].lookup(o.0, bytes, &self.protected, &mut self.evicted_local)
     }
 
     /// The experts the last lookup evicted, as flat indices.
     #[inline]
-    pub fn evicted(&self) -> &[usize] {
-        &self.evicted
+    pub fn evicted(&self) -> impl Iterator<Item = usize> + '_ {
+        let ci = self.evicted_cache;
+        self.evicted_local
+            .iter()
+            .map(move |&v| self.map.flat_of(ci, ObjectId(v)))
     }
 
     /// Whether expert `expert` of `layer` is resident.
@@ -424,6 +424,6 @@ mod tests {
         assert_eq!(bank.lookup(0, 2, 1), Lookup::Miss { inserted: false });
         bank.begin_event(0, &[3]);
         assert_eq!(bank.lookup(0, 3, 1), Lookup::Miss { inserted: true });
-        assert_eq!(bank.evicted(), [0]);
+        assert_eq!(bank.evicted().collect::<Vec<_>>(), [0]);
     }
 }

@@ -129,9 +129,18 @@ struct ShowJson<'a> {
     tiers: Vec<TierJson<'a>>,
     links: Vec<LinkJson<'a>>,
     compute: ComputeJson,
+    units: Vec<UnitJson<'a>>,
     uncalibrated: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_fit: Option<ModelFitJson>,
+}
+
+#[derive(Serialize)]
+struct UnitJson<'a> {
+    name: &'a str,
+    tier: &'a str,
+    #[serde(flatten)]
+    compute: ComputeJson,
 }
 
 #[derive(Serialize)]
@@ -165,7 +174,11 @@ struct LinkJson<'a> {
 struct ComputeJson {
     cores: u32,
     expert_weights_per_s: Vec<(String, f64)>,
+    peak_macs_per_s: Vec<(String, f64)>,
+    crossover_tokens: Vec<(String, f64)>,
     dense_weights_per_s: f64,
+    dense_peak_macs_per_s: f64,
+    launch_ns: f64,
     energy_pj_per_mac: f64,
     calibrated: String,
 }
@@ -291,40 +304,61 @@ fn show(
         s.push_str(&t.render());
     }
 
-    s.push_str(&format!(
-        "\ncompute ({} cores, {}): dense {} weights, {} pJ/MAC\n",
-        p.compute.cores,
-        p.compute.calibrated.name(),
-        format_rate(p.compute.dense_weights_per_s),
-        p.compute.energy_pj_per_mac
-    ));
-    let c = &p.compute;
-    if c.expert_slowdown_while_transferring > 0.0 {
+    for u in &p.units {
+        let c = &u.compute;
+        let title = if p.units.len() == 1 {
+            "compute".to_string()
+        } else {
+            format!("compute unit {} on {}", u.name, p.tiers[u.tier].name)
+        };
         s.push_str(&format!(
-            "expert kernels while a link transfers: {:.1} % slower\n",
-            100.0 * c.expert_slowdown_while_transferring
+            "\n{title} ({} cores, {}): dense {} weights (peak {} MAC), {} pJ/MAC{}\n",
+            c.cores,
+            c.calibrated.name(),
+            format_rate(c.dense_weights_per_s),
+            format_rate(c.dense_peak_macs_per_s),
+            c.energy_pj_per_mac,
+            if c.launch_ns > 0.0 {
+                format!(", {} per kernel launch", format_duration_ns(c.launch_ns))
+            } else {
+                String::new()
+            }
         ));
-    }
-    let after_load = c.expert_slowdown_after_load.iter().any(|&x| x > 0.0);
-    let mut columns = vec![
-        ("class", Align::Left),
-        ("expert GEMV weights/s", Align::Right),
-    ];
-    if after_load {
-        columns.push(("first kernel after a load", Align::Right));
-    }
-    let mut t = Table::new(&columns);
-    for (i, class) in ComputeClass::ALL.into_iter().enumerate() {
-        let mut row = vec![
-            class.name().to_string(),
-            format_rate(c.weights_per_s(class)),
+        if c.expert_slowdown_while_transferring > 0.0 {
+            s.push_str(&format!(
+                "expert kernels while a link transfers: {:.1} % slower\n",
+                100.0 * c.expert_slowdown_while_transferring
+            ));
+        }
+        let after_load = c.expert_slowdown_after_load.iter().any(|&x| x > 0.0);
+        let mut columns = vec![
+            ("class", Align::Left),
+            ("expert GEMV weights/s", Align::Right),
+            ("peak MAC/s", Align::Right),
+            ("crossover tokens", Align::Right),
         ];
         if after_load {
-            row.push(format!("+{:.1} %", 100.0 * c.expert_slowdown_after_load[i]));
+            columns.push(("first kernel after a load", Align::Right));
         }
-        t.row(row);
+        let mut t = Table::new(&columns);
+        for (i, class) in ComputeClass::ALL.into_iter().enumerate() {
+            let mut row = vec![
+                class.name().to_string(),
+                format_rate(c.weights_per_s(class)),
+                format_rate(c.peak_macs_per_s(class)),
+                format!("{:.1}", c.crossover_tokens(class)),
+            ];
+            if after_load {
+                row.push(format!("+{:.1} %", 100.0 * c.expert_slowdown_after_load[i]));
+            }
+            t.row(row);
+        }
+        s.push_str(&t.render());
     }
-    s.push_str(&t.render());
+    s.push_str(
+        "(a kernel on n tokens takes max(weights / GEMV rate, n * MACs / peak) + launch; \
+         below the crossover it is bound by memory)\n",
+    );
     match &p.power {
         Some(w) => s.push_str(&format!(
             "\nstatic power: {} W ({}; {}), charged over simulated time\n",
@@ -475,22 +509,42 @@ fn show_json(p: &HardwareProfile, model_fit: Option<ModelFitJson>) -> ShowJson<'
                 calibrated: l.calibrated.name(),
             })
             .collect(),
-        compute: ComputeJson {
-            cores: p.compute.cores,
-            expert_weights_per_s: ComputeClass::ALL
-                .iter()
-                .map(|&c| (c.name().to_string(), p.compute.weights_per_s(c)))
-                .collect(),
-            dense_weights_per_s: p.compute.dense_weights_per_s,
-            energy_pj_per_mac: p.compute.energy_pj_per_mac,
-            calibrated: p.compute.calibrated.name().to_string(),
-        },
+        compute: compute_json(p.compute()),
+        units: p
+            .units
+            .iter()
+            .map(|u| UnitJson {
+                name: &u.name,
+                tier: &p.tiers[u.tier].name,
+                compute: compute_json(&u.compute),
+            })
+            .collect(),
         uncalibrated: p
             .uncalibrated_groups()
             .iter()
             .map(|(g, c)| format!("{g} ({})", c.name()))
             .collect(),
         model_fit,
+    }
+}
+
+fn compute_json(c: &hardware::Compute) -> ComputeJson {
+    let per_class = |f: &dyn Fn(ComputeClass) -> f64| {
+        ComputeClass::ALL
+            .iter()
+            .map(|&class| (class.name().to_string(), f(class)))
+            .collect()
+    };
+    ComputeJson {
+        cores: c.cores,
+        expert_weights_per_s: per_class(&|class| c.weights_per_s(class)),
+        peak_macs_per_s: per_class(&|class| c.peak_macs_per_s(class)),
+        crossover_tokens: per_class(&|class| c.crossover_tokens(class)),
+        dense_weights_per_s: c.dense_weights_per_s,
+        dense_peak_macs_per_s: c.dense_peak_macs_per_s,
+        launch_ns: c.launch_ns,
+        energy_pj_per_mac: c.energy_pj_per_mac,
+        calibrated: c.calibrated.name().to_string(),
     }
 }
 

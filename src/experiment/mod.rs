@@ -344,7 +344,7 @@ impl Experiment {
         let model =
             crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?;
         if profile
-            .compute
+            .compute()
             .format_weights_per_s(spec.model.format)
             .is_none()
         {
@@ -575,6 +575,13 @@ impl Experiment {
             .arrival
             .validate()
             .map_err(|e| param_at(label, "scenario.arrival", e))?;
+        if spec.scenario.prefill_chunk_tokens == Some(0) {
+            return Err(at(
+                label,
+                "scenario.prefill_chunk_tokens",
+                "must be at least 1 (leave it out to run the whole prompt in one step)",
+            ));
+        }
         // Precision.
         let pr = &spec.precision;
         let allocator = pr.allocator.clone().unwrap_or(AllocatorKind::Uniform {
@@ -757,6 +764,8 @@ impl Experiment {
                 dynamic: pr.dynamic.clone(),
                 low_on_miss: pr.low_on_miss.clone(),
             },
+            placement: spec.placement.clone(),
+            prefill_chunk_tokens: spec.scenario.prefill_chunk_tokens,
         };
         // Resolve the setup once with a neutral popularity to report option errors now, not
         // after the trace is built.

@@ -8,9 +8,9 @@ use crate::cache::replay::{BetweenRequests, Scope};
 use crate::precision::{AllocatorKind, DynamicSpec, LowOnMissSpec};
 use crate::quant::format::WeightFormat;
 use crate::router::{GateWeights, RouterKind};
-use crate::sim::OnWrongPrefetch;
 use crate::sim::arrival::ArrivalKind;
 use crate::sim::prefetch::PrefetchKind;
+use crate::sim::{OnWrongPrefetch, PlacementSpec};
 
 /// The current schema version.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -47,6 +47,9 @@ pub struct ExperimentSpec {
     /// Prefetching.
     #[serde(default)]
     pub prefetch: PrefetchSection,
+    /// Where experts run: moved to the primary unit, or computed in place.
+    #[serde(default, skip_serializing_if = "PlacementSpec::is_default")]
+    pub placement: PlacementSpec,
     /// Request arrivals.
     #[serde(default)]
     pub scenario: ScenarioSection,
@@ -381,6 +384,10 @@ pub struct ScenarioSection {
     /// How requests arrive.
     #[serde(default)]
     pub arrival: ArrivalKind,
+    /// Run a prompt in chunks of at most this many tokens (llama.cpp's micro-batch,
+    /// `--ubatch-size`); default: the whole prompt in one step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_chunk_tokens: Option<u32>,
 }
 
 /// `[output]`.

@@ -27,9 +27,10 @@ pub struct HardwareProfile {
     pub tiers: Vec<Tier>,
     /// Directed copy paths.
     pub links: Vec<Link>,
-    /// Compute throughput.
-    pub compute: Compute,
-    /// Index of the tier expert kernels read from.
+    /// The compute units; the first is the primary one (dense parts, router, LM head, and the
+    /// experts paged into its tier).
+    pub units: Vec<ComputeUnit>,
+    /// Index of the tier the primary unit reads from.
     pub compute_tier: usize,
     /// Static power, if the profile states it.
     pub power: Option<Power>,
@@ -112,6 +113,18 @@ impl Link {
     }
 }
 
+/// A processor that computes experts where they are stored: a GPU from VRAM, a CPU from DRAM,
+/// an NPU from SRAM.
+#[derive(Debug, Clone)]
+pub struct ComputeUnit {
+    /// Unique name (`compute` for a profile with one `[compute]` section).
+    pub name: String,
+    /// The tier it reads weights from.
+    pub tier: usize,
+    /// Its figures.
+    pub compute: Compute,
+}
+
 /// Compute throughput and energy.
 #[derive(Debug, Clone)]
 pub struct Compute {
@@ -121,6 +134,13 @@ pub struct Compute {
     pub expert_weights_per_s: [f64; 6],
     /// Non-expert throughput in weights per second.
     pub dense_weights_per_s: f64,
+    /// Peak multiply-accumulates per second for batched expert kernels, per [`ComputeClass`]
+    /// (never below the batch-1 rate; equal to it when the profile states no peak).
+    pub peak_macs_per_s: [f64; 6],
+    /// Peak multiply-accumulates per second of the dense part.
+    pub dense_peak_macs_per_s: f64,
+    /// Fixed cost of one kernel launch or dispatch.
+    pub launch_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// Expert kernels take `1 + this` times as long while a link transfers.
@@ -137,17 +157,38 @@ pub struct Compute {
 impl Compute {
     /// Throughput of an expert kernel of class `class`, in weights per second.
     pub fn weights_per_s(&self, class: ComputeClass) -> f64 {
-        let i = ComputeClass::ALL
-            .iter()
-            .position(|&c| c == class)
-            .expect("every class is in ALL");
-        self.expert_weights_per_s[i]
+        self.expert_weights_per_s[class_index(class)]
     }
 
     /// Throughput for a weight format, or `None` for the untimed f32 reference.
     pub fn format_weights_per_s(&self, format: WeightFormat) -> Option<f64> {
         format.compute_class().map(|c| self.weights_per_s(c))
     }
+
+    /// Peak multiply-accumulates per second for batched kernels of class `class`.
+    pub fn peak_macs_per_s(&self, class: ComputeClass) -> f64 {
+        self.peak_macs_per_s[class_index(class)]
+    }
+
+    /// The roofline's crossover for an expert kernel of class `class`: the token count at
+    /// which reading the weights once (`weights / rate`) takes as long as the arithmetic
+    /// (`n · weights / peak`), i.e. `peak / rate`. Below it a kernel is bound by memory and
+    /// extra tokens are nearly free; above it each token costs its MACs.
+    pub fn crossover_tokens(&self, class: ComputeClass) -> f64 {
+        self.peak_macs_per_s(class) / self.weights_per_s(class)
+    }
+
+    /// The dense part's crossover token count.
+    pub fn dense_crossover_tokens(&self) -> f64 {
+        self.dense_peak_macs_per_s / self.dense_weights_per_s
+    }
+}
+
+fn class_index(class: ComputeClass) -> usize {
+    ComputeClass::ALL
+        .iter()
+        .position(|&c| c == class)
+        .expect("every class is in ALL")
 }
 
 /// One way to move bytes from one tier to another, link by link.
@@ -160,6 +201,16 @@ pub struct TransferPath {
 }
 
 impl HardwareProfile {
+    /// The primary compute unit's figures.
+    pub fn compute(&self) -> &Compute {
+        &self.units[0].compute
+    }
+
+    /// The unit called `name`.
+    pub fn unit_index(&self, name: &str) -> Option<usize> {
+        self.units.iter().position(|u| u.name == name)
+    }
+
     /// Index of the tier called `name`.
     pub fn tier_index(&self, name: &str) -> Option<usize> {
         self.tiers.iter().position(|t| t.name == name)
@@ -226,8 +277,16 @@ impl HardwareProfile {
     /// Figure groups: one per tier and link, the compute throughput, and the compute energy
     /// when its provenance is given separately.
     pub fn figure_groups(&self) -> usize {
-        let energy = usize::from(self.compute.energy_calibrated != self.compute.calibrated);
-        self.tiers.len() + self.links.len() + 1 + energy + usize::from(self.power.is_some())
+        let energy = self
+            .units
+            .iter()
+            .filter(|u| u.compute.energy_calibrated != u.compute.calibrated)
+            .count();
+        self.tiers.len()
+            + self.links.len()
+            + self.units.len()
+            + energy
+            + usize::from(self.power.is_some())
     }
 
     /// Every figure group that is not datasheet or measured, as `(group, calibration)`.
@@ -249,13 +308,19 @@ impl HardwareProfile {
                 ));
             }
         }
-        if !self.compute.calibrated.is_calibrated() {
-            groups.push(("compute".to_string(), self.compute.calibrated));
-        }
-        if self.compute.energy_calibrated != self.compute.calibrated
-            && !self.compute.energy_calibrated.is_calibrated()
-        {
-            groups.push(("compute energy".to_string(), self.compute.energy_calibrated));
+        for u in &self.units {
+            let label = if self.units.len() == 1 {
+                "compute".to_string()
+            } else {
+                format!("compute unit {}", u.name)
+            };
+            let c = &u.compute;
+            if !c.calibrated.is_calibrated() {
+                groups.push((label.clone(), c.calibrated));
+            }
+            if c.energy_calibrated != c.calibrated && !c.energy_calibrated.is_calibrated() {
+                groups.push((format!("{label} energy"), c.energy_calibrated));
+            }
         }
         if let Some(p) = &self.power
             && !p.calibrated.is_calibrated()

@@ -42,6 +42,18 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/apple-m2.toml"),
     ),
     (
+        "pc-rtx3060-12gb-ddr4",
+        include_str!("../../hardware-profiles/pc-rtx3060-12gb-ddr4.toml"),
+    ),
+    (
+        "pc-rtx3060-12gb-ddr5",
+        include_str!("../../hardware-profiles/pc-rtx3060-12gb-ddr5.toml"),
+    ),
+    (
+        "pc-rtx4060ti-16gb-ddr5",
+        include_str!("../../hardware-profiles/pc-rtx4060ti-16gb-ddr5.toml"),
+    ),
+    (
         "pc-rtx4090-pcie4",
         include_str!("../../hardware-profiles/pc-rtx4090-pcie4.toml"),
     ),

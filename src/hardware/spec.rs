@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Compute, HardwareProfile, Link, Tier};
+use super::{Compute, ComputeUnit, HardwareProfile, Link, Tier};
 use crate::error::InputError;
 use crate::quant::format::ComputeClass;
 
@@ -26,14 +26,22 @@ pub struct HardwareProfileSpec {
     /// Citations for the figures, `ID: title, address`.
     pub sources: Vec<String>,
     /// The tier expert kernels read their weights from; experts elsewhere must be copied here.
-    pub compute_tier: String,
+    /// Goes with `[compute]`; a profile with `[[compute_units]]` names each unit's tier instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_tier: Option<String>,
     /// Memory tiers, fastest first.
     pub tiers: Vec<TierSpec>,
     /// Directed copy paths between tiers.
     #[serde(default)]
     pub links: Vec<LinkSpec>,
-    /// Compute throughput and energy.
-    pub compute: ComputeSpec,
+    /// Compute throughput and energy of the one compute unit, on `compute_tier`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute: Option<ComputeSpec>,
+    /// Several compute units (instead of `[compute]`), each reading weights from its own tier;
+    /// the first is the primary unit, which runs the dense parts, the router and the LM head,
+    /// and whose tier is where moved experts are paged in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compute_units: Vec<ComputeSpec>,
     /// Allow a block-storage tier (NVMe, UFS, SD/NAND) as the compute tier, whose kernels would
     /// then read weights straight from storage; refused unless set, since no device computes
     /// from a block device.
@@ -190,16 +198,35 @@ pub struct LinkSpec {
     pub calibrated: Calibration,
 }
 
-/// Compute figures as written in TOML.
+/// Compute figures as written in TOML: `[compute]`, or one entry of `[[compute_units]]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComputeSpec {
+    /// Name of the unit (`[[compute_units]]` only), e.g. `gpu` or `cpu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The tier the unit reads weights from (`[[compute_units]]` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
     /// Cores (or streaming multiprocessors) the throughput figures assume.
     pub cores: i64,
     /// Expert GEMV throughput per weight format, in weights (= MACs at batch 1) per second.
     pub expert_weights_per_s: FormatThroughputSpec,
     /// Throughput of the non-expert (dense) part: attention, router, shared experts.
     pub dense_weights_per_s: f64,
+    /// Peak arithmetic throughput per weight format for batched work, in multiply-accumulates
+    /// per second: a kernel on n tokens takes `max(weights / expert_weights_per_s,
+    /// n · weights / peak) + launch_ns`. Default: `expert_weights_per_s` (no batching gain, so
+    /// n tokens cost n times one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_macs_per_s: Option<FormatThroughputSpec>,
+    /// Peak arithmetic throughput of the dense part for batched work (default:
+    /// `dense_weights_per_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense_peak_macs_per_s: Option<f64>,
+    /// Fixed cost of launching or dispatching one kernel, in ns. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub launch_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// How much slower expert kernels run while a link transfers (memory contention between
@@ -467,71 +494,146 @@ impl HardwareProfileSpec {
             });
         }
 
-        let compute_tier = tier_index(&self.compute_tier).ok_or_else(|| {
-            err(
-                "compute_tier",
-                format!("no tier named `{}`", self.compute_tier),
-            )
-        })?;
-        if matches!(
-            tiers[compute_tier].kind,
-            TierKind::Nvme | TierKind::Ufs | TierKind::FlashNand
-        ) && !self.compute_from_storage
-        {
-            return Err(err(
-                "compute_tier",
-                format!(
-                    "tier `{}` is block storage ({}): kernels cannot execute from it; copy experts to a memory tier over a link, or set compute_from_storage = true to model it anyway",
-                    self.compute_tier,
-                    tiers[compute_tier].kind.name()
-                ),
-            ));
-        }
-        if !tiers[compute_tier].holds_experts {
-            return Err(err(
-                "compute_tier",
-                format!(
-                    "tier `{}` has holds_experts = false, so no expert can be computed from it",
-                    self.compute_tier
-                ),
-            ));
-        }
-
-        let c = &self.compute;
-        CORES
-            .check_int(c.cores)
-            .map_err(|r| err("compute.cores", r))?;
-        let mut expert_weights_per_s = [0.0; ComputeClass::ALL.len()];
-        for (slot, class) in expert_weights_per_s.iter_mut().zip(ComputeClass::ALL) {
-            let value = c.expert_weights_per_s.get(class);
-            WEIGHT_RATE
-                .check(value)
-                .map_err(|r| err(&format!("compute.expert_weights_per_s.{}", class.name()), r))?;
-            *slot = value;
-        }
-        WEIGHT_RATE
-            .check(c.dense_weights_per_s)
-            .map_err(|r| err("compute.dense_weights_per_s", r))?;
-        ENERGY_PER_MAC
-            .check(c.energy_pj_per_mac)
-            .map_err(|r| err("compute.energy_pj_per_mac", r))?;
-        let mut fractions = vec![(
-            "compute.expert_slowdown_while_transferring".to_string(),
-            c.expert_slowdown_while_transferring,
-        )];
-        let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
-        for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
-            *slot = c.expert_slowdown_after_load.get(class);
-            fractions.push((
-                format!("compute.expert_slowdown_after_load.{}", class.name()),
-                *slot,
-            ));
-        }
-        for (key, x) in fractions {
-            if !(x.is_finite() && (0.0..=10.0).contains(&x)) {
-                return Err(err(&key, format!("must be a fraction in [0, 10], got {x}")));
+        // The compute units: `[compute]` on `compute_tier`, or `[[compute_units]]`.
+        let legacy: Vec<(String, Option<&str>, &ComputeSpec)>;
+        let specs: Vec<(String, Option<&str>, &ComputeSpec)> = match (
+            &self.compute,
+            self.compute_units.is_empty(),
+        ) {
+            (Some(_), false) => {
+                return Err(err(
+                    "compute_units",
+                    "give either [compute] with compute_tier, or [[compute_units]], not both"
+                        .into(),
+                ));
             }
+            (None, true) => {
+                return Err(err(
+                    "compute",
+                    "missing: give [compute] with compute_tier, or [[compute_units]]".into(),
+                ));
+            }
+            (Some(c), true) => {
+                let Some(tier) = &self.compute_tier else {
+                    return Err(err(
+                        "compute_tier",
+                        "missing: [compute] needs the tier its kernels read from".into(),
+                    ));
+                };
+                for (field, given) in [("name", c.name.is_some()), ("tier", c.tier.is_some())] {
+                    if given {
+                        return Err(err(
+                            &format!("compute.{field}"),
+                            "belongs to [[compute_units]] entries; [compute] uses compute_tier"
+                                .into(),
+                        ));
+                    }
+                }
+                legacy = vec![("compute".to_string(), Some(tier.as_str()), c)];
+                legacy
+            }
+            (None, false) => {
+                if self.compute_tier.is_some() {
+                    return Err(err(
+                            "compute_tier",
+                            "with [[compute_units]], each unit names its tier (the first unit is the primary)"
+                                .into(),
+                        ));
+                }
+                self.compute_units
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("compute_units[{i}]"), c.tier.as_deref(), c))
+                    .collect()
+            }
+        };
+        let mut units: Vec<ComputeUnit> = Vec::with_capacity(specs.len());
+        for (prefix, tier_name, c) in specs {
+            let legacy_form = self.compute.is_some();
+            let tier_key = if legacy_form {
+                "compute_tier".to_string()
+            } else {
+                format!("{prefix}.tier")
+            };
+            let name = if legacy_form {
+                "compute".to_string()
+            } else {
+                match &c.name {
+                    Some(n) if !n.trim().is_empty() => n.clone(),
+                    Some(_) => {
+                        return Err(err(&format!("{prefix}.name"), "must not be empty".into()));
+                    }
+                    None => {
+                        return Err(err(
+                            &format!("{prefix}.name"),
+                            "missing: name the unit (e.g. \"gpu\", \"cpu\")".into(),
+                        ));
+                    }
+                }
+            };
+            if let Some(j) = units.iter().position(|u| u.name == name) {
+                return Err(err(
+                    &format!("{prefix}.name"),
+                    format!("duplicate unit name `{name}` (also compute_units[{j}])"),
+                ));
+            }
+            let Some(tier_name) = tier_name else {
+                return Err(err(
+                    &tier_key,
+                    "missing: the tier the unit reads weights from".into(),
+                ));
+            };
+            let tier = tier_index(tier_name).ok_or_else(|| {
+                err(
+                    &tier_key,
+                    format!(
+                        "no tier named `{tier_name}` (tiers: {})",
+                        tiers
+                            .iter()
+                            .map(|t| t.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?;
+            if matches!(
+                tiers[tier].kind,
+                TierKind::Nvme | TierKind::Ufs | TierKind::FlashNand
+            ) && !self.compute_from_storage
+            {
+                return Err(err(
+                    &tier_key,
+                    format!(
+                        "tier `{tier_name}` is block storage ({}): kernels cannot execute from it; copy experts to a memory tier over a link, or set compute_from_storage = true to model it anyway",
+                        tiers[tier].kind.name()
+                    ),
+                ));
+            }
+            if !tiers[tier].holds_experts {
+                return Err(err(
+                    &tier_key,
+                    format!(
+                        "tier `{tier_name}` has holds_experts = false, so no expert can be computed from it"
+                    ),
+                ));
+            }
+            if let Some(j) = units.iter().position(|u| u.tier == tier) {
+                return Err(err(
+                    &tier_key,
+                    format!(
+                        "unit `{}` already reads from tier `{tier_name}`: one unit per tier",
+                        units[j].name
+                    ),
+                ));
+            }
+            let compute = validate_compute(c, &prefix, &err)?;
+            units.push(ComputeUnit {
+                name,
+                tier,
+                compute,
+            });
         }
+        let compute_tier = units[0].tier;
 
         let power = match &self.power {
             None => None,
@@ -558,20 +660,110 @@ impl HardwareProfileSpec {
             sources: self.sources.clone(),
             tiers,
             links,
-            compute: Compute {
-                cores: c.cores as u32,
-                expert_weights_per_s,
-                dense_weights_per_s: c.dense_weights_per_s,
-                energy_pj_per_mac: c.energy_pj_per_mac,
-                expert_slowdown_while_transferring: c.expert_slowdown_while_transferring,
-                expert_slowdown_after_load,
-                energy_calibrated: c.energy_calibrated.unwrap_or(c.calibrated),
-                calibrated: c.calibrated,
-            },
+            units,
             compute_tier,
             power,
         })
     }
+}
+
+/// Checks one compute section (`prefix` is `compute` or `compute_units[i]`).
+fn validate_compute(
+    c: &ComputeSpec,
+    prefix: &str,
+    err: &dyn Fn(&str, String) -> InputError,
+) -> Result<Compute, InputError> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    CORES
+        .check_int(c.cores)
+        .map_err(|r| err(&key("cores"), r))?;
+    let mut expert_weights_per_s = [0.0; ComputeClass::ALL.len()];
+    for (slot, class) in expert_weights_per_s.iter_mut().zip(ComputeClass::ALL) {
+        let value = c.expert_weights_per_s.get(class);
+        WEIGHT_RATE
+            .check(value)
+            .map_err(|r| err(&key(&format!("expert_weights_per_s.{}", class.name())), r))?;
+        *slot = value;
+    }
+    WEIGHT_RATE
+        .check(c.dense_weights_per_s)
+        .map_err(|r| err(&key("dense_weights_per_s"), r))?;
+    // The roofline's compute roof: at least the batch-1 rate (one token's kernel cannot do
+    // more multiply-accumulates per second than the unit's peak).
+    let mut peak_macs_per_s = expert_weights_per_s;
+    if let Some(peak) = &c.peak_macs_per_s {
+        for (i, class) in ComputeClass::ALL.iter().enumerate() {
+            let k = key(&format!("peak_macs_per_s.{}", class.name()));
+            let value = peak.get(*class);
+            WEIGHT_RATE.check(value).map_err(|r| err(&k, r))?;
+            if value < expert_weights_per_s[i] {
+                return Err(err(
+                    &k,
+                    format!(
+                        "{} is below expert_weights_per_s.{} = {}: the peak bounds the batch-1 rate from above",
+                        crate::param::show(value),
+                        class.name(),
+                        crate::param::show(expert_weights_per_s[i])
+                    ),
+                ));
+            }
+            peak_macs_per_s[i] = value;
+        }
+    }
+    let dense_peak_macs_per_s = match c.dense_peak_macs_per_s {
+        None => c.dense_weights_per_s,
+        Some(value) => {
+            let k = key("dense_peak_macs_per_s");
+            WEIGHT_RATE.check(value).map_err(|r| err(&k, r))?;
+            if value < c.dense_weights_per_s {
+                return Err(err(
+                    &k,
+                    format!(
+                        "{} is below dense_weights_per_s = {}: the peak bounds the batch-1 rate from above",
+                        crate::param::show(value),
+                        crate::param::show(c.dense_weights_per_s)
+                    ),
+                ));
+            }
+            value
+        }
+    };
+    LATENCY
+        .check(c.launch_ns)
+        .map_err(|r| err(&key("launch_ns"), r))?;
+    ENERGY_PER_MAC
+        .check(c.energy_pj_per_mac)
+        .map_err(|r| err(&key("energy_pj_per_mac"), r))?;
+    let mut fractions = vec![(
+        key("expert_slowdown_while_transferring"),
+        c.expert_slowdown_while_transferring,
+    )];
+    let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
+    for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
+        *slot = c.expert_slowdown_after_load.get(class);
+        fractions.push((
+            key(&format!("expert_slowdown_after_load.{}", class.name())),
+            *slot,
+        ));
+    }
+    for (k, x) in fractions {
+        if !(x.is_finite() && (0.0..=10.0).contains(&x)) {
+            return Err(err(&k, format!("must be a fraction in [0, 10], got {x}")));
+        }
+    }
+    Ok(Compute {
+        cores: c.cores as u32,
+        expert_weights_per_s,
+        dense_weights_per_s: c.dense_weights_per_s,
+        peak_macs_per_s,
+        dense_peak_macs_per_s,
+        launch_ns: c.launch_ns,
+        energy_pj_per_mac: c.energy_pj_per_mac,
+        expert_slowdown_while_transferring: c.expert_slowdown_while_transferring,
+        expert_slowdown_after_load,
+        energy_calibrated: c.energy_calibrated.unwrap_or(c.calibrated),
+        calibrated: c.calibrated,
+    })
 }
 
 fn is_zero(x: &f64) -> bool {

@@ -202,7 +202,7 @@ pub fn decode(
                     for (i, &x) in selection.experts.iter().enumerate() {
                         report.expert_uses += 1;
                         let lookup = bank.lookup(layer, x as u32, expert_bytes);
-                        for &g in bank.evicted() {
+                        for g in bank.evicted() {
                             free.push(slots[g].take().expect("an evicted expert had a buffer"));
                         }
                         match lookup {

@@ -181,7 +181,10 @@ fn profile_text(
         l.channels = 1;
         l.calibrated = measured;
     }
-    let c = &mut spec.compute;
+    let c = spec
+        .compute
+        .as_mut()
+        .expect("the shipped host preset has one [compute] section");
     c.cores = w.threads as i64;
     c.expert_slowdown_while_transferring = figures.slowdown_while_transferring;
     for &(f, x) in &figures.slowdown_after_load {

@@ -129,6 +129,7 @@ impl Workload {
             .parse()
             .map_err(|e: String| crate::error::Error::usage(format!("--policy {policy}: {e}")))?;
         let spec = ExperimentSpec {
+            placement: Default::default(),
             schema_version: SCHEMA_VERSION,
             name: "host".into(),
             description: String::new(),

@@ -29,6 +29,9 @@ pub enum PlotKind {
     SqnrVsBits,
     /// Hit rate against throughput, one marker per point.
     HitVsThroughput,
+    /// Decode and prefill throughput against `placement.in_place_layers`, with the sweep's other
+    /// placements as levels on the same axes.
+    Placement,
     /// The shape of the seed's §6.3 table, standard against memory-aware routing (a table in
     /// summary.md, not a plot).
     SeedTable,
@@ -36,7 +39,7 @@ pub enum PlotKind {
 
 impl PlotKind {
     /// Every kind.
-    pub const ALL: [PlotKind; 10] = [
+    pub const ALL: [PlotKind; 11] = [
         PlotKind::MetricVsAxis,
         PlotKind::Pareto,
         PlotKind::MissRatio,
@@ -46,6 +49,7 @@ impl PlotKind {
         PlotKind::LatencyCdf,
         PlotKind::SqnrVsBits,
         PlotKind::HitVsThroughput,
+        PlotKind::Placement,
         PlotKind::SeedTable,
     ];
 
@@ -57,6 +61,13 @@ impl PlotKind {
                 "needs a numeric cache capacity axis (cache.capacity_experts, cache.capacity_bytes or cache.budget_fraction)"
                     .into(),
             ),
+            PlotKind::Placement
+                if !axes.iter().any(|a| {
+                    a == "placement" || a == "placement.mode" || a == "placement.in_place_layers"
+                }) =>
+            {
+                Some("needs a `placement` (or `placement.mode`, `placement.in_place_layers`) axis".into())
+            }
             PlotKind::HardwareBars if !axes.iter().any(|a| a == "hardware.profile") => {
                 Some("needs a `hardware.profile` axis".into())
             }

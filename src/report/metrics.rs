@@ -46,6 +46,13 @@ pub const METRICS: &[Metric] = &[
         true,
     ),
     metric("hit_rate", "expert hit rate (decode)", 1.0, true),
+    metric(
+        "prefill_tokens_per_s",
+        "prefill throughput (tokens/s)",
+        1.0,
+        false,
+    ),
+    metric("ttft_mean_ns", "mean time to first token (ms)", 1e-6, false),
     metric("token_latency_p50_ns", "p50 token latency (ms)", 1e-6, true),
     metric("token_latency_p99_ns", "p99 token latency (ms)", 1e-6, true),
     metric(

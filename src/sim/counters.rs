@@ -24,12 +24,18 @@ pub(super) struct Counters {
     pub misses_on_predicted_steps: u64,
     pub prefill_lookups: u64,
     pub prefill_hits: u64,
+    /// Decode expert uses computed in place.
+    pub in_place_uses: u64,
+    /// Prefill lookups computed in place.
+    pub prefill_in_place: u64,
     /// Per phase (prefill, decode): bytes delivered, transfer and weight-read energy, MACs;
     /// charged to the phase running when they happen.
     pub bytes_loaded: [u64; 2],
     pub energy_transfer_pj: [f64; 2],
     pub energy_weight_read_pj: [f64; 2],
     pub macs: [f64; 2],
+    /// Energy of the in-place unit's MACs, per phase.
+    pub in_place_mac_pj: [f64; 2],
     pub prefetch_issued: u64,
     pub prefetch_useful: u64,
     pub prefetch_wrong: u64,
@@ -84,10 +90,13 @@ impl Sim<'_> {
                 c.energy_transfer_pj[p]
                     + c.energy_weight_read_pj[p]
                     + c.macs[p] * s.energy_pj_per_mac
+                    + c.in_place_mac_pj[p]
                     + static_pj_per_ns * phase_time[p] as f64
             })
             .collect();
-        let energy_mac_pj = (c.macs[0] + c.macs[1]) * s.energy_pj_per_mac;
+        let energy_mac_pj = (c.macs[0] + c.macs[1]) * s.energy_pj_per_mac
+            + c.in_place_mac_pj[0]
+            + c.in_place_mac_pj[1];
         let energy_static_pj = static_pj_per_ns * makespan as f64;
         let total_pj = c.energy_transfer_pj.iter().sum::<f64>()
             + c.energy_weight_read_pj.iter().sum::<f64>()
@@ -132,6 +141,25 @@ impl Sim<'_> {
             })
             .collect();
         let quality = self.quality.summary();
+        let primary_busy =
+            c.decode.compute + c.decode.routing + c.prefill.compute + c.prefill.routing;
+        let ip = &self.in_place;
+        let mut units = vec![super::report::UnitReport {
+            unit: s.primary_unit.clone(),
+            tier: s.tiers[s.compute_tier].name.clone(),
+            busy_ns: primary_busy,
+            utilisation: ratio(primary_busy, makespan),
+            in_place_kernels: 0,
+        }];
+        if let Some(u) = &s.in_place {
+            units.push(super::report::UnitReport {
+                unit: u.unit.clone(),
+                tier: s.tiers[u.tier].name.clone(),
+                busy_ns: ip.busy_ns,
+                utilisation: ratio(ip.busy_ns, makespan),
+                in_place_kernels: ip.kernels,
+            });
+        }
         SimReport {
             requests: self.t.requests.len() as u32,
             prefill_tokens,
@@ -202,9 +230,20 @@ impl Sim<'_> {
             low_precision_loads: c.low_precision_loads,
             expert_storage_bytes: s.storage_bytes.iter().sum(),
             extra_copy_bytes: s.extra_copy_bytes,
+            in_place_uses: c.in_place_uses,
+            prefill_in_place: c.prefill_in_place,
+            activation_bytes: ip.activation_bytes,
+            primary_busy_ns: primary_busy,
+            in_place_busy_ns: ip.busy_ns,
+            in_place_utilisation: if s.in_place.is_some() {
+                ratio(ip.busy_ns, makespan)
+            } else {
+                0.0
+            },
             quality,
             links,
             tiers,
+            units,
             token_latencies_ns: latencies,
             expert_selections: self.quality.selections().to_vec(),
             format_uses: {

@@ -26,6 +26,8 @@ pub mod arrival;
 mod compute;
 mod copies;
 mod counters;
+mod in_place;
+pub mod placement;
 pub mod prefetch;
 mod prefetching;
 mod process;
@@ -37,11 +39,12 @@ mod step;
 pub mod timeline;
 mod transfers;
 
+pub use placement::{HotSet, PlacementMode, PlacementSpec};
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};
 pub use report::SimReport;
 pub use setup::{
-    CacheCapacity, FormatCost, OnWrongPrefetch, PrecisionOptions, SetupError, SimOptions,
-    SimPrecision, SimSetup,
+    CacheCapacity, FormatCost, InPlace, OnWrongPrefetch, PrecisionOptions, SetupError, SimOptions,
+    SimPrecision, SimSetup, roofline_ns,
 };
 pub use timeline::Timeline;
 

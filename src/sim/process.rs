@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use super::compute::ComputeUnit;
 use super::copies::Copies;
 use super::counters::{Breakdown, Counters};
+use super::in_place::InPlaceUnit;
 use super::prefetching::Prefetching;
 use super::report::SimReport;
 use super::setup::SimSetup;
@@ -40,6 +41,8 @@ pub(super) enum Ev {
     /// slowed or sped up by link contention is rescheduled, and the old event ignored).
     ComputeDone(u32),
     HopDone(u32),
+    /// The in-place unit finishes its current phase.
+    InPlaceDone,
 }
 
 /// Where the request in service is.
@@ -58,6 +61,7 @@ pub(super) struct Sim<'a> {
     pub q: Scheduler<Ev>,
     pub transfers: Transfers,
     pub compute: ComputeUnit,
+    pub in_place: InPlaceUnit,
     pub bank: CacheBank,
     pub copies: Copies,
     pub prefetch: Prefetching,
@@ -104,6 +108,7 @@ pub fn run(
                 }
             }
             Ev::HopDone(tid) => sim.on_hop_done(tid),
+            Ev::InPlaceDone => sim.on_in_place_done(),
         }
     }
     assert!(
@@ -144,6 +149,9 @@ impl<'a> Sim<'a> {
                     s.tiers[k.from].name, s.tiers[k.to].name, k.channels
                 )
             }));
+            if let Some(ip) = &s.in_place {
+                tracks.push(format!("unit {} (in place)", ip.unit));
+            }
             Timeline {
                 tracks,
                 spans: Vec::new(),
@@ -157,6 +165,7 @@ impl<'a> Sim<'a> {
             q: Scheduler::new(),
             transfers: Transfers::new(s),
             compute: ComputeUnit::new(s.expert_slowdown_while_transferring),
+            in_place: InPlaceUnit::default(),
             bank,
             copies: Copies::new(
                 n,
@@ -302,6 +311,8 @@ impl<'a> Sim<'a> {
         self.serve_union(p);
         self.record_sample();
         self.step.remaining = self.step.slots.len() as u32;
+        // The in-place unit starts on its experts as soon as the activations are out.
+        self.start_in_place();
         // 4. The prefetcher, for the next layer of this token.
         if !p.prefill {
             self.previous.clear();
@@ -330,10 +341,10 @@ impl<'a> Sim<'a> {
         let load_bytes = s.expert_bytes[(layer * s.experts) as usize];
         let standard_router = self.router.is_standard();
         self.union.clear();
-        let n_events = if p.prefill { span.prefill_tokens } else { 1 };
+        let n_events = self.step_tokens();
         for j in 0..n_events {
             let ev = if p.prefill {
-                t.prefill_event(&span, layer, j)
+                t.prefill_event(&span, layer, p.token + j)
             } else {
                 t.decode_event(&span, p.token, layer)
             };

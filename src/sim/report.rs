@@ -118,6 +118,18 @@ pub struct SimReport {
     pub expert_storage_bytes: u64,
     /// Of those, the extra precision copies dynamic precision and low-on-miss need.
     pub extra_copy_bytes: u64,
+    /// Decode expert uses computed in place (by the unit where the expert is stored).
+    pub in_place_uses: u64,
+    /// Prefill lookups computed in place.
+    pub prefill_in_place: u64,
+    /// Activation bytes moved to and from the in-place unit, both phases.
+    pub activation_bytes: u64,
+    /// Time the primary unit computed or routed, both phases.
+    pub primary_busy_ns: u64,
+    /// Time the in-place unit ran kernels (0 without one).
+    pub in_place_busy_ns: u64,
+    /// `in_place_busy_ns` over the makespan (0 without an in-place unit).
+    pub in_place_utilisation: f64,
     /// Routing quality against the standard router (1, 1, 0 for the standard router).
     #[serde(flatten)]
     pub quality: QualitySummary,
@@ -127,6 +139,9 @@ pub struct SimReport {
     /// Per tier.
     #[serde(skip)]
     pub tiers: Vec<TierReport>,
+    /// Per compute unit in use.
+    #[serde(skip)]
+    pub units: Vec<UnitReport>,
     /// Every decode-token latency, in order.
     #[serde(skip)]
     pub token_latencies_ns: Vec<u64>,
@@ -156,6 +171,22 @@ pub struct LinkReport {
     pub busy_channel_ns: u64,
     /// Busy share of its channels over the makespan.
     pub utilisation: f64,
+}
+
+/// Work of one compute unit.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UnitReport {
+    /// Unit name.
+    pub unit: String,
+    /// The tier it reads weights from.
+    pub tier: String,
+    /// Time busy (computing or routing), both phases.
+    pub busy_ns: u64,
+    /// Busy share of the makespan.
+    pub utilisation: f64,
+    /// Expert kernels it ran in place (0 for the primary unit, whose kernels are counted by
+    /// the breakdowns).
+    pub in_place_kernels: u64,
 }
 
 /// Traffic and hits per tier.

@@ -4,6 +4,7 @@
 //! or low-precision-on-miss, the copy a use wants (its ladder step) is decided here too.
 
 use super::copies::Status;
+use super::placement::PlacementMode;
 use super::process::{Position, Sim};
 use super::step::{SHARED, Slot, SlotState};
 use super::transfers::Kind;
@@ -27,6 +28,7 @@ impl Sim<'_> {
                 },
                 bytes: sh.bytes,
                 compute_ns: sh.compute_ns,
+                mac_ns: sh.mac_ns,
                 cold_ns: 0,
             });
             if !sh.resident {
@@ -95,17 +97,27 @@ impl Sim<'_> {
                 }
                 want = Some(step);
             }
-            let (bytes, compute_ns, format) = match want {
+            let (bytes, compute_ns, mac_ns, format) = match want {
                 Some(step) => {
                     let c = s.precision.as_ref().expect("dynamic").ladder[step as usize];
-                    (c.bytes, c.compute_ns, c.format)
+                    (c.bytes, c.compute_ns, c.mac_ns, c.format)
                 }
                 None => (
                     s.expert_bytes[gu],
                     s.expert_compute_ns[gu],
+                    s.expert_mac_ns[gu],
                     s.expert_format[gu],
                 ),
             };
+            if let Some(ip) = &s.in_place
+                && ip.always[gu]
+            {
+                // Computed where it is stored.
+                self.push_in_place(g, tokens, bytes, p.prefill);
+                self.note_format(p.prefill, format);
+                self.step_formats.push(format);
+                continue;
+            }
             if home as usize == s.compute_tier {
                 // Stored in the compute tier: always present.
                 self.step.push(Slot {
@@ -114,10 +126,12 @@ impl Sim<'_> {
                     state: SlotState::Ready,
                     bytes,
                     compute_ns,
+                    mac_ns,
                     cold_ns: 0,
                 });
                 self.count_hit(p.prefill, home);
                 self.note_format(p.prefill, format);
+                self.step_formats.push(format);
                 continue;
             }
             let lookup = if std::mem::take(&mut self.copies.prefetched[gu]) {
@@ -130,12 +144,12 @@ impl Sim<'_> {
                 lookup
             };
             // A hit computes the resident copy, whatever its format.
-            let (bytes, compute_ns, format) = match (lookup, &s.precision) {
+            let (bytes, compute_ns, mac_ns, format) = match (lookup, &s.precision) {
                 (Lookup::Hit, Some(pr)) => {
                     let c = pr.ladder[self.copies.resident_step[gu] as usize];
-                    (c.bytes, c.compute_ns, c.format)
+                    (c.bytes, c.compute_ns, c.mac_ns, c.format)
                 }
-                _ => (bytes, compute_ns, format),
+                _ => (bytes, compute_ns, mac_ns, format),
             };
             self.note_format(p.prefill, format);
             let cold_ns = if self.copies.cold.is_empty() {
@@ -149,12 +163,23 @@ impl Sim<'_> {
                 state,
                 bytes,
                 compute_ns,
+                mac_ns,
                 cold_ns,
             };
             match (lookup, self.copies.status[gu]) {
                 (Lookup::Hit, Status::Ready) => {
                     self.step.push(slot(SlotState::Ready));
                     self.count_hit(p.prefill, s.compute_tier as u8);
+                }
+                (Lookup::Hit, Status::InFlight(_))
+                    if s.in_place.as_ref().is_some_and(|ip| ip.load_admitted) =>
+                {
+                    // A hot set's copy still on its way is not there yet: the miss runs in
+                    // place, as every miss of a hot set does.
+                    self.push_in_place(g, tokens, bytes, p.prefill);
+                    if !p.prefill {
+                        self.c.misses += 1;
+                    }
                 }
                 (Lookup::Hit, Status::InFlight(tid)) => {
                     let i = self.step.push(slot(SlotState::Waiting));
@@ -166,6 +191,35 @@ impl Sim<'_> {
                 }
                 (Lookup::Hit, Status::Absent) => {
                     unreachable!("cache and status disagree on object {g}")
+                }
+                (Lookup::Miss { inserted }, _)
+                    if self.miss_in_place(gu, home, tokens, bytes, compute_ns, mac_ns) =>
+                {
+                    // Computed where it is stored; a hot set keeps a copy the policy admitted
+                    // (copied in the background), per-miss does not.
+                    self.push_in_place(g, tokens, bytes, p.prefill);
+                    let ip = s.in_place.as_ref().expect("in place");
+                    if inserted && ip.load_admitted {
+                        let tid = self.transfers.issue(
+                            s,
+                            &mut self.q,
+                            &mut self.compute,
+                            Kind::Demand,
+                            g,
+                            bytes,
+                            home,
+                            None,
+                        );
+                        self.copies.status[gu] = Status::InFlight(tid);
+                    } else if inserted {
+                        self.bank.remove(layer, x);
+                    }
+                    if !p.prefill {
+                        self.c.misses += 1;
+                        if self.step.predicted {
+                            self.c.misses_on_predicted_steps += 1;
+                        }
+                    }
                 }
                 (Lookup::Miss { inserted }, _) => {
                     let i = self.step.push(slot(SlotState::Waiting));
@@ -198,9 +252,67 @@ impl Sim<'_> {
         }
     }
 
+    /// Adds a slot the in-place unit computes.
+    fn push_in_place(&mut self, g: u32, tokens: u32, bytes: u64, prefill: bool) {
+        let s = self.s;
+        let ip = s.in_place.as_ref().expect("an in-place unit");
+        let gu = g as usize;
+        let i = self.step.push(Slot {
+            object: g,
+            tokens,
+            state: SlotState::InPlace,
+            bytes,
+            compute_ns: ip.expert_compute_ns[gu],
+            mac_ns: ip.expert_mac_ns[gu],
+            cold_ns: 0,
+        });
+        self.in_place.push(i, ip.kernel_ns(gu, tokens));
+        if prefill {
+            self.c.prefill_in_place += 1;
+        } else {
+            self.c.in_place_uses += 1;
+            self.c.tier_served[ip.tier] += 1;
+        }
+    }
+
+    /// Whether a miss runs in place: always under a hot set; under per-miss when its kernel
+    /// has fewer tokens than `copy_min_tokens`, or (without it) when in place is predicted to
+    /// finish first given the link's queue and the in-place unit's queued work.
+    fn miss_in_place(
+        &self,
+        g: usize,
+        home: u8,
+        tokens: u32,
+        bytes: u64,
+        compute_ns: crate::engine::TimeNs,
+        mac_ns: crate::engine::TimeNs,
+    ) -> bool {
+        let s = self.s;
+        let Some(ip) = &s.in_place else { return false };
+        match ip.mode {
+            PlacementMode::HotSet => true,
+            PlacementMode::PerMiss => match ip.copy_min_tokens {
+                Some(n) => tokens < n,
+                None => {
+                    let fetch = self.transfers.estimate_ns(s, home, bytes)
+                        + s.kernel_ns(compute_ns, mac_ns, tokens);
+                    let mut here = self.in_place.queued_ns
+                        + ip.kernel_ns(g, tokens)
+                        + ip.activation_ns(&ip.to_primary, tokens)
+                        + ip.sync_ns;
+                    if self.in_place.slots == 0 {
+                        here += ip.activation_ns(&ip.to_unit, tokens);
+                    }
+                    here < fetch
+                }
+            },
+            _ => false,
+        }
+    }
+
     /// The experts the last lookup evicted lose their copies.
     pub(super) fn handle_evicted(&mut self) {
-        for &g in self.bank.evicted() {
+        for g in self.bank.evicted() {
             self.copies.evicted(g, &mut self.transfers);
         }
     }

@@ -36,6 +36,7 @@ use crate::router::{GateWeights, RouterKind};
 use crate::units::ceil_ns;
 
 use super::arrival::ArrivalKind;
+use super::placement::{HotSet, PlacementMode, PlacementSpec};
 use super::prefetch::PrefetchKind;
 
 /// How much of the compute tier the expert cache may use.
@@ -92,6 +93,10 @@ pub struct SimOptions {
     pub seed: u64,
     /// Run-time precision changes.
     pub precision: PrecisionOptions,
+    /// Where experts run (`[placement]`).
+    pub placement: PlacementSpec,
+    /// Prompt tokens per prefill step (default: the whole prompt).
+    pub prefill_chunk_tokens: Option<u32>,
 }
 
 /// Run-time precision changes (`[precision.dynamic]` and `[precision.low_on_miss]`).
@@ -110,8 +115,10 @@ pub struct FormatCost {
     pub format: WeightFormat,
     /// Bytes of one expert.
     pub bytes: u64,
-    /// Kernel time of one expert for one token.
+    /// Kernel time of one expert for one token (batch 1: bound by reading its weights).
     pub compute_ns: TimeNs,
+    /// Arithmetic time per token at the unit's peak (the roofline's compute roof).
+    pub mac_ns: TimeNs,
 }
 
 /// Dynamic precision, resolved.
@@ -201,8 +208,10 @@ impl SimLink {
 pub struct SharedExperts {
     /// Bytes of the layer's shared experts.
     pub bytes: u64,
-    /// Compute per token.
+    /// Compute of one token (batch 1).
     pub compute_ns: TimeNs,
+    /// Arithmetic time per token at the dense peak.
+    pub mac_ns: TimeNs,
     /// MACs per token.
     pub macs: u64,
     /// Whether they stay resident in the compute tier.
@@ -224,16 +233,24 @@ pub struct SimSetup {
     pub expert_format: Vec<WeightFormat>,
     /// Per (layer, expert): stored bytes in its planned format.
     pub expert_bytes: Vec<u64>,
-    /// Per (layer, expert): compute time per token.
+    /// Per (layer, expert): kernel time for one token on the primary unit.
     pub expert_compute_ns: Vec<TimeNs>,
+    /// Per (layer, expert): arithmetic time per token at the primary unit's peak.
+    pub expert_mac_ns: Vec<TimeNs>,
     /// Per (layer, expert): MACs per token.
     pub expert_macs: Vec<u64>,
     /// Per (layer, expert): the tier holding its home copy.
     pub placement: Vec<u8>,
     /// Shared experts of each layer, if the model has any.
     pub shared: Option<SharedExperts>,
-    /// Non-expert compute per token per layer.
+    /// Non-expert compute of one token per layer.
     pub dense_ns: TimeNs,
+    /// Non-expert arithmetic per token per layer at the dense peak.
+    pub dense_mac_ns: TimeNs,
+    /// Gate arithmetic per token at the dense peak.
+    pub gate_mac_ns: TimeNs,
+    /// Fixed cost of one kernel launch on the primary unit.
+    pub launch_ns: TimeNs,
     /// Non-expert MACs per token per layer.
     pub dense_macs: u64,
     /// Non-expert weight bytes read per layer step.
@@ -283,11 +300,81 @@ pub struct SimSetup {
     /// The first kernel on an expert after it arrives takes `1 + this` times as long, per
     /// compute class (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],
+    /// Experts computed where they are stored, when the placement says so.
+    pub in_place: Option<InPlace>,
+    /// The primary compute unit's name.
+    pub primary_unit: String,
     /// The options.
     pub options: SimOptions,
 }
 
+/// The unit that computes experts in place, and what it costs to use it.
+#[derive(Debug, Clone)]
+pub struct InPlace {
+    /// The placement mode.
+    pub mode: PlacementMode,
+    /// The unit's name.
+    pub unit: String,
+    /// The tier it reads weights from.
+    pub tier: usize,
+    /// Per (layer, expert): whether it always runs in place (`in-place`, `layers`, static hot
+    /// set); otherwise it runs in place only on a miss (`hot-set`, `per-miss`).
+    pub always: Vec<bool>,
+    /// Per (layer, expert): kernel time for one token on this unit.
+    pub expert_compute_ns: Vec<TimeNs>,
+    /// Per (layer, expert): arithmetic time per token at this unit's peak.
+    pub expert_mac_ns: Vec<TimeNs>,
+    /// Fixed cost of one kernel launch on this unit.
+    pub launch_ns: TimeNs,
+    /// Energy per MAC on this unit.
+    pub energy_pj_per_mac: f64,
+    /// Links carrying activations to the unit, and back.
+    pub to_unit: Vec<SimLink>,
+    /// Links carrying the results back to the primary unit.
+    pub to_primary: Vec<SimLink>,
+    /// Activation bytes per token crossing each way (hidden × bytes per value).
+    pub activation_bytes_per_token: u64,
+    /// Synchronisation cost per layer step that uses the unit.
+    pub sync_ns: TimeNs,
+    /// `per-miss`: fetch when a kernel has at least this many tokens (else predicted finish).
+    pub copy_min_tokens: Option<u32>,
+    /// `hot-set` with a policy-managed cache: a miss the policy admits is also copied.
+    pub load_admitted: bool,
+}
+
+impl InPlace {
+    /// Time to move `tokens` tokens' activations over `path` (store-and-forward).
+    pub fn activation_ns(&self, path: &[SimLink], tokens: u32) -> TimeNs {
+        let bytes = tokens as u64 * self.activation_bytes_per_token;
+        path.iter().map(|l| l.hop_ns(bytes)).sum()
+    }
+
+    /// Kernel time of expert `g` on `tokens` tokens on this unit.
+    #[inline]
+    pub fn kernel_ns(&self, g: usize, tokens: u32) -> TimeNs {
+        roofline_ns(
+            self.launch_ns,
+            self.expert_compute_ns[g],
+            self.expert_mac_ns[g],
+            tokens,
+        )
+    }
+}
+
+/// A kernel on `tokens` tokens: `launch + max(memory time, tokens · arithmetic time)`. With
+/// no stated peak (`mac_ns = memory_ns`) and no launch cost, `tokens · memory_ns`.
+#[inline]
+pub fn roofline_ns(launch_ns: TimeNs, memory_ns: TimeNs, mac_ns: TimeNs, tokens: u32) -> TimeNs {
+    launch_ns + memory_ns.max(tokens as TimeNs * mac_ns)
+}
+
 impl SimSetup {
+    /// A kernel on the primary unit.
+    #[inline]
+    pub fn kernel_ns(&self, memory_ns: TimeNs, mac_ns: TimeNs, tokens: u32) -> TimeNs {
+        roofline_ns(self.launch_ns, memory_ns, mac_ns, tokens)
+    }
+
     /// Extra time of the first kernel (per token) on a copy in `format` after it arrives.
     pub fn cold_extra_ns(&self, compute_ns: TimeNs, format: WeightFormat) -> TimeNs {
         let Some(class) = format.compute_class() else {
@@ -324,7 +411,7 @@ impl SimSetup {
             "popularity per (layer, expert)"
         );
         let format = options.format;
-        let Some(rate) = profile.compute.format_weights_per_s(format) else {
+        let Some(rate) = profile.compute().format_weights_per_s(format) else {
             return err(
                 "model.format",
                 "f32 is the untimed quality reference; pick a deployable format",
@@ -332,16 +419,20 @@ impl SimSetup {
         };
         let per_expert_params = moe.params_per_expert();
         let cost_of = |f: WeightFormat| -> Result<FormatCost, SetupError> {
-            let Some(rate) = profile.compute.format_weights_per_s(f) else {
+            let Some(rate) = profile.compute().format_weights_per_s(f) else {
                 return err(
                     "precision",
                     format!("{f} is the untimed quality reference; pick a deployable format"),
                 );
             };
+            let class = f.compute_class().expect("a timed format has a class");
             Ok(FormatCost {
                 format: f,
                 bytes: moe.expert_bytes(f),
                 compute_ns: ceil_ns(per_expert_params as f64 * 1e9 / rate),
+                mac_ns: ceil_ns(
+                    per_expert_params as f64 * 1e9 / profile.compute().peak_macs_per_s(class),
+                ),
             })
         };
         let expert_format = match plan {
@@ -361,6 +452,7 @@ impl SimSetup {
         let expert_bytes: Vec<u64> = expert_format.iter().map(|&f| cost(f).bytes).collect();
         let expert_compute_ns: Vec<TimeNs> =
             expert_format.iter().map(|&f| cost(f).compute_ns).collect();
+        let expert_mac_ns: Vec<TimeNs> = expert_format.iter().map(|&f| cost(f).mac_ns).collect();
         let mean_expert_bytes = (expert_bytes.iter().sum::<u64>() / n_objects.max(1) as u64).max(1);
 
         // Dynamic precision: the ladder every expert can be fetched in.
@@ -384,6 +476,12 @@ impl SimSetup {
             SharedExperts {
                 bytes,
                 compute_ns: ceil_ns(params as f64 * 1e9 / rate),
+                mac_ns: ceil_ns(
+                    params as f64 * 1e9
+                        / profile.compute().peak_macs_per_s(
+                            format.compute_class().expect("a timed format has a class"),
+                        ),
+                ),
                 macs: params,
                 resident: home == compute_tier || bytes * layers as u64 <= compute_budget,
             }
@@ -488,6 +586,168 @@ impl SimSetup {
             }
             storage_bytes[home] = rest_bytes;
         }
+        // Placement modes that compute experts where they are stored: every expert not kept
+        // on the primary unit is stored on the in-place unit's tier.
+        let pl = &options.placement;
+        pl.validate()
+            .map_err(|(key, reason)| SetupError { key, reason })?;
+        let mut in_place_plan: Option<(usize, Vec<bool>, bool)> = None;
+        let mut cache_bytes = cache_bytes;
+        if pl.mode != PlacementMode::Move {
+            let names = || {
+                profile
+                    .units
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let unit = match &pl.unit {
+                Some(name) => match profile.unit_index(name) {
+                    Some(0) => {
+                        return err(
+                            "placement.unit",
+                            format!(
+                                "`{name}` is the primary unit of {}; experts run in place on another unit",
+                                profile.name
+                            ),
+                        );
+                    }
+                    Some(u) => u,
+                    None => {
+                        return err(
+                            "placement.unit",
+                            format!(
+                                "{} has no compute unit `{name}` (units: {})",
+                                profile.name,
+                                names()
+                            ),
+                        );
+                    }
+                },
+                None => match profile.units.iter().skip(1).position(|u| u.tier == home) {
+                    Some(i) => i + 1,
+                    None if profile.units.len() > 1 => 1,
+                    None => {
+                        return err(
+                            "placement.mode",
+                            format!(
+                                "mode = \"{}\" computes experts in place, but {} has one compute unit ({}); declare [[compute_units]] with a unit on the tier that stores the experts",
+                                pl.mode.name(),
+                                profile.name,
+                                names()
+                            ),
+                        );
+                    }
+                },
+            };
+            let ut = profile.units[unit].tier;
+            if precision.is_some() {
+                return err(
+                    "placement.mode",
+                    "dynamic precision and low precision on miss need mode = \"move\"",
+                );
+            }
+            // Which experts stay on the primary unit, resident.
+            let mut resident = vec![false; n_objects];
+            match pl.mode {
+                PlacementMode::Layers => {
+                    let n = pl.in_place_layers.expect("validated");
+                    if n > moe.n_layers {
+                        return err(
+                            "placement.in_place_layers",
+                            format!("{n} is above the model's {} blocks", moe.n_layers),
+                        );
+                    }
+                    for (l, &block) in moe.moe_layers.iter().enumerate() {
+                        if block >= n {
+                            let e = experts as usize;
+                            resident[l * e..(l + 1) * e]
+                                .iter_mut()
+                                .for_each(|r| *r = true);
+                        }
+                    }
+                    let bytes: u64 = (0..n_objects)
+                        .filter(|&g| resident[g])
+                        .map(|g| expert_bytes[g])
+                        .sum();
+                    if bytes > cache_budget {
+                        let kept = moe.moe_layers.iter().filter(|&&b| b >= n).count();
+                        return err(
+                            "placement.in_place_layers",
+                            format!(
+                                "{n} leaves the experts of {kept} MoE layers on {}: they need {}, but its tier {} has {} for routed experts{}",
+                                profile.units[0].name,
+                                crate::units::format_bytes(bytes as f64),
+                                profile.tiers[compute_tier].name,
+                                crate::units::format_bytes(cache_budget as f64),
+                                if shared_resident_bytes > 0 {
+                                    " after the resident shared experts"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        );
+                    }
+                }
+                PlacementMode::HotSet if pl.hot_set == HotSet::Static => {
+                    // The most used experts, as many as the cache's bytes hold.
+                    let mut order: Vec<usize> = (0..n_objects).collect();
+                    order.sort_by(|&a, &b| popularity[b].cmp(&popularity[a]).then(a.cmp(&b)));
+                    let mut left = total_cache_bytes;
+                    for g in order {
+                        if expert_bytes[g] <= left {
+                            left -= expert_bytes[g];
+                            resident[g] = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let always_in_place = matches!(pl.mode, PlacementMode::InPlace | PlacementMode::Layers)
+                || (pl.mode == PlacementMode::HotSet && pl.hot_set == HotSet::Static);
+            let mut on_unit = 0u64;
+            let mut on_primary = 0u64;
+            for g in 0..n_objects {
+                if resident[g] {
+                    placement[g] = compute_tier as u8;
+                    on_primary += stored_bytes(g);
+                } else {
+                    placement[g] = ut as u8;
+                    on_unit += stored_bytes(g);
+                }
+            }
+            let unit_budget = profile.tiers[ut].expert_budget_bytes();
+            if ut != compute_tier && on_unit > unit_budget {
+                return err(
+                    "placement.unit",
+                    format!(
+                        "the experts computed in place need {} in tier {} of unit {}, which holds {}",
+                        crate::units::format_bytes(on_unit as f64),
+                        profile.tiers[ut].name,
+                        profile.units[unit].name,
+                        crate::units::format_bytes(unit_budget as f64)
+                    ),
+                );
+            }
+            storage_bytes.iter_mut().for_each(|b| *b = 0);
+            if always_in_place {
+                // No cache: the primary unit keeps its resident experts, nothing is paged.
+                cache_bytes = 0;
+                storage_bytes[compute_tier] = on_primary;
+            } else {
+                storage_bytes[compute_tier] = cache_bytes * n_caches as u64;
+            }
+            storage_bytes[ut] += on_unit;
+            let always: Vec<bool> = (0..n_objects)
+                .map(|g| always_in_place && !resident[g])
+                .collect();
+            in_place_plan = Some((
+                unit,
+                always,
+                !always_in_place && pl.mode == PlacementMode::HotSet,
+            ));
+        }
         let extra_copy_bytes = match &precision {
             Some(_) => (0..n_objects)
                 .map(|g| stored_bytes(g) - expert_bytes[g])
@@ -529,7 +789,7 @@ impl SimSetup {
             }
         }
 
-        let dense_rate = profile.compute.dense_weights_per_s;
+        let dense_rate = profile.compute().dense_weights_per_s;
         let p = &moe.params;
         let dense_params_per_layer =
             (p.attention + p.norms + p.dense_ffn + p.extra) / layers.max(1) as u64;
@@ -560,7 +820,7 @@ impl SimSetup {
             long(
                 per_expert_params as f64 * 1e9
                     / profile
-                        .compute
+                        .compute()
                         .format_weights_per_s(c.format)
                         .unwrap_or(1.0),
                 format!(
@@ -586,6 +846,76 @@ impl SimSetup {
                 format!("moving one expert over links[{i}]"),
             )?;
         }
+        let in_place = match in_place_plan {
+            None => None,
+            Some((unit, always, load_admitted)) => {
+                let u = &profile.units[unit];
+                let mut memory = Vec::with_capacity(n_objects);
+                let mut mac = Vec::with_capacity(n_objects);
+                for &f in &expert_format {
+                    let class = f.compute_class().expect("a timed format has a class");
+                    let rate = u.compute.weights_per_s(class);
+                    let memory_ns = per_expert_params as f64 * 1e9 / rate;
+                    long(
+                        memory_ns,
+                        format!(
+                            "one expert kernel in {f} on unit {} (expert_weights_per_s)",
+                            u.name
+                        ),
+                    )?;
+                    memory.push(ceil_ns(memory_ns));
+                    mac.push(ceil_ns(
+                        per_expert_params as f64 * 1e9 / u.compute.peak_macs_per_s(class),
+                    ));
+                }
+                let hidden_bytes =
+                    moe.hidden_size * options.placement.activation_bytes_per_value as u64;
+                let path = |from: usize, to: usize| -> Option<Vec<SimLink>> {
+                    profile
+                        .fastest_path(from, to, hidden_bytes)
+                        .map(|p| p.links.iter().map(|&l| links[l].clone()).collect())
+                };
+                let (to_unit, to_primary) = match (
+                    path(compute_tier, u.tier),
+                    path(u.tier, compute_tier),
+                ) {
+                    (Some(a), Some(b)) => (a, b),
+                    // One direction declared: activations use the same links both ways.
+                    (Some(a), None) => (a.clone(), a),
+                    (None, Some(b)) => (b.clone(), b),
+                    (None, None) if u.tier == compute_tier => (Vec::new(), Vec::new()),
+                    (None, None) => {
+                        return err(
+                            "placement.unit",
+                            format!(
+                                "{} has no link between {} and {} to carry activations to unit {}",
+                                profile.name,
+                                profile.tiers[compute_tier].name,
+                                profile.tiers[u.tier].name,
+                                u.name
+                            ),
+                        );
+                    }
+                };
+                Some(InPlace {
+                    mode: options.placement.mode,
+                    unit: u.name.clone(),
+                    tier: u.tier,
+                    always,
+                    expert_compute_ns: memory,
+                    expert_mac_ns: mac,
+                    launch_ns: ceil_ns(u.compute.launch_ns),
+                    energy_pj_per_mac: u.compute.energy_pj_per_mac,
+                    to_unit,
+                    to_primary,
+                    activation_bytes_per_token: hidden_bytes,
+                    sync_ns: ceil_ns(options.placement.sync_ns),
+                    copy_min_tokens: options.placement.copy_min_tokens,
+                    load_admitted,
+                })
+            }
+        };
+        let c0 = profile.compute();
         Ok(SimSetup {
             layers,
             experts,
@@ -594,10 +924,14 @@ impl SimSetup {
             expert_format,
             expert_bytes,
             expert_compute_ns,
+            expert_mac_ns,
             expert_macs: vec![per_expert_params; n_objects],
             placement,
             shared,
             dense_ns: ceil_ns(dense_params_per_layer as f64 * 1e9 / dense_rate),
+            dense_mac_ns: ceil_ns(dense_params_per_layer as f64 * 1e9 / c0.dense_peak_macs_per_s),
+            gate_mac_ns: ceil_ns(gate_macs as f64 * 1e9 / c0.dense_peak_macs_per_s),
+            launch_ns: ceil_ns(c0.launch_ns),
             dense_macs: dense_params_per_layer,
             dense_bytes: bytes_of(dense_params_per_layer),
             gate_ns: ceil_ns(gate_macs as f64 * 1e9 / dense_rate),
@@ -618,7 +952,7 @@ impl SimSetup {
             paths,
             compute_tier,
             home_tier: home,
-            energy_pj_per_mac: profile.compute.energy_pj_per_mac,
+            energy_pj_per_mac: profile.compute().energy_pj_per_mac,
             static_power_w: profile.power.as_ref().map_or(0.0, |p| p.static_w),
             cache_bytes,
             n_caches,
@@ -626,8 +960,12 @@ impl SimSetup {
             precision,
             storage_bytes,
             extra_copy_bytes,
-            expert_slowdown_while_transferring: profile.compute.expert_slowdown_while_transferring,
-            expert_slowdown_after_load: profile.compute.expert_slowdown_after_load,
+            expert_slowdown_while_transferring: profile
+                .compute()
+                .expert_slowdown_while_transferring,
+            expert_slowdown_after_load: profile.compute().expert_slowdown_after_load,
+            primary_unit: profile.units[0].name.clone(),
+            in_place,
             options,
         })
     }

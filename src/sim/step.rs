@@ -19,6 +19,8 @@ pub(super) const SHARED: u32 = u32::MAX;
 pub(super) enum SlotState {
     Waiting,
     Ready,
+    /// Computed by the in-place unit.
+    InPlace,
     Done,
 }
 
@@ -29,9 +31,10 @@ pub(super) struct Slot {
     pub object: u32,
     pub tokens: u32,
     pub state: SlotState,
-    /// The copy computed: its bytes and kernel time per token.
+    /// The copy computed: its bytes, kernel time for one token and arithmetic time per token.
     pub bytes: u64,
     pub compute_ns: TimeNs,
+    pub mac_ns: TimeNs,
     /// Extra kernel time if the copy just arrived.
     pub cold_ns: TimeNs,
 }
@@ -111,7 +114,12 @@ impl Sim<'_> {
     pub(super) fn step_tokens(&self) -> u32 {
         let p = self.pos();
         if p.prefill {
-            self.request().prefill_tokens
+            // `token` is the chunk's first prompt token.
+            let left = self.request().prefill_tokens - p.token;
+            self.s
+                .options
+                .prefill_chunk_tokens
+                .map_or(left, |c| c.min(left))
         } else {
             1
         }
@@ -128,8 +136,9 @@ impl Sim<'_> {
         let s = self.s;
         let e = s.experts as usize;
         let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
-        let dense = tokens * s.dense_ns;
-        let route = tokens * (s.gate_ns + s.ops_ns(extra));
+        let n = tokens as u32;
+        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n);
+        let route = s.kernel_ns(s.gate_ns, s.gate_mac_ns, n) + tokens * s.ops_ns(extra);
         self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
         self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
         let b = self.breakdown();
@@ -185,7 +194,7 @@ impl Sim<'_> {
             let (duration, bytes, macs, kind, expert) = if sl.object == SHARED {
                 let sh = s.shared.expect("shared slot without shared experts");
                 (
-                    sl.tokens as u64 * sh.compute_ns,
+                    s.kernel_ns(sh.compute_ns, sh.mac_ns, sl.tokens),
                     sh.bytes,
                     sh.macs,
                     SpanKind::Shared,
@@ -201,7 +210,7 @@ impl Sim<'_> {
                     cold_ns = sl.cold_ns;
                 }
                 (
-                    sl.tokens as u64 * sl.compute_ns + cold_ns,
+                    s.kernel_ns(sl.compute_ns, sl.mac_ns, sl.tokens) + cold_ns,
                     sl.bytes,
                     s.expert_macs[g],
                     SpanKind::Expert,
@@ -236,6 +245,11 @@ impl Sim<'_> {
                 self.step.stall_since = Some(now);
             }
         } else {
+            // Waiting for the in-place unit's results is a stall too.
+            if let Some(since) = self.step.stall_since.take() {
+                self.span(SpanKind::Stall, 0, since, now - since, layer, None);
+                self.breakdown().stall += now - since;
+            }
             self.end_step();
         }
     }
@@ -249,17 +263,29 @@ impl Sim<'_> {
             self.begin_step();
             return;
         }
+        if p.prefill {
+            let done = p.token + self.step_tokens();
+            if done < self.request().prefill_tokens {
+                // The next chunk of the prompt; only the last one runs the LM head.
+                p.token = done;
+                p.layer = 0;
+                self.pos = Some(p);
+                self.begin_step();
+                return;
+            }
+        }
         // The LM head emits the token (the first one, for a prefill).
         let s = self.s;
         let now = self.now();
-        self.span(SpanKind::Head, 0, now, s.head_ns, p.layer, None);
-        self.breakdown().compute += s.head_ns;
+        let head_ns = s.launch_ns + s.head_ns;
+        self.span(SpanKind::Head, 0, now, head_ns, p.layer, None);
+        self.breakdown().compute += head_ns;
         let ct = s.compute_tier;
         self.c.tier_read[ct] += s.head_bytes;
         let ph = self.phase();
         self.c.energy_weight_read_pj[ph] += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
         self.c.macs[ph] += s.head_macs as f64;
-        self.compute.start(&mut self.q, Busy::LmHead, s.head_ns);
+        self.compute.start(&mut self.q, Busy::LmHead, head_ns);
     }
 
     pub(super) fn head_done(&mut self) {

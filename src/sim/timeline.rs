@@ -29,6 +29,9 @@ pub enum SpanKind {
     Prefetch,
     /// One hop of a shared-expert stream.
     SharedLoad,
+    /// Activations crossing to the in-place unit, or its results (and the synchronisation)
+    /// coming back.
+    Activation,
 }
 
 impl SpanKind {
@@ -44,12 +47,15 @@ impl SpanKind {
             SpanKind::Load => "load",
             SpanKind::Prefetch => "prefetch",
             SpanKind::SharedLoad => "shared load",
+            SpanKind::Activation => "activations",
         }
     }
 
     fn category(self) -> &'static str {
         match self {
-            SpanKind::Load | SpanKind::Prefetch | SpanKind::SharedLoad => "transfer",
+            SpanKind::Load | SpanKind::Prefetch | SpanKind::SharedLoad | SpanKind::Activation => {
+                "transfer"
+            }
             SpanKind::Stall => "stall",
             _ => "compute",
         }

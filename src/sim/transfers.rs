@@ -101,6 +101,24 @@ impl Transfers {
         self.links[link].busy_channel_ns(now)
     }
 
+    /// A guess of how long a new transfer of `bytes` from tier `from` would take: its hops,
+    /// with the first one queued behind the transfers already holding or awaiting its link
+    /// (each assumed to take as long as this one).
+    pub fn estimate_ns(&self, s: &SimSetup, from: u8, bytes: u64) -> TimeNs {
+        let path = &s.paths[from as usize];
+        let Some(&first) = path.first() else { return 0 };
+        let first = first as usize;
+        let link = &self.links[first];
+        let ahead = link.busy() as u64 + link.waiting() as u64;
+        let channels = s.links[first].channels as u64;
+        let rounds = (ahead + 1).div_ceil(channels);
+        let hops: TimeNs = path
+            .iter()
+            .map(|&l| s.links[l as usize].hop_ns(bytes))
+            .sum();
+        hops + (rounds - 1) * s.links[first].hop_ns(bytes)
+    }
+
     /// Starts moving `bytes` of `object` from tier `from`; returns the transfer's id.
     #[allow(clippy::too_many_arguments)]
     pub fn issue(

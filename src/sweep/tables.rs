@@ -57,6 +57,10 @@ pub struct MetricsRow<'a> {
     pub dynamic_precision: bool,
     /// Low precision on miss: the gate-weight threshold.
     pub low_on_miss_gate_below: Option<f64>,
+    /// Where experts run (`placement.mode`).
+    pub placement_mode: &'static str,
+    /// `layers` mode: the blocks whose experts run in place.
+    pub in_place_layers: Option<u32>,
     /// What the simulation measured.
     #[serde(flatten)]
     pub report: &'a SimReport,
@@ -91,6 +95,8 @@ pub fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {
         plan_bits_per_weight_usage: o.plan_bits_weighted,
         dynamic_precision: opts.precision.dynamic.is_some(),
         low_on_miss_gate_below: opts.precision.low_on_miss.as_ref().map(|l| l.gate_below),
+        placement_mode: opts.placement.mode.name(),
+        in_place_layers: opts.placement.in_place_layers,
         report: &o.report,
         output: o.output_quality.unwrap_or_else(OutputQuality::missing),
         quality_note: o.quality_note.as_deref().unwrap_or(""),

@@ -38,6 +38,8 @@ mod host;
 mod reports;
 mod shards;
 mod sim;
+// Where experts run (issue 19): in place, layer splits, hot sets, per-miss, the roofline.
+mod placement;
 mod slurm;
 mod sweeps;
 // The event engine against SimPy (Python, in CI).

@@ -67,10 +67,14 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         expert_format: vec![moesim::quant::format::WeightFormat::Q4K; n],
         expert_bytes: vec![EXPERT_BYTES; n],
         expert_compute_ns: vec![EXPERT_NS; n],
+        expert_mac_ns: vec![EXPERT_NS; n],
         expert_macs: vec![EXPERT_MACS; n],
         placement: vec![if resident { 0 } else { 1 }; n],
         shared: None,
         dense_ns: DENSE_NS,
+        dense_mac_ns: DENSE_NS,
+        gate_mac_ns: GATE_NS,
+        launch_ns: 0,
         dense_macs: DENSE_MACS,
         dense_bytes: DENSE_BYTES,
         gate_ns: GATE_NS,
@@ -108,6 +112,8 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         extra_copy_bytes: 0,
         expert_slowdown_while_transferring: 0.0,
         expert_slowdown_after_load: [0.0; 6],
+        primary_unit: "toy".into(),
+        in_place: None,
         options: SimOptions {
             format: moesim::quant::format::WeightFormat::Q4K,
             scope: Scope::PerLayer,
@@ -123,6 +129,8 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
             timeline: false,
             seed: 1,
             precision: Default::default(),
+            placement: Default::default(),
+            prefill_chunk_tokens: None,
         },
     }
 }

@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use crate::util::{assert_bad_input, moesim, scratch};
 
 /// A generated trace of the micro-moe shape (8 layers, 16 experts, top-2).
-fn trace(seed: u64, requests: u32, prefill: u32, decode: u32) -> SimTrace {
+pub(crate) fn trace(seed: u64, requests: u32, prefill: u32, decode: u32) -> SimTrace {
     let mut spec = load_spec("micro-moe").unwrap();
     spec.prefill_tokens = prefill;
     spec.decode_tokens = decode;
@@ -34,24 +34,34 @@ fn trace(seed: u64, requests: u32, prefill: u32, decode: u32) -> SimTrace {
 /// A toy device: tier 0 computes, experts live in tier `n_tiers - 1`, links chain the tiers
 /// (`links[i]` copies tier i + 1 to tier i).
 #[derive(Debug, Clone)]
-struct Toy {
-    links: Vec<SimLink>,
-    expert_bytes: u64,
-    compute_ns: u64,
-    dense_ns: u64,
-    gate_ns: u64,
-    head_ns: u64,
-    cache_experts_per_layer: u64,
-    all_resident: bool,
-    policy: PolicyKind,
-    scope: Scope,
-    prefetch: PrefetchKind,
-    slowdown: f64,
-    after_load: f64,
+pub(crate) struct Toy {
+    pub(crate) links: Vec<SimLink>,
+    pub(crate) expert_bytes: u64,
+    pub(crate) compute_ns: u64,
+    pub(crate) dense_ns: u64,
+    pub(crate) gate_ns: u64,
+    pub(crate) head_ns: u64,
+    pub(crate) cache_experts_per_layer: u64,
+    pub(crate) all_resident: bool,
+    pub(crate) policy: PolicyKind,
+    pub(crate) scope: Scope,
+    pub(crate) prefetch: PrefetchKind,
+    pub(crate) slowdown: f64,
+    pub(crate) after_load: f64,
+    /// Arithmetic time per token of an expert at the peak (`None`: as `compute_ns`).
+    pub(crate) mac_ns: Option<u64>,
+    pub(crate) dense_mac_ns: Option<u64>,
+    pub(crate) launch_ns: u64,
+    /// A second unit computing experts in place, on the home tier.
+    pub(crate) in_place: Option<moesim::sim::InPlace>,
+    /// Which `(layer, expert)` are resident in tier 0 (overrides `all_resident`).
+    pub(crate) resident: Option<fn(u32, u32) -> bool>,
+    /// Prompt tokens per prefill step.
+    pub(crate) chunk: Option<u32>,
 }
 
 impl Toy {
-    fn new() -> Toy {
+    pub(crate) fn new() -> Toy {
         Toy {
             links: vec![link(1, 0, 500.0, 64, 1e9, 1)],
             expert_bytes: 1000,
@@ -66,10 +76,16 @@ impl Toy {
             prefetch: PrefetchKind::None {},
             slowdown: 0.0,
             after_load: 0.0,
+            mac_ns: None,
+            dense_mac_ns: None,
+            launch_ns: 0,
+            in_place: None,
+            resident: None,
+            chunk: None,
         }
     }
 
-    fn setup(&self, t: &SimTrace) -> SimSetup {
+    pub(crate) fn setup(&self, t: &SimTrace) -> SimSetup {
         let (l, e) = (t.workload.layers, t.workload.experts);
         let n = (l * e) as usize;
         let n_tiers = self.links.len() + 1;
@@ -91,10 +107,22 @@ impl Toy {
             expert_format: vec![moesim::quant::format::WeightFormat::Q4K; n],
             expert_bytes: vec![self.expert_bytes; n],
             expert_compute_ns: vec![self.compute_ns; n],
+            expert_mac_ns: vec![self.mac_ns.unwrap_or(self.compute_ns); n],
             expert_macs: vec![1; n],
-            placement: vec![if self.all_resident { 0 } else { home as u8 }; n],
+            placement: (0..n as u32)
+                .map(|g| {
+                    let resident = match self.resident {
+                        Some(f) => f(g / e, g % e),
+                        None => self.all_resident,
+                    };
+                    if resident { 0 } else { home as u8 }
+                })
+                .collect(),
             shared: None,
             dense_ns: self.dense_ns,
+            dense_mac_ns: self.dense_mac_ns.unwrap_or(self.dense_ns),
+            gate_mac_ns: self.gate_ns,
+            launch_ns: self.launch_ns,
             dense_macs: 1,
             dense_bytes: 1,
             gate_ns: self.gate_ns,
@@ -123,6 +151,8 @@ impl Toy {
             extra_copy_bytes: 0,
             expert_slowdown_while_transferring: self.slowdown,
             expert_slowdown_after_load: [self.after_load; 6],
+            primary_unit: "toy".into(),
+            in_place: self.in_place.clone(),
             options: SimOptions {
                 format: moesim::quant::format::WeightFormat::Q4K,
                 scope: self.scope,
@@ -138,12 +168,14 @@ impl Toy {
                 timeline: false,
                 seed: 1,
                 precision: Default::default(),
+                placement: Default::default(),
+                prefill_chunk_tokens: self.chunk,
             },
         }
     }
 }
 
-fn link(
+pub(crate) fn link(
     from: usize,
     to: usize,
     latency_ns: f64,
@@ -161,7 +193,7 @@ fn link(
     }
 }
 
-fn sim(toy: &Toy, t: &SimTrace) -> SimReport {
+pub(crate) fn sim(toy: &Toy, t: &SimTrace) -> SimReport {
     moesim::sim::run(&toy.setup(t), t).unwrap().0
 }
 
@@ -514,7 +546,11 @@ fn oracle_prefetch_beats_no_prefetch_when_links_are_the_bottleneck() {
     assert!(oracle.prefetch_issued > 0);
 }
 
-fn write_experiment(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+pub(crate) fn write_experiment(
+    dir: &std::path::Path,
+    name: &str,
+    body: &str,
+) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(
         &path,

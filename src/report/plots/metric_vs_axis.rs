@@ -38,7 +38,20 @@ pub(super) fn draw(d: &PlotData<'_>, plots_dir: &Path) -> Result<Vec<String>> {
             continue;
         }
         let Some(xs) = numeric(d, a) else { continue };
-        for &m in &chart_metrics {
+        // Against a prompt axis, the prefill metrics too.
+        let mut metrics = chart_metrics.clone();
+        if matches!(
+            axis.as_str(),
+            "trace.prefill_tokens" | "scenario.prefill_chunk_tokens"
+        ) {
+            metrics.extend(
+                ["prefill_tokens_per_s", "ttft_mean_ns"]
+                    .iter()
+                    .map(|m| metric_index(m))
+                    .filter(|i| d.present.contains(i)),
+            );
+        }
+        for &m in &metrics {
             let stem = format!("{}-vs-{}", slug(METRICS[m].name), slug(axis));
             XyChart {
                 title: format!("{title}: {} vs {}{on}", METRICS[m].label, short(axis)),

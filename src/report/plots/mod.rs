@@ -13,6 +13,7 @@ mod latency_cdf;
 mod metric_vs_axis;
 mod miss_ratio;
 mod pareto;
+mod placement;
 mod popularity_heatmap;
 mod sqnr_vs_bits;
 
@@ -73,6 +74,7 @@ pub fn draw(d: &PlotData<'_>, kind: PlotKind, plots_dir: &Path) -> Result<Vec<St
         PlotKind::LatencyCdf => latency_cdf::draw(d, plots_dir),
         PlotKind::SqnrVsBits => sqnr_vs_bits::draw(d, plots_dir),
         PlotKind::HitVsThroughput => hit_vs_throughput::draw(d, plots_dir),
+        PlotKind::Placement => placement::draw(d, plots_dir),
         PlotKind::SeedTable => Ok(Vec::new()),
     }
 }
@@ -91,6 +93,9 @@ pub fn automatic(d: &PlotData<'_>) -> Vec<PlotKind> {
     }
     if d.axis_paths.iter().any(|a| a == "hardware.profile") {
         k.push(PlotKind::HardwareBars);
+    }
+    if PlotKind::Placement.unusable(&d.axis_paths).is_none() {
+        k.push(PlotKind::Placement);
     }
     if has("output_rel_l2_mean") && n >= 2 {
         k.push(PlotKind::Pareto);
