@@ -22,6 +22,17 @@ each expert once it is present: hits first in selection order, then loaded exper
 order. A prefill step routes all prompt tokens and loads the union of their experts once. The
 LM head runs after the last layer. Supported: standard routes (dumped by moesim), LRU, per-layer
 caches, no prefetch, no shared experts, all requests arriving at time 0.
+
+Kernels follow the roofline of GUIDE.md: on n tokens a kernel takes launch + max(memory time,
+n x arithmetic time per token) (dense part, gate, each expert; the LM head is one token). A prompt
+runs in micro-batches of `prefill_chunk_tokens` tokens when set, each through every layer, and the
+LM head once, after the last one. Placement (GUIDE.md, "Where experts run"): an expert marked to
+run in place goes to the second unit instead of the cache; per layer step with such experts, the
+step's activations (tokens x activation bytes) cross the `to_unit` links (store and forward, not
+queued behind expert transfers), the unit runs its experts one after another in the order the
+step first selected them, each at its own roofline cost, then the results cross the `to_primary`
+links and the synchronisation cost is paid. Meanwhile the primary unit computes its own experts;
+the step ends when both have finished. Supported placements: `in-place` and `layers`.
 """
 
 import collections
@@ -92,10 +103,32 @@ def simulate(d):
         if not wakeup[0].triggered:
             wakeup[0].succeed()
 
+    ip = d.get("in_place")
+    if ip is not None:
+        assert ip["mode"] in ("in-place", "layers"), "the SimPy model covers in-place and layers"
+
+    def kernel(launch, memory, mac, n):
+        return launch + max(memory, n * mac)
+
+    def activations(path, tokens):
+        return sum(hop_ns(l, tokens * ip["activation_bytes_per_token"]) for l in path)
+
+    def in_place_unit(experts, counts, tokens):
+        """The second unit's share of one layer step."""
+        yield env.timeout(activations(ip["to_unit"], tokens))
+        for g in experts:
+            n = counts[g % E]
+            yield env.timeout(kernel(ip["launch_ns"], ip["expert_compute_ns"][g], ip["expert_mac_ns"][g], n))
+        yield env.timeout(activations(ip["to_primary"], tokens) + ip["sync_ns"])
+
     def step(layer, selections):
         """One layer step for the given per-token selections; returns when its experts ran."""
         tokens = len(selections)
-        yield env.timeout(tokens * (d["dense_ns"] + d["gate_ns"]))
+        launch = d["launch_ns"]
+        yield env.timeout(
+            kernel(launch, d["dense_ns"], d["dense_mac_ns"], tokens)
+            + kernel(launch, d["gate_ns"], d["gate_mac_ns"], tokens)
+        )
         union, counts = [], {}
         for sel in selections:
             for x in sel:
@@ -107,24 +140,30 @@ def simulate(d):
         ready = collections.deque()
         wakeup = [env.event()]
         pending = 0
+        elsewhere = []
         for x in union:
             g = layer * E + x
-            if d["placement"][g] == d["compute_tier"]:
+            if ip is not None and ip["always"][g]:
+                elsewhere.append(g)
+            elif d["placement"][g] == d["compute_tier"]:
                 ready.append(g)
             elif caches[layer].lookup(x, d["expert_bytes"][g], protected):
                 ready.append(g)
             else:
                 pending += 1
                 env.process(transfer(g, ready, wakeup))
+        other = env.process(in_place_unit(elsewhere, counts, tokens)) if elsewhere else None
         done = 0
-        while done < len(union):
+        while done < len(union) - len(elsewhere):
             if ready:
                 g = ready.popleft()
-                yield env.timeout(counts[g % E] * d["expert_compute_ns"][g])
+                yield env.timeout(kernel(launch, d["expert_compute_ns"][g], d["expert_mac_ns"][g], counts[g % E]))
                 done += 1
             else:
                 wakeup[0] = env.event()
                 yield wakeup[0]
+        if other is not None:
+            yield other
 
     def device():
         for ri, r in enumerate(d["requests"]):
@@ -132,15 +171,18 @@ def simulate(d):
                 for c in caches:
                     c.reset()
             if r["prefill"] and r["prefill"][0]:
-                for layer in range(L):
-                    yield env.process(step(layer, r["prefill"][layer]))
-                yield env.timeout(d["head_ns"])
+                n = len(r["prefill"][0])
+                chunk = d.get("prefill_chunk_tokens") or n
+                for start in range(0, n, chunk):
+                    for layer in range(L):
+                        yield env.process(step(layer, r["prefill"][layer][start : start + chunk]))
+                yield env.timeout(d["launch_ns"] + d["head_ns"])
                 out["ttft"].append(env.now)
             for ti, tok in enumerate(r["decode"]):
                 start = env.now
                 for layer in range(L):
                     yield env.process(step(layer, [tok[layer]]))
-                yield env.timeout(d["head_ns"])
+                yield env.timeout(d["launch_ns"] + d["head_ns"])
                 out["latencies"].append(env.now - start)
                 if not (r["prefill"] and r["prefill"][0]) and ti == 0:
                     out["ttft"].append(env.now)

@@ -585,16 +585,26 @@ fn dump_inputs(setup: &SimSetup, trace: &SimTrace) -> String {
         }
         requests.push(serde_json::json!({ "prefill": prefill, "decode": decode }));
     }
-    let links: Vec<serde_json::Value> = setup
-        .links
-        .iter()
-        .map(|l| {
-            serde_json::json!({
-                "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes,
-                "bandwidth_bytes_per_s": l.bandwidth_bytes_per_s, "channels": l.channels,
-            })
+    let link_json = |l: &crate::sim::setup::SimLink| {
+        serde_json::json!({
+            "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes,
+            "bandwidth_bytes_per_s": l.bandwidth_bytes_per_s, "channels": l.channels,
         })
-        .collect();
+    };
+    let links: Vec<serde_json::Value> = setup.links.iter().map(link_json).collect();
+    let in_place = setup.in_place.as_ref().map(|ip| {
+        serde_json::json!({
+            "mode": ip.mode.name(),
+            "always": ip.always,
+            "expert_compute_ns": ip.expert_compute_ns,
+            "expert_mac_ns": ip.expert_mac_ns,
+            "launch_ns": ip.launch_ns,
+            "to_unit": ip.to_unit.iter().map(link_json).collect::<Vec<_>>(),
+            "to_primary": ip.to_primary.iter().map(link_json).collect::<Vec<_>>(),
+            "activation_bytes_per_token": ip.activation_bytes_per_token,
+            "sync_ns": ip.sync_ns,
+        })
+    });
     let v = serde_json::json!({
         "layers": setup.layers,
         "experts": setup.experts,
@@ -604,6 +614,12 @@ fn dump_inputs(setup: &SimSetup, trace: &SimTrace) -> String {
         "cache_bytes": setup.cache_bytes,
         "expert_bytes": setup.expert_bytes,
         "expert_compute_ns": setup.expert_compute_ns,
+        "expert_mac_ns": setup.expert_mac_ns,
+        "dense_mac_ns": setup.dense_mac_ns,
+        "gate_mac_ns": setup.gate_mac_ns,
+        "launch_ns": setup.launch_ns,
+        "prefill_chunk_tokens": setup.options.prefill_chunk_tokens,
+        "in_place": in_place,
         "placement": setup.placement,
         "compute_tier": setup.compute_tier,
         "paths": setup.paths,
