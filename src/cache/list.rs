@@ -112,10 +112,24 @@ impl DList {
     /// Moves member `x` to the head.
     #[inline]
     pub fn move_to_head(&mut self, x: u32) {
-        if self.head != x {
-            self.unlink(x);
-            self.push_head(x);
+        debug_assert!(self.member[x as usize]);
+        if self.head == x {
+            return;
         }
+        // A member that is not the head has a predecessor, and the head exists.
+        let i = x as usize;
+        let (p, n) = (self.prev[i], self.next[i]);
+        self.next[p as usize] = n;
+        if n != NIL {
+            self.prev[n as usize] = p;
+        } else {
+            self.tail = p;
+        }
+        let h = self.head;
+        self.prev[h as usize] = x;
+        self.prev[i] = NIL;
+        self.next[i] = h;
+        self.head = x;
     }
 
     /// Removes and returns the tail, or `None`.

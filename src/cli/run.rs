@@ -10,7 +10,7 @@ use crate::atomic_file::write_atomic;
 use crate::error::{Error, Result};
 use crate::experiment::{Experiment, Outcome};
 use crate::report::flat_csv::to_csv;
-use crate::sim::{SimSetup, SimTrace};
+use crate::sim::SimSetup;
 use crate::sweep::Sweep;
 use crate::sweep::tables::{metrics_row, scope_name};
 use crate::units::{format_bytes, format_duration_ns};
@@ -108,7 +108,10 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             crate::experiment::InputRef::Preset(..) => None,
         }));
         crate::atomic_file::refuse_overwriting_inputs(path, &inputs, "--dump-inputs")?;
-        write_atomic(path, dump_inputs(&setup, &trace).as_bytes())?;
+        write_atomic(
+            path,
+            crate::sim::dump::inputs_json(&setup, &trace).as_bytes(),
+        )?;
     }
     let outcome = exp.simulate(&trace)?;
     write_report(&exp, &outcome, &dir)?;
@@ -118,7 +121,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     let mut s = summary_text(&exp, &outcome);
     s.push_str(&format!(
-        "\nsimulated {} events in {:.6} s ({:.2} M events/s); wrote {}/ (config.resolved.toml, metrics.csv, links.csv, tiers.csv, summary.md{})\n",
+        "\nsimulated {} events in {:.6} s ({:.2} M events/s); wrote {}/ (config.resolved.toml, metrics.csv, links.csv, tiers.csv, units.csv, summary.md{})\n",
         r.events,
         outcome.simulate_wall_s,
         r.events as f64 / outcome.simulate_wall_s.max(1e-9) / 1e6,
@@ -258,6 +261,7 @@ fn write_report(exp: &Experiment, o: &Outcome, dir: &Path) -> Result<()> {
     write_atomic(dir.join("metrics.csv"), &to_csv(&[metrics_row(exp, o)]))?;
     write_atomic(dir.join("links.csv"), &to_csv(&o.report.links))?;
     write_atomic(dir.join("tiers.csv"), &to_csv(&o.report.tiers))?;
+    write_atomic(dir.join("units.csv"), &to_csv(&o.report.units))?;
     write_atomic(dir.join("summary.md"), summary_markdown(exp, o).as_bytes())?;
     match &o.timeline {
         Some(t) => write_atomic(dir.join("timeline.json"), t.to_chrome_json().as_bytes())?,
@@ -541,6 +545,19 @@ fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
             pct(l.utilisation)
         ));
     }
+    if o.report.units.len() > 1 {
+        s.push_str("\n| compute unit | tier | busy | utilisation | experts computed in place |\n|---|---|---|---|---|\n");
+        for u in &o.report.units {
+            s.push_str(&format!(
+                "| {} | {} | {} | {} | {} |\n",
+                u.unit,
+                u.tier,
+                format_duration_ns(u.busy_ns as f64),
+                pct(u.utilisation),
+                u.in_place_kernels
+            ));
+        }
+    }
     s.push_str(&format!(
         "\nReproduce: `{}` (moesim {}; add `--out DIR` to write elsewhere than {}/{}/). Uncalibrated profile figure groups: {}.\n",
         reproduce_command(&exp.label),
@@ -555,83 +572,4 @@ fn summary_markdown(exp: &Experiment, o: &Outcome) -> String {
             .join(", ")
     ));
     s
-}
-
-/// The simulator's resolved inputs and the standard routes, as JSON.
-fn dump_inputs(setup: &SimSetup, trace: &SimTrace) -> String {
-    use crate::router::top_k_by;
-    let w = &trace.workload;
-    let k = w.top_k as usize;
-    let mut top = Vec::new();
-    let mut requests = Vec::new();
-    for r in &trace.requests {
-        let mut prefill = Vec::new();
-        for layer in 0..w.layers {
-            let mut per_token = Vec::new();
-            for t in 0..r.prefill_tokens {
-                top_k_by(w.logits_of(trace.prefill_event(r, layer, t)), k, &mut top);
-                per_token.push(top.clone());
-            }
-            prefill.push(per_token);
-        }
-        let mut decode = Vec::new();
-        for t in 0..r.decode_tokens {
-            let mut per_layer = Vec::new();
-            for layer in 0..w.layers {
-                top_k_by(w.logits_of(trace.decode_event(r, t, layer)), k, &mut top);
-                per_layer.push(top.clone());
-            }
-            decode.push(per_layer);
-        }
-        requests.push(serde_json::json!({ "prefill": prefill, "decode": decode }));
-    }
-    let link_json = |l: &crate::sim::setup::SimLink| {
-        serde_json::json!({
-            "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes,
-            "bandwidth_bytes_per_s": l.bandwidth_bytes_per_s, "channels": l.channels,
-        })
-    };
-    let links: Vec<serde_json::Value> = setup.links.iter().map(link_json).collect();
-    let in_place = setup.in_place.as_ref().map(|ip| {
-        serde_json::json!({
-            "mode": ip.mode.name(),
-            "always": ip.always,
-            "expert_compute_ns": ip.expert_compute_ns,
-            "expert_mac_ns": ip.expert_mac_ns,
-            "launch_ns": ip.launch_ns,
-            "to_unit": ip.to_unit.iter().map(link_json).collect::<Vec<_>>(),
-            "to_primary": ip.to_primary.iter().map(link_json).collect::<Vec<_>>(),
-            "activation_bytes_per_token": ip.activation_bytes_per_token,
-            "sync_ns": ip.sync_ns,
-        })
-    });
-    let v = serde_json::json!({
-        "layers": setup.layers,
-        "experts": setup.experts,
-        "top_k": setup.top_k,
-        "policy": setup.options.policy.to_string(),
-        "scope": scope_name(setup.options.scope),
-        "cache_bytes": setup.cache_bytes,
-        "expert_bytes": setup.expert_bytes,
-        "expert_compute_ns": setup.expert_compute_ns,
-        "expert_mac_ns": setup.expert_mac_ns,
-        "dense_mac_ns": setup.dense_mac_ns,
-        "gate_mac_ns": setup.gate_mac_ns,
-        "launch_ns": setup.launch_ns,
-        "prefill_chunk_tokens": setup.options.prefill_chunk_tokens,
-        "in_place": in_place,
-        "placement": setup.placement,
-        "compute_tier": setup.compute_tier,
-        "paths": setup.paths,
-        "links": links,
-        "dense_ns": setup.dense_ns,
-        "gate_ns": setup.gate_ns,
-        "head_ns": setup.head_ns,
-        "shared": setup.shared.map(|s| serde_json::json!({"bytes": s.bytes, "compute_ns": s.compute_ns, "resident": s.resident})),
-        "home_tier": setup.home_tier,
-        "arrival": serde_json::to_value(&setup.options.arrival).expect("serializes"),
-        "between_requests": format!("{:?}", setup.options.between).to_lowercase(),
-        "requests": requests,
-    });
-    serde_json::to_string(&v).expect("serializes")
 }

@@ -592,6 +592,7 @@ impl BarChart {
             .unwrap_or(4);
         let label_px = (longest as u32 * 7 + 16).clamp(60, 340);
         let at = |i: usize| (n - 1 - i) as f64;
+        let n_panels = self.panels.len();
         for (p, (panel, area)) in self.panels.iter().zip(areas).enumerate() {
             let err = |s: usize, i: usize| {
                 panel
@@ -633,11 +634,21 @@ impl BarChart {
                     .filter(|v| *v > 0.0),
             );
             let log = !panel.stacked && is_log(AxisScale::Auto, positive);
+            // Many series: room on the right for the legend (lower right), beside the bars.
+            let many = panel.series.len() > 3;
             let (left, top) = if log {
                 let (lo, hi) = positive.expect("log needs values");
-                (10f64.powf((lo / 2.0).log10().floor()), hi * 4.0)
+                (
+                    10f64.powf((lo / 2.0).log10().floor()),
+                    hi * if many { 120.0 } else { 4.0 },
+                )
             } else {
-                (0.0, if top > 0.0 { top * 1.18 } else { 1.0 })
+                let headroom = if many {
+                    (1.18 + 0.16 * panel.series.len() as f64).min(2.3)
+                } else {
+                    1.18
+                };
+                (0.0, if top > 0.0 { top * headroom } else { 1.0 })
             };
             let names = self.categories.clone();
             let mut builder = ChartBuilder::on(&area);
@@ -751,7 +762,8 @@ impl BarChart {
                             chart.draw_series(texts).map_err(|x| e(&x))?;
                         }
                     }
-                    if panel.series.len() > 1 {
+                    // One legend, in the last panel (the panels share their series).
+                    if panel.series.len() > 1 && p + 1 == n_panels {
                         chart
                             .configure_series_labels()
                             .position(SeriesLabelPosition::LowerRight)

@@ -26,6 +26,7 @@ pub mod arrival;
 mod compute;
 mod copies;
 mod counters;
+pub mod dump;
 mod in_place;
 pub mod placement;
 pub mod prefetch;
@@ -39,7 +40,7 @@ mod step;
 pub mod timeline;
 mod transfers;
 
-pub use placement::{HotSet, PlacementMode, PlacementSpec};
+pub use placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec};
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};
 pub use report::SimReport;
 pub use setup::{

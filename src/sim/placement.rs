@@ -70,6 +70,59 @@ pub enum HotSet {
     Static,
 }
 
+/// `placement.in_place_layers`: a block count, or `"fit"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InPlaceLayers {
+    /// The experts of blocks `0 .. n` in place.
+    Count(u32),
+    /// The smallest count whose remaining experts fit the primary unit's tier.
+    Fit,
+}
+
+impl Serialize for InPlaceLayers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            InPlaceLayers::Count(n) => s.serialize_u32(*n),
+            InPlaceLayers::Fit => s.serialize_str("fit"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InPlaceLayers {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = InPlaceLayers;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a block count (an integer >= 0) or \"fit\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<InPlaceLayers, E> {
+                u32::try_from(v).map(InPlaceLayers::Count).map_err(|_| {
+                    E::custom(format!(
+                        "{v}: expected a block count (an integer >= 0) or \"fit\""
+                    ))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<InPlaceLayers, E> {
+                u32::try_from(v).map(InPlaceLayers::Count).map_err(|_| {
+                    E::custom(format!(
+                        "{v}: expected a block count (an integer >= 0) or \"fit\""
+                    ))
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<InPlaceLayers, E> {
+                match v {
+                    "fit" => Ok(InPlaceLayers::Fit),
+                    other => Err(E::custom(format!(
+                        "`{other}`: expected a block count (an integer >= 0) or \"fit\""
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// `[placement]` as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -77,9 +130,10 @@ pub struct PlacementSpec {
     /// Where experts run.
     #[serde(default)]
     pub mode: PlacementMode,
-    /// `layers` mode: blocks whose experts run in place (llama.cpp's `--n-cpu-moe`).
+    /// `layers` mode: blocks whose experts run in place (llama.cpp's `--n-cpu-moe`), or
+    /// `"fit"`: the fewest that leave the other blocks' experts fitting the primary tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub in_place_layers: Option<u32>,
+    pub in_place_layers: Option<InPlaceLayers>,
     /// The unit that computes experts in place (default: the unit on the experts' home tier).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
@@ -229,6 +283,26 @@ mod tests {
     }
 
     #[test]
+    fn a_block_count_or_fit() {
+        let spec: PlacementSpec =
+            toml::from_str("mode = \"layers\"\nin_place_layers = \"fit\"").unwrap();
+        assert_eq!(spec.in_place_layers, Some(InPlaceLayers::Fit));
+        assert!(
+            toml::to_string(&spec)
+                .unwrap()
+                .contains("in_place_layers = \"fit\"")
+        );
+        let spec: PlacementSpec = toml::from_str("mode = \"layers\"\nin_place_layers = 7").unwrap();
+        assert_eq!(spec.in_place_layers, Some(InPlaceLayers::Count(7)));
+        for bad in ["-1", "\"all\"", "1.5"] {
+            let e = toml::from_str::<PlacementSpec>(&format!("in_place_layers = {bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("block count"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn keys_of_other_modes_are_refused() {
         let cases: &[(&str, &str)] = &[
             ("mode = \"layers\"", "placement.in_place_layers"),
@@ -260,7 +334,7 @@ mod tests {
         for mode in PlacementMode::ALL {
             let spec = PlacementSpec {
                 mode,
-                in_place_layers: (mode == PlacementMode::Layers).then_some(2),
+                in_place_layers: (mode == PlacementMode::Layers).then_some(InPlaceLayers::Count(2)),
                 ..PlacementSpec::default()
             };
             spec.validate()

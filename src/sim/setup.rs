@@ -36,7 +36,7 @@ use crate::router::{GateWeights, RouterKind};
 use crate::units::ceil_ns;
 
 use super::arrival::ArrivalKind;
-use super::placement::{HotSet, PlacementMode, PlacementSpec};
+use super::placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec};
 use super::prefetch::PrefetchKind;
 
 /// How much of the compute tier the expert cache may use.
@@ -340,6 +340,8 @@ pub struct InPlace {
     pub copy_min_tokens: Option<u32>,
     /// `hot-set` with a policy-managed cache: a miss the policy admits is also copied.
     pub load_admitted: bool,
+    /// `layers` mode: the blocks whose experts run in place (resolved when given as `"fit"`).
+    pub in_place_layers: Option<u32>,
 }
 
 impl InPlace {
@@ -592,6 +594,7 @@ impl SimSetup {
         pl.validate()
             .map_err(|(key, reason)| SetupError { key, reason })?;
         let mut in_place_plan: Option<(usize, Vec<bool>, bool)> = None;
+        let mut fitted_layers: Option<u32> = None;
         let mut cache_bytes = cache_bytes;
         if pl.mode != PlacementMode::Move {
             let names = || {
@@ -652,7 +655,27 @@ impl SimSetup {
             let mut resident = vec![false; n_objects];
             match pl.mode {
                 PlacementMode::Layers => {
-                    let n = pl.in_place_layers.expect("validated");
+                    let layer_bytes = |l: usize| -> u64 {
+                        let e = experts as usize;
+                        expert_bytes[l * e..(l + 1) * e].iter().sum()
+                    };
+                    let n = match pl.in_place_layers.expect("validated") {
+                        InPlaceLayers::Count(n) => n,
+                        // The fewest blocks in place that leave the rest fitting.
+                        InPlaceLayers::Fit => (0..=moe.n_layers)
+                            .find(|&n| {
+                                let kept: u64 = moe
+                                    .moe_layers
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|&(_, &b)| b >= n)
+                                    .map(|(l, _)| layer_bytes(l))
+                                    .sum();
+                                kept <= cache_budget
+                            })
+                            .expect("with every block in place nothing is kept"),
+                    };
+                    fitted_layers = Some(n);
                     if n > moe.n_layers {
                         return err(
                             "placement.in_place_layers",
@@ -912,6 +935,7 @@ impl SimSetup {
                     sync_ns: ceil_ns(options.placement.sync_ns),
                     copy_min_tokens: options.placement.copy_min_tokens,
                     load_admitted,
+                    in_place_layers: fitted_layers,
                 })
             }
         };

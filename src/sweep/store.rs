@@ -89,11 +89,12 @@ pub fn assemble(dir: &Path, runs: &[RunEntry]) -> Result<()> {
 }
 
 /// The files a single-point run writes into its directory.
-pub const SINGLE_RUN_FILES: [&str; 6] = [
+pub const SINGLE_RUN_FILES: [&str; 7] = [
     "config.resolved.toml",
     "metrics.csv",
     "links.csv",
     "tiers.csv",
+    "units.csv",
     "summary.md",
     "timeline.json",
 ];

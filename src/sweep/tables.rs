@@ -59,7 +59,7 @@ pub struct MetricsRow<'a> {
     pub low_on_miss_gate_below: Option<f64>,
     /// Where experts run (`placement.mode`).
     pub placement_mode: &'static str,
-    /// `layers` mode: the blocks whose experts run in place.
+    /// `layers` mode: the blocks whose experts run in place (resolved when given as `"fit"`).
     pub in_place_layers: Option<u32>,
     /// What the simulation measured.
     #[serde(flatten)]
@@ -96,7 +96,7 @@ pub fn metrics_row<'a>(exp: &'a Experiment, o: &'a Outcome) -> MetricsRow<'a> {
         dynamic_precision: opts.precision.dynamic.is_some(),
         low_on_miss_gate_below: opts.precision.low_on_miss.as_ref().map(|l| l.gate_below),
         placement_mode: opts.placement.mode.name(),
-        in_place_layers: opts.placement.in_place_layers,
+        in_place_layers: o.setup.in_place.as_ref().and_then(|ip| ip.in_place_layers),
         report: &o.report,
         output: o.output_quality.unwrap_or_else(OutputQuality::missing),
         quality_note: o.quality_note.as_deref().unwrap_or(""),

@@ -47,6 +47,7 @@ fn unit(
         sync_ns,
         copy_min_tokens: None,
         load_admitted: false,
+        in_place_layers: None,
     }
 }
 
@@ -522,6 +523,24 @@ mod properties {
 
     use super::*;
 
+    /// A micro-moe-shaped trace of one request with one expert per token.
+    fn top1_trace(seed: u64, decode: u32) -> SimTrace {
+        use moesim::router::replay::RouteWorkload;
+        use moesim::trace::generate::{GeneratedEvent, Generator, load_spec};
+        let mut spec = load_spec("micro-moe").unwrap();
+        spec.top_k = 1;
+        spec.prefill_tokens = 0;
+        spec.decode_tokens = decode;
+        let g = Generator::new(&spec, seed);
+        let mut w = RouteWorkload::new(&spec.meta(seed, 1));
+        let mut ev = GeneratedEvent::default();
+        let mut events = g.request(0);
+        while events.next_event(&mut ev) {
+            w.push(&ev.record);
+        }
+        SimTrace::new(w, Vec::new()).unwrap()
+    }
+
     fn toy(dense: u64, gpu: u64, cpu: u64, latency: f64, mode: PlacementMode) -> Toy {
         let mut ip = unit(mode, cpu, 0, |_, x| x % 3 != 0);
         ip.to_unit = vec![link(0, 1, latency, 64, 1e9, 1)];
@@ -567,6 +586,45 @@ mod properties {
             }
         }
 
+        /// With one expert per token and no cache, per-miss decisions cannot interact (each
+        /// layer's miss finds the link and the in-place unit idle, so both predictions are
+        /// exact): every token is at least as fast as with every miss fetched and with every
+        /// miss computed in place.
+        #[test]
+        fn per_miss_is_never_slower_than_both_pure_strategies(
+            seed in 0u64..1000,
+            cpu in 50u64..20_000,
+            act_latency in 0.0f64..5_000.0,
+            link_latency in 0.0f64..5_000.0,
+            bandwidth in 1e8f64..1e10,
+        ) {
+            let t = top1_trace(seed, 6);
+            let toy = |mode: Option<PlacementMode>| {
+                let mut ip = unit(mode.unwrap_or(PlacementMode::PerMiss), cpu, 0, |_, _| false);
+                ip.to_unit = vec![link(0, 1, act_latency, 64, 1e9, 1)];
+                ip.to_primary = ip.to_unit.clone();
+                if mode == Some(PlacementMode::InPlace) {
+                    ip.always = vec![true; ip.always.len()];
+                }
+                Toy {
+                    links: vec![link(1, 0, link_latency, 64, bandwidth, 1)],
+                    compute_ns: 700,
+                    in_place: mode.map(|_| ip),
+                    ..base()
+                }
+            };
+            let moved = sim(&toy(None), &t);
+            let here = sim(&toy(Some(PlacementMode::InPlace)), &t);
+            let chosen = sim(&toy(Some(PlacementMode::PerMiss)), &t);
+            for i in 0..chosen.token_latencies_ns.len() {
+                let best = moved.token_latencies_ns[i].min(here.token_latencies_ns[i]);
+                prop_assert!(
+                    chosen.token_latencies_ns[i] <= best,
+                    "token {i}: per-miss {} > {best}", chosen.token_latencies_ns[i]
+                );
+            }
+        }
+
         /// Every expert resident on the primary unit (layers mode with no block in place)
         /// reproduces `move` with every expert resident, exactly.
         #[test]
@@ -588,4 +646,38 @@ mod properties {
             prop_assert_eq!(b.in_place_uses, 0);
         }
     }
+}
+
+/// `in_place_layers = "fit"` resolves to the fewest blocks in place that leave the rest fitting
+/// the GPU: on the 16 GB desktop with Qwen3-30B-A3B at Q4_K, 7 (and 6 does not fit).
+#[test]
+fn fit_resolves_to_the_fewest_blocks_that_fit() {
+    let dir = scratch("placement_fit");
+    let body = |n: &str| {
+        format!(
+            "[hardware]\nprofile = \"pc-rtx4060ti-16gb-ddr5\"\n[model]\nspec = \"qwen3-30b-a3b\"\nformat = \"q4_k\"\n\
+             [trace]\ngenerator = \"qwen3-like\"\nrequests = 1\nprefill_tokens = 4\ndecode_tokens = 4\n\
+             [cache]\nbudget_fraction = 1.0\n[placement]\nmode = \"layers\"\nin_place_layers = {n}\n"
+        )
+    };
+    let exp = crate::sim::write_experiment(&dir, "fit", &body("\"fit\""));
+    let out = dir.join("fit-out");
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let csv = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|&h| h == "in_place_layers").unwrap();
+    assert_eq!(row[col], "7");
+    let exp = crate::sim::write_experiment(&dir, "six", &body("6"));
+    let out = dir.join("six-out");
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_bad_input(
+        &run,
+        &[
+            "placement.in_place_layers",
+            "6 leaves the experts of 42 MoE layers",
+        ],
+    );
 }

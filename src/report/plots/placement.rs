@@ -22,6 +22,7 @@ fn parse(axis_path: &str, value: &str) -> Result<(Option<f64>, String), String> 
     let mut words = Vec::new();
     for part in value.split(' ') {
         match part.split_once('=') {
+            Some(("in_place_layers", "fit")) => words.push("fewest that fit".to_string()),
             Some(("in_place_layers", v)) => {
                 n = Some(
                     v.parse()
@@ -44,6 +45,10 @@ fn words(label: &str) -> String {
         ("hot-set", "hot set (cache policy)"),
         ("per-miss", "per miss, predicted finish"),
         ("move", "paged cache (move)"),
+        (
+            "layers fewest that fit",
+            "--n-cpu-moe: fewest blocks that fit",
+        ),
     ];
     if let Some(rest) = label.strip_prefix("per-miss copy_min_tokens=") {
         return format!("per miss, copy at >= {rest} tokens");
