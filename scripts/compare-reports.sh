@@ -22,7 +22,7 @@ rm -rf "$scratch/quickstart"
 "$bin" run --out "$scratch/quickstart" > /dev/null
 for f in metrics.csv summary.md links.csv tiers.csv; do check quickstart "$f"; done
 for name in bonus-sweep ema-sweep eviction-policies eviction-policies-mixtral-trace precision-allocation \
-  hardware-compare prefetch pi-quant seed-table n-cpu-moe prefill desktops; do
+  hardware-compare prefetch pi-quant seed-table n-cpu-moe n-cpu-moe-mixtral prefill desktops; do
   rm -rf "$scratch/$name"
   "$bin" run "experiments/$name.toml" --out "$scratch/$name" > /dev/null
   for f in results.csv summary.csv summary.md latency.csv popularity.csv; do check "$name" "$f"; done
