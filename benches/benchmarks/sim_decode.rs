@@ -11,19 +11,7 @@ use moesim::experiment::Experiment;
 use moesim::sim::{SimSetup, SimTrace};
 
 fn load(file: &str, edit: impl Fn(&mut moesim::sim::SimOptions)) -> (SimSetup, SimTrace) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut exp = Experiment::load(&root.join(file)).unwrap();
-    edit(&mut exp.options);
-    let trace = exp.build_trace().unwrap();
-    let setup = SimSetup::new(
-        &exp.profile,
-        &exp.model,
-        exp.options.clone(),
-        &trace.popularity(),
-        None,
-    )
-    .unwrap();
-    (setup, trace)
+    load_with(file, edit, |_| {})
 }
 
 /// As [`load`], after `spec_edit` changes the experiment file's spec (sweep removed, shorter

@@ -210,34 +210,22 @@ fn the_roofline_crosses_over_where_bytes_over_bandwidth_equal_macs_over_peak() {
     // In the simulator: a prefill layer charges each expert max(800, n·100) for its n tokens.
     let prefill = 40u32;
     let t = trace(11, 1, prefill, 1);
-    let toy = Toy {
+    let r = sim(&roofline_toy(), &t);
+    // One chunk: the whole prompt through every layer at once.
+    assert_eq!(r.ttft_p50_ns, chunked_prefill_ns(&t, prefill, prefill));
+}
+
+/// Resident experts of 800 ns memory time and 100 ns of arithmetic per token; dense 2000 ns
+/// memory, 250 ns arithmetic per token.
+fn roofline_toy() -> Toy {
+    Toy {
         all_resident: true,
         compute_ns: 800,
         mac_ns: Some(100),
         dense_ns: 2000,
         dense_mac_ns: Some(250),
         ..base()
-    };
-    let r = sim(&toy, &t);
-    let mut expected = 5000u64;
-    for layer in 0..L as u32 {
-        let mut tokens = vec![0u64; E as usize];
-        for j in 0..prefill {
-            let ev = t.prefill_event(&t.requests[0], layer, j);
-            let mut sel = Vec::new();
-            top_k_by(t.workload.logits_of(ev), K as usize, &mut sel);
-            for x in sel {
-                tokens[x as usize] += 1;
-            }
-        }
-        let experts: u64 = tokens
-            .iter()
-            .filter(|&&n| n > 0)
-            .map(|&n| 800u64.max(n * 100))
-            .sum();
-        expected += 2000u64.max(prefill as u64 * 250) + prefill as u64 * 30 + experts;
     }
-    assert_eq!(r.ttft_p50_ns, expected);
 }
 
 /// The prefill of `t`'s request 0 with the toy of the roofline test, in chunks of `chunk`.
@@ -274,13 +262,8 @@ fn a_prompt_in_chunks_runs_each_chunk_through_every_layer_and_the_head_once() {
     let t = trace(13, 1, prefill, 1);
     for chunk in [1, 7, 16, 40, 64] {
         let toy = Toy {
-            all_resident: true,
-            compute_ns: 800,
-            mac_ns: Some(100),
-            dense_ns: 2000,
-            dense_mac_ns: Some(250),
             chunk: Some(chunk),
-            ..base()
+            ..roofline_toy()
         };
         let r = sim(&toy, &t);
         assert_eq!(
