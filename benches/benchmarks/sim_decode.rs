@@ -98,6 +98,24 @@ fn sim_decode(c: &mut Criterion) {
         });
         bench_named(&mut g, "qwen3-30b-4060ti", name, setup, trace);
     }
+    // The LRU hot set on the DDR4 desktop, whose DRAM the CPU's expert reads and the copies
+    // share (every kernel and hop joins and leaves the tier's share).
+    let (setup, trace) = load_with(
+        "experiments/n-cpu-moe.toml",
+        |o| o.placement = toml::from_str("mode = \"hot-set\"").unwrap(),
+        |spec| {
+            spec.sweep = None;
+            spec.hardware.profile = "pc-rtx3060-12gb-ddr4".into();
+            spec.trace.requests = Some(1);
+            spec.trace.prefill_tokens = Some(32);
+            spec.trace.decode_tokens = Some(128);
+        },
+    );
+    assert!(
+        setup.tiers.iter().any(|t| t.shared_read_bandwidth_bytes_per_s.is_some()),
+        "the DDR4 desktop's DRAM is shared"
+    );
+    bench_named(&mut g, "qwen3-30b-3060-ddr4", "hot-set-shared-dram", setup, trace);
     g.finish();
 }
 

@@ -372,9 +372,9 @@ fn show(
         "\nwhat times what: links (bandwidth, latency, granule, channels) time every copy \
          between tiers; the compute figures time every kernel, reading its weights from the \
          compute tier included; tier capacities, reserves and holds_experts decide where \
-         experts fit; tier pJ/B price every byte read or written. Tier read/write bandwidth, \
-         latency and granule are recorded but time nothing yet (a tier is not a contended \
-         resource).\n",
+         experts fit; tier pJ/B price every byte read or written; a tier's read bandwidth caps \
+         what the copies out of it and the kernels computing in place from it draw at once. \
+         Tier write bandwidth, latency and granule are recorded but time nothing.\n",
     );
 
     let uncalibrated = p.uncalibrated_groups();

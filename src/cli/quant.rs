@@ -519,7 +519,7 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     emit(out, &s)
 }
 
-/// The `[compute]` section of a hardware profile from the all-core rates at `shape`; none
+/// A `[[compute_units]]` entry for a hardware profile from the all-core rates at `shape`; none
 /// when a class it needs was not measured (a `--formats` subset), since a profile must state
 /// every class and a made-up figure would be worse than none.
 fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> String {
@@ -527,7 +527,7 @@ fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> 
         Ok(r) => r,
         Err(missing) => {
             return format!(
-                "\n# No [compute] section: a profile needs a rate for every class, and {} was not measured at {}x{} (measure the default formats, or give them with --formats).\n",
+                "\n# No [[compute_units]] entry: a profile needs a rate for every class, and {} was not measured at {}x{} (measure the default formats, or give them with --formats).\n",
                 missing.join(", "),
                 shape.0,
                 shape.1
@@ -539,7 +539,12 @@ fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> 
         "\n# Paste into a hardware profile: measured on this host by `moesim quant bench` (moesim {}),\n\
          # all {threads} cores, {}x{} matrices, kernels at {}; q4 = Q4_K, q3 = Q3_K, q2 = Q2_K, ternary = TQ2_0,\n\
          # dense = Q8_0. energy_pj_per_mac is not measured: give it a source and set energy_calibrated.\n\
-         [compute]\n\
+         # No peak_macs_per_s: moesim's kernels run n tokens as n matrix-vector products, so n tokens\n\
+         # cost n times one on this unit (the roofline's default); no launch_ns (not measured, 0).\n\
+         # The unit reads weights from the tier named `dram`: rename it to match the profile.\n\
+         [[compute_units]]\n\
+         name = \"cpu\"\n\
+         tier = \"dram\"\n\
          cores = {threads}\n\
          expert_weights_per_s = {{ f16 = {}, q8 = {}, q4 = {}, q3 = {}, q2 = {}, ternary = {} }}\n\
          dense_weights_per_s = {}\n\

@@ -138,6 +138,7 @@ impl Sim<'_> {
                 bytes_written: c.tier_written[i],
                 energy_pj: (c.tier_read[i] + c.tier_written[i]) as f64 * t.energy_pj_per_byte,
                 expert_storage_bytes: s.storage_bytes[i],
+                contended_ns: self.transfers.share.contended_ns(i),
             })
             .collect();
         let quality = self.quality.summary();
@@ -240,6 +241,9 @@ impl Sim<'_> {
             } else {
                 0.0
             },
+            tier_contended_ns: (0..s.tiers.len())
+                .map(|t| self.transfers.share.contended_ns(t))
+                .sum(),
             quality,
             links,
             tiers,

@@ -11,8 +11,9 @@ use std::collections::VecDeque;
 
 use super::process::{Ev, Sim};
 use super::step::SlotState;
+use super::tier_share::Reader;
 use super::timeline::SpanKind;
-use crate::engine::TimeNs;
+use crate::engine::{Scheduler, TimeNs};
 
 /// What the in-place unit is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -39,6 +40,11 @@ pub(super) struct InPlaceUnit {
     pub queued_ns: TimeNs,
     /// When the current phase started.
     started: TimeNs,
+    /// When the current phase is scheduled to end.
+    end_at: TimeNs,
+    /// `InPlaceDone` events superseded by a later schedule (its tier's bandwidth was shared)
+    /// and not yet out of the queue.
+    stale: u32,
     /// Busy time (kernels only).
     pub busy_ns: u64,
     /// Activation and result transfers' time.
@@ -56,6 +62,28 @@ impl InPlaceUnit {
         self.slots += 1;
         self.queued_ns += kernel_ns;
     }
+
+    /// Schedules the end of the current phase at `end`.
+    fn schedule(&mut self, q: &mut Scheduler<Ev>, end: TimeNs) {
+        self.end_at = end;
+        q.schedule_at(end, Ev::InPlaceDone);
+    }
+
+    /// Moves the end of the running kernel to `end` (its tier's share changed).
+    pub fn reschedule(&mut self, q: &mut Scheduler<Ev>, end: TimeNs) {
+        self.stale += 1;
+        self.schedule(q, end);
+    }
+
+    /// Whether an `InPlaceDone` popped at `now` ends the current phase; if not, it is a
+    /// superseded schedule and is forgotten.
+    pub fn due(&mut self, now: TimeNs) -> bool {
+        if self.phase != Phase::Idle && self.end_at == now {
+            return true;
+        }
+        self.stale -= 1;
+        false
+    }
 }
 
 impl Sim<'_> {
@@ -71,7 +99,8 @@ impl Sim<'_> {
         u.phase = Phase::ActivationsIn;
         u.started = self.q.now();
         u.activation_bytes += tokens as u64 * ip.activation_bytes_per_token;
-        self.q.schedule_in(ns, Ev::InPlaceDone);
+        let end = self.q.now().saturating_add(ns);
+        u.schedule(&mut self.q, end);
     }
 
     /// The in-place unit finished its current phase.
@@ -79,6 +108,9 @@ impl Sim<'_> {
         let s = self.s;
         let ip = s.in_place.as_ref().expect("an in-place unit runs");
         let now = self.now();
+        if !self.in_place.due(now) {
+            return;
+        }
         let layer = self.pos().layer;
         let track = self.in_place_track();
         let started = self.in_place.started;
@@ -107,6 +139,10 @@ impl Sim<'_> {
                 );
                 self.in_place.busy_ns += now - started;
                 self.in_place.kernels += 1;
+                if self.transfers.share.tracks(ip.tier) {
+                    self.transfers.share.leave(now, ip.tier, Reader::InPlace);
+                    self.transfers.apply_moved(&mut self.q, &mut self.in_place);
+                }
             }
         }
         if self.in_place.phase == Phase::ResultsBack {
@@ -137,14 +173,31 @@ impl Sim<'_> {
                     sl.bytes as f64 * s.tiers[ip.tier].energy_pj_per_byte;
                 self.c.in_place_mac_pj[ph] +=
                     (sl.tokens as u64 * s.expert_macs[g]) as f64 * ip.energy_pj_per_mac;
-                self.q.schedule_in(ns, Ev::InPlaceDone);
+                let end = if self.transfers.share.tracks(ip.tier) {
+                    // The weights stream from the tier over the roofline body.
+                    let body_ns = ns - ip.launch_ns;
+                    let demand = sl.bytes as f64 * 1e9 / body_ns.max(1) as f64;
+                    let end = self.transfers.share.join(
+                        now,
+                        ip.tier,
+                        Reader::InPlace,
+                        demand,
+                        ip.launch_ns as f64,
+                        body_ns as f64,
+                    );
+                    self.transfers.apply_moved(&mut self.q, &mut self.in_place);
+                    end
+                } else {
+                    now.saturating_add(ns)
+                };
+                self.in_place.schedule(&mut self.q, end);
             }
             None => {
                 let tokens = self.step_tokens();
                 let ns = ip.activation_ns(&ip.to_primary, tokens) + ip.sync_ns;
                 self.in_place.activation_bytes += tokens as u64 * ip.activation_bytes_per_token;
                 self.in_place.phase = Phase::ResultsBack;
-                self.q.schedule_in(ns, Ev::InPlaceDone);
+                self.in_place.schedule(&mut self.q, now.saturating_add(ns));
             }
         }
     }

@@ -37,6 +37,7 @@ mod requests;
 mod serve;
 pub mod setup;
 mod step;
+mod tier_share;
 pub mod timeline;
 mod transfers;
 

@@ -193,6 +193,7 @@ impl Sim<'_> {
                         s,
                         &mut self.q,
                         &mut self.compute,
+                        &mut self.in_place,
                         Kind::Prefetch,
                         g,
                         bytes,

@@ -130,6 +130,9 @@ pub struct SimReport {
     pub in_place_busy_ns: u64,
     /// `in_place_busy_ns` over the makespan (0 without an in-place unit).
     pub in_place_utilisation: f64,
+    /// Time, summed over tiers, during which a tier's readers (transfers out of it and the
+    /// in-place unit's kernels) asked for more than its read bandwidth and were slowed.
+    pub tier_contended_ns: u64,
     /// Routing quality against the standard router (1, 1, 0 for the standard router).
     #[serde(flatten)]
     pub quality: QualitySummary,
@@ -206,4 +209,6 @@ pub struct TierReport {
     pub energy_pj: f64,
     /// Bytes of routed-expert copies it stores (the compute tier: its cache capacity).
     pub expert_storage_bytes: u64,
+    /// Time its readers asked for more than its read bandwidth and were slowed.
+    pub contended_ns: u64,
 }

@@ -175,6 +175,10 @@ pub struct SimTier {
     pub name: String,
     /// Energy per byte read or written.
     pub energy_pj_per_byte: f64,
+    /// Read bandwidth shared by the tier's readers (hops out of it, the in-place unit's
+    /// kernels), when they can ask for more than it gives; `None`: they never can, and each
+    /// runs at its own speed.
+    pub shared_read_bandwidth_bytes_per_s: Option<f64>,
 }
 
 /// A link as the simulator sees it.
@@ -939,6 +943,39 @@ impl SimSetup {
                 })
             }
         };
+        // A tier's readers share its read bandwidth only when together they can ask for more
+        // than it gives: every channel of every link out of it that some path uses, plus the
+        // in-place unit streaming its fastest expert from it.
+        let mut link_used = vec![false; links.len()];
+        for path in &paths {
+            for &l in path {
+                link_used[l as usize] = true;
+            }
+        }
+        let tiers: Vec<SimTier> = profile
+            .tiers
+            .iter()
+            .enumerate()
+            .map(|(t, spec)| {
+                let mut demand: f64 = links
+                    .iter()
+                    .zip(&link_used)
+                    .filter(|(l, used)| **used && l.from == t)
+                    .map(|(l, _)| l.bandwidth_bytes_per_s * l.channels as f64)
+                    .sum();
+                if let Some(ip) = in_place.as_ref().filter(|ip| ip.tier == t) {
+                    demand += (0..n_objects)
+                        .map(|g| stored_bytes(g) as f64 * 1e9 / ip.expert_compute_ns[g] as f64)
+                        .fold(0.0, f64::max);
+                }
+                SimTier {
+                    name: spec.name.clone(),
+                    energy_pj_per_byte: spec.energy_pj_per_byte,
+                    shared_read_bandwidth_bytes_per_s: (demand > spec.read_bandwidth_bytes_per_s)
+                        .then_some(spec.read_bandwidth_bytes_per_s),
+                }
+            })
+            .collect();
         let c0 = profile.compute();
         Ok(SimSetup {
             layers,
@@ -964,14 +1001,7 @@ impl SimSetup {
             head_ns: ceil_ns(head_params as f64 * 1e9 / dense_rate),
             head_macs: head_params,
             head_bytes: bytes_of(head_params),
-            tiers: profile
-                .tiers
-                .iter()
-                .map(|t| SimTier {
-                    name: t.name.clone(),
-                    energy_pj_per_byte: t.energy_pj_per_byte,
-                })
-                .collect(),
+            tiers,
             links,
             paths,
             compute_tier,

@@ -8,9 +8,11 @@
 
 use super::compute::ComputeUnit;
 use super::copies::Status;
+use super::in_place::InPlaceUnit;
 use super::process::{Ev, Sim};
 use super::setup::SimSetup;
 use super::step::SlotState;
+use super::tier_share::{Reader, TierShare};
 use super::timeline::SpanKind;
 use crate::engine::{FifoResource, Scheduler, TimeNs};
 
@@ -39,6 +41,11 @@ pub(super) struct Transfer {
     /// Evicted while in flight: its arrival is dropped.
     pub orphan: bool,
     pub hop_start: TimeNs,
+    /// When the current hop is scheduled to end.
+    pub end_at: TimeNs,
+    /// `HopDone` events of this transfer superseded by a later schedule (its source tier's
+    /// bandwidth was shared) and not yet out of the queue; its id is not reused before they are.
+    pub stale: u32,
     pub generation: u32,
     pub live: bool,
 }
@@ -62,6 +69,8 @@ pub(super) struct Transfers {
     free: Vec<u32>,
     /// Hops in flight on all links.
     hops_in_flight: u32,
+    /// Tier read bandwidth shared by hops and in-place kernels.
+    pub share: TierShare,
 }
 
 impl Transfers {
@@ -75,6 +84,7 @@ impl Transfers {
             table: Vec::new(),
             free: Vec::new(),
             hops_in_flight: 0,
+            share: TierShare::new(s.tiers.iter().map(|t| t.shared_read_bandwidth_bytes_per_s)),
         }
     }
 
@@ -126,6 +136,7 @@ impl Transfers {
         s: &SimSetup,
         q: &mut Scheduler<Ev>,
         unit: &mut ComputeUnit,
+        ip: &mut InPlaceUnit,
         kind: Kind,
         object: u32,
         bytes: u64,
@@ -142,6 +153,8 @@ impl Transfers {
             waiter,
             orphan: false,
             hop_start: 0,
+            end_at: 0,
+            stale: 0,
             generation: 0,
             live: true,
         };
@@ -158,20 +171,76 @@ impl Transfers {
         };
         let link = s.paths[from as usize][0] as usize;
         if let Some(started) = self.links[link].arrive(q.now(), tid) {
-            self.start_hop(s, q, unit, started);
+            self.start_hop(s, q, unit, ip, started);
         }
         tid
     }
 
-    fn start_hop(&mut self, s: &SimSetup, q: &mut Scheduler<Ev>, unit: &mut ComputeUnit, tid: u32) {
+    fn start_hop(
+        &mut self,
+        s: &SimSetup,
+        q: &mut Scheduler<Ev>,
+        unit: &mut ComputeUnit,
+        ip: &mut InPlaceUnit,
+        tid: u32,
+    ) {
         let now = q.now();
         let tr = &mut self.table[tid as usize];
         tr.started = true;
         tr.hop_start = now;
-        let link = s.paths[tr.from as usize][tr.hop as usize] as usize;
-        let d = s.links[link].hop_ns(tr.bytes);
-        q.schedule_in(d, Ev::HopDone(tid));
+        let l = &s.links[s.paths[tr.from as usize][tr.hop as usize] as usize];
+        let end = if self.share.tracks(l.from) {
+            let rounded = tr.bytes.div_ceil(l.granularity_bytes) * l.granularity_bytes;
+            let body_ns = rounded as f64 * 1e9 / l.bandwidth_bytes_per_s;
+            let end = self.share.join(
+                now,
+                l.from,
+                Reader::Hop(tid),
+                l.bandwidth_bytes_per_s,
+                l.latency_ns,
+                body_ns,
+            );
+            self.table[tid as usize].end_at = end;
+            self.apply_moved(q, ip);
+            end
+        } else {
+            let end = now.saturating_add(l.hop_ns(tr.bytes));
+            tr.end_at = end;
+            end
+        };
+        q.schedule_at(end, Ev::HopDone(tid));
         self.hops_change(q, unit, 1);
+    }
+
+    /// Reschedules the readers whose end moved when a tier's share changed.
+    pub fn apply_moved(&mut self, q: &mut Scheduler<Ev>, ip: &mut InPlaceUnit) {
+        for i in 0..self.share.moved.len() {
+            let (reader, end) = self.share.moved[i];
+            match reader {
+                Reader::Hop(tid) => {
+                    let tr = &mut self.table[tid as usize];
+                    tr.stale += 1;
+                    tr.end_at = end;
+                    q.schedule_at(end, Ev::HopDone(tid));
+                }
+                Reader::InPlace => ip.reschedule(q, end),
+            }
+        }
+        self.share.moved.clear();
+    }
+
+    /// Whether a `HopDone(tid)` popped at `now` ends the transfer's current hop; if not, it is
+    /// a superseded schedule and is forgotten.
+    pub fn due(&mut self, tid: u32, now: TimeNs) -> bool {
+        let tr = &mut self.table[tid as usize];
+        if tr.live && tr.started && tr.end_at == now {
+            return true;
+        }
+        tr.stale -= 1;
+        if !tr.live && tr.stale == 0 {
+            self.free.push(tid);
+        }
+        false
     }
 
     /// Counts a hop starting (`+1`) or ending (`-1`); tells the compute unit when the links go
@@ -185,10 +254,13 @@ impl Transfers {
         }
     }
 
-    /// Forgets transfer `tid`; its id may be reused.
+    /// Forgets transfer `tid`; its id may be reused once none of its events is pending.
     pub fn release(&mut self, tid: u32) {
-        self.table[tid as usize].live = false;
-        self.free.push(tid);
+        let tr = &mut self.table[tid as usize];
+        tr.live = false;
+        if tr.stale == 0 {
+            self.free.push(tid);
+        }
     }
 
     /// Cancels transfer `tid` if it still waits for its first link (it then is forgotten);
@@ -210,15 +282,21 @@ impl Transfers {
         s: &SimSetup,
         q: &mut Scheduler<Ev>,
         unit: &mut ComputeUnit,
+        ip: &mut InPlaceUnit,
         tid: u32,
     ) -> HopEnd {
         let now = q.now();
         let tr = self.table[tid as usize];
         let path = &s.paths[tr.from as usize];
         let link = path[tr.hop as usize] as usize;
+        let from = s.links[link].from;
+        if self.share.tracks(from) {
+            self.share.leave(now, from, Reader::Hop(tid));
+            self.apply_moved(q, ip);
+        }
         self.hops_change(q, unit, -1);
         if let Some(next) = self.links[link].release(now) {
-            self.start_hop(s, q, unit, next);
+            self.start_hop(s, q, unit, ip, next);
         }
         if (tr.hop as usize) + 1 < path.len() {
             let t = &mut self.table[tid as usize];
@@ -226,7 +304,7 @@ impl Transfers {
             t.started = false;
             let next_link = path[t.hop as usize] as usize;
             if let Some(started) = self.links[next_link].arrive(now, tid) {
-                self.start_hop(s, q, unit, started);
+                self.start_hop(s, q, unit, ip, started);
             }
             return HopEnd {
                 transfer: tr,
@@ -247,9 +325,16 @@ impl Sim<'_> {
     pub(super) fn on_hop_done(&mut self, tid: u32) {
         let s = self.s;
         let now = self.now();
-        let end = self
-            .transfers
-            .hop_done(s, &mut self.q, &mut self.compute, tid);
+        if !self.transfers.due(tid, now) {
+            return;
+        }
+        let end = self.transfers.hop_done(
+            s,
+            &mut self.q,
+            &mut self.compute,
+            &mut self.in_place,
+            tid,
+        );
         let tr = end.transfer;
         let link = end.link;
         let (from, to) = (s.links[link].from, s.links[link].to);

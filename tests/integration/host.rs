@@ -202,6 +202,7 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     match std::fs::read_to_string(out.join("host-calibrated.toml")) {
         Ok(profile) => {
             assert!(profile.contains("calibrated = \"measured\""));
+            assert!(profile.contains("[[compute_units]]\nname = \"cpu\"\ntier = \"dram\""));
             assert!(
                 moesim::hardware::load(out.join("host-calibrated.toml").to_str().unwrap()).is_ok()
             );

@@ -89,6 +89,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
             .map(|(i, &pj)| SimTier {
                 name: format!("t{i}"),
                 energy_pj_per_byte: pj,
+                shared_read_bandwidth_bytes_per_s: None,
             })
             .collect(),
         links: vec![SimLink {

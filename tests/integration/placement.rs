@@ -69,6 +69,24 @@ fn base() -> Toy {
     }
 }
 
+/// A micro-moe-shaped trace of one request with one expert per token.
+pub(crate) fn top1_trace(seed: u64, decode: u32) -> SimTrace {
+    use moesim::router::replay::RouteWorkload;
+    use moesim::trace::generate::{GeneratedEvent, Generator, load_spec};
+    let mut spec = load_spec("micro-moe").unwrap();
+    spec.top_k = 1;
+    spec.prefill_tokens = 0;
+    spec.decode_tokens = decode;
+    let g = Generator::new(&spec, seed);
+    let mut w = RouteWorkload::new(&spec.meta(seed, 1));
+    let mut ev = GeneratedEvent::default();
+    let mut events = g.request(0);
+    while events.next_event(&mut ev) {
+        w.push(&ev.record);
+    }
+    SimTrace::new(w, Vec::new()).unwrap()
+}
+
 #[test]
 fn in_place_only_costs_dense_plus_in_place_experts_plus_activations() {
     let (prefill, decode) = (5u64, 20u32);
@@ -102,6 +120,45 @@ fn in_place_only_costs_dense_plus_in_place_experts_plus_activations() {
         r.decode_compute_ns + r.decode_routing_ns + r.decode_stall_ns,
         total
     );
+}
+
+/// A hot set managed by LRU on a top-1 trace: every first use of an expert is computed in
+/// place while its copy is fetched in the background, both reading the home tier.
+fn shared_tier_toy(budget_bytes_per_s: Option<f64>) -> Toy {
+    let mut ip = unit(PlacementMode::HotSet, 1000, 0, |_, _| false);
+    ip.load_admitted = true;
+    Toy {
+        cache_experts_per_layer: 1,
+        in_place: Some(ip),
+        shared_read_bandwidth: vec![None, budget_bytes_per_s],
+        ..base()
+    }
+}
+
+#[test]
+fn a_copy_and_an_in_place_kernel_share_the_tier_they_read() {
+    let t = top1_trace(11, 4);
+    // Per layer of the first token (every expert a miss): dense and gate (1130 ns), then the
+    // copy starts (500 ns latency + 1024 B at 1 B/ns) while the activations cross (364 ns);
+    // the kernel (1000 B in 1000 ns) then streams at 1 B/ns beside the copy's 1 B/ns.
+    let free = sim(&shared_tier_toy(Some(2e9)), &t);
+    let layer = 1130 + act_ns(1) + 1000 + act_ns(1);
+    assert_eq!(free.token_latencies_ns[0], L * layer + 5000);
+    assert_eq!(free.tier_contended_ns, 0);
+    // Unbounded and exactly sufficient budgets change nothing, to the nanosecond.
+    let untracked = sim(&shared_tier_toy(None), &t);
+    assert_eq!(free.token_latencies_ns, untracked.token_latencies_ns);
+    assert_eq!(free.ttft_p50_ns, untracked.ttft_p50_ns);
+    // A tier giving 1 B/ns: both get half of what they ask while they overlap. The kernel takes
+    // 2000 ns; the copy, 136 ns of its latency left when the kernel starts, has done
+    // (2000 - 136) / 2 = 932 of its 1024 bytes when the kernel ends, and ends 92 ns later,
+    // before the layer's results are back, so the next layer starts on an idle tier.
+    let shared = sim(&shared_tier_toy(Some(1e9)), &t);
+    let layer = 1130 + act_ns(1) + 2000 + act_ns(1);
+    assert_eq!(shared.token_latencies_ns[0], L * layer + 5000);
+    assert!(shared.tiers[1].contended_ns >= L * 2000);
+    assert_eq!(shared.tier_contended_ns, shared.tiers[1].contended_ns);
+    assert_eq!(shared.bytes_loaded, free.bytes_loaded, "the same copies, only slower");
 }
 
 #[test]
@@ -506,24 +563,6 @@ mod properties {
 
     use super::*;
 
-    /// A micro-moe-shaped trace of one request with one expert per token.
-    fn top1_trace(seed: u64, decode: u32) -> SimTrace {
-        use moesim::router::replay::RouteWorkload;
-        use moesim::trace::generate::{GeneratedEvent, Generator, load_spec};
-        let mut spec = load_spec("micro-moe").unwrap();
-        spec.top_k = 1;
-        spec.prefill_tokens = 0;
-        spec.decode_tokens = decode;
-        let g = Generator::new(&spec, seed);
-        let mut w = RouteWorkload::new(&spec.meta(seed, 1));
-        let mut ev = GeneratedEvent::default();
-        let mut events = g.request(0);
-        while events.next_event(&mut ev) {
-            w.push(&ev.record);
-        }
-        SimTrace::new(w, Vec::new()).unwrap()
-    }
-
     fn toy(dense: u64, gpu: u64, cpu: u64, latency: f64, mode: PlacementMode) -> Toy {
         let mut ip = unit(mode, cpu, 0, |_, x| x % 3 != 0);
         ip.to_unit = vec![link(0, 1, latency, 64, 1e9, 1)];
@@ -567,6 +606,35 @@ mod properties {
                 }
                 prop_assert!(fast.ttft_p50_ns <= slow.ttft_p50_ns);
             }
+        }
+
+        /// More read bandwidth in the tier that copies and in-place kernels share never makes
+        /// a token slower (hot set managed by LRU, and plain paging over two channels).
+        #[test]
+        fn more_tier_bandwidth_never_slows_a_token(
+            seed in 0u64..1000,
+            budget in 2e8f64..4e9,
+            cpu in 200u64..5000,
+            hot_set in any::<bool>(),
+        ) {
+            let t = trace(seed, 1, 3, 6);
+            let toy = |b: f64| {
+                let mut ip = unit(PlacementMode::HotSet, cpu, 0, |_, _| false);
+                ip.load_admitted = true;
+                Toy {
+                    cache_experts_per_layer: 3,
+                    links: vec![link(1, 0, 500.0, 64, 1e9, 2)],
+                    in_place: hot_set.then_some(ip),
+                    shared_read_bandwidth: vec![None, Some(b)],
+                    ..base()
+                }
+            };
+            let slow = sim(&toy(budget), &t);
+            let fast = sim(&toy(budget * 2.0), &t);
+            for (a, b) in fast.token_latencies_ns.iter().zip(&slow.token_latencies_ns) {
+                prop_assert!(a <= b, "{a} > {b}");
+            }
+            prop_assert!(fast.ttft_p50_ns <= slow.ttft_p50_ns);
         }
 
         /// With one expert per token and no cache, per-miss decisions cannot interact (each

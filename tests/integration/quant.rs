@@ -484,14 +484,29 @@ fn quant_bench_prints_a_compute_section_that_parses() {
         "1",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let section = &run.stdout[run.stdout.find("[compute]").expect("a compute section")..];
+    let section = &run.stdout[run.stdout.find("[[compute_units]]").expect("a compute unit")..];
     let v: toml::Table = toml::from_str(section).unwrap();
-    let c = &v["compute"];
+    let c = &v["compute_units"].as_array().unwrap()[0];
     assert_eq!(c["calibrated"].as_str(), Some("measured"));
+    assert_eq!(c["tier"].as_str(), Some("dram"));
     for class in ["f16", "q8", "q4", "q3", "q2", "ternary"] {
         assert!(
             c["expert_weights_per_s"][class].as_float().unwrap() > 1e6,
             "{class}"
         );
     }
+    // Pasted in place of the host profile's [compute] section, it is a valid profile.
+    let host = std::fs::read_to_string(format!(
+        "{}/hardware-profiles/host.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let head = &host[..host.find("[compute]").expect("host.toml has [compute]")];
+    let pasted = format!("{}\n{section}", head.replace("compute_tier = \"dram\"\n", ""));
+    let dir = crate::util::scratch("bench-unit");
+    let file = dir.join("host-units.toml");
+    std::fs::write(&file, pasted).unwrap();
+    let p = moesim::hardware::load(file.to_str().unwrap()).unwrap();
+    assert_eq!(p.units.len(), 1);
+    assert_eq!(p.units[0].name, "cpu");
 }

@@ -58,6 +58,8 @@ pub(crate) struct Toy {
     pub(crate) resident: Option<fn(u32, u32) -> bool>,
     /// Prompt tokens per prefill step.
     pub(crate) chunk: Option<u32>,
+    /// Per tier: read bandwidth shared by its readers (missing or `None`: not shared).
+    pub(crate) shared_read_bandwidth: Vec<Option<f64>>,
 }
 
 impl Toy {
@@ -82,6 +84,7 @@ impl Toy {
             in_place: None,
             resident: None,
             chunk: None,
+            shared_read_bandwidth: Vec::new(),
         }
     }
 
@@ -135,6 +138,11 @@ impl Toy {
                 .map(|i| SimTier {
                     name: format!("t{i}"),
                     energy_pj_per_byte: 1.0,
+                    shared_read_bandwidth_bytes_per_s: self
+                        .shared_read_bandwidth
+                        .get(i)
+                        .copied()
+                        .flatten(),
                 })
                 .collect(),
             links: self.links.clone(),
