@@ -19,6 +19,7 @@ pub mod hash;
 pub mod host;
 pub mod input;
 pub mod moe;
+pub mod optimize;
 pub mod param;
 pub mod precision;
 pub mod preset;
@@ -32,6 +33,7 @@ pub mod stats;
 pub mod sweep;
 pub mod trace;
 pub mod units;
+pub mod validate;
 pub mod weights;
 
 pub use error::{Error, InputError, Result};

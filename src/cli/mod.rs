@@ -12,6 +12,7 @@ mod route;
 mod run;
 pub mod table;
 mod trace;
+mod validate;
 mod values;
 
 use std::io::{self, Write};
@@ -59,6 +60,9 @@ pub enum Command {
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
+    /// Hold an experiment's predictions against its [[observed]] measurements of real systems,
+    /// datasheet-only and with runtime parameters fitted on chosen observations.
+    Validate(validate::ValidateArgs),
 }
 
 /// Arguments of `moesim plot`.
@@ -82,6 +86,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Merge(args) => run::merge(args, &mut out),
         Command::Quant(cmd) => quant::run(cmd, &mut out),
         Command::Host(cmd) => host::run(cmd, &mut out),
+        Command::Validate(args) => validate::run(args, &mut out),
         Command::Plot(args) => {
             let name = args
                 .dir

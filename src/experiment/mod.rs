@@ -335,6 +335,18 @@ impl Experiment {
         }
         let profile = crate::hardware::load(&profile_name)
             .map_err(|e| at(label, "hardware.profile", e.to_string()))?;
+        let runtime = match spec.hardware.runtime.as_deref() {
+            None | Some("ideal") => crate::hardware::runtime::Runtime::ideal(),
+            Some(file) => {
+                let path = resolve(base, file, false);
+                inputs.push(InputRef::resolve("runtime", &path, false));
+                resolved.hardware.runtime = Some(absolute(&path));
+                crate::hardware::runtime::load(&path)
+                    .map_err(|e| at(label, "hardware.runtime", e.to_string()))?
+            }
+        };
+        let runtime = runtime.with(&spec.runtime, label, "runtime.")?;
+        let profile = runtime.apply(profile);
         let model_is_preset = crate::moe::presets::get(&spec.model.spec).is_some();
         let model_name = resolve(base, &spec.model.spec, model_is_preset);
         inputs.push(InputRef::resolve("model", &model_name, model_is_preset));

@@ -50,6 +50,12 @@ pub struct ExperimentSpec {
     /// Where experts run: moved to the primary unit, or computed in place.
     #[serde(default, skip_serializing_if = "PlacementSpec::is_default")]
     pub placement: PlacementSpec,
+    /// Runtime parameters over `hardware.runtime` (what `moesim validate --fit` varies).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::hardware::runtime::RuntimeParamsSpec::is_empty"
+    )]
+    pub runtime: crate::hardware::runtime::RuntimeParamsSpec,
     /// Request arrivals.
     #[serde(default)]
     pub scenario: ScenarioSection,
@@ -71,6 +77,31 @@ pub struct ExperimentSpec {
     /// Sweep axes (see `super::sweep`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sweep: Option<SweepSection>,
+    /// Measurements of real systems this experiment predicts (`moesim validate`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub observed: Vec<ObservedSpec>,
+}
+
+/// `[[observed]]`: one measurement of a real system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObservedSpec {
+    /// A column of `results.csv` (`decode_tokens_per_s`, `hit_rate`, `ttft_mean_ns`, ...).
+    pub metric: String,
+    /// The measured value.
+    pub value: f64,
+    /// The sweep point it belongs to: axis path = value, for every axis of the sweep (empty
+    /// without a sweep).
+    #[serde(default)]
+    pub point: toml::Table,
+    /// The system measured (groups observations for fitting and in the plot; default `all`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Where the value comes from: paper or repository, table or file.
+    pub source: String,
+    /// Kept but left out of the error statistics, with the reason (a likely typo, say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<String>,
 }
 
 /// `[precision]`.
@@ -195,6 +226,10 @@ fn standard_router() -> RouterKind {
 pub struct HardwareSection {
     /// A shipped profile's name or a profile file (relative to the experiment file).
     pub profile: String,
+    /// The software stack's runtime profile: `ideal` (default: no overhead) or a runtime file
+    /// (relative to the experiment file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
 }
 
 /// `[model]`.

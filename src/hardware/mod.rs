@@ -7,6 +7,7 @@
 
 pub mod fit;
 pub mod presets;
+pub mod runtime;
 pub mod spec;
 
 pub use spec::{Calibration, HardwareProfileSpec, TierKind};
@@ -34,6 +35,9 @@ pub struct HardwareProfile {
     pub compute_tier: usize,
     /// Static power, if the profile states it.
     pub power: Option<Power>,
+    /// The software stack's achieved fraction of these figures (`ideal` as loaded; see
+    /// [`runtime::Runtime::apply`]).
+    pub runtime: runtime::Runtime,
 }
 
 /// Static (idle and leakage) power.

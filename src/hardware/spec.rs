@@ -663,6 +663,7 @@ impl HardwareProfileSpec {
             units,
             compute_tier,
             power,
+            runtime: super::runtime::Runtime::ideal(),
         })
     }
 }

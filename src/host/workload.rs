@@ -136,6 +136,7 @@ impl Workload {
             seed: self.seed,
             hardware: HardwareSection {
                 profile: profile.into(),
+                runtime: None,
             },
             model: ModelSection {
                 spec: self.model.clone(),
@@ -169,6 +170,8 @@ impl Workload {
             output: Default::default(),
             report: Default::default(),
             sweep: None,
+            runtime: Default::default(),
+            observed: Vec::new(),
         };
         Experiment::from_spec(spec, "moesim host", Path::new("."))
     }

@@ -306,6 +306,10 @@ pub struct SimSetup {
     pub expert_slowdown_after_load: [f64; 6],
     /// Experts computed where they are stored, when the placement says so.
     pub in_place: Option<InPlace>,
+    /// The runtime's fixed cost of every layer step on the primary unit (0 for `ideal`).
+    pub layer_overhead_ns: TimeNs,
+    /// The runtime's fixed cost of every token, paid with the LM head (0 for `ideal`).
+    pub token_overhead_ns: TimeNs,
     /// The primary compute unit's name.
     pub primary_unit: String,
     /// The options.
@@ -1020,6 +1024,8 @@ impl SimSetup {
             expert_slowdown_after_load: profile.compute().expert_slowdown_after_load,
             primary_unit: profile.units[0].name.clone(),
             in_place,
+            layer_overhead_ns: ceil_ns(profile.runtime.layer_overhead_ns),
+            token_overhead_ns: ceil_ns(profile.runtime.token_overhead_ns),
             options,
         })
     }

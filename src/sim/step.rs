@@ -137,7 +137,7 @@ impl Sim<'_> {
         let e = s.experts as usize;
         let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
         let n = tokens as u32;
-        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n);
+        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n) + s.layer_overhead_ns;
         let route = s.kernel_ns(s.gate_ns, s.gate_mac_ns, n) + tokens * s.ops_ns(extra);
         self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
         self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
@@ -277,7 +277,7 @@ impl Sim<'_> {
         // The LM head emits the token (the first one, for a prefill).
         let s = self.s;
         let now = self.now();
-        let head_ns = s.launch_ns + s.head_ns;
+        let head_ns = s.launch_ns + s.head_ns + s.token_overhead_ns;
         self.span(SpanKind::Head, 0, now, head_ns, p.layer, None);
         self.breakdown().compute += head_ns;
         let ct = s.compute_tier;

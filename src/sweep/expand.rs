@@ -65,7 +65,7 @@ pub struct Sweep {
 
 /// A value as it appears in point keys and axis columns: strings bare, tables as
 /// space-separated `key=value` pairs (`kind=memory-aware lambda=1.0`), arrays bracketed.
-fn render(v: &toml::Value) -> String {
+pub(crate) fn render(v: &toml::Value) -> String {
     match v {
         toml::Value::String(s) => s.clone(),
         toml::Value::Table(t) => t
@@ -80,7 +80,7 @@ fn render(v: &toml::Value) -> String {
     }
 }
 
-fn set_path(t: &mut toml::Table, path: &str, v: toml::Value) -> std::result::Result<(), String> {
+pub(crate) fn set_path(t: &mut toml::Table, path: &str, v: toml::Value) -> std::result::Result<(), String> {
     let mut parts = path.split('.').peekable();
     let mut cur = t;
     while let Some(p) = parts.next() {
@@ -272,11 +272,19 @@ impl Sweep {
         h.write(&crate::experiment::fingerprint_inputs(&inputs)?.to_le_bytes());
         let mut sweep = sweep;
         sweep.content_hash = h.finish();
+        // Measurements must name points of this sweep (`moesim validate`).
+        super::observed::observations(&sweep, &spec.observed)?;
         Ok(sweep)
     }
 
     /// Builds (and validates) point `p`'s experiment.
     pub fn experiment(&self, p: &Point) -> Result<Experiment> {
+        self.experiment_with(p, &[])
+    }
+
+    /// Point `p`'s experiment with `overrides` (dotted path, value) set over the point's
+    /// values: what `moesim validate` varies (`runtime.*`, `hardware.runtime`).
+    pub fn experiment_with(&self, p: &Point, overrides: &[(String, toml::Value)]) -> Result<Experiment> {
         let point_label = format!(
             "{}: point {} (replicate {})",
             self.label, p.key, p.replicate
@@ -286,6 +294,9 @@ impl Sweep {
         let mut t = self.table.clone();
         for (path, v) in &p.values {
             set_path(&mut t, path, v.clone()).map_err(|r| bad(&format!("sweep.{path}"), r))?;
+        }
+        for (path, v) in overrides {
+            set_path(&mut t, path, v.clone()).map_err(|r| bad(path, r))?;
         }
         if let Some(seed) = p.seed {
             t.insert("seed".into(), toml::Value::Integer(seed as i64));

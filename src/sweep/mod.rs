@@ -9,12 +9,14 @@
 //! - `store.rs`: the run directory (manifest, parts, claims, content hash) and [`merge`];
 //! - `tables.rs`: the one owner of every table's columns (`results.csv`, `metrics.csv`,
 //!   `latency.csv`, `popularity.csv`), their rows and their readers;
-//! - `summary.rs`: `summary.csv` and `summary.md` from `results.csv`, and the plots.
+//! - `summary.rs`: `summary.csv` and `summary.md` from `results.csv`, and the plots;
+//! - `observed.rs`: `[[observed]]` measurements matched to points (`moesim validate`).
 //!
 //! `moesim run`, `moesim merge`, `moesim plot` and the Slurm scripts all go through here.
 
 pub mod exec;
 pub mod expand;
+pub mod observed;
 pub mod store;
 pub mod summary;
 pub mod tables;

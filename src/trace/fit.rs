@@ -210,74 +210,12 @@ pub fn fit(
         ))
     };
 
-    // Nelder–Mead with the standard coefficients.
     let x0 = to_coords(&base);
-    let mut simplex: Vec<([f64; PARAMS], f64)> = Vec::with_capacity(PARAMS + 1);
-    for i in 0..=PARAMS {
-        let mut x = x0;
-        if i > 0 {
-            x[i - 1] += 0.7;
-        }
-        match f(&x) {
-            Some(v) => simplex.push((x, v)),
-            None => break,
-        }
-    }
-    'search: while simplex.len() == PARAMS + 1 {
-        simplex.sort_by(|a, b| a.1.total_cmp(&b.1));
-        if simplex[PARAMS].1 - simplex[0].1 < 1e-6 {
-            break;
-        }
-        let mut centroid = [0.0; PARAMS];
-        for (x, _) in &simplex[..PARAMS] {
-            for (c, v) in centroid.iter_mut().zip(x) {
-                *c += v / PARAMS as f64;
-            }
-        }
-        let worst = simplex[PARAMS];
-        let along = |t: f64| -> [f64; PARAMS] {
-            let mut x = [0.0; PARAMS];
-            for i in 0..PARAMS {
-                x[i] = centroid[i] + t * (worst.0[i] - centroid[i]);
-            }
-            x
-        };
-        let xr = along(-1.0);
-        let Some(fr) = f(&xr) else { break };
-        if fr < simplex[0].1 {
-            let xe = along(-2.0);
-            let Some(fe) = f(&xe) else {
-                simplex[PARAMS] = (xr, fr);
-                break;
-            };
-            simplex[PARAMS] = if fe < fr { (xe, fe) } else { (xr, fr) };
-        } else if fr < simplex[PARAMS - 1].1 {
-            simplex[PARAMS] = (xr, fr);
-        } else {
-            let xc = if fr < worst.1 {
-                along(-0.5)
-            } else {
-                along(0.5)
-            };
-            let Some(fc) = f(&xc) else { break };
-            if fc < worst.1.min(fr) {
-                simplex[PARAMS] = (xc, fc);
-            } else {
-                // Shrink towards the best point.
-                let best = simplex[0].0;
-                for entry in simplex.iter_mut().skip(1) {
-                    let mut x = [0.0; PARAMS];
-                    for i in 0..PARAMS {
-                        x[i] = best[i] + 0.5 * (entry.0[i] - best[i]);
-                    }
-                    let Some(v) = f(&x) else { break 'search };
-                    *entry = (x, v);
-                }
-            }
-        }
-    }
+    let best = crate::optimize::nelder_mead(&x0, 0.7, 1e-6, |x| {
+        f(&x.try_into().expect("PARAMS coordinates"))
+    });
     // With no evaluation at all, the start is the answer.
-    let Some(best) = simplex.iter().min_by(|a, b| a.1.total_cmp(&b.1)) else {
+    let Some(best) = best else {
         let achieved = evaluate(&base, shape, seed);
         let mut spec = base;
         spec.prefill_tokens = start.prefill_tokens;
@@ -290,7 +228,7 @@ pub fn fit(
             evaluations: 0,
         };
     };
-    let mut spec = from_coords(&base, &best.0);
+    let mut spec = from_coords(&base, &best.0.try_into().expect("PARAMS coordinates"));
     let achieved = evaluate(&spec, shape, seed);
     // The fitted spec keeps the caller's request length, not the real trace's.
     spec.prefill_tokens = start.prefill_tokens;

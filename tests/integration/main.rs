@@ -49,3 +49,5 @@ mod quant;
 // Metrics: energy and bytes per phase, static power, storage compute tiers, common random
 // numbers.
 mod metrics;
+// `moesim validate`: observations, runtime profiles, fits.
+mod validate;

@@ -115,6 +115,8 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         expert_slowdown_after_load: [0.0; 6],
         primary_unit: "toy".into(),
         in_place: None,
+        layer_overhead_ns: 0,
+        token_overhead_ns: 0,
         options: SimOptions {
             format: moesim::quant::format::WeightFormat::Q4K,
             scope: Scope::PerLayer,

@@ -161,6 +161,8 @@ impl Toy {
             expert_slowdown_after_load: [self.after_load; 6],
             primary_unit: "toy".into(),
             in_place: self.in_place.clone(),
+            layer_overhead_ns: 0,
+            token_overhead_ns: 0,
             options: SimOptions {
                 format: moesim::quant::format::WeightFormat::Q4K,
                 scope: self.scope,
