@@ -21,7 +21,8 @@ use crate::units::format_bytes;
 pub struct RouteArgs {
     /// The trace (native JSONL).
     pub trace: PathBuf,
-    /// Routers: standard, memory-aware, ema, max-rank, hard-mask, cross-layer.
+    /// Routers: standard, memory-aware, ema, max-rank, hard-mask, cross-layer, prob-bonus,
+    /// frequency-penalty.
     #[arg(long, value_delimiter = ',', default_value = "standard,memory-aware")]
     pub router: Vec<String>,
     /// Any router as a TOML inline table, as an experiment's `[router]` is written
@@ -29,7 +30,8 @@ pub struct RouteArgs {
     /// parameters are checked as in a file.
     #[arg(long = "router-table", value_name = "TABLE")]
     pub router_table: Vec<String>,
-    /// Bonus values: λ for memory-aware and cross-layer, γ for ema.
+    /// Bonus values: λ for memory-aware, cross-layer and frequency-penalty, γ for ema, the
+    /// probability bonus (at most 1) for prob-bonus.
     #[arg(long, value_delimiter = ',', default_value = "0,0.5,1,2")]
     pub bonus: Vec<f64>,
     /// Eviction policies (Belady runs with the standard router only).
@@ -142,7 +144,9 @@ impl Row {
 /// The flag that sets parameter `key` of router `router` (for errors in the flags' names).
 fn flag_of(router: &str, key: &str) -> &'static str {
     match (router, key) {
-        ("memory-aware" | "cross-layer", "lambda") | ("ema", "gamma") => "--bonus",
+        ("memory-aware" | "cross-layer" | "frequency-penalty", "lambda")
+        | ("ema", "gamma")
+        | ("prob-bonus", "bonus") => "--bonus",
         (_, "hot_bonus") => "--hot-bonus",
         (_, "evict_penalty") => "--evict-penalty",
         (_, "warmup_rate") => "--warmup-rate",
@@ -194,6 +198,16 @@ fn build(name: &str, args: &RouteArgs, shape: &crate::param::ModelShape) -> Vec<
             .iter()
             .map(|&lambda| RouterKind::CrossLayer { lambda })
             .collect(),
+        "frequency-penalty" => args
+            .bonus
+            .iter()
+            .map(|&lambda| RouterKind::FrequencyPenalty { lambda })
+            .collect(),
+        "prob-bonus" => args
+            .bonus
+            .iter()
+            .map(|&bonus| RouterKind::ProbBonus { bonus })
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -206,7 +220,7 @@ fn jobs(args: &RouteArgs, shape: &crate::param::ModelShape) -> Result<Vec<RouteJ
         let built = build(name, args, shape);
         if built.is_empty() {
             return Err(Error::usage(format!(
-                "unknown router `{name}` (expected standard, memory-aware, ema, max-rank, hard-mask, cross-layer)"
+                "unknown router `{name}` (expected standard, memory-aware, ema, max-rank, hard-mask, cross-layer, prob-bonus, frequency-penalty)"
             )));
         }
         routers.extend(built);

@@ -11,10 +11,12 @@
 
 mod cross_layer;
 mod ema;
+mod frequency_penalty;
 mod hard_mask;
 mod max_rank;
 mod memory_aware;
 pub mod metrics;
+mod prob_bonus;
 pub mod replay;
 mod standard;
 
@@ -24,9 +26,11 @@ use serde::{Deserialize, Serialize};
 
 pub use cross_layer::CrossLayerRouter;
 pub use ema::EmaRouter;
+pub use frequency_penalty::FrequencyPenaltyRouter;
 pub use hard_mask::HardMaskRouter;
 pub use max_rank::MaxRankRouter;
 pub use memory_aware::MemoryAwareRouter;
+pub use prob_bonus::ProbBonusRouter;
 pub use standard::StandardRouter;
 
 /// What a router may know about the memory: for each expert of the layer being routed,
@@ -250,6 +254,17 @@ pub enum RouterKind {
         /// Bonus strength (in units of the logit scale `s`).
         lambda: f64,
     },
+    /// Residency bonus on the post-softmax probabilities: top-k of `p + bonus · resident`.
+    ProbBonus {
+        /// Added to a resident expert's gate probability (0 to 1; 1 is the hard-mask limit).
+        bonus: f64,
+    },
+    /// Logit penalty on non-resident experts, larger for rarely selected ones:
+    /// top-k of `logits − λ · s · (1 − f) · not resident`.
+    FrequencyPenalty {
+        /// Penalty strength (in units of the logit scale `s`).
+        lambda: f64,
+    },
 }
 
 fn one() -> f64 {
@@ -310,6 +325,27 @@ impl RouterKind {
                     e,
                     &format!("from top-{k} to the {e} experts"),
                 )
+            }
+            RouterKind::ProbBonus { bonus } => {
+                non_negative("bonus", *bonus)?;
+                if *bonus > 1.0 {
+                    return Err(ParamError::new(
+                        "bonus",
+                        bonus,
+                        "must be at most 1 (a probability bonus of 1 already puts every resident expert first)",
+                    ));
+                }
+                Ok(())
+            }
+            RouterKind::FrequencyPenalty { lambda } => {
+                non_negative("lambda", *lambda)?;
+                let (l, e) = (shape.layers as u64, shape.experts as u64);
+                crate::units::check_working_bytes(
+                    &format!("its selection counts for {l} layers x {e} experts"),
+                    l.checked_mul(e).and_then(|x| x.checked_mul(8)),
+                )
+                .map(|_| ())
+                .map_err(|why| ParamError::new("kind", "frequency-penalty", why))
             }
             RouterKind::CrossLayer { lambda } => {
                 non_negative("lambda", *lambda)?;
@@ -377,6 +413,14 @@ impl RouterKind {
                 logit_scale.to_vec(),
                 gate,
             )),
+            RouterKind::ProbBonus { bonus } => Box::new(ProbBonusRouter::new(*bonus, gate)),
+            RouterKind::FrequencyPenalty { lambda } => Box::new(FrequencyPenaltyRouter::new(
+                *lambda,
+                layers,
+                experts,
+                logit_scale.to_vec(),
+                gate,
+            )),
         }
     }
 
@@ -389,6 +433,8 @@ impl RouterKind {
             RouterKind::MaxRank { .. } => "max-rank",
             RouterKind::HardMask {} => "hard-mask",
             RouterKind::CrossLayer { .. } => "cross-layer",
+            RouterKind::ProbBonus { .. } => "prob-bonus",
+            RouterKind::FrequencyPenalty { .. } => "frequency-penalty",
         }
     }
 
@@ -424,16 +470,20 @@ impl RouterKind {
             RouterKind::MaxRank { keep, rank_limit } => {
                 format!("keep={keep} rank_limit={rank_limit}")
             }
-            RouterKind::CrossLayer { lambda } => format!("lambda={lambda}"),
+            RouterKind::CrossLayer { lambda } | RouterKind::FrequencyPenalty { lambda } => {
+                format!("lambda={lambda}")
+            }
+            RouterKind::ProbBonus { bonus } => format!("bonus={bonus}"),
         }
     }
 
     /// The swept bonus of this router (λ, or γ for EMA), if it has one.
     pub fn bonus(&self) -> Option<f64> {
         match self {
-            RouterKind::MemoryAware { lambda, .. } | RouterKind::CrossLayer { lambda } => {
-                Some(*lambda)
-            }
+            RouterKind::MemoryAware { lambda, .. }
+            | RouterKind::CrossLayer { lambda }
+            | RouterKind::FrequencyPenalty { lambda } => Some(*lambda),
+            RouterKind::ProbBonus { bonus } => Some(*bonus),
             RouterKind::Ema { gamma, .. } => Some(*gamma),
             _ => None,
         }

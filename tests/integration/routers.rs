@@ -9,7 +9,7 @@ use moesim::router::{GateWeights, Residency, RouteInput, RouterKind, Selection, 
 use moesim::trace::generate::{GeneratedEvent, Generator, PRESETS, load_spec};
 use proptest::prelude::*;
 
-use crate::util::{moesim, scratch};
+use crate::util::{assert_bad_input, moesim, scratch};
 
 struct Resident {
     tiers: Vec<u8>,
@@ -439,4 +439,52 @@ fn route_rejects_bad_arguments_without_partial_output() {
     ]);
     crate::util::assert_bad_input(&run, &["broken.jsonl"]);
     assert!(!csv.exists(), "a failed run left {c}");
+}
+
+/// The published systems' router variants (issue 20): a bonus on the gate probabilities and a
+/// frequency-derived logit penalty; with no bonus both route as the standard router, and a full
+/// bonus keeps more of the route in the cache.
+#[test]
+fn probability_bonus_and_frequency_penalty_route_from_the_command_line() {
+    let dir = scratch("route_variants");
+    let trace = dir.join("t.jsonl");
+    let run = moesim([
+        "trace", "generate", "--preset", "mixtral-like", "--requests", "2", "--tokens", "64",
+        "--out", trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0);
+    let run = moesim([
+        "route",
+        trace.to_str().unwrap(),
+        "--router",
+        "standard,prob-bonus,frequency-penalty",
+        "--bonus",
+        "0,1",
+        "--capacity",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let rows = rows.as_array().unwrap();
+    let hit = |router: &str, bonus: f64| {
+        rows.iter()
+            .find(|r| r["router"] == router && (router == "standard" || r["bonus"] == bonus))
+            .unwrap_or_else(|| panic!("{router} {bonus} in {rows:?}"))["hit_rate"]
+            .as_f64()
+            .unwrap()
+    };
+    let standard = hit("standard", 0.0);
+    assert_eq!(hit("prob-bonus", 0.0), standard);
+    assert_eq!(hit("frequency-penalty", 0.0), standard);
+    assert!(hit("prob-bonus", 1.0) > standard);
+    assert!(hit("frequency-penalty", 1.0) > standard);
+    // A probability bonus above 1 is refused by the flag that set it.
+    assert_bad_input(
+        &moesim([
+            "route", trace.to_str().unwrap(), "--router", "prob-bonus", "--bonus", "2",
+            "--capacity", "3",
+        ]),
+        &["--bonus", "at most 1"],
+    );
 }
