@@ -37,6 +37,14 @@ rm -rf reports/quant-eval
 start=$(date +%s.%N)
 "$bin" quant eval --out reports/quant-eval > /dev/null
 printf '%-24s %6.1f s\n' quant-eval "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
+# Predictions against published measurements (issue 20): each report's summary.md ends with the
+# command, which CI re-runs (tests/integration/validate.rs).
+for dir in reports/validation/*/; do
+  cmd=$(sed -n 's/^Reproduce: `moesim \(.*\)`$/\1/p' "$dir/summary.md")
+  start=$(date +%s.%N)
+  eval "\"$bin\" $cmd" > /dev/null
+  printf '%-24s %6.1f s\n' "validation/$(basename "$dir")" "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
+done
 # The fidelity report measures this machine (issue 11): about 75 s, and the expert stores need
 # about 360 MB under target/moesim-host/.
 [ "$HOST" = 1 ] || exit 0

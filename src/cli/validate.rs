@@ -352,8 +352,9 @@ fn summary_md(name: &str, v: &Validation, command: &str) -> String {
     s
 }
 
-/// Predicted against observed, log–log, one marker per system (filled: the prediction;
-/// the datasheet-only prediction as its own series), the y = x line and a ±10 % band.
+/// Predicted against observed, log–log: one marker per system (rows used for fitting labelled
+/// `fit`, excluded rows `excluded`), the datasheet-only predictions as a series of their own, the y = x line
+/// and a ±10 % band.
 fn plot(name: &str, v: &Validation, stem: &Path) -> Result<()> {
     let mut series: Vec<Series> = Vec::new();
     let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
@@ -362,14 +363,19 @@ fn plot(name: &str, v: &Validation, stem: &Path) -> Result<()> {
             lo = lo.min(y);
             hi = hi.max(y);
         }
-        let what = if r.fitted { "fitted on" } else { "predicted" };
-        Series::named(&mut series, &format!("{} ({what})", r.obs.system), true)
-            .points
-            .push((r.obs.value, r.predicted));
+        let s = Series::named(&mut series, &r.obs.system, true);
+        s.points.push((r.obs.value, r.predicted));
+        s.labels.push(if r.fitted {
+            "fit".into()
+        } else if r.obs.exclude.is_some() {
+            "excluded".into()
+        } else {
+            String::new()
+        });
     }
     if v.rows.iter().any(|r| r.datasheet != r.predicted) {
         for r in &v.rows {
-            Series::named(&mut series, &format!("{} datasheet only", r.obs.system), true)
+            Series::named(&mut series, "datasheet only (every system)", true)
                 .points
                 .push((r.obs.value, r.datasheet));
         }
@@ -383,7 +389,6 @@ fn plot(name: &str, v: &Validation, stem: &Path) -> Result<()> {
     });
     series.push(Series {
         name: "±10 %".into(),
-        points: vec![(lo, lo * 1.1), (hi, hi * 1.1)],
         band: vec![(lo, lo * 0.9, lo * 1.1), (hi, hi * 0.9, hi * 1.1)],
         ..Default::default()
     });

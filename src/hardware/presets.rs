@@ -54,6 +54,26 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/pc-rtx4060ti-16gb-ddr5.toml"),
     ),
     (
+        "pc-rtx3060-12gb-pcie3",
+        include_str!("../../hardware-profiles/pc-rtx3060-12gb-pcie3.toml"),
+    ),
+    (
+        "pc-rtx2080-8gb-i9-10900x",
+        include_str!("../../hardware-profiles/pc-rtx2080-8gb-i9-10900x.toml"),
+    ),
+    (
+        "laptop-rtx3080-mobile-16gb",
+        include_str!("../../hardware-profiles/laptop-rtx3080-mobile-16gb.toml"),
+    ),
+    (
+        "gpu-t4-16gb-pcie3",
+        include_str!("../../hardware-profiles/gpu-t4-16gb-pcie3.toml"),
+    ),
+    (
+        "server-a100-80gb-sxm",
+        include_str!("../../hardware-profiles/server-a100-80gb-sxm.toml"),
+    ),
+    (
         "pc-rtx4090-pcie4",
         include_str!("../../hardware-profiles/pc-rtx4090-pcie4.toml"),
     ),

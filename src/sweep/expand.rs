@@ -118,7 +118,14 @@ impl Sweep {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| bad("sweep", e.to_string()))?;
         table.remove("sweep");
-        let sweep = spec.sweep.clone().unwrap_or_default();
+        // A file without `[sweep]` is one point, run once.
+        let sweep = spec
+            .sweep
+            .clone()
+            .unwrap_or(crate::experiment::spec::SweepSection {
+                replicates: 1,
+                ..Default::default()
+            });
         if sweep.replicates == 0 {
             return Err(bad("sweep.replicates", "must be >= 1".into()));
         }

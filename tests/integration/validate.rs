@@ -210,3 +210,93 @@ fn bad_observations_and_fits_are_refused_by_name() {
         &["did not converge", "layer_overhead_ns"],
     );
 }
+
+/// Splits a command line written in a report (words, and single-quoted words).
+fn words(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in line.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any || !cur.is_empty() {
+                    out.push(std::mem::take(&mut cur));
+                }
+                any = false;
+            }
+            c => cur.push(c),
+        }
+    }
+    if any || !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Every committed validation report is what its `Reproduce:` command computes today, to the
+/// byte: the published errors in README.md and the reports are reproduced in CI.
+#[test]
+fn committed_validation_reports_are_reproduced() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root.join("reports/validation")).unwrap() {
+        let dir = entry.unwrap().path();
+        let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+        let line = md
+            .lines()
+            .find_map(|l| l.strip_prefix("Reproduce: `"))
+            .and_then(|l| l.strip_suffix('`'))
+            .unwrap_or_else(|| panic!("{}: no Reproduce line", dir.display()));
+        let mut args = words(line);
+        assert_eq!(args.remove(0), "moesim");
+        let out = scratch(&format!(
+            "validate-reproduce-{}",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        let at = args.iter().position(|a| a == "--out").expect("an --out");
+        args[at + 1] = out.to_str().unwrap().to_string();
+        let r = moesim(&args);
+        assert_eq!(r.code, 0, "{line}: {}", r.stderr);
+        for f in ["validation.csv", "summary.md"] {
+            let mut fresh = std::fs::read_to_string(out.join(f)).unwrap();
+            if f == "summary.md" {
+                fresh = fresh.replace(out.to_str().unwrap(), &args_out(line));
+            }
+            assert_eq!(
+                fresh,
+                std::fs::read_to_string(dir.join(f)).unwrap(),
+                "{}/{f} differs from a fresh `{line}`",
+                dir.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1, "no committed validation report");
+}
+
+/// The `--out` value of a command line.
+fn args_out(line: &str) -> String {
+    let w = words(line);
+    let at = w.iter().position(|a| a == "--out").unwrap();
+    w[at + 1].clone()
+}
+
+/// Every shipped runtime profile loads and states its provenance.
+#[test]
+fn shipped_runtime_profiles_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hardware-profiles/runtimes");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let r = moesim::hardware::runtime::load(path.to_str().unwrap())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!r.provenance.is_empty() && !r.is_ideal(), "{}", path.display());
+        n += 1;
+    }
+    assert!(n >= 2);
+}
