@@ -87,7 +87,10 @@ mod tests {
             Some((x[0] - 1.5).powi(2) + 3.0 * (x[1] + 0.5).powi(2))
         })
         .unwrap();
-        assert!((x[0] - 1.5).abs() < 1e-4 && (x[1] + 0.5).abs() < 1e-4, "{x:?}");
+        assert!(
+            (x[0] - 1.5).abs() < 1e-4 && (x[1] + 0.5).abs() < 1e-4,
+            "{x:?}"
+        );
         assert!(v < 1e-8);
     }
 

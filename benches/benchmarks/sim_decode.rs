@@ -112,10 +112,19 @@ fn sim_decode(c: &mut Criterion) {
         },
     );
     assert!(
-        setup.tiers.iter().any(|t| t.shared_read_bandwidth_bytes_per_s.is_some()),
+        setup
+            .tiers
+            .iter()
+            .any(|t| t.shared_read_bandwidth_bytes_per_s.is_some()),
         "the DDR4 desktop's DRAM is shared"
     );
-    bench_named(&mut g, "qwen3-30b-3060-ddr4", "hot-set-shared-dram", setup, trace);
+    bench_named(
+        &mut g,
+        "qwen3-30b-3060-ddr4",
+        "hot-set-shared-dram",
+        setup,
+        trace,
+    );
     g.finish();
 }
 

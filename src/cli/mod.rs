@@ -60,7 +60,7 @@ pub enum Command {
     /// Routing traces: generate, import, export, characterise, fit.
     #[command(subcommand)]
     Trace(trace::TraceCommand),
-    /// Hold an experiment's predictions against its [[observed]] measurements of real systems,
+    /// Hold an experiment's predictions against its `[[observed]]` measurements of real systems,
     /// datasheet-only and with runtime parameters fitted on chosen observations.
     Validate(validate::ValidateArgs),
 }

@@ -132,14 +132,19 @@ impl Runtime {
 
     /// This runtime with `p`'s parameters over it, checked; `file` and `prefix` name the keys
     /// in errors (`runtime.link_efficiency`).
-    pub fn with(&self, p: &RuntimeParamsSpec, file: &str, prefix: &str) -> Result<Runtime, InputError> {
+    pub fn with(
+        &self,
+        p: &RuntimeParamsSpec,
+        file: &str,
+        prefix: &str,
+    ) -> Result<Runtime, InputError> {
         let mut r = self.clone();
         let fraction = |v: Option<f64>, key: &str, into: &mut f64| -> Result<(), InputError> {
             if let Some(v) = v {
                 if !(v > 0.0 && v <= 1.0) {
                     return Err(InputError::at_key(
                         file,
-                        &format!("{prefix}{key}"),
+                        format!("{prefix}{key}"),
                         format!("{v} is not a fraction in (0, 1]"),
                     ));
                 }
@@ -152,7 +157,7 @@ impl Runtime {
                 if !(0.0..=MAX_OVERHEAD_NS).contains(&v) {
                     return Err(InputError::at_key(
                         file,
-                        &format!("{prefix}{key}"),
+                        format!("{prefix}{key}"),
                         format!("{v} ns is outside 0 to {MAX_OVERHEAD_NS:e} ns"),
                     ));
                 }
@@ -161,10 +166,26 @@ impl Runtime {
             Ok(())
         };
         fraction(p.link_efficiency, "link_efficiency", &mut r.link_efficiency)?;
-        cost(p.transfer_overhead_ns, "transfer_overhead_ns", &mut r.transfer_overhead_ns)?;
-        fraction(p.compute_efficiency, "compute_efficiency", &mut r.compute_efficiency)?;
-        cost(p.layer_overhead_ns, "layer_overhead_ns", &mut r.layer_overhead_ns)?;
-        cost(p.token_overhead_ns, "token_overhead_ns", &mut r.token_overhead_ns)?;
+        cost(
+            p.transfer_overhead_ns,
+            "transfer_overhead_ns",
+            &mut r.transfer_overhead_ns,
+        )?;
+        fraction(
+            p.compute_efficiency,
+            "compute_efficiency",
+            &mut r.compute_efficiency,
+        )?;
+        cost(
+            p.layer_overhead_ns,
+            "layer_overhead_ns",
+            &mut r.layer_overhead_ns,
+        )?;
+        cost(
+            p.token_overhead_ns,
+            "token_overhead_ns",
+            &mut r.token_overhead_ns,
+        )?;
         Ok(r)
     }
 
@@ -207,12 +228,9 @@ pub fn load(path: &str) -> Result<Runtime, crate::error::Error> {
         .into());
     }
     if spec.provenance.trim().is_empty() {
-        return Err(InputError::at_key(
-            path,
-            "provenance",
-            "must say where the figures come from",
-        )
-        .into());
+        return Err(
+            InputError::at_key(path, "provenance", "must say where the figures come from").into(),
+        );
     }
     let mut r = Runtime::ideal().with(&spec.params, path, "params.")?;
     r.name = spec.name;
@@ -233,7 +251,10 @@ mod tests {
             assert_eq!(a.latency_ns, b.latency_ns);
         }
         for (a, b) in p.units.iter().zip(&q.units) {
-            assert_eq!(a.compute.expert_weights_per_s, b.compute.expert_weights_per_s);
+            assert_eq!(
+                a.compute.expert_weights_per_s,
+                b.compute.expert_weights_per_s
+            );
             assert_eq!(a.compute.peak_macs_per_s, b.compute.peak_macs_per_s);
         }
     }
@@ -244,7 +265,9 @@ mod tests {
             compute_efficiency: Some(1.5),
             ..Default::default()
         };
-        let e = Runtime::ideal().with(&bad, "x.toml", "runtime.").unwrap_err();
+        let e = Runtime::ideal()
+            .with(&bad, "x.toml", "runtime.")
+            .unwrap_err();
         assert!(e.to_string().contains("runtime.compute_efficiency"), "{e}");
         let bad = RuntimeParamsSpec {
             layer_overhead_ns: Some(-1.0),

@@ -69,7 +69,11 @@ mod tests {
             top_k: 2,
             previous_layer: None,
         };
-        r.route(&input, &Residency::from_resident_bytes(resident, false), &mut out);
+        r.route(
+            &input,
+            &Residency::from_resident_bytes(resident, false),
+            &mut out,
+        );
         out.experts
     }
 
@@ -78,7 +82,11 @@ mod tests {
         // Probabilities 0.5, 0.3, 0.2 (logits ln of them); expert 2 resident.
         let logits = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
         let resident = [0, 0, 1];
-        assert_eq!(route(0.0, &logits, &resident), [0, 1], "no bonus: standard top-2");
+        assert_eq!(
+            route(0.0, &logits, &resident),
+            [0, 1],
+            "no bonus: standard top-2"
+        );
         // 0.2 + 0.09 < 0.3: not enough; 0.2 + 0.11 > 0.3: expert 2 overtakes expert 1.
         assert_eq!(route(0.09, &logits, &resident), [0, 1]);
         assert_eq!(route(0.11, &logits, &resident), [0, 2]);

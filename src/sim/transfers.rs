@@ -328,13 +328,9 @@ impl Sim<'_> {
         if !self.transfers.due(tid, now) {
             return;
         }
-        let end = self.transfers.hop_done(
-            s,
-            &mut self.q,
-            &mut self.compute,
-            &mut self.in_place,
-            tid,
-        );
+        let end =
+            self.transfers
+                .hop_done(s, &mut self.q, &mut self.compute, &mut self.in_place, tid);
         let tr = end.transfer;
         let link = end.link;
         let (from, to) = (s.links[link].from, s.links[link].to);

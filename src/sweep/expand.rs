@@ -80,7 +80,11 @@ pub(crate) fn render(v: &toml::Value) -> String {
     }
 }
 
-pub(crate) fn set_path(t: &mut toml::Table, path: &str, v: toml::Value) -> std::result::Result<(), String> {
+pub(crate) fn set_path(
+    t: &mut toml::Table,
+    path: &str,
+    v: toml::Value,
+) -> std::result::Result<(), String> {
     let mut parts = path.split('.').peekable();
     let mut cur = t;
     while let Some(p) = parts.next() {
@@ -291,7 +295,11 @@ impl Sweep {
 
     /// Point `p`'s experiment with `overrides` (dotted path, value) set over the point's
     /// values: what `moesim validate` varies (`runtime.*`, `hardware.runtime`).
-    pub fn experiment_with(&self, p: &Point, overrides: &[(String, toml::Value)]) -> Result<Experiment> {
+    pub fn experiment_with(
+        &self,
+        p: &Point,
+        overrides: &[(String, toml::Value)],
+    ) -> Result<Experiment> {
         let point_label = format!(
             "{}: point {} (replicate {})",
             self.label, p.key, p.replicate

@@ -1,8 +1,8 @@
 //! `[[observed]]` rows (measurements of real systems) matched to a sweep's points: a row whose
 //! point is not in the sweep is an error naming it, for `moesim run` as for `moesim validate`.
 
-use super::expand::render;
 use super::Sweep;
+use super::expand::render;
 use crate::error::{Error, InputError, Result};
 
 /// One `[[observed]]` row, matched to its point.
@@ -66,27 +66,41 @@ fn flatten(
 
 /// Matches `observed` to `sweep`'s points; a row whose point is not in the sweep, or whose
 /// value is not finite and positive, is an error naming it.
-pub fn observations(sweep: &Sweep, observed: &[crate::experiment::spec::ObservedSpec]) -> Result<Vec<Observation>> {
-    let bad = |k: String, reason: String| Error::Input(InputError::at_key(&sweep.label, &k, reason));
+pub fn observations(
+    sweep: &Sweep,
+    observed: &[crate::experiment::spec::ObservedSpec],
+) -> Result<Vec<Observation>> {
+    let bad =
+        |k: String, reason: String| Error::Input(InputError::at_key(&sweep.label, &k, reason));
     let mut out = Vec::with_capacity(observed.len());
     for (i, o) in observed.iter().enumerate() {
         if !(o.value.is_finite() && o.value > 0.0) {
-            return Err(bad(key(i, "value"), format!("{} is not a positive measurement", o.value)));
+            return Err(bad(
+                key(i, "value"),
+                format!("{} is not a positive measurement", o.value),
+            ));
         }
         if o.metric.trim().is_empty() {
             return Err(bad(key(i, "metric"), "is empty".into()));
         }
         if o.source.trim().is_empty() {
-            return Err(bad(key(i, "source"), "must say where the value comes from".into()));
+            return Err(bad(
+                key(i, "source"),
+                "must say where the value comes from".into(),
+            ));
         }
         let mut given = Vec::new();
-        flatten(&o.point, "", &sweep.axis_paths, &mut given).map_err(|r| bad(key(i, "point"), r))?;
+        flatten(&o.point, "", &sweep.axis_paths, &mut given)
+            .map_err(|r| bad(key(i, "point"), r))?;
         let mut axes = Vec::with_capacity(sweep.axis_paths.len());
         for path in &sweep.axis_paths {
             match given.iter().find(|(p, _)| p == path) {
                 Some(pv) => axes.push(pv.clone()),
                 None => {
-                    return Err(bad(key(i, "point"), format!("gives no value for the axis `{path}`")));
+                    return Err(bad(
+                        key(i, "point"),
+                        format!("gives no value for the axis `{path}`"),
+                    ));
                 }
             }
         }
@@ -110,4 +124,3 @@ pub fn observations(sweep: &Sweep, observed: &[crate::experiment::spec::Observed
     }
     Ok(out)
 }
-

@@ -21,9 +21,9 @@ use rayon::prelude::*;
 use crate::error::{Error, InputError, Result};
 use crate::experiment::ExperimentSpec;
 use crate::hardware::runtime::PARAMS;
-use crate::sweep::tables::metrics_row;
-pub use crate::sweep::observed::{Observation, observations};
 use crate::sweep::observed::key;
+pub use crate::sweep::observed::{Observation, observations};
+use crate::sweep::tables::metrics_row;
 use crate::sweep::{Point, Sweep};
 
 /// The observations a `--fit-on` selector picks: `KEY=VALUE[,KEY=VALUE]` where a key is
@@ -50,7 +50,7 @@ pub fn select(obs: &[Observation], selector: &str) -> std::result::Result<Vec<us
         .map(|o| o.index)
         .collect();
     if picked.is_empty() {
-        return Err(format!("selects no observation"));
+        return Err("selects no observation".to_string());
     }
     Ok(picked)
 }
@@ -70,7 +70,11 @@ fn to_value(key: &str, u: f64) -> f64 {
 pub const EXACT_FIT_RMS_LOG_ERROR: f64 = 0.01;
 
 fn start(key: &str) -> f64 {
-    if key.ends_with("_efficiency") { 1.0 } else { 3.0 }
+    if key.ends_with("_efficiency") {
+        1.0
+    } else {
+        3.0
+    }
 }
 
 /// Evaluations a fit may spend.
@@ -198,12 +202,8 @@ fn runs_of<'a>(sweep: &'a Sweep, key: &str) -> Vec<&'a Point> {
 
 /// Every column of `results.csv` a run of `sweep` at point `key` gives, with `overrides`, as
 /// (name, value), averaged over replicates.
-fn run_point(
-    sweep: &Sweep,
-    key: &str,
-    overrides: &[(String, toml::Value)],
-) -> Result<Vec<(String, Option<f64>)>> {
-    let mut sums: Vec<(String, Option<f64>)> = Vec::new();
+fn run_point(sweep: &Sweep, key: &str, overrides: &[(String, toml::Value)]) -> Result<Columns> {
+    let mut sums: Columns = Vec::new();
     let runs = runs_of(sweep, key);
     for p in &runs {
         let exp = sweep.experiment_with(p, overrides)?;
@@ -228,17 +228,20 @@ fn run_point(
     Ok(sums)
 }
 
+/// A run's `results.csv` columns: (name, value when it is a finite number).
+type Columns = Vec<(String, Option<f64>)>;
+
 /// The value of `o`'s metric among a run's columns.
 fn metric(cols: &[(String, Option<f64>)], o: &Observation, label: &str) -> Result<f64> {
     match cols.iter().find(|(n, _)| *n == o.metric) {
         None => Err(Error::Input(InputError::at_key(
             label,
-            &key(o.index, "metric"),
+            key(o.index, "metric"),
             format!("`{}` is not a column of results.csv", o.metric),
         ))),
         Some((_, None)) => Err(Error::Input(InputError::at_key(
             label,
-            &key(o.index, "metric"),
+            key(o.index, "metric"),
             format!(
                 "`{}` is not a number at point {} (not measured there)",
                 o.metric, o.point
@@ -260,10 +263,7 @@ fn predict(
     keys.dedup();
     let mut all = base_overrides(obs);
     all.extend(overrides.iter().cloned());
-    let runs: Vec<Result<Vec<(String, Option<f64>)>>> = keys
-        .par_iter()
-        .map(|k| run_point(sweep, k, &all))
-        .collect();
+    let runs: Vec<Result<Columns>> = keys.par_iter().map(|k| run_point(sweep, k, &all)).collect();
     let mut by_key = Vec::with_capacity(keys.len());
     for (k, r) in keys.iter().zip(runs) {
         by_key.push((*k, r?));
@@ -293,7 +293,10 @@ fn base_overrides(obs: &[&Observation]) -> Vec<(String, toml::Value)> {
 /// The overrides that force the ideal runtime.
 fn ideal() -> Vec<(String, toml::Value)> {
     vec![
-        ("hardware.runtime".into(), toml::Value::String("ideal".into())),
+        (
+            "hardware.runtime".into(),
+            toml::Value::String("ideal".into()),
+        ),
         ("runtime".into(), toml::Value::Table(toml::Table::new())),
     ]
 }
@@ -308,11 +311,19 @@ fn with_params(keys: &[String], values: &[f64]) -> Vec<(String, toml::Value)> {
 
 /// Runs the validation: the datasheet-only prediction of every observation, and the
 /// prediction with the experiment's runtime or, with `fit`, with parameters fitted per system.
-pub fn validate(sweep: &Sweep, obs: &[Observation], fit: Option<&FitRequest>) -> Result<Validation> {
+pub fn validate(
+    sweep: &Sweep,
+    obs: &[Observation],
+    fit: Option<&FitRequest>,
+) -> Result<Validation> {
     let all: Vec<&Observation> = obs.iter().collect();
     let datasheet = predict(sweep, &all, &ideal())?;
     let spec: ExperimentSpec = crate::config::parse_toml(&sweep.label, &sweep.text)?;
-    let own_runtime = spec.hardware.runtime.as_deref().is_some_and(|r| r != "ideal")
+    let own_runtime = spec
+        .hardware
+        .runtime
+        .as_deref()
+        .is_some_and(|r| r != "ideal")
         || !spec.runtime.is_empty()
         || sweep
             .axis_paths
@@ -363,7 +374,12 @@ pub fn validate(sweep: &Sweep, obs: &[Observation], fit: Option<&FitRequest>) ->
 }
 
 /// Fits `keys` for `system` on `on`.
-fn fit_system(sweep: &Sweep, system: &str, on: &[&Observation], keys: &[String]) -> Result<SystemFit> {
+fn fit_system(
+    sweep: &Sweep,
+    system: &str,
+    on: &[&Observation],
+    keys: &[String],
+) -> Result<SystemFit> {
     let mut evaluations = 0usize;
     let mut failure: Option<Error> = None;
     let x0: Vec<f64> = keys.iter().map(|k| start(k)).collect();
@@ -391,7 +407,9 @@ fn fit_system(sweep: &Sweep, system: &str, on: &[&Observation], keys: &[String])
     }
     let fail = |r: String| Error::Input(InputError::new(&sweep.label, r));
     let Some((u, loss)) = best else {
-        return Err(fail(format!("the fit for system {system} evaluated nothing")));
+        return Err(fail(format!(
+            "the fit for system {system} evaluated nothing"
+        )));
     };
     if evaluations >= FIT_BUDGET {
         return Err(fail(format!(

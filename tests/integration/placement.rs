@@ -158,7 +158,10 @@ fn a_copy_and_an_in_place_kernel_share_the_tier_they_read() {
     assert_eq!(shared.token_latencies_ns[0], L * layer + 5000);
     assert!(shared.tiers[1].contended_ns >= L * 2000);
     assert_eq!(shared.tier_contended_ns, shared.tiers[1].contended_ns);
-    assert_eq!(shared.bytes_loaded, free.bytes_loaded, "the same copies, only slower");
+    assert_eq!(
+        shared.bytes_loaded, free.bytes_loaded,
+        "the same copies, only slower"
+    );
 }
 
 #[test]

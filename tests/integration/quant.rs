@@ -484,7 +484,10 @@ fn quant_bench_prints_a_compute_section_that_parses() {
         "1",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let section = &run.stdout[run.stdout.find("[[compute_units]]").expect("a compute unit")..];
+    let section = &run.stdout[run
+        .stdout
+        .find("[[compute_units]]")
+        .expect("a compute unit")..];
     let v: toml::Table = toml::from_str(section).unwrap();
     let c = &v["compute_units"].as_array().unwrap()[0];
     assert_eq!(c["calibrated"].as_str(), Some("measured"));
@@ -502,7 +505,10 @@ fn quant_bench_prints_a_compute_section_that_parses() {
     ))
     .unwrap();
     let head = &host[..host.find("[compute]").expect("host.toml has [compute]")];
-    let pasted = format!("{}\n{section}", head.replace("compute_tier = \"dram\"\n", ""));
+    let pasted = format!(
+        "{}\n{section}",
+        head.replace("compute_tier = \"dram\"\n", "")
+    );
     let dir = crate::util::scratch("bench-unit");
     let file = dir.join("host-units.toml");
     std::fs::write(&file, pasted).unwrap();

@@ -449,8 +449,16 @@ fn probability_bonus_and_frequency_penalty_route_from_the_command_line() {
     let dir = scratch("route_variants");
     let trace = dir.join("t.jsonl");
     let run = moesim([
-        "trace", "generate", "--preset", "mixtral-like", "--requests", "2", "--tokens", "64",
-        "--out", trace.to_str().unwrap(),
+        "trace",
+        "generate",
+        "--preset",
+        "mixtral-like",
+        "--requests",
+        "2",
+        "--tokens",
+        "64",
+        "--out",
+        trace.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 0);
     let run = moesim([
@@ -482,8 +490,14 @@ fn probability_bonus_and_frequency_penalty_route_from_the_command_line() {
     // A probability bonus above 1 is refused by the flag that set it.
     assert_bad_input(
         &moesim([
-            "route", trace.to_str().unwrap(), "--router", "prob-bonus", "--bonus", "2",
-            "--capacity", "3",
+            "route",
+            trace.to_str().unwrap(),
+            "--router",
+            "prob-bonus",
+            "--bonus",
+            "2",
+            "--capacity",
+            "3",
         ]),
         &["--bonus", "at most 1"],
     );

@@ -38,7 +38,12 @@ fn run_sweep(dir: &Path, text: &str) -> Vec<(String, f64)> {
     let file = dir.join("truth.toml");
     std::fs::write(&file, text).unwrap();
     let out = dir.join("truth-out");
-    let r = moesim(["run", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = moesim([
+        "run",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut rd = csv::Reader::from_path(out.join("results.csv")).unwrap();
     let h = rd.headers().unwrap().clone();
@@ -76,10 +81,7 @@ fn validation_csv(dir: &Path) -> Vec<csv::StringRecord> {
 fn one_parameter_fitted_on_one_point_recovers_a_known_runtime_and_predicts_the_rest() {
     let dir = scratch("validate-fit");
     // The "real system": micro-MoE with 250 µs of framework cost per layer step.
-    let truth = run_sweep(
-        &dir,
-        &experiment("[runtime]\nlayer_overhead_ns = 250000\n"),
-    );
+    let truth = run_sweep(&dir, &experiment("[runtime]\nlayer_overhead_ns = 250000\n"));
     let file = dir.join("observed.toml");
     std::fs::write(&file, experiment(&observed(&truth))).unwrap();
     let out = dir.join("val");
@@ -100,10 +102,17 @@ fn one_parameter_fitted_on_one_point_recovers_a_known_runtime_and_predicts_the_r
     let fitted = s["fitted"][0][1].as_f64().unwrap();
     assert!((fitted / 250_000.0 - 1.0).abs() < 0.01, "fitted {fitted}");
     assert_eq!(s["fitted_on"][0].as_u64(), Some(0));
-    assert_eq!(s["predicted_rows"].as_u64(), Some(2), "the fitted row is left out");
+    assert_eq!(
+        s["predicted_rows"].as_u64(),
+        Some(2),
+        "the fitted row is left out"
+    );
     assert!(s["max_abs_rel_error"].as_f64().unwrap() < 1e-3, "{s}");
     // The datasheet-only prediction misses by what the runtime costs, and is reported.
-    assert!(s["datasheet_median_abs_rel_error"].as_f64().unwrap() > 1e-3, "{s}");
+    assert!(
+        s["datasheet_median_abs_rel_error"].as_f64().unwrap() > 1e-3,
+        "{s}"
+    );
     let rows = validation_csv(&out);
     assert_eq!(rows.len(), 3);
     assert_eq!(&rows[0][9], "fitted");
@@ -133,7 +142,12 @@ fn a_runtime_file_predicts_exactly_what_its_parameters_cost() {
     let file = dir.join("observed.toml");
     std::fs::write(&file, text).unwrap();
     let out = dir.join("val");
-    let r = moesim(["validate", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = moesim([
+        "validate",
+        file.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for row in validation_csv(&out) {
         let observed: f64 = row[4].parse().unwrap();
@@ -157,56 +171,124 @@ fn bad_observations_and_fits_are_refused_by_name() {
             "[[observed]]\nmetric = \"{metric}\"\nvalue = {value}\npoint = {{ {point} }}\nsource = \"s\"\n"
         )
     };
-    let ok = row("decode_tokens_per_s", "\"cache.capacity_experts\" = 1", "2.0");
+    let ok = row(
+        "decode_tokens_per_s",
+        "\"cache.capacity_experts\" = 1",
+        "2.0",
+    );
     // A point the sweep lacks: refused by run and validate alike.
     let f = write(
         "missing-point.toml",
-        experiment(&row("decode_tokens_per_s", "\"cache.capacity_experts\" = 9", "2.0")),
+        experiment(&row(
+            "decode_tokens_per_s",
+            "\"cache.capacity_experts\" = 9",
+            "2.0",
+        )),
     );
-    assert_bad_input(&moesim(["validate", &f]), &["observed[0].point", "capacity_experts=9"]);
-    assert_bad_input(&moesim(["run", &f, "--out", dir.join("o").to_str().unwrap()]), &["observed[0].point"]);
+    assert_bad_input(
+        &moesim(["validate", &f]),
+        &["observed[0].point", "capacity_experts=9"],
+    );
+    assert_bad_input(
+        &moesim(["run", &f, "--out", dir.join("o").to_str().unwrap()]),
+        &["observed[0].point"],
+    );
     let f = write(
         "not-an-axis.toml",
         experiment(&row("decode_tokens_per_s", "\"router.lambda\" = 1", "2.0")),
     );
-    assert_bad_input(&moesim(["validate", &f]), &["observed[0].point", "router.lambda", "not an axis"]);
+    assert_bad_input(
+        &moesim(["validate", &f]),
+        &["observed[0].point", "router.lambda", "not an axis"],
+    );
     let f = write(
         "no-metric.toml",
-        experiment(&row("tokens_per_minute", "\"cache.capacity_experts\" = 1", "2.0")),
+        experiment(&row(
+            "tokens_per_minute",
+            "\"cache.capacity_experts\" = 1",
+            "2.0",
+        )),
     );
-    assert_bad_input(&moesim(["validate", &f]), &["observed[0].metric", "tokens_per_minute"]);
+    assert_bad_input(
+        &moesim(["validate", &f]),
+        &["observed[0].metric", "tokens_per_minute"],
+    );
     let f = write(
         "negative.toml",
-        experiment(&row("decode_tokens_per_s", "\"cache.capacity_experts\" = 1", "-2.0")),
+        experiment(&row(
+            "decode_tokens_per_s",
+            "\"cache.capacity_experts\" = 1",
+            "-2.0",
+        )),
     );
     assert_bad_input(&moesim(["validate", &f]), &["observed[0].value"]);
     let f = write("ok.toml", experiment(&ok));
     assert_bad_input(
-        &moesim(["validate", &f, "--fit", "warp_factor", "--fit-on", "index=0"]),
+        &moesim([
+            "validate",
+            &f,
+            "--fit",
+            "warp_factor",
+            "--fit-on",
+            "index=0",
+        ]),
         &["warp_factor", "not a runtime parameter"],
     );
     assert_bad_input(
-        &moesim(["validate", &f, "--fit", "layer_overhead_ns,link_efficiency", "--fit-on", "index=0"]),
+        &moesim([
+            "validate",
+            &f,
+            "--fit",
+            "layer_overhead_ns,link_efficiency",
+            "--fit-on",
+            "index=0",
+        ]),
         &["1 observation", "too few to fit 2"],
     );
-    assert_bad_input(&moesim(["validate", &f, "--fit", "layer_overhead_ns"]), &["--fit-on"]);
     assert_bad_input(
-        &moesim(["validate", &f, "--fit", "layer_overhead_ns", "--fit-on", "system=nope"]),
+        &moesim(["validate", &f, "--fit", "layer_overhead_ns"]),
+        &["--fit-on"],
+    );
+    assert_bad_input(
+        &moesim([
+            "validate",
+            &f,
+            "--fit",
+            "layer_overhead_ns",
+            "--fit-on",
+            "system=nope",
+        ]),
         &["--fit-on system=nope", "selects no observation"],
     );
     let f = write(
         "bad-runtime.toml",
         experiment(&format!("{ok}[runtime]\ncompute_efficiency = 1.5\n")),
     );
-    assert_bad_input(&moesim(["validate", &f]), &["runtime.compute_efficiency", "(0, 1]"]);
+    assert_bad_input(
+        &moesim(["validate", &f]),
+        &["runtime.compute_efficiency", "(0, 1]"],
+    );
     // A measurement no runtime parameter can reach: 1e-6 tokens/s would need more than 10 s of
     // overhead per layer step.
     let f = write(
         "unreachable.toml",
-        experiment(&row("decode_tokens_per_s", "\"cache.capacity_experts\" = 1", "1e-6")),
+        experiment(&row(
+            "decode_tokens_per_s",
+            "\"cache.capacity_experts\" = 1",
+            "1e-6",
+        )),
     );
     assert_bad_input(
-        &moesim(["validate", &f, "--fit", "layer_overhead_ns", "--fit-on", "index=0", "--out", dir.join("u").to_str().unwrap()]),
+        &moesim([
+            "validate",
+            &f,
+            "--fit",
+            "layer_overhead_ns",
+            "--fit-on",
+            "index=0",
+            "--out",
+            dir.join("u").to_str().unwrap(),
+        ]),
         &["did not converge", "layer_overhead_ns"],
     );
 }
@@ -295,7 +377,11 @@ fn shipped_runtime_profiles_load() {
         let path = entry.unwrap().path();
         let r = moesim::hardware::runtime::load(path.to_str().unwrap())
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(!r.provenance.is_empty() && !r.is_ideal(), "{}", path.display());
+        assert!(
+            !r.provenance.is_empty() && !r.is_ideal(),
+            "{}",
+            path.display()
+        );
         n += 1;
     }
     assert!(n >= 2);
