@@ -98,7 +98,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             &exp.profile,
             &exp.model,
             exp.options.clone(),
-            &trace.popularity(),
+            &exp.setup_popularity(&trace)?,
             Some(&exp.plan(&trace)?),
         )
         .map_err(|e| Error::usage(format!("{}: {e}", exp.label)))?;

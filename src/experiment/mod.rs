@@ -779,6 +779,15 @@ impl Experiment {
             placement: spec.placement.clone(),
             prefill_chunk_tokens: spec.scenario.prefill_chunk_tokens,
         };
+        if options.placement.popularity == crate::sim::placement::Popularity::HeldOut
+            && !matches!(source, TraceSource::Generator { .. })
+        {
+            return Err(at(
+                label,
+                "placement.popularity",
+                "\"held-out\" needs a generated trace (a trace file has no other requests)",
+            ));
+        }
         // Resolve the setup once with a neutral popularity to report option errors now, not
         // after the trace is built.
         let n = model.n_moe_layers() as usize * model.n_experts as usize;
@@ -925,6 +934,46 @@ impl Experiment {
         self.simulate(&self.build_trace()?)
     }
 
+    /// The usage counts behind the setup's static choices (a static hot set, experts kept in
+    /// the primary tier): `trace`'s own, or with `placement.popularity = "held-out"` those of
+    /// the generator's next requests (request ids `requests..2 * requests`: the same model,
+    /// requests the run does not contain).
+    pub fn setup_popularity(&self, trace: &SimTrace) -> Result<Vec<u64>> {
+        if self.options.placement.popularity == crate::sim::placement::Popularity::Trace {
+            return Ok(trace.popularity());
+        }
+        let TraceSource::Generator {
+            spec,
+            seed,
+            requests,
+        } = &self.source
+        else {
+            return Err(at(
+                &self.label,
+                "placement.popularity",
+                "\"held-out\" needs a generated trace (a trace file has no other requests)",
+            ));
+        };
+        let g = Generator::new(spec, *seed);
+        let e = spec.experts as usize;
+        let mut counts = vec![0u64; spec.layers as usize * e];
+        let mut ev = GeneratedEvent::default();
+        let mut top = Vec::new();
+        for r in *requests..requests.saturating_mul(2) {
+            let mut events = g.request(r);
+            while events
+                .try_next_event(&mut ev)
+                .map_err(|e| at(&self.label, "trace.generator", e))?
+            {
+                top_k_by(&ev.record.logits, spec.top_k as usize, &mut top);
+                for &x in &top {
+                    counts[ev.record.layer as usize * e + x as usize] += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
     /// Simulates `trace` (from [`Experiment::build_trace`]): plans precision, runs the
     /// simulation, then measures output quality on the sampled events.
     pub fn simulate(&self, trace: &SimTrace) -> Result<Outcome> {
@@ -936,7 +985,7 @@ impl Experiment {
             &self.profile,
             &self.model,
             self.options.clone(),
-            &usage,
+            &self.setup_popularity(trace)?,
             Some(&plan),
         )
         .map_err(|e| at(&self.label, e.key, e.reason))?;

@@ -41,7 +41,7 @@ mod tier_share;
 pub mod timeline;
 mod transfers;
 
-pub use placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec};
+pub use placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec, Popularity};
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};
 pub use report::SimReport;
 pub use setup::{

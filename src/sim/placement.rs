@@ -70,6 +70,19 @@ pub enum HotSet {
     Static,
 }
 
+/// `placement.popularity`: where the usage counts behind the static choices (a static hot set,
+/// experts kept in the primary tier) come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Popularity {
+    /// The trace being simulated (in-sample: the set is chosen knowing the run).
+    #[default]
+    Trace,
+    /// As many other requests of the same generator (the same model, requests the run does
+    /// not contain), as a deployment profiles before it serves.
+    HeldOut,
+}
+
 /// `placement.in_place_layers`: a block count, or `"fit"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InPlaceLayers {
@@ -140,6 +153,9 @@ pub struct PlacementSpec {
     /// `hot-set` mode: how the hot set is chosen.
     #[serde(default, skip_serializing_if = "is_default_hot_set")]
     pub hot_set: HotSet,
+    /// Where the popularity behind static choices comes from (default: the trace itself).
+    #[serde(default, skip_serializing_if = "is_default_popularity")]
+    pub popularity: Popularity,
     /// `per-miss` mode: fetch a missing expert when its kernel has at least this many tokens
     /// and compute it in place otherwise (llama.cpp copies host experts to the GPU for batches
     /// of 32 or more). Default: decide each miss by the predicted finish times.
@@ -164,11 +180,16 @@ impl Default for PlacementSpec {
             in_place_layers: None,
             unit: None,
             hot_set: HotSet::Cache,
+            popularity: Popularity::Trace,
             copy_min_tokens: None,
             sync_ns: 0.0,
             activation_bytes_per_value: default_activation_bytes(),
         }
     }
+}
+
+fn is_default_popularity(p: &Popularity) -> bool {
+    *p == Popularity::Trace
 }
 
 fn is_default_hot_set(h: &HotSet) -> bool {

@@ -735,3 +735,61 @@ fn fit_resolves_to_the_fewest_blocks_that_fit() {
         ],
     );
 }
+
+/// A static hot set chosen from the run's own trace is the best static set of its size for that
+/// trace (every decode use counts); chosen from held-out requests of the same generated model it
+/// can only do as well or worse, and a trace file, having no other requests, is refused.
+#[test]
+fn a_held_out_profile_never_beats_the_in_sample_static_hot_set() {
+    let dir = scratch("placement_held_out");
+    let profile = dir.join("desktop.toml");
+    std::fs::write(&profile, DESKTOP).unwrap();
+    let hit_rate = |popularity: &str| {
+        let body = experiment(
+            &profile,
+            &format!(
+                "[placement]\nmode = \"hot-set\"\nhot_set = \"static\"\npopularity = \"{popularity}\""
+            ),
+        )
+        .replace("prefill_tokens = 16", "prefill_tokens = 0")
+        .replace("decode_tokens = 8", "decode_tokens = 64")
+        .replace("requests = 1", "requests = 2");
+        let exp = crate::sim::write_experiment(&dir, popularity, &body);
+        let out = dir.join(format!("{popularity}-out"));
+        let run = moesim([
+            "run",
+            exp.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        v["hit_rate"].as_f64().unwrap()
+    };
+    let (own, held_out) = (hit_rate("trace"), hit_rate("held-out"));
+    assert!(held_out <= own, "held-out {held_out} > in-sample {own}");
+    assert!(held_out > 0.0 && held_out < own, "{held_out} vs {own}: the profiles should differ");
+    // A trace file has no other requests to profile.
+    let trace = dir.join("t.jsonl");
+    let run = moesim([
+        "trace", "generate", "--preset", "micro-moe", "--requests", "1", "--tokens", "8",
+        "--out", trace.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let body = experiment(
+        &profile,
+        "[placement]\nmode = \"hot-set\"\nhot_set = \"static\"\npopularity = \"held-out\"",
+    )
+    .replace(
+        "generator = \"micro-moe\"\nrequests = 1\nprefill_tokens = 16\ndecode_tokens = 8",
+        &format!("file = \"{}\"", trace.display()),
+    );
+    let exp = crate::sim::write_experiment(&dir, "file", &body);
+    let out = dir.join("file-out");
+    assert_bad_input(
+        &moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]),
+        &["placement.popularity", "generated trace"],
+    );
+    assert!(!out.exists());
+}
