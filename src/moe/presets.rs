@@ -24,7 +24,10 @@ pub const PRESETS: &[(&str, &str)] = &[
     ),
     ("phi-3.5-moe", include_str!("presets/phi-3.5-moe.toml")),
     ("switch-base-8", include_str!("presets/switch-base-8.toml")),
-    ("qwen3.6-35b-a3b", include_str!("presets/qwen3.6-35b-a3b.toml")),
+    (
+        "qwen3.6-35b-a3b",
+        include_str!("presets/qwen3.6-35b-a3b.toml"),
+    ),
     ("glm-4.7-flash", include_str!("presets/glm-4.7-flash.toml")),
 ];
 

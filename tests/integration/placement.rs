@@ -769,12 +769,23 @@ fn a_held_out_profile_never_beats_the_in_sample_static_hot_set() {
     };
     let (own, held_out) = (hit_rate("trace"), hit_rate("held-out"));
     assert!(held_out <= own, "held-out {held_out} > in-sample {own}");
-    assert!(held_out > 0.0 && held_out < own, "{held_out} vs {own}: the profiles should differ");
+    assert!(
+        held_out > 0.0 && held_out < own,
+        "{held_out} vs {own}: the profiles should differ"
+    );
     // A trace file has no other requests to profile.
     let trace = dir.join("t.jsonl");
     let run = moesim([
-        "trace", "generate", "--preset", "micro-moe", "--requests", "1", "--tokens", "8",
-        "--out", trace.to_str().unwrap(),
+        "trace",
+        "generate",
+        "--preset",
+        "micro-moe",
+        "--requests",
+        "1",
+        "--tokens",
+        "8",
+        "--out",
+        trace.to_str().unwrap(),
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let body = experiment(
