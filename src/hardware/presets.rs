@@ -70,6 +70,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/gpu-t4-16gb-pcie3.toml"),
     ),
     (
+        "apple-m4-macbook-air-32gb",
+        include_str!("../../hardware-profiles/apple-m4-macbook-air-32gb.toml"),
+    ),
+    (
         "server-a100-80gb-sxm",
         include_str!("../../hardware-profiles/server-a100-80gb-sxm.toml"),
     ),
