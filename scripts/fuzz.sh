@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Default: 12 seconds for each of the 14 targets (CI runs this). For a long run, give more
+# Default: 12 seconds for each of the 15 targets (CI runs this). For a long run, give more
 # seconds (and run targets in parallel by hand). Corpora start from the shipped files (presets,
 # experiments, test data, generated traces) in target/fuzz/corpus/<target>/ and grow there;
 # fuzz/regressions/<target>/ holds every input that once crashed, replayed first. Prints per
@@ -18,7 +18,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 secs="${1:-12}"
 shift || true
-all=(experiment_toml profile_toml model_toml generator_toml native_trace json_record import_jsonl
+all=(experiment_toml profile_toml runtime_toml model_toml generator_toml native_trace json_record import_jsonl
   import_moe_cache_lab oracle_general npy safetensors expert_store results_csv sweep_parts)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
@@ -33,8 +33,9 @@ mkdir -p "$corpus" "$seeds"
 for t in "${all[@]}"; do mkdir -p "$corpus/$t" "$seeds/$t"; done
 
 # Seeds: the files moesim ships and small ones it writes.
-cp experiments/*.toml "$seeds/experiment_toml/"
+cp experiments/*.toml experiments/published/*.toml "$seeds/experiment_toml/"
 cp hardware-profiles/*.toml "$seeds/profile_toml/"
+cp hardware-profiles/runtimes/*.toml "$seeds/runtime_toml/"
 cp src/moe/presets/*.toml experiments/models/*.toml "$seeds/model_toml/"
 cp src/trace/presets/*.toml "$seeds/generator_toml/"
 "$bin" trace generate --preset micro-moe --requests 2 --tokens 3 --prefill 2 --out "$seeds/native_trace/micro.jsonl" > /dev/null

@@ -110,6 +110,30 @@ pub fn profile_toml(data: &[u8]) {
     }
 }
 
+/// A runtime profile; an accepted one times a tiny simulation of the micro-MoE through it.
+pub fn runtime_toml(data: &[u8]) {
+    let path = file("fuzz-runtime.toml", data);
+    let label = path.to_str().expect("a UTF-8 scratch path");
+    match moesim::hardware::runtime::load(label) {
+        Err(e) => check(&e, "fuzz-runtime.toml"),
+        Ok(r) => {
+            assert!(r.link_efficiency > 0.0 && r.link_efficiency <= 1.0);
+            assert!(r.compute_efficiency > 0.0 && r.compute_efficiency <= 1.0);
+            let exp = format!(
+                "schema_version = 1\nname = \"f\"\n[hardware]\nprofile = \"esp32-p4\"\nruntime = \"{label}\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"micro-moe\"\nprefill_tokens = 2\ndecode_tokens = 3\n[cache]\ncapacity_experts = 1\n[quality]\nsamples = 0\n"
+            );
+            match moesim::experiment::Experiment::parse("fuzz-exp.toml", &exp, scratch()) {
+                Err(e) => check(&e, "fuzz-exp.toml"),
+                Ok(x) => {
+                    if let Err(e) = x.run() {
+                        check(&e, "fuzz-exp.toml");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A model spec; an accepted one is sized in every format.
 pub fn model_toml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
