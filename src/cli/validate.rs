@@ -139,7 +139,6 @@ pub fn run(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             keys: a.fit.clone(),
             on,
         };
-        crate::validate::check_fit(&obs, &req).map_err(Error::usage)?;
         Some(req)
     };
     let dir = a

@@ -174,18 +174,20 @@ pub fn check_fit(obs: &[Observation], fit: &FitRequest) -> std::result::Result<(
             ));
         }
     }
-    if fit.on.iter().any(|&i| obs[i].exclude.is_some()) {
-        let i = fit.on.iter().find(|&&i| obs[i].exclude.is_some()).unwrap();
+    if let Some((i, why)) = fit
+        .on
+        .iter()
+        .find_map(|&i| obs[i].exclude.as_deref().map(|why| (i, why)))
+    {
         return Err(format!(
-            "--fit-on picks observed[{i}], which is excluded ({})",
-            obs[*i].exclude.as_deref().unwrap_or("")
+            "--fit-on picks observed[{i}], which is excluded ({why})"
         ));
     }
     Ok(())
 }
 
-/// The systems, in order of first appearance.
-pub fn systems(obs: &[Observation]) -> Vec<String> {
+/// The systems of `obs`, in order of first appearance.
+pub fn systems<'a>(obs: impl IntoIterator<Item = &'a Observation>) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     for o in obs {
         if !v.contains(&o.system) {
@@ -316,6 +318,10 @@ pub fn validate(
     obs: &[Observation],
     fit: Option<&FitRequest>,
 ) -> Result<Validation> {
+    if let Some(fit) = fit {
+        // Refused before any run.
+        check_fit(obs, fit).map_err(|r| Error::Input(InputError::new(&sweep.label, r)))?;
+    }
     let all: Vec<&Observation> = obs.iter().collect();
     let datasheet = predict(sweep, &all, &ideal())?;
     let spec: ExperimentSpec = crate::config::parse_toml(&sweep.label, &sweep.text)?;
@@ -337,7 +343,6 @@ pub fn validate(
     let mut fits = Vec::new();
     let mut fitted = vec![false; obs.len()];
     if let Some(fit) = fit {
-        check_fit(obs, fit).map_err(|r| Error::Input(InputError::new(&sweep.label, r)))?;
         for system in systems(obs) {
             let on: Vec<&Observation> = fit
                 .on
@@ -462,8 +467,7 @@ pub fn median_max(errors: &[f64]) -> (f64, f64) {
 
 /// Error statistics per system, over the rows not excluded.
 pub fn statistics(v: &Validation) -> Vec<SystemStats> {
-    let obs: Vec<Observation> = v.rows.iter().map(|r| r.obs.clone()).collect();
-    systems(&obs)
+    systems(v.rows.iter().map(|r| &r.obs))
         .into_iter()
         .map(|system| {
             let rows: Vec<&Row> = v
