@@ -42,6 +42,28 @@ pub fn spread(v: &[f64]) -> f64 {
     (quantile_f64(v, 0.9) - quantile_f64(v, 0.1)) / median(v)
 }
 
+/// The distribution-free confidence interval of the median of `v` (any order) at about 95 %
+/// (order statistics `n/2 ∓ 0.98·√n`, the normal approximation of the binomial), or the whole
+/// range for small samples; NaN when empty.
+pub fn median_ci(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len() as f64;
+    let half = 0.98 * n.sqrt();
+    let lo = ((n / 2.0 - half).floor() as isize).clamp(1, s.len() as isize) as usize;
+    let hi = ((n / 2.0 + half).ceil() as isize + 1).clamp(1, s.len() as isize) as usize;
+    (s[lo - 1], s[hi - 1])
+}
+
+/// The half-width of [`median_ci`] relative to the median: how precisely `v` gives its median.
+pub fn median_precision(v: &[f64]) -> f64 {
+    let (lo, hi) = median_ci(v);
+    (hi - lo) / 2.0 / median(v)
+}
+
 /// Mean and the half-width of its 95 % confidence interval (Student t, n − 1 degrees of
 /// freedom; NaN below two samples).
 pub fn mean_ci(v: &[f64]) -> (f64, f64) {
@@ -63,6 +85,18 @@ pub fn mean_ci(v: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_interval_is_the_textbook_one() {
+        // n = 100: the 95 % interval of the median is [x(40), x(61)].
+        let v: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        assert_eq!(median_ci(&v), (40.0, 61.0));
+        assert!((median_precision(&v) - 10.5 / 50.5).abs() < 1e-12);
+        // Small samples give their whole range; one value is its own interval.
+        assert_eq!(median_ci(&[3.0, 1.0, 2.0]), (1.0, 3.0));
+        assert_eq!(median_ci(&[5.0]), (5.0, 5.0));
+        assert!(median_ci(&[]).0.is_nan());
+    }
 
     #[test]
     fn nearest_rank_quantiles() {

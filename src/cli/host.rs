@@ -16,9 +16,11 @@ use crate::cache::PolicyKind;
 use crate::error::{Error, Result};
 use crate::host::decode::decode;
 use crate::host::profile::{Fitted, fit_profile};
-use crate::host::samples::Samples;
+use crate::host::samples::{RoundBudget, Samples};
 use crate::host::store::ExpertStore;
-use crate::host::validate::{Grid, ValidateRow, compare, measure};
+use crate::host::validate::{
+    DiskNoise, Grid, ValidateRow, ValidateSummary, compare, measure, summarize,
+};
 use crate::host::workload::{TokenLatency, Workload, open_store, store_shape};
 use crate::quant::WeightFormat;
 
@@ -89,9 +91,13 @@ pub struct CalibrateArgs {
     /// Expert formats to measure the kernels of (the first also sets the read size).
     #[arg(long, value_delimiter = ',', default_value = "q4_k,q2_k")]
     formats: Vec<WeightFormat>,
-    /// Reads of each size.
-    #[arg(long, default_value_t = 200)]
-    reads: usize,
+    /// Reads of each size the 5 rounds start with, in all (rounds add reads until their median
+    /// is known to ±3 % or their budget is spent).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(15..=1_000_000))]
+    reads: u64,
+    /// Wall time a round may spend adding reads and kernel runs, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    round_budget_ms: u64,
     /// The profile file to write.
     #[arg(long, default_value = "hardware-profiles/host-calibrated.toml")]
     out: PathBuf,
@@ -117,9 +123,13 @@ pub struct ValidateArgs {
     /// A calibrated profile to predict with (default: calibrate first, into OUT/host-calibrated.toml).
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// Reads of each size when calibrating.
-    #[arg(long, default_value_t = 200)]
-    reads: usize,
+    /// Reads of each size when calibrating, per 5 rounds (each round starts with a fifth and
+    /// adds reads until their median is known to ±3 % or its budget is spent).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(15..=1_000_000))]
+    reads: u64,
+    /// Wall time a calibration round may spend adding reads and kernel runs, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    round_budget_ms: u64,
     /// Real decodes per grid point; the point reports the one whose prediction error is the median.
     #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=100))]
     repeats: u32,
@@ -284,12 +294,25 @@ fn calibrate_cmd(a: CalibrateArgs, out: &mut dyn Write) -> Result<()> {
         return Err(Error::usage("--formats: give at least one"));
     }
     let stores = a.workload.stores(&a.formats)?;
-    let c = crate::host::profile::calibrate(&a.workload.workload(), &stores, a.reads)?;
+    let c = crate::host::profile::calibrate(
+        &a.workload.workload(),
+        &stores,
+        &round_budget(a.reads, a.round_budget_ms),
+    )?;
     write_profile(&a.out, &c.fit)?;
     emit(
         out,
         &calibration_summary(&a.out, a.workload.threads, &stores[0], &c.samples, &c.fit),
     )
+}
+
+/// The budget of one calibration round: a fifth of `reads` to start with, `ms` to extend.
+fn round_budget(reads: u64, ms: u64) -> RoundBudget {
+    RoundBudget {
+        reads: (reads as usize).div_ceil(5),
+        time: std::time::Duration::from_millis(ms),
+        max_factor: 8,
+    }
 }
 
 /// Writes the profile file (its directory too).
@@ -310,9 +333,11 @@ fn calibration_summary(
 ) -> String {
     let shape = store.shape;
     let mut s = format!(
-        "calibrated this host into {} ({} rounds; {} reads, queue depth 1)\n",
+        "calibrated this host into {} ({} rounds; {} reads added to make medians precise, {} rounds stopped by their budget first; {} reads, queue depth 1)\n",
         path.display(),
         samples.rounds,
+        samples.extra_reads,
+        samples.imprecise_rounds,
         if store.direct { "direct" } else { "buffered" }
     );
     s.push_str(&format!(
@@ -322,6 +347,19 @@ fn calibration_summary(
         shape.stride(),
         fit.figures.link.spread
     ));
+    if let Some(d) = &fit.figures.read_time_distribution {
+        let q = |u: f64| d.factor(u);
+        s.push_str(&format!(
+            "disk read times as the link's time distribution (over the round's median, {} reads): p10 {:.2}, p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}; mean {:.3}\n",
+            samples.large_over_median.len(),
+            q(0.1),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0),
+            d.mean()
+        ));
+    }
     s.push_str(&format!(
         "RAM copy: {:.2} GB/s\n",
         fit.figures.copy_bytes_per_s * 1e-9
@@ -350,6 +388,9 @@ fn calibration_summary(
             ns.len()
         ));
     }
+    for n in &fit.figures.noisy {
+        s.push_str(&format!("noisy (kept, through medians): {n}\n"));
+    }
     s
 }
 
@@ -370,7 +411,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         lambda: a.lambda,
         cache_shares: a.cache_shares.clone(),
         repeats: a.repeats,
-        calibration_reads: calibrating.then_some(a.reads),
+        calibration: calibrating.then(|| round_budget(a.reads, a.round_budget_ms)),
     };
     // Real decodes first (with calibration rounds around each, without --profile).
     let measured = measure(&w, &stores, &grid)?;
@@ -382,7 +423,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         Some(p) => Some(crate::hardware::load(&p.display().to_string())?),
         None => {
             let p = a.out.join("host-calibrated.toml");
-            match fit_profile(&w, &stores, &measured.samples)
+            match fit_profile(&w, stores[0].shape, stores[0].direct, &measured.samples)
                 .and_then(|fit| write_profile(&p, &fit).map(|()| fit))
             {
                 Ok(fit) => {
@@ -407,10 +448,17 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
         a.out.join("validate.csv"),
         &crate::report::flat_csv::to_csv(rows),
     )?;
-    let mut summary = validate_summary(rows);
+    let stats = summarize(rows, DiskNoise::of(&measured.samples));
+    write_atomic(
+        a.out.join("summary.json"),
+        serde_json::to_string_pretty(&stats)
+            .expect("summaries serialize")
+            .as_bytes(),
+    )?;
+    let mut summary = validate_summary(&stats);
     if calibrating {
         summary.push_str(&format!(
-            "(each decode predicted with the calibration rounds run just before and after it; {}; {} of {} decodes dropped because the rounds around them were too noisy to fit)\n",
+            "(each decode predicted with the calibration rounds run just before and after it, and the read-time distribution of every round pooled; {}; {} of {} decodes predicted on the pooled profile because the rounds around them could not be fitted{})\n",
             if profile.is_some() {
                 format!(
                     "with one profile pooled from every round, {} of {} points are within 10%",
@@ -420,8 +468,13 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             } else {
                 "the pooled rounds gave no profile".to_string()
             },
-            measured.dropped,
-            a.repeats as usize * rows.len()
+            measured.unfitted.0,
+            a.repeats as usize * rows.len(),
+            measured
+                .unfitted
+                .1
+                .as_ref()
+                .map_or(String::new(), |e| format!("; last: {e}"))
         ));
     }
     let predicted_on = if calibrating {
@@ -446,7 +499,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     s.push('\n');
     s.push_str(&summary);
     s.push_str(&format!(
-        "wrote {}/ (validate.csv, summary.md, predicted-vs-measured.png)\n",
+        "wrote {}/ (validate.csv, summary.md, summary.json, predicted-vs-measured.png)\n",
         a.out.display()
     ));
     emit(out, &s)
@@ -461,6 +514,7 @@ fn validate_table(rows: &[ValidateRow], experts: u32) -> Table {
         ("router", Align::Left),
         ("mean ms real/sim", Align::Right),
         ("err", Align::Right),
+        ("95% interval", Align::Right),
         ("p99 ms real/sim", Align::Right),
         ("err", Align::Right),
         ("tok/s real/sim", Align::Right),
@@ -480,6 +534,12 @@ fn validate_table(rows: &[ValidateRow], experts: u32) -> Table {
             ),
             format!("{:+.1}%", 100.0 * r.mean_rel_error),
             format!(
+                "{:+.1}..{:+.1}%{}",
+                100.0 * r.mean_rel_error_ci_lo,
+                100.0 * r.mean_rel_error_ci_hi,
+                if r.marked { " *" } else { "" }
+            ),
+            format!(
                 "{:.2}/{:.2}",
                 r.measured_token_latency_p99_ns as f64 * 1e-6,
                 r.predicted_token_latency_p99_ns as f64 * 1e-6
@@ -496,24 +556,31 @@ fn validate_table(rows: &[ValidateRow], experts: u32) -> Table {
     t
 }
 
-/// The summary line: how many points are within 10 %, the worst errors, equal hit counts.
-fn validate_summary(rows: &[ValidateRow]) -> String {
-    let worst = |f: fn(&ValidateRow) -> f64| rows.iter().map(f).fold(0.0f64, |m, x| m.max(x.abs()));
-    let within = rows
-        .iter()
-        .filter(|r| r.mean_rel_error.abs() <= 0.1 && r.tokens_per_s_rel_error.abs() <= 0.1)
-        .count();
+/// The summary: how many points are within 10 %, the median and worst errors, equal hit counts,
+/// the intervals and the verdict.
+fn validate_summary(v: &ValidateSummary) -> String {
+    let pct = |x: f64| 100.0 * x;
     format!(
-        "{} grid points: mean latency within 10% and tokens/s within 10% at {} of them; worst |error|: mean {:.1}%, p99 {:.1}%, tokens/s {:.1}%; hit counts equal at {} of {}\n",
-        rows.len(),
-        within,
-        100.0 * worst(|r| r.mean_rel_error),
-        100.0 * worst(|r| r.p99_rel_error),
-        100.0 * worst(|r| r.tokens_per_s_rel_error),
-        rows.iter()
-            .filter(|r| r.measured_hits == r.predicted_hits)
-            .count(),
-        rows.len()
+        "{} grid points ({} predicted): mean latency within 10% and tokens/s within 10% at {} of them; p99 within 20% at {}; median |error|: mean {:.1}%, tokens/s {:.1}%, p99 {:.1}%; worst |error|: mean {:.1}%, p99 {:.1}%, tokens/s {:.1}%; hit counts equal at {} of {}\n\
+         95% intervals of the mean-latency error: wholly within ±10% at {} points, wholly outside at {}, median half-width {:.1}%; {} points marked (interval wider than ±10%, or most calibration windows noisy)\n\
+         {}\n",
+        v.points,
+        v.predicted_points,
+        v.within_10_percent,
+        v.p99_within_20_percent,
+        pct(v.median_abs_mean_error),
+        pct(v.median_abs_tokens_per_s_error),
+        pct(v.median_abs_p99_error),
+        pct(v.worst_abs_mean_error),
+        pct(v.worst_abs_p99_error),
+        pct(v.worst_abs_tokens_per_s_error),
+        v.hits_equal,
+        v.points,
+        v.intervals_within_10_percent,
+        v.intervals_outside_10_percent,
+        pct(v.median_interval_half_width),
+        v.marked,
+        v.verdict
     )
 }
 
@@ -539,10 +606,11 @@ fn validate_markdown(
             "buffered reads"
         }
     );
-    md.push_str("| format | cache | policy | router | mean ms real | mean ms sim | error | error range over decodes | p99 ms real | p99 ms sim | error | tok/s real | tok/s sim | error | hits real | hits sim |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("| format | cache | policy | router | mean ms real | mean ms sim | error | 95 % interval | range over decodes | p99 ms real | p99 ms sim | error | p99 interval | tok/s real | tok/s sim | error | tok/s interval | hits real | hits sim | read spread | mark |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    let pct = |x: f64| 100.0 * x;
     for r in rows {
         md.push_str(&format!(
-            "| {} | {}/{} | {} | {} | {:.2} | {:.2} | {:+.1} % | {:+.1} to {:+.1} % | {:.2} | {:.2} | {:+.1} % | {:.1} | {:.1} | {:+.1} % | {} | {} |\n",
+            "| {} | {}/{} | {} | {} | {:.2} | {:.2} | {:+.1} % | {:+.1} to {:+.1} % | {:+.1} to {:+.1} % | {:.2} | {:.2} | {:+.1} % | {:+.1} to {:+.1} % | {:.1} | {:.1} | {:+.1} % | {:+.1} to {:+.1} % | {} | {} | {:.2} | {} |\n",
             r.format,
             r.capacity_experts,
             experts,
@@ -550,17 +618,25 @@ fn validate_markdown(
             r.router,
             r.measured_token_latency_mean_ns * 1e-6,
             r.predicted_token_latency_mean_ns * 1e-6,
-            100.0 * r.mean_rel_error,
-            100.0 * r.mean_rel_error_min,
-            100.0 * r.mean_rel_error_max,
+            pct(r.mean_rel_error),
+            pct(r.mean_rel_error_ci_lo),
+            pct(r.mean_rel_error_ci_hi),
+            pct(r.mean_rel_error_min),
+            pct(r.mean_rel_error_max),
             r.measured_token_latency_p99_ns as f64 * 1e-6,
             r.predicted_token_latency_p99_ns as f64 * 1e-6,
-            100.0 * r.p99_rel_error,
+            pct(r.p99_rel_error),
+            pct(r.p99_rel_error_ci_lo),
+            pct(r.p99_rel_error_ci_hi),
             r.measured_tokens_per_s,
             r.predicted_tokens_per_s,
-            100.0 * r.tokens_per_s_rel_error,
+            pct(r.tokens_per_s_rel_error),
+            pct(r.tokens_per_s_rel_error_ci_lo),
+            pct(r.tokens_per_s_rel_error_ci_hi),
             r.measured_hits,
-            r.predicted_hits
+            r.predicted_hits,
+            r.window_read_spread,
+            if r.marked { "marked" } else { "" }
         ));
     }
     md.push_str(&format!("\n{summary}\n![predicted vs measured](predicted-vs-measured.png)\n\nReproduce: `moesim host validate --out {}`.\n", dir.display()));

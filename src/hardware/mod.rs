@@ -9,6 +9,7 @@ pub mod fit;
 pub mod presets;
 pub mod runtime;
 pub mod spec;
+pub mod time_distribution;
 
 pub use spec::{Calibration, HardwareProfileSpec, TierKind};
 
@@ -106,6 +107,8 @@ pub struct Link {
     pub channels: u32,
     /// Provenance of the figures.
     pub calibrated: Calibration,
+    /// How transfer times vary around the fixed figures (none: they do not).
+    pub time_distribution: Option<time_distribution::TimeDistribution>,
 }
 
 impl Link {
@@ -375,6 +378,7 @@ mod tests {
             granularity_bytes: 64,
             channels: 1,
             calibrated: Calibration::Assumed,
+            time_distribution: None,
         };
         // 65 bytes occupy two 64-byte units: 128 B at 1 GB/s = 128 ns.
         assert_eq!(link.transfer_time_ns(65), 228.0);

@@ -196,6 +196,9 @@ pub struct LinkSpec {
     pub channels: i64,
     /// How these figures were obtained.
     pub calibrated: Calibration,
+    /// How transfer times vary around the fixed figures (default: they do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_distribution: Option<super::time_distribution::TimeDistributionSpec>,
 }
 
 /// Compute figures as written in TOML: `[compute]`, or one entry of `[[compute_units]]`.
@@ -483,6 +486,12 @@ impl HardwareProfileSpec {
             CHANNELS
                 .check_int(l.channels)
                 .map_err(|r| err(&key("channels"), r))?;
+            let time_distribution = l
+                .time_distribution
+                .as_ref()
+                .map(|d| d.validate())
+                .transpose()
+                .map_err(|(k, r)| err(&key(&format!("time_distribution.{k}")), r))?;
             links.push(Link {
                 from,
                 to,
@@ -491,6 +500,7 @@ impl HardwareProfileSpec {
                 granularity_bytes: l.granularity_bytes as u64,
                 channels: l.channels as u32,
                 calibrated: l.calibrated,
+                time_distribution,
             });
         }
 

@@ -4,11 +4,12 @@
 //! profile as measured figures, and checked to be a valid profile.
 
 use super::calibrate::{self, KernelBench, LinkFit};
-use super::samples::{COPY_BYTES, Samples, calibration_round};
+use super::samples::{COPY_BYTES, RoundBudget, Samples, calibration_round};
 use super::store::{ALIGN, ExpertStore, StoreShape};
 use super::workload::Workload;
 use crate::error::{Error, Result};
 use crate::hardware::HardwareProfile;
+use crate::hardware::time_distribution::TimeDistribution;
 use crate::quant::WeightFormat;
 
 /// The fitted figures of a calibrated profile.
@@ -24,7 +25,16 @@ pub struct Figures {
     pub slowdown_while_transferring: f64,
     /// Kernels on bytes just read, as a fraction, per format.
     pub slowdown_after_load: Vec<(WeightFormat, f64)>,
+    /// Expert read times over their round's median, as the disk link's time distribution
+    /// (none from fewer than 10 reads).
+    pub read_time_distribution: Option<TimeDistribution>,
+    /// Figures whose samples were noisy (spread above [`calibrate::NOISY_SPREAD`]) or whose
+    /// median is imprecise, each with its figures: kept, and said.
+    pub noisy: Vec<String>,
 }
+
+/// Quantiles in a calibrated read-time distribution (every 1 %).
+pub const DISTRIBUTION_POINTS: usize = 101;
 
 /// A profile fitted from calibration samples.
 #[derive(Debug, Clone)]
@@ -46,11 +56,15 @@ pub struct Calibration {
     pub fit: Fitted,
 }
 
-/// Fits `samples` of `stores` (the first sets the read size) into a profile; refuses
-/// measurements that cannot describe the host (`calibration of WHAT: reason`).
-pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> Result<Fitted> {
-    let shape = stores[0].shape;
-    let direct = stores[0].direct;
+/// Fits `samples`, read from a store of `shape` (with direct I/O or not), into a profile;
+/// refuses measurements that cannot describe the host (`calibration of WHAT: reason`).
+/// Noisy samples are fitted through their medians and listed in [`Figures::noisy`].
+pub fn fit_profile(
+    w: &Workload,
+    shape: StoreShape,
+    direct: bool,
+    samples: &Samples,
+) -> Result<Fitted> {
     let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
     let link = calibrate::fit_link(
         ALIGN as u64,
@@ -59,6 +73,16 @@ pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> R
         &samples.large_ns,
     )
     .map_err(|r| bad("disk reads", r))?;
+    let mut noisy = Vec::new();
+    if link.noisy() {
+        noisy.push(format!(
+            "disk reads of {} bytes: spread (p90 - p10) / median {:.2}, median known to ±{:.1} % over {} reads",
+            shape.stride(),
+            link.spread,
+            100.0 * link.precision,
+            samples.large_ns.len()
+        ));
+    }
     let copy = calibrate::fit_rate(COPY_BYTES as f64, &samples.copy_ns, "RAM copy")
         .map_err(|r| bad("RAM copies", r))?;
     let params = (3 * shape.hidden * shape.ffn) as f64;
@@ -66,6 +90,14 @@ pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> R
     for (f, ns) in &samples.kernel_ns {
         let rate = calibrate::fit_rate(params, ns, &format!("{f} kernels"))
             .map_err(|r| bad(&format!("{f} kernels"), r))?;
+        let (spread, precision) = (calibrate::spread(ns), crate::stats::median_precision(ns));
+        if spread > calibrate::NOISY_SPREAD || precision > super::samples::KERNEL_PRECISION {
+            noisy.push(format!(
+                "{f} kernels: spread {spread:.2}, median known to ±{:.1} % over {} runs",
+                100.0 * precision,
+                ns.len()
+            ));
+        }
         rates.push((*f, rate));
     }
     let alone_of = |format: WeightFormat| {
@@ -93,6 +125,15 @@ pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> R
         )
         .map_err(|r| bad("kernels during reads", r))?,
         slowdown_after_load,
+        read_time_distribution: (samples.large_over_median.len() >= 10)
+            .then(|| {
+                TimeDistribution::from_times(
+                    &samples.large_over_median,
+                    samples.large_over_median.len().min(DISTRIBUTION_POINTS),
+                )
+            })
+            .flatten(),
+        noisy,
     };
     let text = profile_text(w, &shape, direct, samples, &figures)?;
     // What we fit must be a valid profile.
@@ -105,24 +146,27 @@ pub fn fit_profile(w: &Workload, stores: &[ExpertStore], samples: &Samples) -> R
 }
 
 /// Calibrates this host on `stores` (the first sets the read size; every format's kernels are
-/// timed): 5 rounds back to back with `reads` reads of each size in all, fitted into a profile.
-pub fn calibrate(w: &Workload, stores: &[ExpertStore], reads: usize) -> Result<Calibration> {
+/// timed): 5 rounds back to back, each starting with `budget.reads` reads of each size and
+/// extended within its budget, fitted into a profile. Samples that do not yet describe a link
+/// (expert reads no slower than 4 KiB ones, too few kernels overlapping a read) get up to 5
+/// more rounds before the reason is returned.
+pub fn calibrate(w: &Workload, stores: &[ExpertStore], budget: &RoundBudget) -> Result<Calibration> {
     let mut benches: Vec<KernelBench> = stores
         .iter()
         .map(|s| KernelBench::new(s, w.threads))
         .collect::<Result<_>>()?;
     let mut samples = Samples::default();
-    for _ in 0..5 {
-        calibration_round(
-            stores,
-            &mut benches,
-            reads.div_ceil(5),
-            w.seed,
-            &mut samples,
-        )?;
+    loop {
+        calibration_round(stores, &mut benches, budget, w.seed, &mut samples)?;
+        if samples.rounds < 5 {
+            continue;
+        }
+        match fit_profile(w, stores[0].shape, stores[0].direct, &samples) {
+            Ok(fit) => return Ok(Calibration { samples, fit }),
+            Err(e) if samples.rounds >= 10 => return Err(e),
+            Err(_) => {}
+        }
     }
-    let fit = fit_profile(w, stores, &samples)?;
-    Ok(Calibration { samples, fit })
 }
 
 /// The profile file: the shipped `host` profile with the measured figures written over its
@@ -180,6 +224,17 @@ fn profile_text(
         l.granularity_bytes = 1;
         l.channels = 1;
         l.calibrated = measured;
+        l.time_distribution = figures.read_time_distribution.as_ref().map(|d| {
+            let mut spec = d.spec();
+            if let crate::hardware::time_distribution::TimeDistributionSpec::Empirical {
+                samples: n,
+                ..
+            } = &mut spec
+            {
+                *n = Some(samples.large_over_median.len() as u64);
+            }
+            spec
+        });
     }
     let c = spec
         .compute

@@ -19,6 +19,13 @@ pub struct Samples {
     pub small_ns: Vec<f64>,
     /// Expert reads (of the first store).
     pub large_ns: Vec<f64>,
+    /// Expert reads over the median of their round's: the shape of the read-time distribution
+    /// with the drift between rounds taken out.
+    pub large_over_median: Vec<f64>,
+    /// Reads added to rounds to reach the target precision.
+    pub extra_reads: usize,
+    /// Rounds whose budget ran out before their reads reached the target precision.
+    pub imprecise_rounds: u32,
     /// Kernels of the first format run wholly during an expert read.
     pub contended_kernel_ns: Vec<f64>,
     /// Kernels on the bytes just read, per format.
@@ -36,6 +43,9 @@ impl Samples {
     pub fn extend(&mut self, other: &Samples) {
         self.small_ns.extend(&other.small_ns);
         self.large_ns.extend(&other.large_ns);
+        self.large_over_median.extend(&other.large_over_median);
+        self.extra_reads += other.extra_reads;
+        self.imprecise_rounds += other.imprecise_rounds;
         self.contended_kernel_ns.extend(&other.contended_kernel_ns);
         for (f, ns) in &other.loaded_kernel_ns {
             push_format(&mut self.loaded_kernel_ns, *f, ns);
@@ -56,42 +66,89 @@ fn push_format(samples: &mut Vec<(WeightFormat, Vec<f64>)>, format: WeightFormat
     }
 }
 
-/// One calibration round into `samples`: `reads` reads of each size of the first store in the
-/// decode's regime (half of them overlapping a kernel, each followed by a kernel on its bytes),
-/// a quarter as many of every other store (for their kernels on bytes just read), 3 RAM copies,
-/// and 100 kernel runs per format. `benches` are the stores' kernel benches, in order; the
-/// read offsets draw from `seed` and the round number.
+/// What a calibration round may spend to make its figures precise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundBudget {
+    /// Reads of each size a round starts with.
+    pub reads: usize,
+    /// Wall time after which a round stops adding reads and kernel runs, even if its medians
+    /// are not yet within [`calibrate::TARGET_PRECISION`] (of the expert reads) and
+    /// [`KERNEL_PRECISION`] (of the kernels).
+    pub time: std::time::Duration,
+    /// At most this many times the starting reads and kernel runs.
+    pub max_factor: usize,
+}
+
+/// The precision a round aims at for the median kernel time.
+pub const KERNEL_PRECISION: f64 = 0.01;
+
+/// Kernel runs per format a round starts with.
+const KERNEL_RUNS: usize = 100;
+
+/// One calibration round into `samples`: reads of each size of the first store in the decode's
+/// regime (half of them overlapping a kernel, each followed by a kernel on its bytes), a
+/// quarter as many of every other store (for their kernels on bytes just read), 3 RAM copies,
+/// and kernel runs per format. The reads and the kernel runs start at `budget.reads` and 100
+/// and are extended, batch by batch, until the median expert read and the median kernel are
+/// precise enough or the budget is spent (a round that ran out is counted in
+/// [`Samples::imprecise_rounds`]). `benches` are the stores' kernel benches, in order; the
+/// read offsets draw from `seed`, the round number and the batch.
 pub fn calibration_round(
     stores: &[ExpertStore],
     benches: &mut [KernelBench],
-    reads: usize,
+    budget: &RoundBudget,
     seed: u64,
     samples: &mut Samples,
 ) -> Result<()> {
-    let n_reads = reads.max(3);
-    let reads = calibrate::measure_reads_in_decode_regime(
-        &stores[0],
-        &mut benches[0],
-        n_reads,
-        seed.wrapping_add(samples.rounds as u64),
-    )?;
-    samples.small_ns.extend(reads.small_ns);
-    samples.large_ns.extend(reads.large_ns);
-    samples
-        .contended_kernel_ns
-        .extend(reads.contended_kernel_ns);
-    push_format(
-        &mut samples.loaded_kernel_ns,
-        stores[0].shape.format,
-        &reads.loaded_kernel_ns,
-    );
+    let start = std::time::Instant::now();
+    let n_reads = budget.reads.max(3);
+    let max_batches = budget.max_factor.max(1);
+    let round_seed = crate::seed::derive_seed(seed, samples.rounds as u64);
+    let mut large: Vec<f64> = Vec::new();
+    let mut imprecise = false;
+    for batch in 0..max_batches {
+        if batch > 0 {
+            if crate::stats::median_precision(&large) <= calibrate::TARGET_PRECISION {
+                break;
+            }
+            if start.elapsed() >= budget.time {
+                imprecise = true;
+                break;
+            }
+            samples.extra_reads += n_reads;
+        }
+        let reads = calibrate::measure_reads_in_decode_regime(
+            &stores[0],
+            &mut benches[0],
+            n_reads,
+            crate::seed::derive_seed(round_seed, batch as u64),
+        )?;
+        samples.small_ns.extend(reads.small_ns);
+        large.extend(&reads.large_ns);
+        samples
+            .contended_kernel_ns
+            .extend(reads.contended_kernel_ns);
+        push_format(
+            &mut samples.loaded_kernel_ns,
+            stores[0].shape.format,
+            &reads.loaded_kernel_ns,
+        );
+        if batch + 1 == max_batches
+            && crate::stats::median_precision(&large) > calibrate::TARGET_PRECISION
+        {
+            imprecise = true;
+        }
+    }
+    let m = crate::stats::median(&large);
+    samples.large_over_median.extend(large.iter().map(|t| t / m));
+    samples.large_ns.extend(large);
     // Kernels on bytes just read, for the other formats: a few reads of their stores.
     for (i, st) in stores.iter().enumerate().skip(1) {
         let r = calibrate::measure_reads_in_decode_regime(
             st,
             &mut benches[i],
             (n_reads / 4).max(3),
-            seed.wrapping_add(samples.rounds as u64),
+            round_seed,
         )?;
         push_format(
             &mut samples.loaded_kernel_ns,
@@ -104,8 +161,20 @@ pub fn calibration_round(
         .extend(calibrate::measure_copy(COPY_BYTES, 3));
     for b in benches.iter_mut() {
         let f = b.format();
-        push_format(&mut samples.kernel_ns, f, &b.time(100));
+        let mut ns = b.time(KERNEL_RUNS);
+        for _ in 1..max_batches {
+            if crate::stats::median_precision(&ns) <= KERNEL_PRECISION {
+                break;
+            }
+            if start.elapsed() >= budget.time {
+                imprecise = true;
+                break;
+            }
+            ns.extend(b.time(KERNEL_RUNS));
+        }
+        push_format(&mut samples.kernel_ns, f, &ns);
     }
+    samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;
     Ok(())
 }

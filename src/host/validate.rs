@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::calibrate::KernelBench;
 use super::decode::{DecodeReport, decode};
 use super::profile::fit_profile;
-use super::samples::{Samples, calibration_round};
+use super::samples::{RoundBudget, Samples, calibration_round};
 use super::store::ExpertStore;
 use super::workload::{TokenLatency, Workload};
 use crate::cache::PolicyKind;
@@ -36,9 +36,20 @@ pub struct Grid {
     pub cache_shares: Vec<f64>,
     /// Real decodes per point.
     pub repeats: u32,
-    /// Calibrate around each decode with this many reads of each size per 5 rounds; none when
-    /// a profile is given.
-    pub calibration_reads: Option<usize>,
+    /// Calibrate around each decode with rounds of this budget; none when a profile is given.
+    pub calibration: Option<RoundBudget>,
+}
+
+/// One real decode and what it is predicted with.
+#[derive(Debug)]
+struct Run {
+    real: DecodeReport,
+    /// The profile fitted from the rounds around it (none without calibration, or when those
+    /// rounds could not be fitted: then the pooled profile predicts it).
+    fitted: Option<HardwareProfile>,
+    /// The spread of the expert reads in the rounds around it, and whether they were noisy.
+    window_spread: Option<f64>,
+    noisy: bool,
 }
 
 /// The decodes of one grid point, each with the profile fitted around it when calibrating.
@@ -48,7 +59,7 @@ pub struct MeasuredPoint {
     policy: String,
     share: f64,
     capacity: u32,
-    runs: Vec<(DecodeReport, Option<HardwareProfile>)>,
+    runs: Vec<Run>,
     /// The setting (its profile replaced for each prediction) and its trace.
     exp: Experiment,
     trace: SimTrace,
@@ -61,16 +72,18 @@ pub struct Measurements {
     pub points: Vec<MeasuredPoint>,
     /// Every calibration round, pooled.
     pub samples: Samples,
-    /// Decodes dropped because the rounds around them were too noisy to fit.
-    pub dropped: usize,
+    /// Decodes whose surrounding rounds could not be fitted (they are predicted with the
+    /// pooled profile instead), with the last reason.
+    pub unfitted: (usize, Option<String>),
 }
 
 /// Decodes every point of `grid` for real on `stores`, `grid.repeats` times, calibrating
-/// around each decode when asked.
+/// around each decode when asked. A noisy or unfittable window never stops the grid: its
+/// decode is marked, or predicted with the pooled profile.
 pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Measurements> {
     let experts = stores.first().map_or(1, |s| s.shape.experts);
     let mut samples = Samples::default();
-    let mut benches: Vec<KernelBench> = if grid.calibration_reads.is_some() {
+    let mut benches: Vec<KernelBench> = if grid.calibration.is_some() {
         stores
             .iter()
             .map(|s| KernelBench::new(s, w.threads))
@@ -78,8 +91,7 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
     } else {
         Vec::new()
     };
-    let round_reads = grid.calibration_reads.map_or(0, |r| r.div_ceil(5).max(10));
-    let mut dropped = 0usize;
+    let mut unfitted = (0usize, None);
     let mut points: Vec<MeasuredPoint> = Vec::new();
     for st in stores {
         let format = st.shape.format;
@@ -90,44 +102,57 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
                     let exp = w.experiment(format, "host", capacity, p, lambda)?;
                     let trace = exp.build_trace()?;
                     let options = w.decode_options(&exp, capacity, pk.clone());
-                    let mut round = |benches: &mut [KernelBench]| -> Result<Samples> {
+                    // One round, its reads placed by the seed and the round's number.
+                    let mut round = |benches: &mut [KernelBench],
+                                     budget: &RoundBudget|
+                     -> Result<Samples> {
                         let mut r = Samples::default();
-                        calibration_round(stores, benches, round_reads, w.seed, &mut r)?;
+                        let seed = crate::seed::derive_seed(w.seed, samples.rounds as u64);
+                        calibration_round(stores, benches, budget, seed, &mut r)?;
                         samples.extend(&r);
                         Ok(r)
                     };
-                    let mut before = if grid.calibration_reads.is_some() {
-                        Some(round(&mut benches)?)
-                    } else {
-                        None
+                    let mut before = match &grid.calibration {
+                        Some(b) => Some(round(&mut benches, b)?),
+                        None => None,
                     };
                     let mut runs = Vec::new();
-                    let mut refused: Option<Error> = None;
                     for _ in 0..grid.repeats {
                         let real = decode(st, &trace, &options, None)?;
-                        match before.take() {
-                            Some(mut pair) => {
-                                let after = round(&mut benches)?;
-                                pair.extend(&after);
-                                before = Some(after);
-                                // A window too noisy to fit drops its decode: the host was not
-                                // one machine while it ran.
-                                match fit_profile(w, stores, &pair) {
-                                    Ok(f) => runs.push((real, Some(f.profile))),
-                                    Err(e) => {
-                                        dropped += 1;
-                                        refused = Some(e);
-                                    }
-                                }
+                        let (Some(mut pair), Some(budget)) = (before.take(), &grid.calibration)
+                        else {
+                            runs.push(Run {
+                                real,
+                                fitted: None,
+                                window_spread: None,
+                                noisy: false,
+                            });
+                            continue;
+                        };
+                        let after = round(&mut benches, budget)?;
+                        pair.extend(&after);
+                        before = Some(after);
+                        let window_spread = Some(crate::stats::spread(&pair.large_ns));
+                        match fit_profile(w, stores[0].shape, stores[0].direct, &pair) {
+                            Ok(f) => runs.push(Run {
+                                real,
+                                noisy: !f.figures.noisy.is_empty(),
+                                fitted: Some(f.profile),
+                                window_spread,
+                            }),
+                            Err(e) => {
+                                unfitted.0 += 1;
+                                unfitted.1 = Some(format!(
+                                    "grid point {format} {capacity}/{experts} {p} lambda {lambda}: {e}"
+                                ));
+                                runs.push(Run {
+                                    real,
+                                    fitted: None,
+                                    window_spread,
+                                    noisy: true,
+                                });
                             }
-                            None => runs.push((real, None)),
                         }
-                    }
-                    if runs.is_empty() {
-                        return Err(Error::usage(format!(
-                            "grid point {format} {capacity}/{experts} {p} lambda {lambda}: no decode had a usable calibration around it; last: {}",
-                            refused.map_or_else(String::new, |e| e.to_string())
-                        )));
                     }
                     points.push(MeasuredPoint {
                         format,
@@ -145,7 +170,7 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
     Ok(Measurements {
         points,
         samples,
-        dropped,
+        unfitted,
     })
 }
 
@@ -164,10 +189,16 @@ pub struct ValidateRow {
     pub router: String,
     /// Mean token latency of the reported decode.
     pub measured_token_latency_mean_ns: f64,
-    /// Its prediction.
+    /// Its prediction (NaN when no profile could predict the point).
     pub predicted_token_latency_mean_ns: f64,
     /// `(predicted − measured) / measured`.
     pub mean_rel_error: f64,
+    /// Lower end of the 95 % interval (Student t) of the mean error in mean latency over the
+    /// point's decodes: how far the error moves with the machine's noise, in the decodes and in
+    /// the calibration rounds around each.
+    pub mean_rel_error_ci_lo: f64,
+    /// Its upper end.
+    pub mean_rel_error_ci_hi: f64,
     /// Lowest error in mean latency over the point's decodes.
     pub mean_rel_error_min: f64,
     /// Highest error in mean latency over the point's decodes.
@@ -178,12 +209,20 @@ pub struct ValidateRow {
     pub predicted_token_latency_p99_ns: u64,
     /// `(predicted − measured) / measured`.
     pub p99_rel_error: f64,
+    /// 95 % interval of the mean p99 error over the point's decodes, lower end.
+    pub p99_rel_error_ci_lo: f64,
+    /// Its upper end.
+    pub p99_rel_error_ci_hi: f64,
     /// Decode tokens per second.
     pub measured_tokens_per_s: f64,
     /// Its prediction.
     pub predicted_tokens_per_s: f64,
     /// `(predicted − measured) / measured`.
     pub tokens_per_s_rel_error: f64,
+    /// 95 % interval of the mean tokens/s error over the point's decodes, lower end.
+    pub tokens_per_s_rel_error_ci_lo: f64,
+    /// Its upper end.
+    pub tokens_per_s_rel_error_ci_hi: f64,
     /// Cache hits of the real decode.
     pub measured_hits: u64,
     /// Cache hits of the simulation (equal: the same cache code in the same order).
@@ -192,6 +231,107 @@ pub struct ValidateRow {
     pub misses: u64,
     /// Whether reads bypassed the page cache.
     pub direct_io: bool,
+    /// Decodes predicted (each on the rounds around it, or on the pooled profile).
+    pub decodes: u32,
+    /// Of them, predicted with the pooled profile because their rounds could not be fitted.
+    pub decodes_on_pooled: u32,
+    /// Decodes whose calibration rounds were noisy (a figure's spread above 1, or a median
+    /// not known to its target precision).
+    pub noisy_windows: u32,
+    /// Median over the decodes of the spread `(p90 − p10) / median` of the expert reads in the
+    /// rounds around each (NaN without calibration).
+    pub window_read_spread: f64,
+    /// The point's interval is wider than ±10 % or most of its windows were noisy: its error is
+    /// not a 10 % claim.
+    pub marked: bool,
+}
+
+/// What the validation says overall.
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateSummary {
+    /// Grid points.
+    pub points: usize,
+    /// Points with a prediction.
+    pub predicted_points: usize,
+    /// Points whose mean latency and tokens/s are both within 10 %.
+    pub within_10_percent: usize,
+    /// Points whose p99 is within 20 %.
+    pub p99_within_20_percent: usize,
+    /// Median |error| in mean latency over the points.
+    pub median_abs_mean_error: f64,
+    /// Median |error| in tokens/s.
+    pub median_abs_tokens_per_s_error: f64,
+    /// Median |error| in p99.
+    pub median_abs_p99_error: f64,
+    /// Worst |error| in mean latency, p99 and tokens/s.
+    pub worst_abs_mean_error: f64,
+    /// Worst |error| in p99.
+    pub worst_abs_p99_error: f64,
+    /// Worst |error| in tokens/s.
+    pub worst_abs_tokens_per_s_error: f64,
+    /// Points whose whole mean-latency interval lies within ±10 %.
+    pub intervals_within_10_percent: usize,
+    /// Points whose whole interval lies outside ±10 %.
+    pub intervals_outside_10_percent: usize,
+    /// Median half-width of the points' mean-latency intervals.
+    pub median_interval_half_width: f64,
+    /// Points marked (see [`ValidateRow::marked`]).
+    pub marked: usize,
+    /// Points whose hit counts agree.
+    pub hits_equal: usize,
+    /// Every calibration round's expert reads, pooled (none with a given profile).
+    pub disk: Option<DiskNoise>,
+    /// One plain sentence: whether this machine supports a 10 % claim, with the figures.
+    pub verdict: String,
+}
+
+/// How the disk's expert reads varied over every calibration round.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskNoise {
+    /// Expert reads timed.
+    pub reads: usize,
+    /// Of them, added to rounds to reach the target precision.
+    pub extra_reads: usize,
+    /// Rounds.
+    pub rounds: u32,
+    /// Rounds whose budget ran out before their medians were precise.
+    pub imprecise_rounds: u32,
+    /// 10th percentile read time.
+    pub p10_ns: f64,
+    /// Median.
+    pub p50_ns: f64,
+    /// 90th percentile.
+    pub p90_ns: f64,
+    /// 99th percentile.
+    pub p99_ns: f64,
+    /// `(p90 − p10) / median`.
+    pub spread: f64,
+    /// The same within rounds (each read over its round's median): the spread left when the
+    /// drift between rounds is taken out.
+    pub spread_within_rounds: f64,
+}
+
+impl DiskNoise {
+    /// The disk noise of `samples` (none without expert reads).
+    pub fn of(samples: &Samples) -> Option<DiskNoise> {
+        let v = &samples.large_ns;
+        if v.is_empty() {
+            return None;
+        }
+        let q = |p| crate::stats::quantile_f64(v, p);
+        Some(DiskNoise {
+            reads: v.len(),
+            extra_reads: samples.extra_reads,
+            rounds: samples.rounds,
+            imprecise_rounds: samples.imprecise_rounds,
+            p10_ns: q(0.1),
+            p50_ns: crate::stats::median(v),
+            p90_ns: q(0.9),
+            p99_ns: q(0.99),
+            spread: crate::stats::spread(v),
+            spread_within_rounds: crate::stats::spread(&samples.large_over_median),
+        })
+    }
 }
 
 /// The comparison of every grid point.
@@ -204,9 +344,21 @@ pub struct Comparison {
     pub pooled_within: usize,
 }
 
+/// `profile` with the read-time distributions of `pooled`'s links (the same links of the same
+/// host): a window of two rounds has too few reads to know the tail, every round pooled does.
+fn with_pooled_distributions(mut profile: HardwareProfile, pooled: &HardwareProfile) -> HardwareProfile {
+    for (l, p) in profile.links.iter_mut().zip(&pooled.links) {
+        if p.time_distribution.is_some() {
+            l.time_distribution = p.time_distribution.clone();
+        }
+    }
+    profile
+}
+
 /// Predicts every decode of `points` and compares: a decode measured with its own calibration
-/// is predicted on that profile, one without on `pooled` (which must then be given). `pooled`
-/// is also what [`Comparison::pooled_within`] counts.
+/// is predicted on that profile (with the read-time distribution of every round pooled), one
+/// without on `pooled`. A point that no profile can predict gets NaN predictions. `pooled` is
+/// also what [`Comparison::pooled_within`] counts.
 pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> Result<Comparison> {
     let mut rows: Vec<ValidateRow> = Vec::new();
     let mut pooled_within = 0usize;
@@ -223,23 +375,90 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
         // Each decode against its own prediction; the point reports the pair whose error in
         // mean latency is the median of the point's.
         let mut pairs: Vec<(f64, DecodeReport, SimReport)> = Vec::new();
-        for (real, fitted) in m.runs {
-            let sim = match fitted {
-                Some(f) => {
+        let (mut on_pooled, mut noisy, mut spreads) = (0u32, 0u32, Vec::new());
+        let mut unpredicted: Option<DecodeReport> = None;
+        for run in m.runs {
+            noisy += u32::from(run.noisy);
+            spreads.extend(run.window_spread);
+            let sim = match (run.fitted, pooled) {
+                (Some(f), Some(pr)) => {
+                    exp.profile = with_pooled_distributions(f, pr);
+                    predict(&exp, &m.trace)?
+                }
+                (Some(f), None) => {
                     exp.profile = f;
                     predict(&exp, &m.trace)?
                 }
-                None => pooled_report.clone().expect("a given profile"),
+                (None, _) => match &pooled_report {
+                    Some(r) => {
+                        on_pooled += 1;
+                        r.clone()
+                    }
+                    None => {
+                        unpredicted = Some(run.real);
+                        continue;
+                    }
+                },
             };
             let error = rel(
                 sim.token_latency_mean_ns,
-                TokenLatency::of(&real.token_latencies_ns).mean_ns,
+                TokenLatency::of(&run.real.token_latencies_ns).mean_ns,
             );
-            pairs.push((error, real, sim));
+            pairs.push((error, run.real, sim));
         }
+        let errors = |f: &dyn Fn(&DecodeReport, &SimReport) -> f64| -> Vec<f64> {
+            pairs.iter().map(|(_, r, s)| f(r, s)).collect()
+        };
+        let interval = |v: &[f64]| {
+            let (mean, half) = crate::stats::mean_ci(v);
+            // One decode gives no interval.
+            if half.is_finite() {
+                (mean - half, mean + half)
+            } else {
+                (f64::NAN, f64::NAN)
+            }
+        };
+        let mean_errors = errors(&|r, s| {
+            rel(
+                s.token_latency_mean_ns,
+                TokenLatency::of(&r.token_latencies_ns).mean_ns,
+            )
+        });
+        let p99_errors = errors(&|r, s| {
+            rel(
+                s.token_latency_p99_ns as f64,
+                TokenLatency::of(&r.token_latencies_ns).p99_ns as f64,
+            )
+        });
+        let tps_errors = errors(&|r, s| {
+            rel(
+                s.decode_tokens_per_s,
+                TokenLatency::of(&r.token_latencies_ns).tokens_per_s,
+            )
+        });
+        let (mean_ci, p99_ci, tps_ci) = (
+            interval(&mean_errors),
+            interval(&p99_errors),
+            interval(&tps_errors),
+        );
         pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
-        let error_range = (pairs[0].0, pairs[pairs.len() - 1].0);
-        let (_, real, sim) = pairs.swap_remove(pairs.len() / 2);
+        let decodes = pairs.len() as u32;
+        let window_read_spread = if spreads.is_empty() {
+            f64::NAN
+        } else {
+            crate::stats::median(&spreads)
+        };
+        let (real, sim) = match pairs.is_empty() {
+            false => {
+                let (_, real, sim) = pairs.swap_remove(pairs.len() / 2);
+                (real, Some(sim))
+            }
+            true => (unpredicted.expect("a point has decodes"), None),
+        };
+        let error_range = (
+            mean_errors.iter().copied().fold(f64::NAN, f64::min),
+            mean_errors.iter().copied().fold(f64::NAN, f64::max),
+        );
         let t = TokenLatency::of(&real.token_latencies_ns);
         let (mean, p99, tps) = (t.mean_ns, t.p99_ns, t.tokens_per_s);
         if pooled_report.as_ref().is_some_and(|pooled| {
@@ -248,6 +467,16 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
         }) {
             pooled_within += 1;
         }
+        let nan = f64::NAN;
+        let (p_mean, p_p99, p_tps, p_hits) = sim.as_ref().map_or((nan, 0, nan, 0), |s| {
+            (
+                s.token_latency_mean_ns,
+                s.token_latency_p99_ns,
+                s.decode_tokens_per_s,
+                s.hits,
+            )
+        });
+        let half_width = (mean_ci.1 - mean_ci.0) / 2.0;
         rows.push(ValidateRow {
             format: m.format.to_string(),
             capacity_experts: m.capacity,
@@ -255,26 +484,127 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
             policy: m.policy,
             router: exp.options.router.name().to_string(),
             measured_token_latency_mean_ns: mean,
-            predicted_token_latency_mean_ns: sim.token_latency_mean_ns,
-            mean_rel_error: rel(sim.token_latency_mean_ns, mean),
+            predicted_token_latency_mean_ns: p_mean,
+            mean_rel_error: rel(p_mean, mean),
+            mean_rel_error_ci_lo: mean_ci.0,
+            mean_rel_error_ci_hi: mean_ci.1,
             mean_rel_error_min: error_range.0,
             mean_rel_error_max: error_range.1,
             measured_token_latency_p99_ns: p99,
-            predicted_token_latency_p99_ns: sim.token_latency_p99_ns,
-            p99_rel_error: rel(sim.token_latency_p99_ns as f64, p99 as f64),
+            predicted_token_latency_p99_ns: p_p99,
+            p99_rel_error: rel(p_p99 as f64, p99 as f64),
+            p99_rel_error_ci_lo: p99_ci.0,
+            p99_rel_error_ci_hi: p99_ci.1,
             measured_tokens_per_s: tps,
-            predicted_tokens_per_s: sim.decode_tokens_per_s,
-            tokens_per_s_rel_error: rel(sim.decode_tokens_per_s, tps),
+            predicted_tokens_per_s: p_tps,
+            tokens_per_s_rel_error: rel(p_tps, tps),
+            tokens_per_s_rel_error_ci_lo: tps_ci.0,
+            tokens_per_s_rel_error_ci_hi: tps_ci.1,
             measured_hits: real.hits,
-            predicted_hits: sim.hits,
+            predicted_hits: p_hits,
             misses: real.misses,
             direct_io: real.direct,
+            decodes,
+            decodes_on_pooled: on_pooled,
+            noisy_windows: noisy,
+            window_read_spread,
+            marked: sim.is_none()
+                || half_width.is_nan()
+                || half_width > 0.1
+                || 2 * noisy > decodes.max(1),
         });
     }
     Ok(Comparison {
         rows,
         pooled_within,
     })
+}
+
+/// The summary of `rows`, with the disk noise of the calibration rounds (none with a given
+/// profile).
+pub fn summarize(rows: &[ValidateRow], disk: Option<DiskNoise>) -> ValidateSummary {
+    let predicted: Vec<&ValidateRow> = rows
+        .iter()
+        .filter(|r| r.predicted_token_latency_mean_ns.is_finite())
+        .collect();
+    let abs = |f: fn(&ValidateRow) -> f64| -> Vec<f64> {
+        predicted.iter().map(|r| f(r).abs()).collect()
+    };
+    let med = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { crate::stats::median(&v) };
+    let worst = |v: Vec<f64>| v.into_iter().fold(0.0f64, f64::max);
+    let half_widths: Vec<f64> = predicted
+        .iter()
+        .map(|r| (r.mean_rel_error_ci_hi - r.mean_rel_error_ci_lo) / 2.0)
+        .filter(|h| h.is_finite())
+        .collect();
+    let intervals_within = predicted
+        .iter()
+        .filter(|r| r.mean_rel_error_ci_lo >= -0.1 && r.mean_rel_error_ci_hi <= 0.1)
+        .count();
+    let intervals_outside = predicted
+        .iter()
+        .filter(|r| r.mean_rel_error_ci_lo > 0.1 || r.mean_rel_error_ci_hi < -0.1)
+        .count();
+    let median_half_width = med(half_widths);
+    let within = predicted
+        .iter()
+        .filter(|r| r.mean_rel_error.abs() <= 0.1 && r.tokens_per_s_rel_error.abs() <= 0.1)
+        .count();
+    let disk_words = disk.as_ref().map_or(String::new(), |d| {
+        format!(
+            "; the disk's expert reads spread (p90 - p10) / median {:.2} over the run ({:.2} within rounds; p10 {:.0} µs, median {:.0} µs, p90 {:.0} µs, p99 {:.0} µs over {} reads)",
+            d.spread,
+            d.spread_within_rounds,
+            d.p10_ns * 1e-3,
+            d.p50_ns * 1e-3,
+            d.p90_ns * 1e-3,
+            d.p99_ns * 1e-3,
+            d.reads
+        )
+    });
+    let verdict = if predicted.is_empty() {
+        format!("No point could be predicted: no calibration round gave a profile{disk_words}.")
+    } else if median_half_width.is_nan() {
+        format!(
+            "One decode per point gives no interval: run --repeats 3 or more to see how sure the predictions are{disk_words}."
+        )
+    } else if median_half_width > 0.1 {
+        format!(
+            "This machine is too noisy for a 10 % claim: the median point's 95 % interval of the error in mean latency is ±{:.1} % (decodes and the calibrations around them vary that much from one decode to the next){disk_words}.",
+            100.0 * median_half_width
+        )
+    } else {
+        format!(
+            "The intervals support a 10 % claim at {intervals_within} of {} points (median 95 % interval ±{:.1} %; {intervals_outside} points lie wholly outside ±10 %){disk_words}.",
+            predicted.len(),
+            100.0 * median_half_width
+        )
+    };
+    ValidateSummary {
+        points: rows.len(),
+        predicted_points: predicted.len(),
+        within_10_percent: within,
+        p99_within_20_percent: predicted
+            .iter()
+            .filter(|r| r.p99_rel_error.abs() <= 0.2)
+            .count(),
+        median_abs_mean_error: med(abs(|r| r.mean_rel_error)),
+        median_abs_tokens_per_s_error: med(abs(|r| r.tokens_per_s_rel_error)),
+        median_abs_p99_error: med(abs(|r| r.p99_rel_error)),
+        worst_abs_mean_error: worst(abs(|r| r.mean_rel_error)),
+        worst_abs_p99_error: worst(abs(|r| r.p99_rel_error)),
+        worst_abs_tokens_per_s_error: worst(abs(|r| r.tokens_per_s_rel_error)),
+        intervals_within_10_percent: intervals_within,
+        intervals_outside_10_percent: intervals_outside,
+        median_interval_half_width: median_half_width,
+        marked: rows.iter().filter(|r| r.marked).count(),
+        hits_equal: predicted
+            .iter()
+            .filter(|r| r.measured_hits == r.predicted_hits)
+            .count(),
+        disk,
+        verdict,
+    }
 }
 
 /// Simulates `exp` on `trace` with the real run's workload: experts only (no dense layers,
@@ -289,8 +619,11 @@ pub fn predict(exp: &Experiment, trace: &SimTrace) -> Result<SimReport> {
         Some(&plan),
     )
     .map_err(|e| Error::usage(format!("{}: {}", e.key, e.reason)))?;
+    // Every non-expert cost, at batch 1 and at the roofline's arithmetic bound alike.
     setup.dense_ns = 0;
+    setup.dense_mac_ns = 0;
     setup.gate_ns = 0;
+    setup.gate_mac_ns = 0;
     setup.head_ns = 0;
     Ok(crate::sim::run(&setup, trace).map_err(Error::usage)?.0)
 }
@@ -298,4 +631,93 @@ pub fn predict(exp: &Experiment, trace: &SimTrace) -> Result<SimReport> {
 /// The relative error `(predicted − measured) / measured`.
 pub fn rel(predicted: f64, measured: f64) -> f64 {
     (predicted - measured) / measured
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload() -> Workload {
+        Workload {
+            model: "micro-moe".into(),
+            generator: "micro-moe".into(),
+            tokens: 8,
+            seed: 1,
+            threads: 1,
+        }
+    }
+
+    #[test]
+    fn a_prediction_charges_the_experts_and_nothing_else() {
+        // Every expert cached, no slowdowns: compute is exactly the uses times one kernel (the
+        // real decode runs no dense layers, gate or head, at batch 1 or at the roofline).
+        let w = workload();
+        let mut exp = w
+            .experiment(WeightFormat::Q4K, "host", 16, "lru", 0.0)
+            .unwrap();
+        for u in &mut exp.profile.units {
+            u.compute.expert_slowdown_while_transferring = 0.0;
+            u.compute.expert_slowdown_after_load = [0.0; 6];
+        }
+        let trace = exp.build_trace().unwrap();
+        let r = predict(&exp, &trace).unwrap();
+        let params = exp.model.params_per_expert() as f64;
+        let rate = exp
+            .profile
+            .compute()
+            .format_weights_per_s(WeightFormat::Q4K)
+            .unwrap();
+        let kernel_ns = (params * 1e9 / rate).ceil() as u64;
+        assert_eq!(r.decode_compute_ns, r.expert_uses * kernel_ns, "{r:?}");
+    }
+
+    #[test]
+    fn summaries_count_points_and_say_when_the_machine_is_too_noisy() {
+        let row = |err: f64, half: f64| ValidateRow {
+            format: "q4_k".into(),
+            capacity_experts: 4,
+            cache_share: 0.25,
+            policy: "lru".into(),
+            router: "standard".into(),
+            measured_token_latency_mean_ns: 1e7,
+            predicted_token_latency_mean_ns: 1e7 * (1.0 + err),
+            mean_rel_error: err,
+            mean_rel_error_ci_lo: err - half,
+            mean_rel_error_ci_hi: err + half,
+            mean_rel_error_min: err - half,
+            mean_rel_error_max: err + half,
+            measured_token_latency_p99_ns: 100,
+            predicted_token_latency_p99_ns: 130,
+            p99_rel_error: 0.3,
+            p99_rel_error_ci_lo: 0.3,
+            p99_rel_error_ci_hi: 0.3,
+            measured_tokens_per_s: 100.0,
+            predicted_tokens_per_s: 100.0 / (1.0 + err),
+            tokens_per_s_rel_error: 1.0 / (1.0 + err) - 1.0,
+            tokens_per_s_rel_error_ci_lo: 0.0,
+            tokens_per_s_rel_error_ci_hi: 0.0,
+            measured_hits: 1,
+            predicted_hits: 1,
+            misses: 1,
+            direct_io: true,
+            decodes: 7,
+            decodes_on_pooled: 0,
+            noisy_windows: 0,
+            window_read_spread: 0.5,
+            marked: false,
+        };
+        let quiet = [row(0.02, 0.03), row(-0.04, 0.02), row(0.15, 0.02)];
+        let s = summarize(&quiet, None);
+        assert_eq!(
+            (s.within_10_percent, s.intervals_within_10_percent, s.intervals_outside_10_percent),
+            (2, 2, 1)
+        );
+        assert!((s.median_abs_mean_error - 0.04).abs() < 1e-12);
+        assert_eq!(s.p99_within_20_percent, 0);
+        assert!(s.verdict.contains("support a 10 % claim at 2 of 3"), "{}", s.verdict);
+        let noisy = [row(0.02, 0.3), row(-0.04, 0.2), row(0.05, 0.12)];
+        let s = summarize(&noisy, None);
+        assert!(s.verdict.contains("too noisy for a 10 % claim"), "{}", s.verdict);
+        assert!(s.verdict.contains("±20.0 %"), "{}", s.verdict);
+    }
 }

@@ -196,6 +196,8 @@ pub struct SimLink {
     pub bandwidth_bytes_per_s: f64,
     /// Concurrent transfers.
     pub channels: u32,
+    /// How hop times vary: each hop's time is multiplied by a factor drawn from it (none: fixed).
+    pub time_distribution: Option<crate::hardware::time_distribution::TimeDistribution>,
 }
 
 impl SimLink {
@@ -797,6 +799,7 @@ impl SimSetup {
                 granularity_bytes: l.granularity_bytes,
                 bandwidth_bytes_per_s: l.bandwidth_bytes_per_s,
                 channels: l.channels,
+                time_distribution: l.time_distribution.clone(),
             })
             .collect();
         let mut paths = vec![Vec::new(); profile.tiers.len()];

@@ -15,6 +15,8 @@ use super::step::SlotState;
 use super::tier_share::{Reader, TierShare};
 use super::timeline::SpanKind;
 use crate::engine::{FifoResource, Scheduler, TimeNs};
+use crate::hardware::time_distribution::unit_interval;
+use crate::seed::derive_seed;
 
 /// Why a transfer runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +73,14 @@ pub(super) struct Transfers {
     hops_in_flight: u32,
     /// Tier read bandwidth shared by hops and in-place kernels.
     pub share: TierShare,
+    /// Hops started per link: the index of the next draw from the link's time distribution.
+    draws: Vec<u64>,
+    /// The run's seed, for those draws.
+    seed: u64,
 }
+
+/// The stream of the run's seed that hop-time factors draw from.
+const HOP_TIME_STREAM: u64 = 0x40B7_1AE5;
 
 impl Transfers {
     pub fn new(s: &SimSetup) -> Transfers {
@@ -85,7 +94,22 @@ impl Transfers {
             free: Vec::new(),
             hops_in_flight: 0,
             share: TierShare::new(s.tiers.iter().map(|t| t.shared_read_bandwidth_bytes_per_s)),
+            draws: vec![0; s.links.len()],
+            seed: derive_seed(s.options.seed, HOP_TIME_STREAM),
         }
+    }
+
+    /// The factor of the next hop on link `link` (1 for a link without a time distribution):
+    /// draw `k` of link `l` comes from stream `(l, k)` of the run's seed, so it depends on the
+    /// order of the link's hops only.
+    fn hop_factor(&mut self, s: &SimSetup, link: usize) -> f64 {
+        let Some(d) = &s.links[link].time_distribution else {
+            return 1.0;
+        };
+        let k = self.draws[link];
+        self.draws[link] += 1;
+        let bits = derive_seed(derive_seed(self.seed, link as u64), k);
+        d.factor(unit_interval(bits))
     }
 
     /// Transfer `tid`.
@@ -188,23 +212,31 @@ impl Transfers {
         let tr = &mut self.table[tid as usize];
         tr.started = true;
         tr.hop_start = now;
-        let l = &s.links[s.paths[tr.from as usize][tr.hop as usize] as usize];
+        let bytes = tr.bytes;
+        let link = s.paths[tr.from as usize][tr.hop as usize] as usize;
+        let l = &s.links[link];
+        let factor = self.hop_factor(s, link);
+        let tr = &mut self.table[tid as usize];
         let end = if self.share.tracks(l.from) {
-            let rounded = tr.bytes.div_ceil(l.granularity_bytes) * l.granularity_bytes;
-            let body_ns = rounded as f64 * 1e9 / l.bandwidth_bytes_per_s;
+            let rounded = bytes.div_ceil(l.granularity_bytes) * l.granularity_bytes;
+            let body_ns = rounded as f64 * 1e9 / l.bandwidth_bytes_per_s * factor;
             let end = self.share.join(
                 now,
                 l.from,
                 Reader::Hop(tid),
                 l.bandwidth_bytes_per_s,
-                l.latency_ns,
+                l.latency_ns * factor,
                 body_ns,
             );
             self.table[tid as usize].end_at = end;
             self.apply_moved(q, ip);
             end
         } else {
-            let end = now.saturating_add(l.hop_ns(tr.bytes));
+            let hop_ns = match l.time_distribution {
+                None => l.hop_ns(bytes),
+                Some(_) => (l.hop_ns(bytes) as f64 * factor).ceil() as TimeNs,
+            };
+            let end = now.saturating_add(hop_ns);
             tr.end_at = end;
             end
         };

@@ -183,11 +183,14 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     .to_vec();
     args.extend(common.iter().cloned());
     let r = moesim(&args);
-    // A busy machine may make the calibration refuse its samples; that refusal is the contract.
-    if r.code != 0 {
-        assert!(r.stderr.contains("vary too much"), "{}", r.stderr);
-        return;
-    }
+    // However noisy the machine, the grid ends with a table (issue 24).
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("95% interval"), "{}", r.stdout);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["points"], 2);
+    assert!(summary["disk"]["spread"].as_f64().unwrap() >= 0.0);
+    assert!(!summary["verdict"].as_str().unwrap().is_empty());
     let text = std::fs::read_to_string(out.join("validate.csv")).unwrap();
     let mut rd = csv::Reader::from_reader(text.as_bytes());
     let h = rd.headers().unwrap().clone();
@@ -202,6 +205,7 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     match std::fs::read_to_string(out.join("host-calibrated.toml")) {
         Ok(profile) => {
             assert!(profile.contains("calibrated = \"measured\""));
+            assert!(profile.contains("[links.time_distribution]\nkind = \"empirical\""));
             assert!(profile.contains("[[compute_units]]\nname = \"cpu\"\ntier = \"dram\""));
             assert!(
                 moesim::hardware::load(out.join("host-calibrated.toml").to_str().unwrap()).is_ok()
@@ -235,4 +239,122 @@ fn host_commands_run_end_to_end_and_reject_bad_input() {
     std::fs::write(&bogus, header).unwrap();
     let e = ExpertStore::open(&bogus, true).unwrap_err().to_string();
     assert!(e.contains("out of range"), "{e}");
+}
+
+/// The heavy-tailed read times of `tests/data/jittery-disk-reads.txt`, in ns.
+fn jittery_reads_ns() -> Vec<f64> {
+    let text = include_str!("../data/jittery-disk-reads.txt");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.trim().parse::<f64>().unwrap() * 1e3)
+        .collect()
+}
+
+/// Nearest-rank quantile.
+fn q(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1]
+}
+
+#[test]
+fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
+    use moesim::host::profile::fit_profile;
+    use moesim::host::samples::Samples;
+    use moesim::host::workload::Workload;
+    // Calibration samples of a disk whose reads spread 2.4x between p10 and p90 (the fixture),
+    // 4 KiB reads with the same tail, and steady kernels and copies.
+    let large = jittery_reads_ns();
+    let median = q(&large, 0.5);
+    let small: Vec<f64> = large.iter().map(|t| 0.15 * t).collect();
+    let steady = |base: f64, n: usize| -> Vec<f64> {
+        (0..n).map(|i| base * (1.0 + 0.01 * (i % 7) as f64)).collect()
+    };
+    let samples = Samples {
+        large_over_median: large.iter().map(|t| t / median).collect(),
+        small_ns: small,
+        large_ns: large.clone(),
+        contended_kernel_ns: steady(110e3, 40),
+        loaded_kernel_ns: vec![(WeightFormat::Q4K, steady(105e3, 40))],
+        copy_ns: steady(8e6, 15),
+        kernel_ns: vec![(WeightFormat::Q4K, steady(100e3, 100))],
+        rounds: 5,
+        ..Samples::default()
+    };
+    let w = Workload {
+        model: nano(),
+        generator: "micro-moe".into(),
+        tokens: 24,
+        seed: 5,
+        threads: 1,
+    };
+    let (_, shape) = source(WeightFormat::Q4K);
+    // Fitted, not refused; the noise is said.
+    let fit = fit_profile(&w, shape, true, &samples).unwrap();
+    assert!(fit.figures.link.spread > 2.0, "{:?}", fit.figures.link);
+    assert!(
+        fit.figures.noisy.iter().any(|n| n.starts_with("disk reads")),
+        "{:?}",
+        fit.figures.noisy
+    );
+    // The written profile carries the distribution and loads back.
+    let dir = scratch("host_jitter");
+    let profile = dir.join("jittery.toml");
+    std::fs::write(&profile, &fit.text).unwrap();
+    assert!(fit.text.contains("[links.time_distribution]"));
+    // A decode on it where nearly every use misses: the simulator's read times, over the
+    // fixed figure (the fitted link passes through the median read), follow the fixture.
+    let text = format!(
+        "schema_version = 1\nname = \"jitter\"\nseed = 5\n[hardware]\nprofile = {:?}\n[model]\nspec = {:?}\nformat = \"q4_k\"\n[trace]\ngenerator = \"micro-moe\"\nrequests = 1\nprefill_tokens = 0\ndecode_tokens = 400\n[cache]\npolicy = \"lru\"\ncapacity_experts = 1\n[quality]\nsamples = 0\n",
+        profile.display().to_string(),
+        nano()
+    );
+    let loads = |seed: u64| -> (Vec<f64>, f64) {
+        let mut exp =
+            moesim::experiment::Experiment::parse("jitter", &text, Path::new(".")).unwrap();
+        exp.options.seed = seed;
+        exp.options.timeline = true;
+        let trace = exp.build_trace().unwrap();
+        let plan = exp.plan(&trace).unwrap();
+        let setup = moesim::sim::SimSetup::new(
+            &exp.profile,
+            &exp.model,
+            exp.options.clone(),
+            &trace.popularity(),
+            Some(&plan),
+        )
+        .unwrap();
+        let fixed = setup.links[0].hop_ns(setup.expert_bytes[0]) as f64;
+        let (report, timeline, _) = moesim::sim::run(&setup, &trace).unwrap();
+        let spans: Vec<f64> = timeline
+            .unwrap()
+            .spans
+            .iter()
+            .filter(|s| s.kind == moesim::sim::timeline::SpanKind::Load)
+            .map(|s| s.duration_ns as f64 / fixed)
+            .collect();
+        assert!(report.token_latency_mean_ns.is_finite());
+        (spans, report.token_latency_mean_ns)
+    };
+    let (factors, mean_latency) = loads(5);
+    assert!(factors.len() > 3000, "{} loads", factors.len());
+    let fixture: Vec<f64> = large.iter().map(|t| t / median).collect();
+    for p in [0.1, 0.25, 0.5, 0.75, 0.9, 0.95] {
+        let (drawn, want) = (q(&factors, p), q(&fixture, p));
+        assert!(
+            (drawn / want - 1.0).abs() < 0.05,
+            "p{}: drawn {drawn:.3}, fixture {want:.3}",
+            p * 100.0
+        );
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    assert!(
+        (mean(&factors) / mean(&fixture) - 1.0).abs() < 0.03,
+        "mean drawn {:.3}, fixture {:.3}",
+        mean(&factors),
+        mean(&fixture)
+    );
+    // Deterministic in the seed, and the seed matters.
+    assert_eq!(loads(5), (factors.clone(), mean_latency));
+    assert_ne!(loads(6).0, factors);
 }

@@ -414,7 +414,7 @@ fn bad_cli_arguments_exit_2() {
 /// validation, naming the key, for `profile check` and for an experiment that uses it.
 #[test]
 fn physical_figures_outside_their_ranges_are_refused_by_key() {
-    let cases: [(&str, &str, &str, &str); 6] = [
+    let cases: [(&str, &str, &str, &str); 9] = [
         (
             "bandwidth_bytes_per_s = 400e6           # [U, E13] (raw 800 MB/s [D])",
             "bandwidth_bytes_per_s = 1e-3",
@@ -450,6 +450,25 @@ fn physical_figures_outside_their_ranges_are_refused_by_key() {
             "energy_pj_per_mac = 1e30",
             "compute.energy_pj_per_mac",
             "1e30 is outside",
+        ),
+        // A link's transfer-time distribution (issue 24).
+        (
+            "channels = 1                            # one GDMA channel assumed",
+            "channels = 1\ntime_distribution = { kind = \"two-mode\", slow_probability = 1.5, slow_factor = 3 }",
+            "links[1].time_distribution.slow_probability",
+            "1.5 is not a probability",
+        ),
+        (
+            "channels = 1                            # one GDMA channel assumed",
+            "channels = 1\ntime_distribution = { kind = \"empirical\", quantiles = [0.8, 1.0, 0.9] }",
+            "links[1].time_distribution.quantiles",
+            "must not decrease",
+        ),
+        (
+            "channels = 1                            # one GDMA channel assumed",
+            "channels = 1\ntime_distribution = { kind = \"lognormal\", sigma = -1 }",
+            "links[1].time_distribution.sigma",
+            "-1 is outside",
         ),
     ];
     for (i, (from, to, key, reason)) in cases.iter().enumerate() {

@@ -200,6 +200,7 @@ pub(crate) fn link(
         granularity_bytes,
         bandwidth_bytes_per_s: bandwidth,
         channels,
+        time_distribution: None,
     }
 }
 
