@@ -66,7 +66,7 @@ fn sim_decode(c: &mut Criterion) {
     // Link contention and cold weights (calibrated-host figures): kernels rescheduled whenever
     // the links go busy or idle.
     let (mut setup, trace) = load("experiments/mixtral-4090-offload.toml", |_| {});
-    setup.expert_slowdown_while_transferring = 0.15;
+    setup.expert_slowdown_while_transferring = [0.15; 6];
     setup.expert_slowdown_after_load = [0.09; 6];
     bench(&mut g, "standard-lru-contention", setup, trace);
     g.finish();

@@ -370,12 +370,17 @@ fn calibration_summary(
             shape.hidden, shape.ffn, threads, r * 1e-9
         ));
     }
-    s.push_str(&format!(
-        "{} expert kernels while an expert read is in flight: {:.1} % slower ({} kernels)\n",
-        shape.format,
-        100.0 * fit.figures.slowdown_while_transferring,
-        samples.contended_kernel_ns.len()
-    ));
+    for (f, x) in &fit.figures.slowdown_while_transferring {
+        let n = samples
+            .contended_kernel_ns
+            .iter()
+            .find(|(g, _)| g == f)
+            .map_or(0, |(_, ns)| ns.len());
+        s.push_str(&format!(
+            "{f} expert kernels while an expert read is in flight: {:.1} % slower ({n} kernels)\n",
+            100.0 * x
+        ));
+    }
     for ((f, x), (_, ns)) in fit
         .figures
         .slowdown_after_load

@@ -324,10 +324,24 @@ fn show(
                 String::new()
             }
         ));
-        if c.expert_slowdown_while_transferring > 0.0 {
+        let w = &c.expert_slowdown_while_transferring;
+        if w.iter().all(|&x| x == w[0]) {
+            if w[0] > 0.0 {
+                s.push_str(&format!(
+                    "expert kernels while a link transfers: {:.1} % slower\n",
+                    100.0 * w[0]
+                ));
+            }
+        } else {
+            let per: Vec<String> = crate::quant::format::ComputeClass::ALL
+                .iter()
+                .zip(w)
+                .filter(|(_, x)| **x > 0.0)
+                .map(|(c, x)| format!("{} {:.1} %", c.name(), 100.0 * x))
+                .collect();
             s.push_str(&format!(
-                "expert kernels while a link transfers: {:.1} % slower\n",
-                100.0 * c.expert_slowdown_while_transferring
+                "expert kernels while a link transfers: slower by {}\n",
+                per.join(", ")
             ));
         }
         let after_load = c.expert_slowdown_after_load.iter().any(|&x| x > 0.0);

@@ -11,7 +11,7 @@ pub mod runtime;
 pub mod spec;
 pub mod time_distribution;
 
-pub use spec::{Calibration, HardwareProfileSpec, TierKind};
+pub use spec::{Calibration, HardwareProfileSpec, SlowdownSpec, TierKind};
 
 use crate::error::{Error, InputError, Result};
 use crate::quant::format::{ComputeClass, WeightFormat};
@@ -150,8 +150,9 @@ pub struct Compute {
     pub launch_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
-    /// Expert kernels take `1 + this` times as long while a link transfers.
-    pub expert_slowdown_while_transferring: f64,
+    /// Expert kernels take `1 + this` times as long while a link transfers, per
+    /// [`ComputeClass`] (indexed as `ComputeClass::ALL`).
+    pub expert_slowdown_while_transferring: [f64; 6],
     /// The first kernel on an expert after it arrives over a link takes `1 + this` times as
     /// long, per [`ComputeClass`] (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],

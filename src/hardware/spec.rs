@@ -234,9 +234,10 @@ pub struct ComputeSpec {
     pub energy_pj_per_mac: f64,
     /// How much slower expert kernels run while a link transfers (memory contention between
     /// the transfer's writes and the kernels' weight stream), as a fraction: work done during
-    /// a transfer takes `1 + s` times as long. Default 0 (no contention).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub expert_slowdown_while_transferring: f64,
+    /// a transfer takes `1 + s` times as long. One fraction for every class, or a table per
+    /// class (memory-bound formats slow more). Default 0 (no contention).
+    #[serde(default, skip_serializing_if = "SlowdownSpec::is_zero")]
+    pub expert_slowdown_while_transferring: SlowdownSpec,
     /// How much slower the first kernel on an expert's weights runs after they arrive over a
     /// link (written by DMA or another core, they are cold in this core's caches), as a
     /// fraction per compute class. Default 0.
@@ -327,6 +328,36 @@ per_class_fields!(FormatThroughputSpec);
 per_class_fields!(FormatFractionSpec);
 
 impl FormatFractionSpec {
+    fn is_zero(&self) -> bool {
+        ComputeClass::ALL.iter().all(|&c| self.get(c) == 0.0)
+    }
+}
+
+/// A fraction for every compute class, or one per class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SlowdownSpec {
+    /// The same for every class.
+    All(f64),
+    /// Per class (missing classes: 0).
+    PerClass(FormatFractionSpec),
+}
+
+impl Default for SlowdownSpec {
+    fn default() -> Self {
+        SlowdownSpec::All(0.0)
+    }
+}
+
+impl SlowdownSpec {
+    /// The fraction of `class`.
+    pub fn get(&self, class: ComputeClass) -> f64 {
+        match self {
+            SlowdownSpec::All(x) => *x,
+            SlowdownSpec::PerClass(f) => f.get(class),
+        }
+    }
+
     fn is_zero(&self) -> bool {
         ComputeClass::ALL.iter().all(|&c| self.get(c) == 0.0)
     }
@@ -745,10 +776,24 @@ fn validate_compute(
     ENERGY_PER_MAC
         .check(c.energy_pj_per_mac)
         .map_err(|r| err(&key("energy_pj_per_mac"), r))?;
-    let mut fractions = vec![(
-        key("expert_slowdown_while_transferring"),
-        c.expert_slowdown_while_transferring,
-    )];
+    let mut fractions = Vec::new();
+    let mut expert_slowdown_while_transferring = [0.0; ComputeClass::ALL.len()];
+    for (slot, class) in expert_slowdown_while_transferring
+        .iter_mut()
+        .zip(ComputeClass::ALL)
+    {
+        *slot = c.expert_slowdown_while_transferring.get(class);
+        fractions.push((
+            match c.expert_slowdown_while_transferring {
+                SlowdownSpec::All(_) => key("expert_slowdown_while_transferring"),
+                SlowdownSpec::PerClass(_) => key(&format!(
+                    "expert_slowdown_while_transferring.{}",
+                    class.name()
+                )),
+            },
+            *slot,
+        ));
+    }
     let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
     for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
         *slot = c.expert_slowdown_after_load.get(class);
@@ -770,7 +815,7 @@ fn validate_compute(
         dense_peak_macs_per_s,
         launch_ns: c.launch_ns,
         energy_pj_per_mac: c.energy_pj_per_mac,
-        expert_slowdown_while_transferring: c.expert_slowdown_while_transferring,
+        expert_slowdown_while_transferring,
         expert_slowdown_after_load,
         energy_calibrated: c.energy_calibrated.unwrap_or(c.calibrated),
         calibrated: c.calibrated,

@@ -21,8 +21,8 @@ pub struct Figures {
     pub copy_bytes_per_s: f64,
     /// Expert kernel rates (weights per second), per format.
     pub rates: Vec<(WeightFormat, f64)>,
-    /// Kernels during reads, as a fraction.
-    pub slowdown_while_transferring: f64,
+    /// Kernels during reads, as a fraction, per format.
+    pub slowdown_while_transferring: Vec<(WeightFormat, f64)>,
     /// Kernels on bytes just read, as a fraction, per format.
     pub slowdown_after_load: Vec<(WeightFormat, f64)>,
     /// Expert read times over their round's median, as the disk link's time distribution
@@ -108,6 +108,38 @@ pub fn fit_profile(
             .map_or(&[][..], |(_, ns)| &ns[..])
     };
     let alone = alone_of(shape.format);
+    // Kernels during reads, per format; a format with too few overlapping kernels in these
+    // rounds takes the first format's figure, and says so.
+    let mut slowdown_while_transferring: Vec<(WeightFormat, f64)> = Vec::new();
+    let first = samples
+        .contended_kernel_ns
+        .iter()
+        .find(|(f, _)| *f == shape.format)
+        .map_or(&[][..], |(_, ns)| &ns[..]);
+    let first_x = calibrate::fit_slowdown("during reads", first, alone)
+        .map_err(|r| bad("kernels during reads", r))?;
+    slowdown_while_transferring.push((shape.format, first_x));
+    for (f, ns) in &samples.kernel_ns {
+        if *f == shape.format {
+            continue;
+        }
+        let during = samples
+            .contended_kernel_ns
+            .iter()
+            .find(|(g, _)| g == f)
+            .map_or(&[][..], |(_, ns)| &ns[..]);
+        let x = match calibrate::fit_slowdown("during reads", during, ns) {
+            Ok(x) => x,
+            Err(r) => {
+                noisy.push(format!(
+                    "{f} kernels during reads: {r}; the {} figure is used",
+                    shape.format
+                ));
+                first_x
+            }
+        };
+        slowdown_while_transferring.push((*f, x));
+    }
     let mut slowdown_after_load = Vec::new();
     for (f, ns) in &samples.loaded_kernel_ns {
         let x = calibrate::fit_slowdown("on bytes just read", ns, alone_of(*f))
@@ -118,12 +150,7 @@ pub fn fit_profile(
         link,
         copy_bytes_per_s: copy,
         rates,
-        slowdown_while_transferring: calibrate::fit_slowdown(
-            "during reads",
-            &samples.contended_kernel_ns,
-            alone,
-        )
-        .map_err(|r| bad("kernels during reads", r))?,
+        slowdown_while_transferring,
         slowdown_after_load,
         read_time_distribution: (samples.large_over_median.len() >= 10)
             .then(|| {
@@ -241,7 +268,18 @@ fn profile_text(
         .as_mut()
         .expect("the shipped host preset has one [compute] section");
     c.cores = w.threads as i64;
-    c.expert_slowdown_while_transferring = figures.slowdown_while_transferring;
+    // Per class: classes not measured take the first format's figure.
+    let mut during = crate::hardware::spec::FormatFractionSpec::default();
+    let first = figures.slowdown_while_transferring[0].1;
+    for class in crate::quant::format::ComputeClass::ALL {
+        *during.get_mut(class) = first;
+    }
+    for &(f, x) in &figures.slowdown_while_transferring {
+        if let Some(class) = f.compute_class() {
+            *during.get_mut(class) = x;
+        }
+    }
+    c.expert_slowdown_while_transferring = crate::hardware::SlowdownSpec::PerClass(during);
     for &(f, x) in &figures.slowdown_after_load {
         if let Some(class) = f.compute_class() {
             *c.expert_slowdown_after_load.get_mut(class) = x;

@@ -26,8 +26,8 @@ pub struct Samples {
     pub extra_reads: usize,
     /// Rounds whose budget ran out before their reads reached the target precision.
     pub imprecise_rounds: u32,
-    /// Kernels of the first format run wholly during an expert read.
-    pub contended_kernel_ns: Vec<f64>,
+    /// Kernels run wholly during an expert read of their store, per format.
+    pub contended_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
     /// Kernels on the bytes just read, per format.
     pub loaded_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
     /// Copies of [`COPY_BYTES`].
@@ -46,7 +46,9 @@ impl Samples {
         self.large_over_median.extend(&other.large_over_median);
         self.extra_reads += other.extra_reads;
         self.imprecise_rounds += other.imprecise_rounds;
-        self.contended_kernel_ns.extend(&other.contended_kernel_ns);
+        for (f, ns) in &other.contended_kernel_ns {
+            push_format(&mut self.contended_kernel_ns, *f, ns);
+        }
         for (f, ns) in &other.loaded_kernel_ns {
             push_format(&mut self.loaded_kernel_ns, *f, ns);
         }
@@ -86,8 +88,8 @@ pub const KERNEL_PRECISION: f64 = 0.01;
 const KERNEL_RUNS: usize = 100;
 
 /// One calibration round into `samples`: reads of each size of the first store in the decode's
-/// regime (half of them overlapping a kernel, each followed by a kernel on its bytes), a
-/// quarter as many of every other store (for their kernels on bytes just read), 3 RAM copies,
+/// regime (half of them overlapping a kernel, each followed by a kernel on its bytes), half
+/// as many of every other store (for their kernels during reads and on bytes just read), 3 RAM copies,
 /// and kernel runs per format. The reads and the kernel runs start at `budget.reads` and 100
 /// and are extended, batch by batch, until the median expert read and the median kernel are
 /// precise enough or the budget is spent (a round that ran out is counted in
@@ -125,9 +127,11 @@ pub fn calibration_round(
         )?;
         samples.small_ns.extend(reads.small_ns);
         large.extend(&reads.large_ns);
-        samples
-            .contended_kernel_ns
-            .extend(reads.contended_kernel_ns);
+        push_format(
+            &mut samples.contended_kernel_ns,
+            stores[0].shape.format,
+            &reads.contended_kernel_ns,
+        );
         push_format(
             &mut samples.loaded_kernel_ns,
             stores[0].shape.format,
@@ -142,18 +146,24 @@ pub fn calibration_round(
     let m = crate::stats::median(&large);
     samples.large_over_median.extend(large.iter().map(|t| t / m));
     samples.large_ns.extend(large);
-    // Kernels on bytes just read, for the other formats: a few reads of their stores.
+    // Kernels during reads and on bytes just read, for the other formats: reads of their
+    // stores (memory-bound formats slow more under a transfer than compute-bound ones).
     for (i, st) in stores.iter().enumerate().skip(1) {
         let r = calibrate::measure_reads_in_decode_regime(
             st,
             &mut benches[i],
-            (n_reads / 4).max(3),
+            (n_reads / 2).max(6),
             round_seed,
         )?;
         push_format(
             &mut samples.loaded_kernel_ns,
             st.shape.format,
             &r.loaded_kernel_ns,
+        );
+        push_format(
+            &mut samples.contended_kernel_ns,
+            st.shape.format,
+            &r.contended_kernel_ns,
         );
     }
     samples

@@ -656,7 +656,7 @@ mod tests {
             .experiment(WeightFormat::Q4K, "host", 16, "lru", 0.0)
             .unwrap();
         for u in &mut exp.profile.units {
-            u.compute.expert_slowdown_while_transferring = 0.0;
+            u.compute.expert_slowdown_while_transferring = [0.0; 6];
             u.compute.expert_slowdown_after_load = [0.0; 6];
         }
         let trace = exp.build_trace().unwrap();

@@ -5,8 +5,8 @@
 //! kernel slowed or sped up by link contention is rescheduled, and the superseded event is
 //! ignored when it comes out of the queue.
 //!
-//! Link contention: with `compute.expert_slowdown_while_transferring = s > 0`, an expert kernel
-//! does its work at `1 / (1 + s)` speed while any hop is in flight. When the links go from idle
+//! Link contention: with `compute.expert_slowdown_while_transferring = s > 0` for its format's
+//! class, an expert kernel does its work at `1 / (1 + s)` speed while any hop is in flight. When the links go from idle
 //! to busy or back, [`ComputeUnit::links_changed`] brings the kernel's progress up to date and
 //! schedules its new end.
 
@@ -36,6 +36,8 @@ pub(super) struct ContendedKernel {
     pub kind: SpanKind,
     pub layer: u32,
     pub expert: Option<u32>,
+    /// It takes `1 + this` times as long while a link transfers (its format's figure).
+    pub slowdown: f64,
 }
 
 /// One compute unit.
@@ -46,17 +48,19 @@ pub(super) struct ComputeUnit {
     generation: u32,
     /// The expert kernel running under link contention, if any.
     contended: Option<ContendedKernel>,
-    /// Kernels take `1 + this` times as long while a link transfers.
-    slowdown_while_transferring: f64,
+    /// Some kernels slow down while a link transfers.
+    contends: bool,
 }
 
 impl ComputeUnit {
-    pub fn new(slowdown_while_transferring: f64) -> ComputeUnit {
+    /// A unit whose kernels of each class take `1 + slowdowns[class]` as long while a link
+    /// transfers.
+    pub fn new(slowdowns: &[f64]) -> ComputeUnit {
         ComputeUnit {
             busy: Busy::Idle,
             generation: 0,
             contended: None,
-            slowdown_while_transferring,
+            contends: slowdowns.iter().any(|&x| x > 0.0),
         }
     }
 
@@ -69,7 +73,7 @@ impl ComputeUnit {
     /// Whether kernels slow down while links transfer.
     #[inline]
     pub fn contends_with_links(&self) -> bool {
-        self.slowdown_while_transferring > 0.0
+        self.contends
     }
 
     /// Starts `busy`, done in `duration_ns`.
@@ -102,7 +106,7 @@ impl ComputeUnit {
     fn reschedule(&mut self, q: &mut Scheduler<Ev>, links_busy: bool) {
         let k = self.contended.expect("a contended kernel runs");
         let factor = if links_busy {
-            1.0 + self.slowdown_while_transferring
+            1.0 + k.slowdown
         } else {
             1.0
         };
@@ -114,8 +118,8 @@ impl ComputeUnit {
     /// The links went busy (`links_busy`) or idle at `now`: a contended kernel's progress is
     /// brought up to date and its end rescheduled.
     pub fn links_changed(&mut self, q: &mut Scheduler<Ev>, now: TimeNs, links_busy: bool) {
-        let slowed = 1.0 + self.slowdown_while_transferring;
         if let Some(k) = self.contended.as_mut() {
+            let slowed = 1.0 + k.slowdown;
             let elapsed = (now - k.last) as f64;
             // Before the change the links were in the other state.
             let done = if !links_busy {

@@ -164,7 +164,7 @@ impl<'a> Sim<'a> {
             t,
             q: Scheduler::new(),
             transfers: Transfers::new(s),
-            compute: ComputeUnit::new(s.expert_slowdown_while_transferring),
+            compute: ComputeUnit::new(&s.expert_slowdown_while_transferring),
             in_place: InPlaceUnit::default(),
             bank,
             copies: Copies::new(

@@ -301,8 +301,9 @@ pub struct SimSetup {
     pub storage_bytes: Vec<u64>,
     /// Of those, the bytes of extra precision copies (dynamic precision, low-on-miss).
     pub extra_copy_bytes: u64,
-    /// Expert kernels take `1 + this` times as long while any link transfers.
-    pub expert_slowdown_while_transferring: f64,
+    /// Expert kernels take `1 + this` times as long while any link transfers, per compute
+    /// class (indexed as `ComputeClass::ALL`).
+    pub expert_slowdown_while_transferring: [f64; 6],
     /// The first kernel on an expert after it arrives takes `1 + this` times as long, per
     /// compute class (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],
@@ -385,6 +386,17 @@ impl SimSetup {
     #[inline]
     pub fn kernel_ns(&self, memory_ns: TimeNs, mac_ns: TimeNs, tokens: u32) -> TimeNs {
         roofline_ns(self.launch_ns, memory_ns, mac_ns, tokens)
+    }
+
+    /// How much slower a kernel on weights in `format` runs while a link transfers.
+    pub fn slowdown_while_transferring(&self, format: WeightFormat) -> f64 {
+        format.compute_class().map_or(0.0, |class| {
+            let i = crate::quant::format::ComputeClass::ALL
+                .iter()
+                .position(|&c| c == class)
+                .expect("every class is in ALL");
+            self.expert_slowdown_while_transferring[i]
+        })
     }
 
     /// Extra time of the first kernel (per token) on a copy in `format` after it arrives.

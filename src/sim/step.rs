@@ -223,6 +223,11 @@ impl Sim<'_> {
             self.c.macs[ph] += (sl.tokens as u64 * macs) as f64;
             if self.compute.contends_with_links() {
                 // Its length depends on the links: span and breakdown when it ends.
+                let format = if sl.object == SHARED {
+                    s.options.format
+                } else {
+                    s.expert_format[sl.object as usize]
+                };
                 let k = ContendedKernel {
                     start: now,
                     last: now,
@@ -230,6 +235,7 @@ impl Sim<'_> {
                     kind,
                     layer,
                     expert,
+                    slowdown: s.slowdown_while_transferring(format),
                 };
                 let links_busy = self.transfers.links_busy();
                 self.compute

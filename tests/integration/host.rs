@@ -274,7 +274,7 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
         large_over_median: large.iter().map(|t| t / median).collect(),
         small_ns: small,
         large_ns: large.clone(),
-        contended_kernel_ns: steady(110e3, 40),
+        contended_kernel_ns: vec![(WeightFormat::Q4K, steady(110e3, 40))],
         loaded_kernel_ns: vec![(WeightFormat::Q4K, steady(105e3, 40))],
         copy_ns: steady(8e6, 15),
         kernel_ns: vec![(WeightFormat::Q4K, steady(100e3, 100))],

@@ -112,7 +112,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         precision: None,
         storage_bytes: vec![0; 2],
         extra_copy_bytes: 0,
-        expert_slowdown_while_transferring: 0.0,
+        expert_slowdown_while_transferring: [0.0; 6],
         expert_slowdown_after_load: [0.0; 6],
         primary_unit: "toy".into(),
         in_place: None,

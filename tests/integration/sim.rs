@@ -157,7 +157,7 @@ impl Toy {
             precision: None,
             storage_bytes: vec![0; n_tiers],
             extra_copy_bytes: 0,
-            expert_slowdown_while_transferring: self.slowdown,
+            expert_slowdown_while_transferring: [self.slowdown; 6],
             expert_slowdown_after_load: [self.after_load; 6],
             primary_unit: "toy".into(),
             in_place: self.in_place.clone(),
