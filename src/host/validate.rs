@@ -223,6 +223,14 @@ pub struct ValidateRow {
     pub tokens_per_s_rel_error_ci_lo: f64,
     /// Its upper end.
     pub tokens_per_s_rel_error_ci_hi: f64,
+    /// Kernel time per token of the reported decode (its compute thread's kernels).
+    pub measured_compute_ns_per_token: f64,
+    /// Its prediction (kernels, slowed by transfers and cold weights as modelled).
+    pub predicted_compute_ns_per_token: f64,
+    /// Time per token the real decode's compute thread waited for reads.
+    pub measured_wait_ns_per_token: f64,
+    /// The predicted stall per token.
+    pub predicted_stall_ns_per_token: f64,
     /// Cache hits of the real decode.
     pub measured_hits: u64,
     /// Cache hits of the simulation (equal: the same cache code in the same order).
@@ -476,6 +484,11 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
                 s.hits,
             )
         });
+        let tokens = real.token_latencies_ns.len().max(1) as f64;
+        let per_sim_token = |x: u64| {
+            sim.as_ref()
+                .map_or(nan, |s| x as f64 / s.decode_tokens.max(1) as f64)
+        };
         let half_width = (mean_ci.1 - mean_ci.0) / 2.0;
         rows.push(ValidateRow {
             format: m.format.to_string(),
@@ -500,6 +513,14 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
             tokens_per_s_rel_error: rel(p_tps, tps),
             tokens_per_s_rel_error_ci_lo: tps_ci.0,
             tokens_per_s_rel_error_ci_hi: tps_ci.1,
+            measured_compute_ns_per_token: real.compute_ns as f64 / tokens,
+            predicted_compute_ns_per_token: per_sim_token(
+                sim.as_ref().map_or(0, |s| s.decode_compute_ns),
+            ),
+            measured_wait_ns_per_token: real.wait_ns as f64 / tokens,
+            predicted_stall_ns_per_token: per_sim_token(
+                sim.as_ref().map_or(0, |s| s.decode_stall_ns),
+            ),
             measured_hits: real.hits,
             predicted_hits: p_hits,
             misses: real.misses,
@@ -696,6 +717,10 @@ mod tests {
             tokens_per_s_rel_error: 1.0 / (1.0 + err) - 1.0,
             tokens_per_s_rel_error_ci_lo: 0.0,
             tokens_per_s_rel_error_ci_hi: 0.0,
+            measured_compute_ns_per_token: 1.0,
+            predicted_compute_ns_per_token: 1.0,
+            measured_wait_ns_per_token: 0.0,
+            predicted_stall_ns_per_token: 0.0,
             measured_hits: 1,
             predicted_hits: 1,
             misses: 1,
