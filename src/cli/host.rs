@@ -341,12 +341,28 @@ fn calibration_summary(
         if store.direct { "direct" } else { "buffered" }
     );
     s.push_str(&format!(
-        "disk -> dram: latency {:.1} µs, {:.3} GB/s (reads of {} bytes in the decode's regime: spread (p90 - p10) / median {:.2})\n",
+        "disk -> dram: latency {:.1} µs, {:.3} GB/s (through the median reads of {}{} in the decode's regime; reads of {} bytes: spread (p90 - p10) / median {:.2}, median known to ±{:.1} %)\n",
         fit.figures.link.latency_ns * 1e-3,
         fit.figures.link.bandwidth_bytes_per_s * 1e-9,
+        if samples.other_large_ns.is_empty() { "4096 and " } else { "" },
+        std::iter::once(shape.stride())
+            .chain(samples.other_large_ns.iter().map(|(b, _)| *b))
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
         shape.stride(),
-        fit.figures.link.spread
+        fit.figures.link.spread,
+        100.0 * fit.figures.link.precision
     ));
+    for (bytes, ns) in &samples.other_large_ns {
+        let link = &fit.figures.link;
+        s.push_str(&format!(
+            "  expert reads of {bytes} bytes: median {:.0} µs, {:.0} µs on the fitted link ({} reads)\n",
+            crate::stats::median(ns) * 1e-3,
+            (link.latency_ns + *bytes as f64 / link.bandwidth_bytes_per_s * 1e9) * 1e-3,
+            ns.len()
+        ));
+    }
     if let Some(d) = &fit.figures.read_time_distribution {
         let q = |u: f64| d.factor(u);
         s.push_str(&format!(

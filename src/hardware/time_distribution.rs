@@ -311,10 +311,7 @@ mod tests {
                 },
                 "slow_factor",
             ),
-            (
-                TimeDistributionSpec::Lognormal { sigma: f64::NAN },
-                "sigma",
-            ),
+            (TimeDistributionSpec::Lognormal { sigma: f64::NAN }, "sigma"),
         ];
         for (spec, key) in bad {
             assert_eq!(spec.validate().unwrap_err().0, key, "{spec:?}");

@@ -73,6 +73,12 @@ pub fn fit_profile(
         &samples.large_ns,
     )
     .map_err(|r| bad("disk reads", r))?;
+    let link = calibrate::refit_through_expert_sizes(
+        link,
+        shape.stride(),
+        &samples.large_ns,
+        &samples.other_large_ns,
+    );
     let mut noisy = Vec::new();
     if link.noisy() {
         noisy.push(format!(
@@ -177,7 +183,11 @@ pub fn fit_profile(
 /// extended within its budget, fitted into a profile. Samples that do not yet describe a link
 /// (expert reads no slower than 4 KiB ones, too few kernels overlapping a read) get up to 5
 /// more rounds before the reason is returned.
-pub fn calibrate(w: &Workload, stores: &[ExpertStore], budget: &RoundBudget) -> Result<Calibration> {
+pub fn calibrate(
+    w: &Workload,
+    stores: &[ExpertStore],
+    budget: &RoundBudget,
+) -> Result<Calibration> {
     let mut benches: Vec<KernelBench> = stores
         .iter()
         .map(|s| KernelBench::new(s, w.threads))

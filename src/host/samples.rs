@@ -22,6 +22,8 @@ pub struct Samples {
     /// Expert reads over the median of their round's: the shape of the read-time distribution
     /// with the drift between rounds taken out.
     pub large_over_median: Vec<f64>,
+    /// Expert reads of the other stores, by size in bytes.
+    pub other_large_ns: Vec<(u64, Vec<f64>)>,
     /// Reads added to rounds to reach the target precision.
     pub extra_reads: usize,
     /// Rounds whose budget ran out before their reads reached the target precision.
@@ -44,6 +46,9 @@ impl Samples {
         self.small_ns.extend(&other.small_ns);
         self.large_ns.extend(&other.large_ns);
         self.large_over_median.extend(&other.large_over_median);
+        for (bytes, ns) in &other.other_large_ns {
+            push_size(&mut self.other_large_ns, *bytes, ns);
+        }
         self.extra_reads += other.extra_reads;
         self.imprecise_rounds += other.imprecise_rounds;
         for (f, ns) in &other.contended_kernel_ns {
@@ -57,6 +62,14 @@ impl Samples {
             push_format(&mut self.kernel_ns, *f, ns);
         }
         self.rounds += other.rounds;
+    }
+}
+
+/// Appends `ns` to the samples of reads of `bytes`.
+fn push_size(samples: &mut Vec<(u64, Vec<f64>)>, bytes: u64, ns: &[f64]) {
+    match samples.iter_mut().find(|(b, _)| *b == bytes) {
+        Some((_, v)) => v.extend(ns),
+        None => samples.push((bytes, ns.to_vec())),
     }
 }
 
@@ -144,7 +157,9 @@ pub fn calibration_round(
         }
     }
     let m = crate::stats::median(&large);
-    samples.large_over_median.extend(large.iter().map(|t| t / m));
+    samples
+        .large_over_median
+        .extend(large.iter().map(|t| t / m));
     samples.large_ns.extend(large);
     // Kernels during reads and on bytes just read, for the other formats: reads of their
     // stores (memory-bound formats slow more under a transfer than compute-bound ones).
@@ -165,6 +180,9 @@ pub fn calibration_round(
             st.shape.format,
             &r.contended_kernel_ns,
         );
+        if st.shape.stride() != stores[0].shape.stride() {
+            push_size(&mut samples.other_large_ns, st.shape.stride(), &r.large_ns);
+        }
     }
     samples
         .copy_ns

@@ -103,15 +103,14 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
                     let trace = exp.build_trace()?;
                     let options = w.decode_options(&exp, capacity, pk.clone());
                     // One round, its reads placed by the seed and the round's number.
-                    let mut round = |benches: &mut [KernelBench],
-                                     budget: &RoundBudget|
-                     -> Result<Samples> {
-                        let mut r = Samples::default();
-                        let seed = crate::seed::derive_seed(w.seed, samples.rounds as u64);
-                        calibration_round(stores, benches, budget, seed, &mut r)?;
-                        samples.extend(&r);
-                        Ok(r)
-                    };
+                    let mut round =
+                        |benches: &mut [KernelBench], budget: &RoundBudget| -> Result<Samples> {
+                            let mut r = Samples::default();
+                            let seed = crate::seed::derive_seed(w.seed, samples.rounds as u64);
+                            calibration_round(stores, benches, budget, seed, &mut r)?;
+                            samples.extend(&r);
+                            Ok(r)
+                        };
                     let mut before = match &grid.calibration {
                         Some(b) => Some(round(&mut benches, b)?),
                         None => None,
@@ -354,7 +353,10 @@ pub struct Comparison {
 
 /// `profile` with the read-time distributions of `pooled`'s links (the same links of the same
 /// host): a window of two rounds has too few reads to know the tail, every round pooled does.
-fn with_pooled_distributions(mut profile: HardwareProfile, pooled: &HardwareProfile) -> HardwareProfile {
+fn with_pooled_distributions(
+    mut profile: HardwareProfile,
+    pooled: &HardwareProfile,
+) -> HardwareProfile {
     for (l, p) in profile.links.iter_mut().zip(&pooled.links) {
         if p.time_distribution.is_some() {
             l.time_distribution = p.time_distribution.clone();
@@ -548,10 +550,15 @@ pub fn summarize(rows: &[ValidateRow], disk: Option<DiskNoise>) -> ValidateSumma
         .iter()
         .filter(|r| r.predicted_token_latency_mean_ns.is_finite())
         .collect();
-    let abs = |f: fn(&ValidateRow) -> f64| -> Vec<f64> {
-        predicted.iter().map(|r| f(r).abs()).collect()
+    let abs =
+        |f: fn(&ValidateRow) -> f64| -> Vec<f64> { predicted.iter().map(|r| f(r).abs()).collect() };
+    let med = |v: Vec<f64>| {
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            crate::stats::median(&v)
+        }
     };
-    let med = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { crate::stats::median(&v) };
     let worst = |v: Vec<f64>| v.into_iter().fold(0.0f64, f64::max);
     let half_widths: Vec<f64> = predicted
         .iter()
@@ -734,15 +741,27 @@ mod tests {
         let quiet = [row(0.02, 0.03), row(-0.04, 0.02), row(0.15, 0.02)];
         let s = summarize(&quiet, None);
         assert_eq!(
-            (s.within_10_percent, s.intervals_within_10_percent, s.intervals_outside_10_percent),
+            (
+                s.within_10_percent,
+                s.intervals_within_10_percent,
+                s.intervals_outside_10_percent
+            ),
             (2, 2, 1)
         );
         assert!((s.median_abs_mean_error - 0.04).abs() < 1e-12);
         assert_eq!(s.p99_within_20_percent, 0);
-        assert!(s.verdict.contains("support a 10 % claim at 2 of 3"), "{}", s.verdict);
+        assert!(
+            s.verdict.contains("support a 10 % claim at 2 of 3"),
+            "{}",
+            s.verdict
+        );
         let noisy = [row(0.02, 0.3), row(-0.04, 0.2), row(0.05, 0.12)];
         let s = summarize(&noisy, None);
-        assert!(s.verdict.contains("too noisy for a 10 % claim"), "{}", s.verdict);
+        assert!(
+            s.verdict.contains("too noisy for a 10 % claim"),
+            "{}",
+            s.verdict
+        );
         assert!(s.verdict.contains("±20.0 %"), "{}", s.verdict);
     }
 }

@@ -105,11 +105,7 @@ impl ComputeUnit {
     /// any earlier schedule).
     fn reschedule(&mut self, q: &mut Scheduler<Ev>, links_busy: bool) {
         let k = self.contended.expect("a contended kernel runs");
-        let factor = if links_busy {
-            1.0 + k.slowdown
-        } else {
-            1.0
-        };
+        let factor = if links_busy { 1.0 + k.slowdown } else { 1.0 };
         self.generation = self.generation.wrapping_add(1);
         let left = (k.work_left_ns * factor).ceil().max(0.0) as TimeNs;
         q.schedule_in(left, Ev::ComputeDone(self.generation));

@@ -268,7 +268,9 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     let median = q(&large, 0.5);
     let small: Vec<f64> = large.iter().map(|t| 0.15 * t).collect();
     let steady = |base: f64, n: usize| -> Vec<f64> {
-        (0..n).map(|i| base * (1.0 + 0.01 * (i % 7) as f64)).collect()
+        (0..n)
+            .map(|i| base * (1.0 + 0.01 * (i % 7) as f64))
+            .collect()
     };
     let samples = Samples {
         large_over_median: large.iter().map(|t| t / median).collect(),
@@ -293,7 +295,10 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     let fit = fit_profile(&w, shape, true, &samples).unwrap();
     assert!(fit.figures.link.spread > 2.0, "{:?}", fit.figures.link);
     assert!(
-        fit.figures.noisy.iter().any(|n| n.starts_with("disk reads")),
+        fit.figures
+            .noisy
+            .iter()
+            .any(|n| n.starts_with("disk reads")),
         "{:?}",
         fit.figures.noisy
     );
