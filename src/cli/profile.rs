@@ -168,6 +168,9 @@ struct LinkJson<'a> {
     granularity_bytes: u64,
     channels: u32,
     calibrated: &'a str,
+    /// The transfer-time distribution as the profile states it (none: fixed times).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time_distribution: Option<crate::hardware::time_distribution::TimeDistributionSpec>,
 }
 
 #[derive(Serialize)]
@@ -302,6 +305,21 @@ fn show(
             ]);
         }
         s.push_str(&t.render());
+        for l in &p.links {
+            if let Some(d) = &l.time_distribution {
+                s.push_str(&format!(
+                    "{} -> {}: transfer times vary ({}): factor p10 {:.2}, p50 {:.2}, p90 {:.2}, p99 {:.2}, mean {:.3}\n",
+                    p.tiers[l.from].name,
+                    p.tiers[l.to].name,
+                    d.spec().kind_name(),
+                    d.factor(0.1),
+                    d.factor(0.5),
+                    d.factor(0.9),
+                    d.factor(0.99),
+                    d.mean()
+                ));
+            }
+        }
     }
 
     for u in &p.units {
@@ -521,6 +539,7 @@ fn show_json(p: &HardwareProfile, model_fit: Option<ModelFitJson>) -> ShowJson<'
                 granularity_bytes: l.granularity_bytes,
                 channels: l.channels,
                 calibrated: l.calibrated.name(),
+                time_distribution: l.time_distribution.as_ref().map(|d| d.spec()),
             })
             .collect(),
         compute: compute_json(p.compute()),

@@ -72,6 +72,15 @@ pub enum TimeDistribution {
 }
 
 impl TimeDistributionSpec {
+    /// The kind's name as written in TOML.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TimeDistributionSpec::Empirical { .. } => "empirical",
+            TimeDistributionSpec::TwoMode { .. } => "two-mode",
+            TimeDistributionSpec::Lognormal { .. } => "lognormal",
+        }
+    }
+
     /// The distribution, or the key under `time_distribution` and the reason it is refused.
     pub fn validate(&self) -> Result<TimeDistribution, (&'static str, String)> {
         match self {
