@@ -248,7 +248,11 @@ fn profile_text(
                 t.calibrated = measured;
             }
             "disk" => {
-                t.read_bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
+                // Reads that queue behind another reader cost nearly the same at every size,
+                // and a line through their medians can be steeper than RAM: the link keeps its
+                // fit (it times every transfer), the tier's own figure stays below DRAM's, as
+                // the profile's tier order requires.
+                t.read_bandwidth_bytes_per_s = link.bandwidth_bytes_per_s.min(copy);
                 t.latency_ns = link.latency_ns;
                 t.calibrated = measured;
             }

@@ -13,7 +13,7 @@ use crate::quant::WeightFormat;
 pub const COPY_BYTES: usize = 64 << 20;
 
 /// Calibration samples (ns), pooled over rounds.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Samples {
     /// 4 KiB reads.
     pub small_ns: Vec<f64>,

@@ -302,6 +302,30 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
         "{:?}",
         fit.figures.noisy
     );
+    // Reads that queue behind another reader cost nearly the same at every size: the line
+    // through their medians is steeper than RAM. The profile is still valid (its disk tier
+    // stays below DRAM), and the link keeps the fit.
+    let mut queued = Samples {
+        other_large_ns: vec![(shape.stride() / 2, large.iter().map(|t| 0.999 * t).collect())],
+        ..samples.clone()
+    };
+    queued.rounds = 5;
+    let steep = fit_profile(&w, shape, true, &queued).unwrap();
+    assert!(
+        steep.figures.link.bandwidth_bytes_per_s > steep.figures.copy_bytes_per_s,
+        "{:?}",
+        steep.figures
+    );
+    let tier = |name: &str| {
+        steep
+            .profile
+            .tiers
+            .iter()
+            .find(|t| t.name == name)
+            .unwrap()
+            .read_bandwidth_bytes_per_s
+    };
+    assert!(tier("disk") <= tier("dram"));
     // The written profile carries the distribution and loads back.
     let dir = scratch("host_jitter");
     let profile = dir.join("jittery.toml");
