@@ -479,7 +479,7 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
     let mut summary = validate_summary(&stats);
     if calibrating {
         summary.push_str(&format!(
-            "(each decode predicted with the calibration rounds run just before and after it, and the read-time distribution of every round pooled; {}; {} of {} decodes predicted on the pooled profile because the rounds around them could not be fitted{})\n",
+            "(each decode predicted with the calibration rounds run just before and after it, and the read-time distribution of every round pooled; {}; {} of {} decodes' rounds could not be fitted ({}){})\n",
             if profile.is_some() {
                 format!(
                     "with one profile pooled from every round, {} of {} points are within 10%",
@@ -491,6 +491,11 @@ fn validate(a: ValidateArgs, out: &mut dyn Write) -> Result<()> {
             },
             measured.unfitted.0,
             a.repeats as usize * rows.len(),
+            if profile.is_some() {
+                "predicted on the pooled profile instead"
+            } else {
+                "and, with no pooled profile, not predicted"
+            },
             measured
                 .unfitted
                 .1
@@ -581,6 +586,12 @@ fn validate_table(rows: &[ValidateRow], experts: u32) -> Table {
 /// the intervals and the verdict.
 fn validate_summary(v: &ValidateSummary) -> String {
     let pct = |x: f64| 100.0 * x;
+    if v.predicted_points == 0 {
+        return format!(
+            "{} grid points, none predicted; {} points marked\n{}\n",
+            v.points, v.marked, v.verdict
+        );
+    }
     format!(
         "{} grid points ({} predicted): mean latency within 10% and tokens/s within 10% at {} of them; p99 within 20% at {}; median |error|: mean {:.1}%, tokens/s {:.1}%, p99 {:.1}%; worst |error|: mean {:.1}%, p99 {:.1}%, tokens/s {:.1}%; hit counts equal at {} of {}\n\
          95% intervals of the mean-latency error: wholly within ±10% at {} points, wholly outside at {}, median half-width {:.1}%; {} points marked (interval wider than ±10%, or most calibration windows noisy)\n\
@@ -596,7 +607,7 @@ fn validate_summary(v: &ValidateSummary) -> String {
         pct(v.worst_abs_p99_error),
         pct(v.worst_abs_tokens_per_s_error),
         v.hits_equal,
-        v.points,
+        v.predicted_points,
         v.intervals_within_10_percent,
         v.intervals_outside_10_percent,
         pct(v.median_interval_half_width),

@@ -507,7 +507,11 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
             mean_rel_error_max: error_range.1,
             measured_token_latency_p99_ns: p99,
             predicted_token_latency_p99_ns: p_p99,
-            p99_rel_error: rel(p_p99 as f64, p99 as f64),
+            p99_rel_error: if sim.is_some() {
+                rel(p_p99 as f64, p99 as f64)
+            } else {
+                f64::NAN
+            },
             p99_rel_error_ci_lo: p99_ci.0,
             p99_rel_error_ci_hi: p99_ci.1,
             measured_tokens_per_s: tps,
@@ -594,7 +598,7 @@ pub fn summarize(rows: &[ValidateRow], disk: Option<DiskNoise>) -> ValidateSumma
         format!("No point could be predicted: no calibration round gave a profile{disk_words}.")
     } else if median_half_width.is_nan() {
         format!(
-            "One decode per point gives no interval: run --repeats 3 or more to see how sure the predictions are{disk_words}."
+            "No point has two predicted decodes, so none has an interval: run --repeats 3 or more (on a quieter machine, if decodes could not be predicted) to see how sure the predictions are{disk_words}."
         )
     } else if median_half_width > 0.1 {
         format!(
