@@ -311,7 +311,7 @@ fn show(
                     "{} -> {}: transfer times vary ({}): factor p10 {:.2}, p50 {:.2}, p90 {:.2}, p99 {:.2}, mean {:.3}\n",
                     p.tiers[l.from].name,
                     p.tiers[l.to].name,
-                    d.spec().kind_name(),
+                    d.kind_name(),
                     d.factor(0.1),
                     d.factor(0.5),
                     d.factor(0.9),

@@ -72,15 +72,6 @@ pub enum TimeDistribution {
 }
 
 impl TimeDistributionSpec {
-    /// The kind's name as written in TOML.
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            TimeDistributionSpec::Empirical { .. } => "empirical",
-            TimeDistributionSpec::TwoMode { .. } => "two-mode",
-            TimeDistributionSpec::Lognormal { .. } => "lognormal",
-        }
-    }
-
     /// The distribution, or the key under `time_distribution` and the reason it is refused.
     pub fn validate(&self) -> Result<TimeDistribution, (&'static str, String)> {
         match self {
@@ -149,6 +140,15 @@ impl TimeDistributionSpec {
 }
 
 impl TimeDistribution {
+    /// The kind's name as written in TOML.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            TimeDistribution::Empirical(_) => "empirical",
+            TimeDistribution::TwoMode { .. } => "two-mode",
+            TimeDistribution::Lognormal { .. } => "lognormal",
+        }
+    }
+
     /// The factor at probability `u` in [0, 1) (the inverse of the factor's distribution).
     pub fn factor(&self, u: f64) -> f64 {
         match self {

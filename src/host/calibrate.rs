@@ -95,26 +95,29 @@ pub fn fit_link(
     })
 }
 
-/// Refits `fit` through the medians of expert reads of several sizes (`large` of `large_ns`
-/// and `others`), the sizes a decode reads: least squares of `t = latency + b / bandwidth`,
-/// through the origin when the free line would need a negative latency. Reads of 4 KiB carry
-/// a per-request cost that expert-sized reads do not show (on the development VM the line
-/// through 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). With fewer than two
-/// sizes of at least 3 reads, or a fit that is not positive, `fit` is returned unchanged.
-pub fn refit_through_expert_sizes(
-    fit: LinkFit,
+/// The link through the medians of expert reads of several sizes (`large` of `large_ns`, and
+/// `others`), the sizes a decode reads: least squares of `t = latency + b / bandwidth`, through
+/// the origin when the free line would need a negative latency. Reads of 4 KiB carry a
+/// per-request cost that expert-sized reads do not show (on the development VM the line through
+/// 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). `None` with fewer than two sizes
+/// of at least 3 positive, finite reads, or when the line is not positive.
+pub fn fit_link_through_sizes(
     large: u64,
     large_ns: &[f64],
     others: &[(u64, Vec<f64>)],
-) -> LinkFit {
+) -> Option<LinkFit> {
+    let usable = |ns: &[f64]| ns.len() >= 3 && ns.iter().all(|t| t.is_finite() && *t > 0.0);
+    if !usable(large_ns) {
+        return None;
+    }
     let mut points: Vec<(f64, f64)> = vec![(large as f64, median(large_ns))];
     for (bytes, ns) in others {
-        if ns.len() >= 3 && *bytes != large && ns.iter().all(|t| t.is_finite() && *t > 0.0) {
+        if *bytes != large && usable(ns) {
             points.push((*bytes as f64, median(ns)));
         }
     }
     if points.len() < 2 {
-        return fit;
+        return None;
     }
     let n = points.len() as f64;
     let (mx, my) = (
@@ -131,14 +134,12 @@ pub fn refit_through_expert_sizes(
         intercept = 0.0;
     }
     let bandwidth = 1e9 / slope;
-    if !(bandwidth.is_finite() && bandwidth > 0.0) {
-        return fit;
-    }
-    LinkFit {
+    (bandwidth.is_finite() && bandwidth > 0.0).then(|| LinkFit {
         latency_ns: intercept,
         bandwidth_bytes_per_s: bandwidth,
-        ..fit
-    }
+        spread: spread(large_ns),
+        precision: median_precision(large_ns),
+    })
 }
 
 /// A measured rate (units per second) from per-repeat times (ns) of `units` units each,
@@ -455,33 +456,32 @@ mod tests {
     }
 
     #[test]
-    fn a_link_refits_through_the_expert_sizes() {
-        let f = fit_link(4096, &[300e3; 3], 2_000_000, &[1_300e3; 3]).unwrap();
+    fn a_link_fits_through_the_expert_sizes() {
+        let large = [1_300e3; 3];
         // Expert reads of 1 MB at 700 µs and 2 MB at 1300 µs: 100 µs + 1 MB / (1e6/600e3 GB/s).
-        let g =
-            refit_through_expert_sizes(f, 2_000_000, &[1_300e3; 3], &[(1_000_000, vec![700e3; 3])]);
+        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![700e3; 3])]).unwrap();
         assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
         assert!(
             (g.bandwidth_bytes_per_s - 1e6 / 600e-6).abs() < 1e-3,
             "{g:?}"
         );
         // A line that would need a negative latency goes through the origin instead.
-        let g =
-            refit_through_expert_sizes(f, 2_000_000, &[1_300e3; 3], &[(1_000_000, vec![600e3; 3])]);
+        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![600e3; 3])]).unwrap();
         assert_eq!(g.latency_ns, 0.0);
         let want = 1e9 * (1e12 + 4e12) / (1e6 * 600e3 + 2e6 * 1_300e3);
         assert!(
             (g.bandwidth_bytes_per_s / want - 1.0).abs() < 1e-12,
             "{g:?}"
         );
-        // One size, or too few reads of the other: unchanged.
+        // One size, too few reads of the other, or a line that is not positive: none.
+        assert_eq!(fit_link_through_sizes(2_000_000, &large, &[]), None);
         assert_eq!(
-            refit_through_expert_sizes(f, 2_000_000, &[1_300e3; 3], &[]),
-            f
+            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![1.0; 2])]),
+            None
         );
         assert_eq!(
-            refit_through_expert_sizes(f, 2_000_000, &[1_300e3; 3], &[(1_000_000, vec![1.0; 2])]),
-            f
+            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![2_000e3; 3])]),
+            None
         );
     }
 

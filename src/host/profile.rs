@@ -68,40 +68,19 @@ pub fn fit_profile(
     let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
     // The link through the expert sizes a decode reads when there are several; through the
     // 4 KiB reads otherwise, or when the expert sizes give no positive line.
-    let link = match calibrate::fit_link(
-        ALIGN as u64,
-        &samples.small_ns,
+    let link = match calibrate::fit_link_through_sizes(
         shape.stride(),
         &samples.large_ns,
+        &samples.other_large_ns,
     ) {
-        Ok(f) => calibrate::refit_through_expert_sizes(
-            f,
+        Some(f) => f,
+        None => calibrate::fit_link(
+            ALIGN as u64,
+            &samples.small_ns,
             shape.stride(),
             &samples.large_ns,
-            &samples.other_large_ns,
-        ),
-        Err(r) => {
-            let placeholder = calibrate::LinkFit {
-                latency_ns: f64::NAN,
-                bandwidth_bytes_per_s: f64::NAN,
-                spread: calibrate::spread(&samples.large_ns),
-                precision: crate::stats::median_precision(&samples.large_ns),
-            };
-            let f = if samples.large_ns.len() >= 3 {
-                calibrate::refit_through_expert_sizes(
-                    placeholder,
-                    shape.stride(),
-                    &samples.large_ns,
-                    &samples.other_large_ns,
-                )
-            } else {
-                placeholder
-            };
-            if !f.bandwidth_bytes_per_s.is_finite() {
-                return Err(bad("disk reads", r));
-            }
-            f
-        }
+        )
+        .map_err(|r| bad("disk reads", r))?,
     };
     let mut noisy = Vec::new();
     if link.noisy() {

@@ -47,37 +47,29 @@ impl Samples {
         self.large_ns.extend(&other.large_ns);
         self.large_over_median.extend(&other.large_over_median);
         for (bytes, ns) in &other.other_large_ns {
-            push_size(&mut self.other_large_ns, *bytes, ns);
+            push_to(&mut self.other_large_ns, *bytes, ns);
         }
         self.extra_reads += other.extra_reads;
         self.imprecise_rounds += other.imprecise_rounds;
         for (f, ns) in &other.contended_kernel_ns {
-            push_format(&mut self.contended_kernel_ns, *f, ns);
+            push_to(&mut self.contended_kernel_ns, *f, ns);
         }
         for (f, ns) in &other.loaded_kernel_ns {
-            push_format(&mut self.loaded_kernel_ns, *f, ns);
+            push_to(&mut self.loaded_kernel_ns, *f, ns);
         }
         self.copy_ns.extend(&other.copy_ns);
         for (f, ns) in &other.kernel_ns {
-            push_format(&mut self.kernel_ns, *f, ns);
+            push_to(&mut self.kernel_ns, *f, ns);
         }
         self.rounds += other.rounds;
     }
 }
 
-/// Appends `ns` to the samples of reads of `bytes`.
-fn push_size(samples: &mut Vec<(u64, Vec<f64>)>, bytes: u64, ns: &[f64]) {
-    match samples.iter_mut().find(|(b, _)| *b == bytes) {
+/// Appends `ns` to the samples kept under `key` (a format, or a read size in bytes).
+fn push_to<K: PartialEq + Copy>(samples: &mut Vec<(K, Vec<f64>)>, key: K, ns: &[f64]) {
+    match samples.iter_mut().find(|(k, _)| *k == key) {
         Some((_, v)) => v.extend(ns),
-        None => samples.push((bytes, ns.to_vec())),
-    }
-}
-
-/// Appends `ns` to the samples of `format`.
-fn push_format(samples: &mut Vec<(WeightFormat, Vec<f64>)>, format: WeightFormat, ns: &[f64]) {
-    match samples.iter_mut().find(|(f, _)| *f == format) {
-        Some((_, v)) => v.extend(ns),
-        None => samples.push((format, ns.to_vec())),
+        None => samples.push((key, ns.to_vec())),
     }
 }
 
@@ -140,12 +132,12 @@ pub fn calibration_round(
         )?;
         samples.small_ns.extend(reads.small_ns);
         large.extend(&reads.large_ns);
-        push_format(
+        push_to(
             &mut samples.contended_kernel_ns,
             stores[0].shape.format,
             &reads.contended_kernel_ns,
         );
-        push_format(
+        push_to(
             &mut samples.loaded_kernel_ns,
             stores[0].shape.format,
             &reads.loaded_kernel_ns,
@@ -170,18 +162,18 @@ pub fn calibration_round(
             (n_reads / 2).max(6),
             round_seed,
         )?;
-        push_format(
+        push_to(
             &mut samples.loaded_kernel_ns,
             st.shape.format,
             &r.loaded_kernel_ns,
         );
-        push_format(
+        push_to(
             &mut samples.contended_kernel_ns,
             st.shape.format,
             &r.contended_kernel_ns,
         );
         if st.shape.stride() != stores[0].shape.stride() {
-            push_size(&mut samples.other_large_ns, st.shape.stride(), &r.large_ns);
+            push_to(&mut samples.other_large_ns, st.shape.stride(), &r.large_ns);
         }
     }
     samples
@@ -200,7 +192,7 @@ pub fn calibration_round(
             }
             ns.extend(b.time(KERNEL_RUNS));
         }
-        push_format(&mut samples.kernel_ns, f, &ns);
+        push_to(&mut samples.kernel_ns, f, &ns);
     }
     samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;

@@ -384,7 +384,7 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
         };
         // Each decode against its own prediction; the point reports the pair whose error in
         // mean latency is the median of the point's.
-        let mut pairs: Vec<(f64, DecodeReport, SimReport)> = Vec::new();
+        let mut pairs: Vec<([f64; 3], DecodeReport, SimReport)> = Vec::new();
         let (mut on_pooled, mut noisy, mut spreads) = (0u32, 0u32, Vec::new());
         let mut unpredicted: Option<DecodeReport> = None;
         for run in m.runs {
@@ -410,15 +410,15 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
                     }
                 },
             };
-            let error = rel(
-                sim.token_latency_mean_ns,
-                TokenLatency::of(&run.real.token_latencies_ns).mean_ns,
-            );
-            pairs.push((error, run.real, sim));
+            // Errors in mean latency, p99 and tokens/s.
+            let t = TokenLatency::of(&run.real.token_latencies_ns);
+            let errors = [
+                rel(sim.token_latency_mean_ns, t.mean_ns),
+                rel(sim.token_latency_p99_ns as f64, t.p99_ns as f64),
+                rel(sim.decode_tokens_per_s, t.tokens_per_s),
+            ];
+            pairs.push((errors, run.real, sim));
         }
-        let errors = |f: &dyn Fn(&DecodeReport, &SimReport) -> f64| -> Vec<f64> {
-            pairs.iter().map(|(_, r, s)| f(r, s)).collect()
-        };
         let interval = |v: &[f64]| {
             let (mean, half) = crate::stats::mean_ci(v);
             // One decode gives no interval.
@@ -428,30 +428,14 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
                 (f64::NAN, f64::NAN)
             }
         };
-        let mean_errors = errors(&|r, s| {
-            rel(
-                s.token_latency_mean_ns,
-                TokenLatency::of(&r.token_latencies_ns).mean_ns,
-            )
-        });
-        let p99_errors = errors(&|r, s| {
-            rel(
-                s.token_latency_p99_ns as f64,
-                TokenLatency::of(&r.token_latencies_ns).p99_ns as f64,
-            )
-        });
-        let tps_errors = errors(&|r, s| {
-            rel(
-                s.decode_tokens_per_s,
-                TokenLatency::of(&r.token_latencies_ns).tokens_per_s,
-            )
-        });
+        let errors = |i: usize| -> Vec<f64> { pairs.iter().map(|p| p.0[i]).collect() };
+        let (mean_errors, p99_errors, tps_errors) = (errors(0), errors(1), errors(2));
         let (mean_ci, p99_ci, tps_ci) = (
             interval(&mean_errors),
             interval(&p99_errors),
             interval(&tps_errors),
         );
-        pairs.sort_by(|x, y| x.0.total_cmp(&y.0));
+        pairs.sort_by(|x, y| x.0[0].total_cmp(&y.0[0]));
         let decodes = pairs.len() as u32;
         let window_read_spread = if spreads.is_empty() {
             f64::NAN
