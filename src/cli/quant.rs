@@ -11,11 +11,11 @@ use super::table::{Align, Table};
 use super::{emit, emit_json};
 use crate::atomic_file::write_atomic;
 use crate::error::{Error, InputError, Result};
-use crate::quant::bench::{Bench, BenchRow, compute_rates};
+use crate::quant::bench::{Bench, BenchRow, compute_rates, peak_rates};
 use crate::quant::eval::WeightDistribution;
 use crate::quant::eval_rows::{EvalMatrix, EvalOptions, EvalRow, eval_matrix, find_row, verdicts};
 use crate::quant::gemv::simd_level;
-use crate::quant::{QuantizedMatrix, Rotation, WeightFormat, ggml_reference};
+use crate::quant::{Kernel, QuantizedMatrix, Rotation, WeightFormat, ggml_reference};
 use crate::report::flat_csv::to_csv;
 use crate::report::plot::{Series, XyChart};
 
@@ -108,12 +108,29 @@ pub struct BenchArgs {
     /// Minimum time of one repetition, in milliseconds.
     #[arg(long, default_value_t = 150)]
     pub min_ms: u64,
+    /// Kernels to time: f32 (the reference) and int8 (8-bit activations, integer dots; formats
+    /// without one are timed with f32 only).
+    #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = parse_kernel)]
+    pub kernels: Vec<Kernel>,
+    /// Tokens per product: 1 is a matrix-vector product (decode); more time the batched
+    /// kernels (prefill, batched decode), whose best all-core rate becomes the printed
+    /// section's peak_macs_per_s.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batches: Vec<u32>,
     /// The shape whose all-core rates go into the printed compute section.
     #[arg(long, default_value = "1024x2816", value_parser = parse_shape)]
     pub profile_shape: (usize, usize),
     /// Print the rows as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_kernel(s: &str) -> std::result::Result<Kernel, String> {
+    match s {
+        "f32" => Ok(Kernel::F32),
+        "int8" => Ok(Kernel::Int8),
+        _ => Err(format!("`{s}`: expected f32 or int8")),
+    }
 }
 
 fn parse_shape(s: &str) -> std::result::Result<(usize, usize), String> {
@@ -476,10 +493,23 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     if !shapes.contains(&a.profile_shape) {
         shapes.push(a.profile_shape);
     }
+    let batches: Vec<usize> = a.batches.iter().map(|&b| b as usize).collect();
+    if !batches.contains(&1) {
+        return Err(Error::usage(
+            "--batches must include 1: the profile's rates are matrix-vector rates".to_string(),
+        ));
+    }
     for &(r, c) in &shapes {
+        crate::units::check_working_bytes(
+            &format!("--shapes {r}x{c} with --batches"),
+            (r.max(c) as u64)
+                .checked_mul(*batches.iter().max().unwrap_or(&1) as u64)
+                .and_then(|v| v.checked_mul(16)),
+        )
+        .map_err(Error::usage)?;
         rows.extend(
             bench
-                .shape(r, c, &formats)
+                .shape(r, c, &formats, &batches, &a.kernels)
                 .map_err(|e| Error::usage(format!("--shapes {r}x{c}: {e}")))?,
         );
     }
@@ -489,7 +519,9 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     let g = |x: f64| format!("{:.2}", x / 1e9);
     let mut t = Table::new(&[
         ("format", Align::Left),
+        ("kernel", Align::Left),
         ("shape", Align::Left),
+        ("batch", Align::Right),
         ("1 core G w/s", Align::Right),
         (&format!("{threads} cores G w/s"), Align::Right),
         ("GB/s packed", Align::Right),
@@ -499,7 +531,9 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
     for r in &rows {
         t.row(vec![
             r.format.clone(),
+            r.kernel.into(),
             format!("{}x{}", r.rows, r.cols),
+            r.batch.to_string(),
             g(r.one_core_weights_per_s),
             g(r.all_cores_weights_per_s),
             g(r.all_cores_packed_bytes_per_s),
@@ -510,7 +544,7 @@ fn bench_cmd(a: BenchArgs, out: &mut dyn Write) -> Result<()> {
         ]);
     }
     let mut s = format!(
-        "fused dequantize-dot GEMV, f32 activations, kernels at {} (MOESIM_SIMD to force a level), medians of {} repetitions\n\n",
+        "fused kernels on packed weights: f32 (dequantize-dot against f32 activations, the reference) and int8 (activations quantized to 8-bit blocks, integer dots); at batch > 1 a rate counts weight-token products; SIMD level {} (MOESIM_SIMD to force one), medians of {} repetitions\n\n",
         simd_level().name(),
         a.repeats
     );
@@ -535,12 +569,33 @@ fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> 
         }
     };
     let fmt = |v: f64| format!("{v:.3e}");
+    let peak = match peak_rates(rows, shape) {
+        Some(p) => format!(
+            "peak_macs_per_s = {{ f16 = {}, q8 = {}, q4 = {}, q3 = {}, q2 = {}, ternary = {} }}\n\
+             dense_peak_macs_per_s = {}\n",
+            fmt(p.f16),
+            fmt(p.q8),
+            fmt(p.q4),
+            fmt(p.q3),
+            fmt(p.q2),
+            fmt(p.ternary),
+            fmt(p.q8)
+        ),
+        None => String::new(),
+    };
+    let peak_note = if peak.is_empty() {
+        "# No peak_macs_per_s (only batch 1 measured): n tokens cost n times one on this unit (the\n\
+         # roofline's default); measure --batches 1,32 for the batched kernels' peak."
+    } else {
+        "# peak_macs_per_s: the best all-core weight-token rate of any measured batch (the batched\n\
+         # kernels reuse each packed row across the tokens)."
+    };
     format!(
         "\n# Paste into a hardware profile: measured on this host by `moesim quant bench` (moesim {}),\n\
          # all {threads} cores, {}x{} matrices, kernels at {}; q4 = Q4_K, q3 = Q3_K, q2 = Q2_K, ternary = TQ2_0,\n\
-         # dense = Q8_0. energy_pj_per_mac is not measured: give it a source and set energy_calibrated.\n\
-         # No peak_macs_per_s: moesim's kernels run n tokens as n matrix-vector products, so n tokens\n\
-         # cost n times one on this unit (the roofline's default); no launch_ns (not measured, 0).\n\
+         # dense = Q8_0; the fastest kernel of each format. energy_pj_per_mac is not measured: give it\n\
+         # a source and set energy_calibrated. No launch_ns (not measured, 0).\n\
+         {peak_note}\n\
          # The unit reads weights from the tier named `dram`: rename it to match the profile.\n\
          [[compute_units]]\n\
          name = \"cpu\"\n\
@@ -548,6 +603,7 @@ fn profile_section(rows: &[BenchRow], shape: (usize, usize), threads: usize) -> 
          cores = {threads}\n\
          expert_weights_per_s = {{ f16 = {}, q8 = {}, q4 = {}, q3 = {}, q2 = {}, ternary = {} }}\n\
          dense_weights_per_s = {}\n\
+         {peak}\
          energy_pj_per_mac = 1.0                 # assumed: replace with a sourced figure\n\
          energy_calibrated = \"assumed\"\n\
          calibrated = \"measured\"\n",

@@ -404,6 +404,7 @@ fn run_kernel(
             h,
             y,
             parallel,
+            crate::quant::HOST_KERNEL,
         )
     };
     match pool {

@@ -232,6 +232,7 @@ pub fn decode(
                                 h,
                                 out,
                                 parallel,
+                                crate::quant::HOST_KERNEL,
                             )
                         };
                         // One kernel thread: this thread (no hand-off to a pool).

@@ -150,8 +150,15 @@ impl QuantExpert {
         (signal, noise)
     }
 
-    /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, on one thread.
+    /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))`, on one thread, with the f32 (reference)
+    /// kernels: the quality path's arithmetic.
     pub fn forward(&self, h: &[f32], y: &mut [f32]) {
+        self.forward_with(crate::quant::Kernel::F32, h, y)
+    }
+
+    /// [`QuantExpert::forward`] with the chosen kernel (the host's decode runs
+    /// [`crate::quant::HOST_KERNEL`]).
+    pub fn forward_with(&self, kernel: crate::quant::Kernel, h: &[f32], y: &mut [f32]) {
         swiglu(
             self.w1.format,
             self.w1.cols,
@@ -160,6 +167,7 @@ impl QuantExpert {
             h,
             y,
             false,
+            kernel,
         );
     }
 
@@ -175,7 +183,9 @@ impl QuantExpert {
 }
 
 /// `y = W2 · (silu(W1 · h) ⊙ (W3 · h))` for an expert packed as `W1 ‖ W3 ‖ W2` in `format`
-/// (hidden width `hidden`, FFN width `ffn`); the same arithmetic as [`QuantExpert::forward`].
+/// (hidden width `hidden`, FFN width `ffn`); with [`Kernel::F32`](crate::quant::Kernel) the
+/// same arithmetic as [`QuantExpert::forward`].
+#[allow(clippy::too_many_arguments)]
 pub fn swiglu_packed(
     format: WeightFormat,
     hidden: usize,
@@ -184,6 +194,7 @@ pub fn swiglu_packed(
     h: &[f32],
     y: &mut [f32],
     parallel: bool,
+    kernel: crate::quant::Kernel,
 ) {
     let m = format.bytes_for((hidden * ffn) as u64) as usize;
     assert!(packed.len() >= 3 * m, "a whole packed expert");
@@ -195,9 +206,11 @@ pub fn swiglu_packed(
         h,
         y,
         parallel,
+        kernel,
     );
 }
 
+#[allow(clippy::too_many_arguments)]
 fn swiglu(
     format: WeightFormat,
     hidden: usize,
@@ -206,13 +219,15 @@ fn swiglu(
     h: &[f32],
     y: &mut [f32],
     parallel: bool,
+    kernel: crate::quant::Kernel,
 ) {
+    use crate::quant::gemv_packed_with as gemv;
     let mut a = vec![0.0f32; ffn];
     let mut b = vec![0.0f32; ffn];
-    crate::quant::gemv_packed(format, w1, hidden, h, &mut a, parallel);
-    crate::quant::gemv_packed(format, w3, hidden, h, &mut b, parallel);
+    gemv(kernel, format, w1, hidden, h, &mut a, parallel);
+    gemv(kernel, format, w3, hidden, h, &mut b, parallel);
     for (x, &u) in a.iter_mut().zip(&b) {
         *x = *x / (1.0 + (-*x).exp()) * u;
     }
-    crate::quant::gemv_packed(format, w2, ffn, &a, y, parallel);
+    gemv(kernel, format, w2, ffn, &a, y, parallel);
 }

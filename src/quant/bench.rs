@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::eval::{WeightDistribution, sample};
 use super::gemv::simd_level;
-use super::{QuantizedMatrix, WeightFormat, ggml_reference};
+use super::{Kernel, QuantizedMatrix, WeightFormat, ggml_reference};
 
 /// One row of `quant bench`: one format at one shape.
 #[derive(Debug, Clone, Serialize)]
@@ -21,9 +21,13 @@ pub struct BenchRow {
     pub cols: usize,
     /// The SIMD level the kernels ran at.
     pub simd: &'static str,
-    /// Weights per second on one thread.
+    /// The kernel (`f32` reference or `int8`, see [`Kernel`]).
+    pub kernel: &'static str,
+    /// Tokens per product (1: matrix-vector; more: each row reused across the tokens).
+    pub batch: usize,
+    /// Weight-token products per second on one thread (weights per second at batch 1).
     pub one_core_weights_per_s: f64,
-    /// Weights per second on the whole rayon pool.
+    /// Weight-token products per second on the whole rayon pool.
     pub all_cores_weights_per_s: f64,
     /// Threads of the pool.
     pub threads: usize,
@@ -82,47 +86,62 @@ impl Bench {
         })
     }
 
-    /// The rows of every format in `formats` on a Gaussian `rows × cols` matrix, in order; the
-    /// reason when a format cannot pack rows of `cols` weights.
+    /// The rows of every format in `formats` on a Gaussian `rows × cols` matrix, in order: for
+    /// each format its f32 kernel and, where it has one, its integer kernel, each at every batch
+    /// size in `batches`; the reason when a format cannot pack rows of `cols` weights.
     pub fn shape(
         &self,
         rows: usize,
         cols: usize,
         formats: &[WeightFormat],
+        batches: &[usize],
+        kernels: &[Kernel],
     ) -> Result<Vec<BenchRow>, String> {
         let threads = rayon::current_num_threads();
         let w = sample(WeightDistribution::Gaussian, rows * cols, 1);
-        let x = sample(WeightDistribution::Gaussian, cols, 2);
-        let mut y = vec![0.0f32; rows];
         let mut out = Vec::new();
         for &f in formats {
             let q = QuantizedMatrix::quantize(f, rows, cols, &w, None)?;
-            let single = self.one_core.install(|| {
-                measure(rows * cols, self.repeats, self.min_ms, || {
-                    q.gemv_serial(&x, &mut y)
-                })
-            });
-            let all = measure(rows * cols, self.repeats, self.min_ms, || {
-                q.gemv(&x, &mut y)
-            });
-            out.push(BenchRow {
-                format: f.name().into(),
-                rows,
-                cols,
-                simd: simd_level().name(),
-                one_core_weights_per_s: single,
-                all_cores_weights_per_s: all,
-                threads,
-                all_cores_packed_bytes_per_s: all * f.bits_per_weight() / 8.0,
-                ggml_one_core_weights_per_s: ggml_reference::vec_dot_one_core_weights_per_s(f),
-            });
+            // Each kernel the format runs, once (int8 falls back to f32 where it has none).
+            let mut runs: Vec<Kernel> = kernels.iter().map(|k| k.for_format(f)).collect();
+            runs.dedup();
+            for &kernel in &runs {
+                for &n in batches {
+                    let xs = sample(WeightDistribution::Gaussian, cols * n, 2);
+                    let mut ys = vec![0.0f32; rows * n];
+                    let products = rows * cols * n;
+                    let single = self.one_core.install(|| {
+                        measure(products, self.repeats, self.min_ms, || {
+                            q.gemm_with(kernel, &xs, &mut ys, false)
+                        })
+                    });
+                    let all = measure(products, self.repeats, self.min_ms, || {
+                        q.gemm_with(kernel, &xs, &mut ys, true)
+                    });
+                    out.push(BenchRow {
+                        format: f.name().into(),
+                        rows,
+                        cols,
+                        simd: simd_level().name(),
+                        kernel: kernel.name(),
+                        batch: n,
+                        one_core_weights_per_s: single,
+                        all_cores_weights_per_s: all,
+                        threads,
+                        all_cores_packed_bytes_per_s: all / n as f64 * f.bits_per_weight() / 8.0,
+                        ggml_one_core_weights_per_s: (n == 1)
+                            .then(|| ggml_reference::vec_dot_one_core_weights_per_s(f))
+                            .flatten(),
+                    });
+                }
+            }
         }
         Ok(out)
     }
 }
 
 /// The all-core rates (weights per second) a profile's `[compute]` section takes, per
-/// compute class, measured at one shape.
+/// compute class, measured at one shape: the fastest kernel at batch 1.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ComputeRates {
     /// f16 experts.
@@ -142,16 +161,19 @@ pub struct ComputeRates {
 /// The formats that time each compute class, in [`ComputeRates`]' order.
 pub const COMPUTE_FORMATS: [&str; 6] = ["f16", "q8_0", "q4_k", "q3_k", "q2_k", "tq2_0"];
 
-/// The all-core rates of `rows` at `shape`; the formats not measured there when a class is
-/// missing (a profile must state every class, and a made-up figure would be worse than none).
-pub fn compute_rates(
+/// The best all-core rate per class over the rows at `shape` that `keep` accepts; the formats
+/// with no such row when a class is missing (a profile must state every class, and a made-up
+/// figure would be worse than none).
+fn best_rates(
     rows: &[BenchRow],
     shape: (usize, usize),
+    keep: impl Fn(&BenchRow) -> bool,
 ) -> Result<ComputeRates, Vec<&'static str>> {
     let rate = |f: &str| {
         rows.iter()
-            .find(|r| r.format == f && (r.rows, r.cols) == shape)
+            .filter(|r| r.format == f && (r.rows, r.cols) == shape && keep(r))
             .map(|r| r.all_cores_weights_per_s)
+            .max_by(f64::total_cmp)
     };
     let missing: Vec<&str> = COMPUTE_FORMATS
         .iter()
@@ -172,6 +194,23 @@ pub fn compute_rates(
     })
 }
 
+/// The batch-1 (matrix-vector) rates of `rows` at `shape`, the fastest kernel per class.
+pub fn compute_rates(
+    rows: &[BenchRow],
+    shape: (usize, usize),
+) -> Result<ComputeRates, Vec<&'static str>> {
+    best_rates(rows, shape, |r| r.batch == 1)
+}
+
+/// The best weight-token rates at any batch size at `shape` (a profile's `peak_macs_per_s`:
+/// one multiply-add per weight and token), or `None` when only batch 1 was measured there.
+pub fn peak_rates(rows: &[BenchRow], shape: (usize, usize)) -> Option<ComputeRates> {
+    rows.iter()
+        .any(|r| (r.rows, r.cols) == shape && r.batch > 1)
+        .then(|| best_rates(rows, shape, |_| true).ok())
+        .flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,12 +220,24 @@ mod tests {
         let bench = Bench::new(1, 0).unwrap();
         let formats: Vec<WeightFormat> =
             COMPUTE_FORMATS.iter().map(|f| f.parse().unwrap()).collect();
-        let rows = bench.shape(4, 256, &formats).unwrap();
-        assert_eq!(rows.len(), 6);
+        let rows = bench.shape(4, 256, &formats, &[1], &[Kernel::F32, Kernel::Int8]).unwrap();
+        // f32 for all six, int8 for q8_0, q4_k, q3_k and q2_k.
+        assert_eq!(rows.len(), 10);
         let r = compute_rates(&rows, (4, 256)).unwrap();
-        assert_eq!(r.q4, rows[2].all_cores_weights_per_s);
+        let q4: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.format == "q4_k")
+            .map(|r| r.all_cores_weights_per_s)
+            .collect();
+        assert_eq!(q4.len(), 2);
+        assert_eq!(r.q4, q4[0].max(q4[1]));
         assert!(compute_rates(&rows, (8, 256)).is_err());
         assert_eq!(compute_rates(&rows[1..], (4, 256)).unwrap_err(), ["f16"]);
-        assert!(bench.shape(4, 100, &formats[2..3]).is_err());
+        assert!(bench.shape(4, 100, &formats[2..3], &[1], &[Kernel::F32]).is_err());
+        assert!(peak_rates(&rows, (4, 256)).is_none());
+        let batched = bench.shape(4, 256, &formats, &[1, 4], &[Kernel::Int8]).unwrap();
+        let peak = peak_rates(&batched, (4, 256)).unwrap();
+        let batch_one = compute_rates(&batched, (4, 256)).unwrap();
+        assert!(peak.q4 >= batch_one.q4 && peak.q2 >= batch_one.q2);
     }
 }

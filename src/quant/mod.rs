@@ -12,6 +12,8 @@
 //! `bench.rs` (GEMV throughput, `moesim quant bench`), `ggml_reference.rs` (ggml's own
 //! figures printed beside ours). Pure functions over slices and timings; no I/O.
 
+pub mod act;
+mod avx2;
 pub mod bench;
 mod bitnet;
 pub mod eval;
@@ -35,6 +37,7 @@ mod tq2_0;
 mod uniform;
 
 use rayon::prelude::*;
+use serde::Serialize;
 
 pub use format::{ComputeClass, WeightFormat};
 pub use hadamard::Rotation;
@@ -191,6 +194,79 @@ pub(crate) fn kernels(format: WeightFormat) -> Kernels {
             uniform::uq2::gemv_rows,
             0,
         ),
+    }
+}
+
+/// Integer GEMV over whole rows: `(packed, row_bytes, quantized activation, out)`.
+pub(crate) type IntGemvRowsFn = fn(&[u8], usize, &act::Q8Act, &mut [f32]);
+/// Integer GEMM over whole rows: `(packed, row_bytes, quantized activations, out)`, out
+/// row-major by weight row (`rows × tokens`).
+pub(crate) type IntGemmRowsFn = fn(&[u8], usize, &[act::Q8Act], &mut [f32]);
+
+/// A format's integer kernels.
+#[derive(Clone, Copy)]
+pub(crate) struct IntKernels {
+    /// The activation blocks they take.
+    pub act: act::ActKind,
+    /// One token.
+    pub gemv_rows: IntGemvRowsFn,
+    /// Several tokens, each row reused across them.
+    pub gemm_rows: IntGemmRowsFn,
+}
+
+/// Which kernel a matrix-vector product runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kernel {
+    /// Weights dequantized against the f32 activation: the reference (exact up to f32
+    /// rounding).
+    F32,
+    /// The activation quantized to 8-bit blocks once per product, integer dot products with
+    /// the packed weights, one scale multiply per block (as ggml does). Q8_0, Q4_0 and the
+    /// K-quants; other formats fall back to [`Kernel::F32`].
+    Int8,
+}
+
+impl Kernel {
+    /// The name reports use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::F32 => "f32",
+            Kernel::Int8 => "int8",
+        }
+    }
+
+    /// The kernel `format` actually runs when `self` is asked for.
+    pub fn for_format(self, format: WeightFormat) -> Kernel {
+        match self {
+            Kernel::Int8 if int_kernels(format).is_some() => Kernel::Int8,
+            _ => Kernel::F32,
+        }
+    }
+}
+
+/// The kernel the host's own decode (`moesim host run`/`validate`) and its calibration run:
+/// the fast one, so that the calibrated figures are those of the decode they predict.
+pub const HOST_KERNEL: Kernel = Kernel::Int8;
+
+/// The integer kernel of `format` and the activation blocks it takes, if it has one.
+pub(crate) fn int_kernels(format: WeightFormat) -> Option<IntKernels> {
+    use WeightFormat as F;
+    use act::ActKind as A;
+    let k = |act, gemv_rows, gemm_rows| {
+        Some(IntKernels {
+            act,
+            gemv_rows,
+            gemm_rows,
+        })
+    };
+    match format {
+        F::Q8_0 => k(A::Q8_0, q8_0::int_gemv_rows, q8_0::int_gemm_rows),
+        F::Q4_0 => k(A::Q8_0, q4_0::int_gemv_rows, q4_0::int_gemm_rows),
+        F::Q4K => k(A::Q8K, q4_k::int_gemv_rows, q4_k::int_gemm_rows),
+        F::Q3K => k(A::Q8K, q3_k::int_gemv_rows, q3_k::int_gemm_rows),
+        F::Q2K => k(A::Q8K, q2_k::int_gemv_rows, q2_k::int_gemm_rows),
+        _ => None,
     }
 }
 
@@ -358,6 +434,16 @@ impl QuantizedMatrix {
         out
     }
 
+    /// `x` in the basis the rows were quantized in.
+    fn rotated(&self, x: &[f32]) -> Vec<f32> {
+        assert_eq!(x.len(), self.cols, "x has the matrix's input dimension");
+        let mut xr = x.to_vec();
+        if let Some(r) = &self.rotation {
+            r.rotate(&mut xr);
+        }
+        xr
+    }
+
     fn prepare(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
         assert_eq!(x.len(), self.cols, "x has the matrix's input dimension");
         let mut xr = x.to_vec();
@@ -388,6 +474,65 @@ impl QuantizedMatrix {
             .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, &xr, &aux, ys));
     }
 
+    /// `y = W · x` with `kernel` (falling back to f32 where the format has no integer
+    /// kernel), rows split over the rayon pool when `parallel`.
+    pub fn gemv_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32], parallel: bool) {
+        match (kernel, int_kernels(self.format)) {
+            (Kernel::Int8, Some(ik)) => {
+                assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
+                let act = act::Q8Act::new(ik.act, &self.rotated(x));
+                int_gemv(&self.data, self.row_bytes(), &act, ik.gemv_rows, y, parallel);
+            }
+            _ if parallel => self.gemv(x, y),
+            _ => self.gemv_serial(x, y),
+        }
+    }
+
+    /// `Y = W · X` for `n` tokens: `xs` holds them token-major (`n × cols`), `ys` receives
+    /// `n × rows`. The integer kernel reads each packed row once for all tokens; the f32
+    /// kernel runs `n` matrix-vector products (the reference).
+    pub fn gemm_with(&self, kernel: Kernel, xs: &[f32], ys: &mut [f32], parallel: bool) {
+        assert!(self.cols > 0 && xs.len().is_multiple_of(self.cols), "whole tokens");
+        let n = xs.len() / self.cols;
+        assert_eq!(ys.len(), n * self.rows, "one output per token and row");
+        if n == 1 {
+            return self.gemv_with(kernel, xs, ys, parallel);
+        }
+        match (kernel, int_kernels(self.format)) {
+            (Kernel::Int8, Some(ik)) if self.row_bytes() > 0 => {
+                let acts: Vec<act::Q8Act> = xs
+                    .chunks_exact(self.cols)
+                    .map(|x| act::Q8Act::new(ik.act, &self.rotated(x)))
+                    .collect();
+                let rb = self.row_bytes();
+                let mut by_row = vec![0.0f32; n * self.rows];
+                let per = int_rows_per_task(rb);
+                if parallel && self.rows > per {
+                    by_row
+                        .par_chunks_mut(per * n)
+                        .zip(self.data.par_chunks(per * rb))
+                        .for_each(|(ys, rows)| (ik.gemm_rows)(rows, rb, &acts, ys));
+                } else {
+                    (ik.gemm_rows)(&self.data, rb, &acts, &mut by_row);
+                }
+                for (r, yr) in by_row.chunks_exact(n).enumerate() {
+                    for (t, &v) in yr.iter().enumerate() {
+                        ys[t * self.rows + r] = v;
+                    }
+                }
+            }
+            _ => {
+                for (x, y) in xs.chunks_exact(self.cols).zip(ys.chunks_exact_mut(self.rows)) {
+                    if parallel {
+                        self.gemv(x, y)
+                    } else {
+                        self.gemv_serial(x, y)
+                    }
+                }
+            }
+        }
+    }
+
     /// `y = W · x` on the calling thread only.
     pub fn gemv_serial(&self, x: &[f32], y: &mut [f32]) {
         assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
@@ -397,6 +542,61 @@ impl QuantizedMatrix {
             return;
         }
         (kernels(self.format).gemv_rows)(&self.data, self.row_bytes(), &xr, &aux, y);
+    }
+}
+
+/// Rows per parallel task of an integer GEMV of `rows` rows of `row_bytes`: about 64 KiB of
+/// weights per task (so a task amortises its scheduling), at least one row.
+fn int_rows_per_task(row_bytes: usize) -> usize {
+    (65_536 / row_bytes.max(1)).max(1)
+}
+
+/// The integer GEMV over `data`, split by rows over the pool when `parallel` and there is
+/// more than one task's worth of rows.
+fn int_gemv(
+    data: &[u8],
+    row_bytes: usize,
+    act: &act::Q8Act,
+    rows_fn: IntGemvRowsFn,
+    y: &mut [f32],
+    parallel: bool,
+) {
+    if row_bytes == 0 {
+        y.fill(0.0);
+        return;
+    }
+    let per = int_rows_per_task(row_bytes);
+    if parallel && y.len() > per {
+        y.par_chunks_mut(per)
+            .zip(data.par_chunks(per * row_bytes))
+            .for_each(|(ys, rows)| rows_fn(rows, row_bytes, act, ys));
+    } else {
+        rows_fn(data, row_bytes, act, y);
+    }
+}
+
+/// [`gemv_packed`] with a kernel choice: the integer kernel where `format` has one and
+/// `kernel` asks for it.
+pub fn gemv_packed_with(
+    kernel: Kernel,
+    format: WeightFormat,
+    data: &[u8],
+    cols: usize,
+    x: &[f32],
+    y: &mut [f32],
+    parallel: bool,
+) {
+    match (kernel, int_kernels(format)) {
+        (Kernel::Int8, Some(ik)) => {
+            let k = kernels(format);
+            assert!(cols.is_multiple_of(k.block), "rows of whole blocks");
+            let rb = cols / k.block * k.bytes;
+            assert_eq!(data.len(), y.len() * rb, "one packed row per output");
+            assert_eq!(x.len(), cols, "x has the matrix's input dimension");
+            let act = act::Q8Act::new(ik.act, x);
+            int_gemv(data, rb, &act, ik.gemv_rows, y, parallel);
+        }
+        _ => gemv_packed(format, data, cols, x, y, parallel),
     }
 }
 

@@ -136,3 +136,78 @@ fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q2_K weights against the activation in Q8_K super-blocks; the minimum
+/// terms come from the activation's sums per 16.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[80..82]) * da, read_f16(&yb[82..84]) * da);
+        let sc = &yb[..16];
+        let q = &yb[16..80];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let mut summ = 0i32;
+        for j in 0..16 {
+            summ += (sc[j] >> 4) as i32 * bs[j] as i32;
+        }
+        let mut sumi = 0i32;
+        for h in 0..2 {
+            let qh = &q[32 * h..32 * h + 32];
+            for j in 0..4 {
+                let mut v = [0u8; 32];
+                for i in 0..32 {
+                    v[i] = (qh[i] >> (2 * j)) & 3;
+                }
+                let e = 128 * h + 32 * j;
+                sumi += (sc[8 * h + 2 * j] & 0xf) as i32
+                    * super::act::dot16_u8_i8(&v[..16], &a[e..e + 16])
+                    + (sc[8 * h + 2 * j + 1] & 0xf) as i32
+                        * super::act::dot16_u8_i8(&v[16..], &a[e + 16..e + 32]);
+            }
+        }
+        acc += dw * sumi as f32 - dmin * summ as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    use super::avx2::{hsum_ps, load32, load32_i8, maddubs, plane2, scale_halves};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[80..82]) * da, read_f16(&yb[82..84]) * da);
+        let sc = &yb[..16];
+        let q = &yb[16..80];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let mut summ = 0i32;
+        for j in 0..16 {
+            summ += (sc[j] >> 4) as i32 * bs[j] as i32;
+        }
+        let mut sumi = _mm256_setzero_si256();
+        for h in 0..2 {
+            let bits = load32(&q[32 * h..]);
+            for j in 0..4 {
+                let p = maddubs(plane2(bits, j), load32_i8(&a[128 * h + 32 * j..]));
+                let k = 8 * h + 2 * j;
+                let p = scale_halves(p, (sc[k] & 0xf) as i16, (sc[k + 1] & 0xf) as i16);
+                sumi = _mm256_add_epi32(sumi, p);
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * summ as f32;
+    }
+    hsum_ps(acc) - acc_min
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

@@ -126,3 +126,77 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q3_K weights (codes −4..3) against the activation in Q8_K super-blocks.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let dw = read_f16(&yb[108..110]) * da;
+        let sc = unpack_scales(&yb[96..108]);
+        let (hm, q) = (&yb[0..32], &yb[32..96]);
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let mut sumi = 0i32;
+        for h in 0..2 {
+            let qh = &q[32 * h..32 * h + 32];
+            for j in 0..4 {
+                let bit = 1u8 << (4 * h + j);
+                let mut v = [0i8; 32];
+                for i in 0..32 {
+                    let low = ((qh[i] >> (2 * j)) & 3) as i8;
+                    v[i] = low - if hm[i] & bit != 0 { 0 } else { 4 };
+                }
+                let e = 128 * h + 32 * j;
+                sumi += (sc[8 * h + 2 * j] as i32 - 32)
+                    * super::act::dot16_i8_i8(&v[..16], &a[e..e + 16])
+                    + (sc[8 * h + 2 * j + 1] as i32 - 32)
+                        * super::act::dot16_i8_i8(&v[16..], &a[e + 16..e + 32]);
+            }
+        }
+        acc += dw * sumi as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: codes as unsigned `low + 4 · high bit` (0..7) against the
+/// activation, then `4 · Σ a` per sub-block subtracted through the activation's sums.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    use super::avx2::{hsum_ps, load32, load32_i8, maddubs, plane2, scale_halves};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let four = _mm256_set1_epi8(4);
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let dw = read_f16(&yb[108..110]) * da;
+        let sc = unpack_scales(&yb[96..108]);
+        let hm = load32(&yb[0..32]);
+        let q = &yb[32..96];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let mut sumi = _mm256_setzero_si256();
+        let mut corr = 0i32;
+        for h in 0..2 {
+            let bits = load32(&q[32 * h..]);
+            for j in 0..4 {
+                let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
+                let high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                let codes = _mm256_or_si256(plane2(bits, j), high);
+                let p = maddubs(codes, load32_i8(&a[128 * h + 32 * j..]));
+                let k = 8 * h + 2 * j;
+                let (s0, s1) = (sc[k] as i16 - 32, sc[k + 1] as i16 - 32);
+                sumi = _mm256_add_epi32(sumi, scale_halves(p, s0, s1));
+                corr += 4 * (s0 as i32 * bs[k] as i32 + s1 as i32 * bs[k + 1] as i32);
+            }
+        }
+        let sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

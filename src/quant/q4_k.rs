@@ -136,3 +136,77 @@ fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q4_K weights against the activation in Q8_K super-blocks; the minimum
+/// terms come from the activation's sums per 16.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[0..2]) * da, read_f16(&yb[2..4]) * da);
+        let s = &yb[4..16];
+        let q = &yb[16..144];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let (mut sumi, mut summ) = (0i32, 0i32);
+        for c in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * c, s);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let qc = &q[32 * c..32 * c + 32];
+            let (mut lo, mut hi) = ([0u8; 32], [0u8; 32]);
+            for i in 0..32 {
+                lo[i] = qc[i] & 0xf;
+                hi[i] = qc[i] >> 4;
+            }
+            sumi += sc1 as i32 * super::act::dot32_u8_i8(&lo, &a[64 * c..64 * c + 32])
+                + sc2 as i32 * super::act::dot32_u8_i8(&hi, &a[64 * c + 32..64 * c + 64]);
+            summ += m1 as i32 * (bs[4 * c] as i32 + bs[4 * c + 1] as i32)
+                + m2 as i32 * (bs[4 * c + 2] as i32 + bs[4 * c + 3] as i32);
+        }
+        acc += dw * sumi as f32 - dmin * summ as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    use super::avx2::{hsum_ps, load32, load32_i8, maddubs};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = 0.0f32;
+    let low = _mm256_set1_epi8(0x0f);
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[0..2]) * da, read_f16(&yb[2..4]) * da);
+        let s = &yb[4..16];
+        let q = &yb[16..144];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let mut sumi = _mm256_setzero_si256();
+        let mut summ = 0i32;
+        for c in 0..4 {
+            let (sc1, m1) = scale_min_k4(2 * c, s);
+            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let bits = load32(&q[32 * c..]);
+            let lo = _mm256_and_si256(bits, low);
+            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
+            let p1 = maddubs(lo, load32_i8(&a[64 * c..]));
+            let p2 = maddubs(hi, load32_i8(&a[64 * c + 32..]));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16));
+            let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+            summ += m1 as i32 * (bs[4 * c] as i32 + bs[4 * c + 1] as i32)
+                + m2 as i32 * (bs[4 * c + 2] as i32 + bs[4 * c + 3] as i32);
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * summ as f32;
+    }
+    hsum_ps(acc) - acc_min
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

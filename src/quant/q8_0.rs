@@ -47,3 +47,34 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q8_0 weights against the activation in Q8_0 blocks.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let sumi = super::act::dot32_i8_i8(&wb[2..34], ab);
+        acc += read_f16(wb) * da * sumi as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::avx2::{dot_i8_i8, hsum_ps, load32, load32_i8};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let p = dot_i8_i8(load32(&wb[2..34]), load32_i8(ab));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(read_f16(wb) * da), _mm256_cvtepi32_ps(p), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

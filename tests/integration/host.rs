@@ -127,7 +127,7 @@ fn real_decode_outputs_equal_the_quality_path() {
                 let q = QuantExpert::new(&src.expert(*layer, *x as u32).unwrap(), format).unwrap();
                 let h = hidden_vector(5, *event, src.hidden());
                 let mut y = vec![0.0f32; src.hidden()];
-                q.forward(&h, &mut y);
+                q.forward_with(moesim::quant::HOST_KERNEL, &h, &mut y);
                 assert_eq!(
                     &y, out,
                     "{format} threads {threads} event {event} layer {layer} expert {x}"

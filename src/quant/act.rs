@@ -1,0 +1,375 @@
+//! The activation vector quantized to 8 bits, once per matrix-vector product, for the integer
+//! kernels: weights stay packed, activations become blocks of `i8` codes with one f32 scale, and
+//! a block's dot product is an integer sum times two scales.
+//!
+//! Two block shapes, as ggml uses them:
+//! - [`ActKind::Q8_0`]: 32 codes, `d = amax / 127` rounded through f16 (ggml's
+//!   `quantize_row_q8_0`), for Q8_0 and Q4_0 weights;
+//! - [`ActKind::Q8K`]: 256 codes, `d = max / −127` for the signed value of largest magnitude,
+//!   codes clamped to 127, and the sums of every 16 codes (ggml's `quantize_row_q8_K_ref`), for
+//!   the K-quants, whose minimum terms need those sums.
+//!
+//! The rounding changes a product by about `|x| · |w| / 254` per element at worst; `quant eval`
+//! reports the error this adds over the f32-activation kernels.
+
+use super::f16::round_f16;
+
+/// Which block shape the activation is quantized to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActKind {
+    /// Blocks of 32 with an f16-rounded scale.
+    Q8_0,
+    /// Super-blocks of 256 with an f32 scale and sums per 16.
+    Q8K,
+}
+
+impl ActKind {
+    /// Codes per block.
+    pub fn block(self) -> usize {
+        match self {
+            ActKind::Q8_0 => 32,
+            ActKind::Q8K => 256,
+        }
+    }
+}
+
+/// A quantized activation vector.
+#[derive(Debug, Clone, Default)]
+pub struct Q8Act {
+    /// The codes, one per element.
+    pub qs: Vec<i8>,
+    /// One scale per block.
+    pub d: Vec<f32>,
+    /// Sums of every 16 codes ([`ActKind::Q8K`] only).
+    pub bsums: Vec<i16>,
+}
+
+impl Q8Act {
+    /// Quantizes `x` (a whole number of blocks of `kind`) into `self`, reusing its buffers.
+    pub fn quantize(&mut self, kind: ActKind, x: &[f32]) {
+        let block = kind.block();
+        assert!(x.len().is_multiple_of(block), "whole activation blocks");
+        self.qs.clear();
+        self.d.clear();
+        self.bsums.clear();
+        self.qs.reserve(x.len());
+        match kind {
+            ActKind::Q8_0 => {
+                for xb in x.chunks_exact(block) {
+                    let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    let d = amax / 127.0;
+                    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                    self.d.push(round_f16(d));
+                    self.qs.extend(xb.iter().map(|&v| (v * id).round() as i8));
+                }
+            }
+            ActKind::Q8K => {
+                for xb in x.chunks_exact(block) {
+                    let (mut amax, mut max) = (0.0f32, 0.0f32);
+                    for &v in xb {
+                        if v.abs() > amax {
+                            amax = v.abs();
+                            max = v;
+                        }
+                    }
+                    if amax == 0.0 {
+                        self.d.push(0.0);
+                        self.qs.extend(std::iter::repeat_n(0i8, block));
+                        self.bsums.extend(std::iter::repeat_n(0i16, block / 16));
+                        continue;
+                    }
+                    let iscale = -127.0 / max;
+                    let start = self.qs.len();
+                    self.qs.extend(
+                        xb.iter()
+                            .map(|&v| super::kquant::nearest_int(iscale * v).min(127) as i8),
+                    );
+                    self.bsums.extend(
+                        self.qs[start..]
+                            .chunks_exact(16)
+                            .map(|c| c.iter().map(|&q| q as i16).sum::<i16>()),
+                    );
+                    self.d.push(1.0 / iscale);
+                }
+            }
+        }
+    }
+
+    /// `x` quantized as `kind`.
+    pub fn new(kind: ActKind, x: &[f32]) -> Q8Act {
+        let mut a = Q8Act::default();
+        a.quantize(kind, x);
+        a
+    }
+
+    /// The quantized vector read back (code times its block's scale).
+    pub fn dequantize(&self, kind: ActKind) -> Vec<f32> {
+        self.qs
+            .chunks_exact(kind.block())
+            .zip(&self.d)
+            .flat_map(|(q, &d)| q.iter().map(move |&v| v as f32 * d))
+            .collect()
+    }
+}
+
+/// Generates `pub(crate) fn int_gemv_rows(rows: &[u8], row_bytes, act: &Q8Act, y)` from an
+/// integer row kernel `fn(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32`, compiled
+/// for each [`super::gemv::SimdLevel`] like `row_kernels!`.
+macro_rules! int_row_kernels {
+    ($dot:path) => {
+        $crate::quant::act::int_row_kernels!($dot, $dot);
+    };
+    ($dot:path, $avx2_dot:path) => {
+        /// `y[r] = dot(row r, act)` for every row of `rows` (`row_bytes` each).
+        pub(crate) fn int_gemv_rows(
+            rows: &[u8],
+            row_bytes: usize,
+            act: &$crate::quant::act::Q8Act,
+            y: &mut [f32],
+        ) {
+            #[inline(always)]
+            fn body(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                    *yr = $dot(row, qs, d, bs);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                    *yr = $avx2_dot(row, qs, d, bs);
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            fn avx512(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+                avx2(rows, row_bytes, qs, d, bs, y)
+            }
+            let (qs, d, bs) = (&act.qs[..], &act.d[..], &act.bsums[..]);
+            match $crate::quant::gemv::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
+                $crate::quant::gemv::SimdLevel::Avx512 => unsafe { avx512(rows, row_bytes, qs, d, bs, y) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
+                $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, qs, d, bs, y) },
+                _ => body(rows, row_bytes, qs, d, bs, y),
+            }
+        }
+
+        /// `y[r · n + t] = dot(row r, acts[t])` for every row of `rows` and each of the
+        /// `n = acts.len()` tokens: each packed row is read from memory once and reused, from
+        /// the L1 cache, for every token.
+        pub(crate) fn int_gemm_rows(
+            rows: &[u8],
+            row_bytes: usize,
+            acts: &[$crate::quant::act::Q8Act],
+            y: &mut [f32],
+        ) {
+            #[inline(always)]
+            fn body(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+                let n = acts.len();
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                    for (a, yt) in acts.iter().zip(yr.iter_mut()) {
+                        *yt = $dot(row, &a.qs, &a.d, &a.bsums);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma")]
+            fn avx2(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+                let n = acts.len();
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                    for (a, yt) in acts.iter().zip(yr.iter_mut()) {
+                        *yt = $avx2_dot(row, &a.qs, &a.d, &a.bsums);
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+            fn avx512(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+                avx2(rows, row_bytes, acts, y)
+            }
+            match $crate::quant::gemv::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
+                $crate::quant::gemv::SimdLevel::Avx512 => unsafe { avx512(rows, row_bytes, acts, y) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
+                $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, acts, y) },
+                _ => body(rows, row_bytes, acts, y),
+            }
+        }
+    };
+}
+
+pub(crate) use int_row_kernels;
+
+/// `Σ a[i] · b[i]` over 32 unsigned and signed bytes, shaped for LLVM to vectorise into
+/// widening multiply-adds (16-bit products, 32-bit sums).
+#[inline(always)]
+pub(crate) fn dot32_u8_i8(a: &[u8], b: &[i8]) -> i32 {
+    let (a, b) = (&a[..32], &b[..32]);
+    let mut s = [0i32; 16];
+    for i in 0..16 {
+        s[i] = (a[i] as i16 * b[i] as i16) as i32 + (a[16 + i] as i16 * b[16 + i] as i16) as i32;
+    }
+    s.iter().sum()
+}
+
+/// `Σ a[i] · b[i]` over 32 signed bytes, `a` stored as `u8` (two's complement).
+#[inline(always)]
+pub(crate) fn dot32_i8_i8(a: &[u8], b: &[i8]) -> i32 {
+    let (a, b) = (&a[..32], &b[..32]);
+    let mut s = [0i32; 16];
+    for i in 0..16 {
+        s[i] = ((a[i] as i8) as i16 * b[i] as i16) as i32
+            + ((a[16 + i] as i8) as i16 * b[16 + i] as i16) as i32;
+    }
+    s.iter().sum()
+}
+
+/// `Σ a[i] · b[i]` over 16 signed bytes.
+#[inline(always)]
+pub(crate) fn dot16_i8_i8(a: &[i8], b: &[i8]) -> i32 {
+    let (a, b) = (&a[..16], &b[..16]);
+    let mut s = [0i32; 16];
+    for i in 0..16 {
+        s[i] = (a[i] as i16 * b[i] as i16) as i32;
+    }
+    s.iter().sum()
+}
+
+/// `Σ b[i]` over 32 signed bytes.
+#[inline(always)]
+pub(crate) fn sum32_i8(b: &[i8]) -> i32 {
+    b[..32].iter().map(|&v| v as i32).sum()
+}
+
+/// `Σ a[i] · b[i]` over 16 unsigned and signed bytes.
+#[inline(always)]
+pub(crate) fn dot16_u8_i8(a: &[u8], b: &[i8]) -> i32 {
+    let (a, b) = (&a[..16], &b[..16]);
+    let mut s = [0i32; 16];
+    for i in 0..16 {
+        s[i] = (a[i] as i16 * b[i] as i16) as i32;
+    }
+    s.iter().sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q8k_codes_sums_and_scale_follow_the_largest_signed_value() {
+        let x: Vec<f32> = (0..256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let a = Q8Act::new(ActKind::Q8K, &x);
+        let (amax_i, _) = x
+            .iter()
+            .enumerate()
+            .fold((0, 0.0f32), |(bi, bv), (i, v)| if v.abs() > bv { (i, v.abs()) } else { (bi, bv) });
+        // The largest magnitude maps to -127 (its sign flipped by the negative scale's sign).
+        assert_eq!(a.qs[amax_i] as i32 * x[amax_i].signum() as i32 * a.d[0].signum() as i32, 127);
+        for (j, s) in a.bsums.iter().enumerate() {
+            assert_eq!(*s as i32, a.qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum::<i32>());
+        }
+        let back = a.dequantize(ActKind::Q8K);
+        let step = a.d[0].abs();
+        for (v, b) in x.iter().zip(&back) {
+            assert!((v - b).abs() <= 0.5 * step + 1e-6, "{v} vs {b}");
+        }
+    }
+
+    #[test]
+    fn q8_0_rounds_within_half_a_step_and_zero_blocks_stay_zero() {
+        let mut x: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) * 0.013).collect();
+        x[32..].fill(0.0);
+        let a = Q8Act::new(ActKind::Q8_0, &x);
+        assert_eq!(a.d[1], 0.0);
+        assert!(a.qs[32..].iter().all(|&q| q == 0));
+        let back = a.dequantize(ActKind::Q8_0);
+        for (v, b) in x.iter().zip(&back) {
+            assert!((v - b).abs() <= 0.5 * a.d[0] * 1.01 + 1e-7, "{v} vs {b}");
+        }
+    }
+
+    #[test]
+    fn byte_dots_are_exact_at_the_extremes() {
+        let a = [255u8; 32];
+        let b = [-128i8; 32];
+        assert_eq!(dot32_u8_i8(&a, &b), 32 * 255 * -128);
+        let c = [-128i8; 32];
+        assert_eq!(dot32_i8_i8(&[0x80u8; 32], &c), 32 * 128 * 128);
+        assert_eq!(dot16_i8_i8(&c[..16], &c[..16]), 16 * 128 * 128);
+        assert_eq!(sum32_i8(&c), -32 * 128);
+        assert_eq!(dot16_u8_i8(&a[..16], &b[..16]), 16 * 255 * -128);
+    }
+}
+
+#[cfg(test)]
+mod kernel_tests {
+    use crate::quant::eval::{WeightDistribution, sample};
+    use crate::quant::{Kernel, QuantizedMatrix, WeightFormat, int_kernels};
+
+    /// The integer kernel computes exactly the dot product of the stored weights with the
+    /// quantized activation (up to f32 rounding of the per-block products): every format, a
+    /// shape of several super-blocks, one thread and the pool, one token and a batch.
+    #[test]
+    fn integer_kernels_are_the_stored_weights_times_the_quantized_activation() {
+        let (rows, cols) = (150, 1024);
+        for dist in [WeightDistribution::Gaussian, WeightDistribution::StudentT(4.0)] {
+            let w = sample(dist, rows * cols, 7);
+            for f in ["q8_0", "q4_0", "q4_k", "q3_k", "q2_k"] {
+                let f: WeightFormat = f.parse().unwrap();
+                let ik = int_kernels(f).expect("an integer kernel");
+                let q = QuantizedMatrix::quantize(f, rows, cols, &w, None).unwrap();
+                let deq = q.dequantize();
+                let n = 3;
+                let xs = sample(WeightDistribution::Gaussian, n * cols, 11);
+                let mut batched = vec![0.0f32; n * rows];
+                q.gemm_with(Kernel::Int8, &xs, &mut batched, true);
+                for (t, x) in xs.chunks_exact(cols).enumerate() {
+                    let xa = super::Q8Act::new(ik.act, x).dequantize(ik.act);
+                    let mut y1 = vec![0.0f32; rows];
+                    let mut yp = vec![0.0f32; rows];
+                    q.gemv_with(Kernel::Int8, x, &mut y1, false);
+                    q.gemv_with(Kernel::Int8, x, &mut yp, true);
+                    assert_eq!(y1, yp, "{f:?}: the split does not change a row's sum");
+                    assert_eq!(&batched[t * rows..(t + 1) * rows], &y1[..], "{f:?}: batch");
+                    for r in 0..rows {
+                        let want: f64 = deq[r * cols..(r + 1) * cols]
+                            .iter()
+                            .zip(&xa)
+                            .map(|(&a, &b)| a as f64 * b as f64)
+                            .sum();
+                        let scale: f64 = deq[r * cols..(r + 1) * cols]
+                            .iter()
+                            .zip(&xa)
+                            .map(|(&a, &b)| (a as f64 * b as f64).abs())
+                            .sum();
+                        assert!(
+                            (y1[r] as f64 - want).abs() <= 1e-5 * scale + 1e-6,
+                            "{f:?} {dist:?} row {r}: {} vs {want}",
+                            y1[r]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Formats without an integer kernel run the reference.
+    #[test]
+    fn formats_without_an_integer_kernel_fall_back_to_f32() {
+        let f: WeightFormat = "tq2_0".parse().unwrap();
+        assert_eq!(Kernel::Int8.for_format(f), Kernel::F32);
+        let w = sample(WeightDistribution::Gaussian, 4 * 256, 3);
+        let x = sample(WeightDistribution::Gaussian, 256, 4);
+        let q = QuantizedMatrix::quantize(f, 4, 256, &w, None).unwrap();
+        let (mut a, mut b) = (vec![0.0f32; 4], vec![0.0f32; 4]);
+        q.gemv_with(Kernel::Int8, &x, &mut a, false);
+        q.gemv_serial(&x, &mut b);
+        assert_eq!(a, b);
+    }
+}
