@@ -128,31 +128,56 @@ macro_rules! int_row_kernels {
             y: &mut [f32],
         ) {
             #[inline(always)]
-            fn body(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+            fn body(
+                rows: &[u8],
+                row_bytes: usize,
+                qs: &[i8],
+                d: &[f32],
+                bs: &[i16],
+                y: &mut [f32],
+            ) {
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
                     *yr = $dot(row, qs, d, bs);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+            fn avx2(
+                rows: &[u8],
+                row_bytes: usize,
+                qs: &[i8],
+                d: &[f32],
+                bs: &[i16],
+                y: &mut [f32],
+            ) {
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
                     *yr = $avx2_dot(row, qs, d, bs);
                 }
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-            fn avx512(rows: &[u8], row_bytes: usize, qs: &[i8], d: &[f32], bs: &[i16], y: &mut [f32]) {
+            fn avx512(
+                rows: &[u8],
+                row_bytes: usize,
+                qs: &[i8],
+                d: &[f32],
+                bs: &[i16],
+                y: &mut [f32],
+            ) {
                 avx2(rows, row_bytes, qs, d, bs, y)
             }
             let (qs, d, bs) = (&act.qs[..], &act.d[..], &act.bsums[..]);
             match $crate::quant::gemv::simd_level() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
-                $crate::quant::gemv::SimdLevel::Avx512 => unsafe { avx512(rows, row_bytes, qs, d, bs, y) },
+                $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
+                    avx512(rows, row_bytes, qs, d, bs, y)
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
-                $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, qs, d, bs, y) },
+                $crate::quant::gemv::SimdLevel::Avx2 => unsafe {
+                    avx2(rows, row_bytes, qs, d, bs, y)
+                },
                 _ => body(rows, row_bytes, qs, d, bs, y),
             }
         }
@@ -167,7 +192,12 @@ macro_rules! int_row_kernels {
             y: &mut [f32],
         ) {
             #[inline(always)]
-            fn body(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+            fn body(
+                rows: &[u8],
+                row_bytes: usize,
+                acts: &[$crate::quant::act::Q8Act],
+                y: &mut [f32],
+            ) {
                 let n = acts.len();
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
                     for (a, yt) in acts.iter().zip(yr.iter_mut()) {
@@ -177,7 +207,12 @@ macro_rules! int_row_kernels {
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma")]
-            fn avx2(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+            fn avx2(
+                rows: &[u8],
+                row_bytes: usize,
+                acts: &[$crate::quant::act::Q8Act],
+                y: &mut [f32],
+            ) {
                 let n = acts.len();
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
                     for (a, yt) in acts.iter().zip(yr.iter_mut()) {
@@ -187,13 +222,20 @@ macro_rules! int_row_kernels {
             }
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-            fn avx512(rows: &[u8], row_bytes: usize, acts: &[$crate::quant::act::Q8Act], y: &mut [f32]) {
+            fn avx512(
+                rows: &[u8],
+                row_bytes: usize,
+                acts: &[$crate::quant::act::Q8Act],
+                y: &mut [f32],
+            ) {
                 avx2(rows, row_bytes, acts, y)
             }
             match $crate::quant::gemv::simd_level() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
-                $crate::quant::gemv::SimdLevel::Avx512 => unsafe { avx512(rows, row_bytes, acts, y) },
+                $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
+                    avx512(rows, row_bytes, acts, y)
+                },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
                 $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, acts, y) },
@@ -263,16 +305,26 @@ mod tests {
 
     #[test]
     fn q8k_codes_sums_and_scale_follow_the_largest_signed_value() {
-        let x: Vec<f32> = (0..256).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let x: Vec<f32> = (0..256)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+            .collect();
         let a = Q8Act::new(ActKind::Q8K, &x);
-        let (amax_i, _) = x
-            .iter()
-            .enumerate()
-            .fold((0, 0.0f32), |(bi, bv), (i, v)| if v.abs() > bv { (i, v.abs()) } else { (bi, bv) });
+        let (amax_i, _) = x.iter().enumerate().fold((0, 0.0f32), |(bi, bv), (i, v)| {
+            if v.abs() > bv { (i, v.abs()) } else { (bi, bv) }
+        });
         // The largest magnitude maps to -127 (its sign flipped by the negative scale's sign).
-        assert_eq!(a.qs[amax_i] as i32 * x[amax_i].signum() as i32 * a.d[0].signum() as i32, 127);
+        assert_eq!(
+            a.qs[amax_i] as i32 * x[amax_i].signum() as i32 * a.d[0].signum() as i32,
+            127
+        );
         for (j, s) in a.bsums.iter().enumerate() {
-            assert_eq!(*s as i32, a.qs[16 * j..16 * j + 16].iter().map(|&q| q as i32).sum::<i32>());
+            assert_eq!(
+                *s as i32,
+                a.qs[16 * j..16 * j + 16]
+                    .iter()
+                    .map(|&q| q as i32)
+                    .sum::<i32>()
+            );
         }
         let back = a.dequantize(ActKind::Q8K);
         let step = a.d[0].abs();
@@ -318,7 +370,10 @@ mod kernel_tests {
     #[test]
     fn integer_kernels_are_the_stored_weights_times_the_quantized_activation() {
         let (rows, cols) = (150, 1024);
-        for dist in [WeightDistribution::Gaussian, WeightDistribution::StudentT(4.0)] {
+        for dist in [
+            WeightDistribution::Gaussian,
+            WeightDistribution::StudentT(4.0),
+        ] {
             let w = sample(dist, rows * cols, 7);
             for f in ["q8_0", "q4_0", "q4_k", "q3_k", "q2_k"] {
                 let f: WeightFormat = f.parse().unwrap();

@@ -220,7 +220,9 @@ mod tests {
         let bench = Bench::new(1, 0).unwrap();
         let formats: Vec<WeightFormat> =
             COMPUTE_FORMATS.iter().map(|f| f.parse().unwrap()).collect();
-        let rows = bench.shape(4, 256, &formats, &[1], &[Kernel::F32, Kernel::Int8]).unwrap();
+        let rows = bench
+            .shape(4, 256, &formats, &[1], &[Kernel::F32, Kernel::Int8])
+            .unwrap();
         // f32 for all six, int8 for q8_0, q4_k, q3_k and q2_k.
         assert_eq!(rows.len(), 10);
         let r = compute_rates(&rows, (4, 256)).unwrap();
@@ -233,9 +235,15 @@ mod tests {
         assert_eq!(r.q4, q4[0].max(q4[1]));
         assert!(compute_rates(&rows, (8, 256)).is_err());
         assert_eq!(compute_rates(&rows[1..], (4, 256)).unwrap_err(), ["f16"]);
-        assert!(bench.shape(4, 100, &formats[2..3], &[1], &[Kernel::F32]).is_err());
+        assert!(
+            bench
+                .shape(4, 100, &formats[2..3], &[1], &[Kernel::F32])
+                .is_err()
+        );
         assert!(peak_rates(&rows, (4, 256)).is_none());
-        let batched = bench.shape(4, 256, &formats, &[1, 4], &[Kernel::Int8]).unwrap();
+        let batched = bench
+            .shape(4, 256, &formats, &[1, 4], &[Kernel::Int8])
+            .unwrap();
         let peak = peak_rates(&batched, (4, 256)).unwrap();
         let batch_one = compute_rates(&batched, (4, 256)).unwrap();
         assert!(peak.q4 >= batch_one.q4 && peak.q2 >= batch_one.q2);

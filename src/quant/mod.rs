@@ -481,7 +481,14 @@ impl QuantizedMatrix {
             (Kernel::Int8, Some(ik)) => {
                 assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
                 let act = act::Q8Act::new(ik.act, &self.rotated(x));
-                int_gemv(&self.data, self.row_bytes(), &act, ik.gemv_rows, y, parallel);
+                int_gemv(
+                    &self.data,
+                    self.row_bytes(),
+                    &act,
+                    ik.gemv_rows,
+                    y,
+                    parallel,
+                );
             }
             _ if parallel => self.gemv(x, y),
             _ => self.gemv_serial(x, y),
@@ -492,7 +499,10 @@ impl QuantizedMatrix {
     /// `n × rows`. The integer kernel reads each packed row once for all tokens; the f32
     /// kernel runs `n` matrix-vector products (the reference).
     pub fn gemm_with(&self, kernel: Kernel, xs: &[f32], ys: &mut [f32], parallel: bool) {
-        assert!(self.cols > 0 && xs.len().is_multiple_of(self.cols), "whole tokens");
+        assert!(
+            self.cols > 0 && xs.len().is_multiple_of(self.cols),
+            "whole tokens"
+        );
         let n = xs.len() / self.cols;
         assert_eq!(ys.len(), n * self.rows, "one output per token and row");
         if n == 1 {
@@ -522,7 +532,10 @@ impl QuantizedMatrix {
                 }
             }
             _ => {
-                for (x, y) in xs.chunks_exact(self.cols).zip(ys.chunks_exact_mut(self.rows)) {
+                for (x, y) in xs
+                    .chunks_exact(self.cols)
+                    .zip(ys.chunks_exact_mut(self.rows))
+                {
                     if parallel {
                         self.gemv(x, y)
                     } else {

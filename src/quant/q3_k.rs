@@ -181,7 +181,8 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
             let bits = load32(&q[32 * h..]);
             for j in 0..4 {
                 let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
-                let high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                let high =
+                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
                 let codes = _mm256_or_si256(plane2(bits, j), high);
                 let p = maddubs(codes, load32_i8(&a[128 * h + 32 * j..]));
                 let k = 8 * h + 2 * j;

@@ -90,7 +90,11 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
         let w = _mm256_sub_epi8(nibbles(load16(&wb[2..18])), _mm256_set1_epi8(8));
         let p = dot_i8_i8(w, load32_i8(ab));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(read_f16(wb) * da), _mm256_cvtepi32_ps(p), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(read_f16(wb) * da),
+            _mm256_cvtepi32_ps(p),
+            acc,
+        );
     }
     hsum_ps(acc)
 }

@@ -69,7 +69,11 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     let mut acc = _mm256_setzero_ps();
     for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
         let p = dot_i8_i8(load32(&wb[2..34]), load32_i8(ab));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(read_f16(wb) * da), _mm256_cvtepi32_ps(p), acc);
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(read_f16(wb) * da),
+            _mm256_cvtepi32_ps(p),
+            acc,
+        );
     }
     hsum_ps(acc)
 }
