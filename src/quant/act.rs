@@ -154,28 +154,12 @@ macro_rules! int_row_kernels {
                     *yr = $avx2_dot(row, qs, d, bs);
                 }
             }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-            fn avx512(
-                rows: &[u8],
-                row_bytes: usize,
-                qs: &[i8],
-                d: &[f32],
-                bs: &[i16],
-                y: &mut [f32],
-            ) {
-                avx2(rows, row_bytes, qs, d, bs, y)
-            }
             let (qs, d, bs) = (&act.qs[..], &act.d[..], &act.bsums[..]);
             match $crate::quant::gemv::simd_level() {
+                // The AVX2 kernels also serve AVX-512 machines (no wider ones yet).
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
-                $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
-                    avx512(rows, row_bytes, qs, d, bs, y)
-                },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
-                $crate::quant::gemv::SimdLevel::Avx2 => unsafe {
+                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2 and FMA.
+                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
                     avx2(rows, row_bytes, qs, d, bs, y)
                 },
                 _ => body(rows, row_bytes, qs, d, bs, y),
@@ -220,25 +204,12 @@ macro_rules! int_row_kernels {
                     }
                 }
             }
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-            fn avx512(
-                rows: &[u8],
-                row_bytes: usize,
-                acts: &[$crate::quant::act::Q8Act],
-                y: &mut [f32],
-            ) {
-                avx2(rows, row_bytes, acts, y)
-            }
             match $crate::quant::gemv::simd_level() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx512 only when the CPU has these features.
-                $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
-                    avx512(rows, row_bytes, acts, y)
+                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2 and FMA.
+                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
+                    avx2(rows, row_bytes, acts, y)
                 },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx2 only when the CPU has AVX2 and FMA.
-                $crate::quant::gemv::SimdLevel::Avx2 => unsafe { avx2(rows, row_bytes, acts, y) },
                 _ => body(rows, row_bytes, acts, y),
             }
         }

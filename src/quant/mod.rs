@@ -36,8 +36,9 @@ mod tq1_0;
 mod tq2_0;
 mod uniform;
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
-use serde::Serialize;
 
 pub use format::{ComputeClass, WeightFormat};
 pub use hadamard::Rotation;
@@ -215,8 +216,7 @@ pub(crate) struct IntKernels {
 }
 
 /// Which kernel a matrix-vector product runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
     /// Weights dequantized against the f32 activation: the reference (exact up to f32
     /// rounding).
@@ -434,22 +434,21 @@ impl QuantizedMatrix {
         out
     }
 
-    /// `x` in the basis the rows were quantized in.
-    fn rotated(&self, x: &[f32]) -> Vec<f32> {
+    /// `x` in the basis the rows were quantized in (borrowed when there is no rotation).
+    fn rotated<'a>(&self, x: &'a [f32]) -> Cow<'a, [f32]> {
         assert_eq!(x.len(), self.cols, "x has the matrix's input dimension");
-        let mut xr = x.to_vec();
-        if let Some(r) = &self.rotation {
-            r.rotate(&mut xr);
+        match &self.rotation {
+            Some(r) => {
+                let mut xr = x.to_vec();
+                r.rotate(&mut xr);
+                Cow::Owned(xr)
+            }
+            None => Cow::Borrowed(x),
         }
-        xr
     }
 
-    fn prepare(&self, x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        assert_eq!(x.len(), self.cols, "x has the matrix's input dimension");
-        let mut xr = x.to_vec();
-        if let Some(r) = &self.rotation {
-            r.rotate(&mut xr);
-        }
+    fn prepare<'a>(&self, x: &'a [f32]) -> (Cow<'a, [f32]>, Vec<f32>) {
+        let xr = self.rotated(x);
         let mut aux = Vec::new();
         let group = kernels(self.format).aux_group;
         if group > 0 {
@@ -516,15 +515,9 @@ impl QuantizedMatrix {
                     .collect();
                 let rb = self.row_bytes();
                 let mut by_row = vec![0.0f32; n * self.rows];
-                let per = int_rows_per_task(rb);
-                if parallel && self.rows > per {
-                    by_row
-                        .par_chunks_mut(per * n)
-                        .zip(self.data.par_chunks(per * rb))
-                        .for_each(|(ys, rows)| (ik.gemm_rows)(rows, rb, &acts, ys));
-                } else {
-                    (ik.gemm_rows)(&self.data, rb, &acts, &mut by_row);
-                }
+                split_rows(&self.data, rb, &mut by_row, n, parallel, |rows, ys| {
+                    (ik.gemm_rows)(rows, rb, &acts, ys)
+                });
                 for (r, yr) in by_row.chunks_exact(n).enumerate() {
                     for (t, &v) in yr.iter().enumerate() {
                         ys[t * self.rows + r] = v;
@@ -578,13 +571,29 @@ fn int_gemv(
         y.fill(0.0);
         return;
     }
+    split_rows(data, row_bytes, y, 1, parallel, |rows, ys| {
+        rows_fn(rows, row_bytes, act, ys)
+    });
+}
+
+/// Runs `f(rows, outputs)` over `data`'s packed rows (`row_bytes` each, `per_row` outputs
+/// each in `y`): in tasks of about 64 KiB of weights over the pool when `parallel` and there
+/// is more than one task's worth, else in one call on this thread.
+fn split_rows(
+    data: &[u8],
+    row_bytes: usize,
+    y: &mut [f32],
+    per_row: usize,
+    parallel: bool,
+    f: impl Fn(&[u8], &mut [f32]) + Sync,
+) {
     let per = int_rows_per_task(row_bytes);
-    if parallel && y.len() > per {
-        y.par_chunks_mut(per)
+    if parallel && y.len() > per * per_row {
+        y.par_chunks_mut(per * per_row)
             .zip(data.par_chunks(per * row_bytes))
-            .for_each(|(ys, rows)| rows_fn(rows, row_bytes, act, ys));
+            .for_each(|(ys, rows)| f(rows, ys));
     } else {
-        rows_fn(data, row_bytes, act, y);
+        f(data, y);
     }
 }
 

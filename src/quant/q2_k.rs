@@ -137,6 +137,17 @@ fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
 
 row_kernels!(dot_row);
 
+/// `Σ_j m_j · Σ a` over the sixteen sub-blocks: the minimum terms of a super-block from its
+/// 4-bit mins (high nibbles of the scales) and the activation's sums per 16.
+#[inline(always)]
+fn mins_dot(sc: &[u8], bs: &[i16]) -> i32 {
+    sc[..16]
+        .iter()
+        .zip(&bs[..16])
+        .map(|(&s, &b)| (s >> 4) as i32 * b as i32)
+        .sum()
+}
+
 /// The integer kernel: Q2_K weights against the activation in Q8_K super-blocks; the minimum
 /// terms come from the activation's sums per 16.
 #[inline(always)]
@@ -148,10 +159,6 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
         let q = &yb[16..80];
         let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
         let bs = &bsums[16 * b..16 * b + 16];
-        let mut summ = 0i32;
-        for j in 0..16 {
-            summ += (sc[j] >> 4) as i32 * bs[j] as i32;
-        }
         let mut sumi = 0i32;
         for h in 0..2 {
             let qh = &q[32 * h..32 * h + 32];
@@ -167,7 +174,7 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
                         * super::act::dot16_u8_i8(&v[16..], &a[e + 16..e + 32]);
             }
         }
-        acc += dw * sumi as f32 - dmin * summ as f32;
+        acc += dw * sumi as f32 - dmin * mins_dot(sc, bs) as f32;
     }
     acc
 }
@@ -187,10 +194,6 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
         let q = &yb[16..80];
         let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
         let bs = &bsums[16 * b..16 * b + 16];
-        let mut summ = 0i32;
-        for j in 0..16 {
-            summ += (sc[j] >> 4) as i32 * bs[j] as i32;
-        }
         let mut sumi = _mm256_setzero_si256();
         for h in 0..2 {
             let bits = load32(&q[32 * h..]);
@@ -202,7 +205,7 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * summ as f32;
+        acc_min += dmin * mins_dot(sc, bs) as f32;
     }
     hsum_ps(acc) - acc_min
 }

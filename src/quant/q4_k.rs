@@ -137,6 +137,20 @@ fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
 
 row_kernels!(dot_row);
 
+/// A super-block's eight 6-bit scales and the `Σ_j m_j · Σ a` of its minimum terms (from the
+/// activation's sums per 16), unpacked once for the integer kernels.
+#[inline(always)]
+fn scales_and_mins_dot(s: &[u8], bs: &[i16]) -> ([i16; 8], i32) {
+    let mut sc = [0i16; 8];
+    let mut mins = 0i32;
+    for (j, v) in sc.iter_mut().enumerate() {
+        let (scale, min) = scale_min_k4(j, s);
+        *v = scale as i16;
+        mins += min as i32 * (bs[2 * j] as i32 + bs[2 * j + 1] as i32);
+    }
+    (sc, mins)
+}
+
 /// The integer kernel: Q4_K weights against the activation in Q8_K super-blocks; the minimum
 /// terms come from the activation's sums per 16.
 #[inline(always)]
@@ -148,10 +162,10 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
         let q = &yb[16..144];
         let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
         let bs = &bsums[16 * b..16 * b + 16];
-        let (mut sumi, mut summ) = (0i32, 0i32);
+        let (sc, mins) = scales_and_mins_dot(s, bs);
+        let mut sumi = 0i32;
         for c in 0..4 {
-            let (sc1, m1) = scale_min_k4(2 * c, s);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let (sc1, sc2) = (sc[2 * c], sc[2 * c + 1]);
             let qc = &q[32 * c..32 * c + 32];
             let (mut lo, mut hi) = ([0u8; 32], [0u8; 32]);
             for i in 0..32 {
@@ -160,10 +174,8 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
             }
             sumi += sc1 as i32 * super::act::dot32_u8_i8(&lo, &a[64 * c..64 * c + 32])
                 + sc2 as i32 * super::act::dot32_u8_i8(&hi, &a[64 * c + 32..64 * c + 64]);
-            summ += m1 as i32 * (bs[4 * c] as i32 + bs[4 * c + 1] as i32)
-                + m2 as i32 * (bs[4 * c + 2] as i32 + bs[4 * c + 3] as i32);
         }
-        acc += dw * sumi as f32 - dmin * summ as f32;
+        acc += dw * sumi as f32 - dmin * mins as f32;
     }
     acc
 }
@@ -184,24 +196,21 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
         let q = &yb[16..144];
         let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
         let bs = &bsums[16 * b..16 * b + 16];
+        let (sc, mins) = scales_and_mins_dot(s, bs);
         let mut sumi = _mm256_setzero_si256();
-        let mut summ = 0i32;
         for c in 0..4 {
-            let (sc1, m1) = scale_min_k4(2 * c, s);
-            let (sc2, m2) = scale_min_k4(2 * c + 1, s);
+            let (sc1, sc2) = (sc[2 * c], sc[2 * c + 1]);
             let bits = load32(&q[32 * c..]);
             let lo = _mm256_and_si256(bits, low);
             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
             let p1 = maddubs(lo, load32_i8(&a[64 * c..]));
             let p2 = maddubs(hi, load32_i8(&a[64 * c + 32..]));
-            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1 as i16));
-            let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2 as i16));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1));
+            let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2));
             sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
-            summ += m1 as i32 * (bs[4 * c] as i32 + bs[4 * c + 1] as i32)
-                + m2 as i32 * (bs[4 * c + 2] as i32 + bs[4 * c + 3] as i32);
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * summ as f32;
+        acc_min += dmin * mins as f32;
     }
     hsum_ps(acc) - acc_min
 }
