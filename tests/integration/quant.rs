@@ -471,6 +471,24 @@ fn quant_dump_writes_ggml_bytes_and_rejects_bad_input() {
 
 #[test]
 fn quant_bench_prints_a_compute_section_that_parses() {
+    // Batch 1 only (no peak), and with a batched size (a peak from the batched kernels).
+    for batches in ["1", "1,4"] {
+        bench_section_parses(batches);
+    }
+    assert_bad_input(
+        &moesim(["quant", "bench", "--batches", "8"]),
+        &["--batches must include 1"],
+    );
+    let run = moesim(["quant", "bench", "--kernels", "fp8"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("expected f32 or int8"),
+        "{}",
+        run.stderr
+    );
+}
+
+fn bench_section_parses(batches: &str) {
     let run = moesim([
         "quant",
         "bench",
@@ -482,6 +500,8 @@ fn quant_bench_prints_a_compute_section_that_parses() {
         "1",
         "--min-ms",
         "1",
+        "--batches",
+        batches,
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let section = &run.stdout[run
@@ -509,10 +529,15 @@ fn quant_bench_prints_a_compute_section_that_parses() {
         "{}\n{section}",
         head.replace("compute_tier = \"dram\"\n", "")
     );
-    let dir = crate::util::scratch("bench-unit");
+    let dir = crate::util::scratch(&format!("bench-unit-{}", batches.replace(',', "-")));
     let file = dir.join("host-units.toml");
     std::fs::write(&file, pasted).unwrap();
     let p = moesim::hardware::load(file.to_str().unwrap()).unwrap();
     assert_eq!(p.units.len(), 1);
     assert_eq!(p.units[0].name, "cpu");
+    assert_eq!(
+        c.get("peak_macs_per_s").is_some(),
+        batches != "1",
+        "a peak exactly when a batch above 1 was timed"
+    );
 }
