@@ -51,7 +51,7 @@ for size in s m l; do
   done
 done
 
-# moesim's own calibration of this host, at 1 and 2 kernel threads, on the middle model's expert
+# moesim's own calibration of this host (int8 kernels), at 1 and 2 threads, on the middle model's expert
 # shape, in the three formats, just before the llama-bench runs. llama-bench's models sit in the
 # page cache (mmap), so the profiles used to predict them keep the experts in DRAM: the disk
 # tier's holds_experts is set to false (its measured figures stay, unused).
@@ -62,7 +62,7 @@ for threads in 1 2; do
   prof="$(dirname "$out")/host-$threads-$plural.toml"
   (cd "$root" && "$moesim" host calibrate --model experiments/published/llama-bench/moe-m.toml \
     --generator experiments/published/llama-bench/uniform-moe-m.toml --formats q8_0,q4_k,q2_k \
-    --threads "$threads" --store-dir target/llama-bench/stores --out "$prof.calibrated" >&2)
+    --threads "$threads" --kernel int8 --store-dir target/llama-bench/stores --out "$prof.calibrated" >&2)
   "$py" - "$prof.calibrated" "$prof" "$threads" <<'PY'
 import sys
 src, dst, threads = sys.argv[1:]

@@ -59,6 +59,10 @@ pub struct WorkloadArgs {
     /// Read through the page cache instead of direct I/O.
     #[arg(long)]
     pub buffered: bool,
+    /// Expert kernels: f32 (the reference, and the configuration the committed fidelity runs
+    /// used) or int8 (8-bit activations, integer dots: faster).
+    #[arg(long, default_value = "f32", value_parser = str::parse::<crate::quant::Kernel>)]
+    pub kernel: crate::quant::Kernel,
 }
 
 /// Arguments of `host run`.
@@ -156,6 +160,7 @@ impl WorkloadArgs {
             tokens: self.tokens,
             seed: self.seed,
             threads: self.threads as usize,
+            kernel: self.kernel,
         }
     }
 
@@ -626,12 +631,13 @@ fn validate_markdown(
     dir: &Path,
 ) -> String {
     let mut md = format!(
-        "# host-validate\n\nReal paged-expert decode on this host against moesim's prediction on {}: {} ({} decode tokens, seed {}), {} kernel thread(s), {}.\n\n",
+        "# host-validate\n\nReal paged-expert decode on this host against moesim's prediction on {}: {} ({} decode tokens, seed {}), {} kernel thread(s) running the {} kernels, {}.\n\n",
         predicted_on,
         args.model,
         args.tokens,
         args.seed,
         args.threads,
+        args.kernel.name(),
         if rows.first().is_some_and(|r| r.direct_io) {
             "direct I/O"
         } else {

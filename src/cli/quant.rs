@@ -110,7 +110,7 @@ pub struct BenchArgs {
     pub min_ms: u64,
     /// Kernels to time: f32 (the reference) and int8 (8-bit activations, integer dots; formats
     /// without one are timed with f32 only).
-    #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = parse_kernel)]
+    #[arg(long, value_delimiter = ',', default_value = "f32,int8", value_parser = str::parse::<Kernel>)]
     pub kernels: Vec<Kernel>,
     /// Tokens per product: 1 is a matrix-vector product (decode); more time the batched
     /// kernels (prefill, batched decode), whose best all-core rate becomes the printed
@@ -123,14 +123,6 @@ pub struct BenchArgs {
     /// Print the rows as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_kernel(s: &str) -> std::result::Result<Kernel, String> {
-    match s {
-        "f32" => Ok(Kernel::F32),
-        "int8" => Ok(Kernel::Int8),
-        _ => Err(format!("`{s}`: expected f32 or int8")),
-    }
 }
 
 fn parse_shape(s: &str) -> std::result::Result<(usize, usize), String> {
@@ -308,6 +300,8 @@ fn eval_text(rows: &[EvalRow], verdicts: &[String], with_reference: bool) -> Str
             ("SQNR dB", Align::Right),
             ("max |err|", Align::Right),
             ("+Hadamard SQNR", Align::Right),
+            ("W·x SQNR f32", Align::Right),
+            ("W·x SQNR int8", Align::Right),
         ];
         if with_reference {
             headers.push(("ggml ref (§4)", Align::Right));
@@ -323,6 +317,8 @@ fn eval_text(rows: &[EvalRow], verdicts: &[String], with_reference: bool) -> Str
                 db(r.sqnr_db),
                 format!("{:.4}", r.max_abs_error),
                 had.map_or("-".into(), |h| db(h.sqnr_db)),
+                db(r.output_sqnr_db),
+                r.output_sqnr_int8_db.map_or("-".into(), db),
             ];
             if with_reference {
                 let reference = [Some(r), had]
@@ -368,10 +364,13 @@ fn eval_markdown(rows: &[EvalRow], verdicts: &[String]) -> String {
     for v in verdicts {
         s.push_str(&format!("- {v}\n"));
     }
-    s.push_str("\n## All quantizers\n\n| source | quantizer | family | bpw | rel RMSE | SQNR dB | max abs err | Hadamard | ggml reference dB |\n|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str(&format!(
+        "\n## All quantizers\n\nSQNR dB is the weights' error. *W·x* columns: the error of matrix-vector products against the unquantized weights in exact arithmetic, over {} Gaussian vectors, with the f32 kernel (the weights' error as a layer sees it; the quality path's kernel) and the int8 kernel (the activation quantized to 8-bit blocks too; the host decode's kernel, where the format has one).\n\n| source | quantizer | family | bpw | rel RMSE | SQNR dB | max abs err | Hadamard | ggml reference dB | W·x SQNR f32 | W·x SQNR int8 |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        crate::quant::eval_rows::OUTPUT_VECTORS
+    ));
     for r in rows {
         s.push_str(&format!(
-            "| {} | {} | {} | {:.4} | {:.4} | {} | {:.4} | {} | {} |\n",
+            "| {} | {} | {} | {:.4} | {:.4} | {} | {:.4} | {} | {} | {} | {} |\n",
             r.source,
             r.quantizer,
             r.family,
@@ -381,7 +380,9 @@ fn eval_markdown(rows: &[EvalRow], verdicts: &[String]) -> String {
             r.max_abs_error,
             if r.hadamard { "yes" } else { "no" },
             r.reference_sqnr_db
-                .map_or("-".into(), |v| format!("{v:.2}"))
+                .map_or("-".into(), |v| format!("{v:.2}")),
+            db(r.output_sqnr_db),
+            r.output_sqnr_int8_db.map_or("-".into(), db),
         ));
     }
     s

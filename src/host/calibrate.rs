@@ -310,14 +310,20 @@ pub struct KernelBench {
     step: usize,
     /// The kernel threads' pool (none for one thread: the calling thread).
     pool: Option<rayon::ThreadPool>,
+    /// The expert kernels.
+    kernel: crate::quant::Kernel,
     /// The input vector and the output buffer, made once (not inside a timing).
     h: Vec<f32>,
     y: Vec<f32>,
 }
 
 impl KernelBench {
-    /// Reads every expert of `store` into memory, for kernels on `threads` threads.
-    pub fn new(store: &ExpertStore, threads: usize) -> crate::error::Result<KernelBench> {
+    /// Reads every expert of `store` into memory, for `kernel` on `threads` threads.
+    pub fn new(
+        store: &ExpertStore,
+        threads: usize,
+        kernel: crate::quant::Kernel,
+    ) -> crate::error::Result<KernelBench> {
         let shape = store.shape;
         // One kernel thread is the calling thread: no pool to build.
         let pool = if threads > 1 {
@@ -348,6 +354,7 @@ impl KernelBench {
             next: 0,
             step,
             pool,
+            kernel,
             h: super::decode::hidden_vector(7, 0, shape.hidden),
             y: vec![0.0; shape.hidden],
         })
@@ -363,13 +370,27 @@ impl KernelBench {
         let i = self.next;
         self.next = (self.next + self.step) % self.bufs.len();
         let (shape, h, y) = (self.shape, &self.h, &mut self.y);
-        run_kernel(shape, &self.pool, self.bufs[i].as_slice(), h, y);
+        run_kernel(
+            shape,
+            self.kernel,
+            &self.pool,
+            self.bufs[i].as_slice(),
+            h,
+            y,
+        );
     }
 
     /// Runs the SwiGLU of an expert of this store held in `stored` (a buffer read just now) on
     /// the configured threads.
     pub fn run_on(&mut self, stored: &[u8]) {
-        run_kernel(self.shape, &self.pool, stored, &self.h, &mut self.y);
+        run_kernel(
+            self.shape,
+            self.kernel,
+            &self.pool,
+            stored,
+            &self.h,
+            &mut self.y,
+        );
     }
 
     /// Times `repeats` expert SwiGLUs, continuing the scattered visit where the last call
@@ -389,13 +410,14 @@ impl KernelBench {
 /// on `pool`'s threads or, without one, on the calling thread.
 fn run_kernel(
     shape: super::store::StoreShape,
+    kernel: crate::quant::Kernel,
     pool: &Option<rayon::ThreadPool>,
     stored: &[u8],
     h: &[f32],
     y: &mut [f32],
 ) {
     let packed = &stored[..shape.expert_bytes() as usize];
-    let kernel = |y: &mut [f32], parallel| {
+    let run = |y: &mut [f32], parallel| {
         swiglu_packed(
             shape.format,
             shape.hidden,
@@ -404,12 +426,12 @@ fn run_kernel(
             h,
             y,
             parallel,
-            crate::quant::HOST_KERNEL,
+            kernel,
         )
     };
     match pool {
-        Some(p) => p.install(|| kernel(y, true)),
-        None => kernel(y, false),
+        Some(p) => p.install(|| run(y, true)),
+        None => run(y, false),
     }
     std::hint::black_box(&*y);
 }

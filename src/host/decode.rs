@@ -33,6 +33,8 @@ pub struct DecodeOptions {
     pub gate: GateWeights,
     /// Kernel threads: 1 runs every GEMV on the compute thread, more split rows over a pool.
     pub threads: usize,
+    /// The expert kernels.
+    pub kernel: crate::quant::Kernel,
     /// Seed of the hidden vectors.
     pub hidden_seed: u64,
 }
@@ -232,7 +234,7 @@ pub fn decode(
                                 h,
                                 out,
                                 parallel,
-                                crate::quant::HOST_KERNEL,
+                                o.kernel,
                             )
                         };
                         // One kernel thread: this thread (no hand-off to a pool).

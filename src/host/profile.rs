@@ -193,7 +193,7 @@ pub fn calibrate(
 ) -> Result<Calibration> {
     let mut benches: Vec<KernelBench> = stores
         .iter()
-        .map(|s| KernelBench::new(s, w.threads))
+        .map(|s| KernelBench::new(s, w.threads, w.kernel))
         .collect::<Result<_>>()?;
     let mut samples = Samples::default();
     loop {
@@ -226,15 +226,17 @@ fn profile_text(
     let measured = Calibration::Measured;
     spec.name = "host-calibrated".into();
     spec.description = format!(
-        "this host as `moesim host calibrate` measured it: experts of {} on the disk, read at queue depth 1 ({}), {} kernel thread(s)",
+        "this host as `moesim host calibrate` measured it: experts of {} on the disk, read at queue depth 1 ({}), {} kernel thread(s), {} kernels",
         w.model,
         if direct { "direct I/O" } else { "buffered" },
-        w.threads
+        w.threads,
+        w.kernel.name()
     );
     spec.sources = vec![format!(
-        "M1: moesim host calibrate --model {} --threads {} ({} rounds: {} reads of {} and 4096 bytes in the decode's regime, half during a kernel; kernels at {} x {}, alone and during reads), moesim {}",
+        "M1: moesim host calibrate --model {} --threads {} --kernel {} ({} rounds: {} reads of {} and 4096 bytes in the decode's regime, half during a kernel; kernels at {} x {}, alone and during reads), moesim {}",
         w.model,
         w.threads,
+        w.kernel.name(),
         samples.rounds,
         samples.large_ns.len(),
         shape.stride(),

@@ -86,7 +86,7 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
     let mut benches: Vec<KernelBench> = if grid.calibration.is_some() {
         stores
             .iter()
-            .map(|s| KernelBench::new(s, w.threads))
+            .map(|s| KernelBench::new(s, w.threads, w.kernel))
             .collect::<Result<_>>()?
     } else {
         Vec::new()
@@ -660,6 +660,7 @@ mod tests {
             tokens: 8,
             seed: 1,
             threads: 1,
+            kernel: crate::quant::Kernel::F32,
         }
     }
 

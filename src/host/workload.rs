@@ -37,6 +37,8 @@ pub struct Workload {
     pub seed: u64,
     /// Kernel threads (1: every kernel on the compute thread; reads run on their own thread).
     pub threads: usize,
+    /// The expert kernels the decode and the calibration run.
+    pub kernel: crate::quant::Kernel,
 }
 
 /// The store shape of `model`'s experts in `format`, weights drawn from `seed`; the reason when
@@ -189,6 +191,7 @@ impl Workload {
             router: exp.options.router.clone(),
             gate: exp.options.gate,
             threads: self.threads,
+            kernel: self.kernel,
             hidden_seed: self.seed,
         }
     }
@@ -237,6 +240,7 @@ mod tests {
             tokens: 12,
             seed: 4,
             threads: 1,
+            kernel: crate::quant::Kernel::F32,
         }
     }
 

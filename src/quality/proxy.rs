@@ -156,8 +156,8 @@ impl QuantExpert {
         self.forward_with(crate::quant::Kernel::F32, h, y)
     }
 
-    /// [`QuantExpert::forward`] with the chosen kernel (the host's decode runs
-    /// [`crate::quant::HOST_KERNEL`]).
+    /// [`QuantExpert::forward`] with the chosen kernel (the host's decode runs the one its
+    /// `--kernel` names).
     pub fn forward_with(&self, kernel: crate::quant::Kernel, h: &[f32], y: &mut [f32]) {
         swiglu(
             self.w1.format,

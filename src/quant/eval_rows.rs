@@ -6,7 +6,9 @@
 use serde::Serialize;
 
 use super::eval::{WeightDistribution, error_stats, sample};
-use super::{QuantizedMatrix, Rotation, WeightFormat, ggml_reference, pi_fitted_round_trip};
+use super::{
+    Kernel, QuantizedMatrix, Rotation, WeightFormat, ggml_reference, pi_fitted_round_trip,
+};
 
 /// A weight matrix to evaluate, row-major.
 #[derive(Debug, Clone)]
@@ -78,6 +80,42 @@ pub struct EvalRow {
     pub max_abs_error: f64,
     /// The figure `quantization.md` §4 measured with ggml/gguf on the same distribution and shape.
     pub reference_sqnr_db: Option<f64>,
+    /// SQNR of the matrix-vector products `W · x` (against the unquantized weights and exact
+    /// arithmetic, over [`OUTPUT_VECTORS`] Gaussian vectors) with the f32 kernel: the weights'
+    /// error as a layer sees it.
+    pub output_sqnr_db: f64,
+    /// The same with the int8 kernel (the activation quantized to 8-bit blocks too), where
+    /// the format has one: the difference from `output_sqnr_db` is what quantizing the
+    /// activation costs.
+    pub output_sqnr_int8_db: Option<f64>,
+}
+
+/// Activation vectors the output errors are measured on.
+pub const OUTPUT_VECTORS: usize = 8;
+
+/// `W · x` for every vector of `xs` (token-major), in f64: the exact products.
+fn exact_products(w: &[f32], cols: usize, xs: &[f32]) -> Vec<f64> {
+    xs.chunks_exact(cols)
+        .flat_map(|x| {
+            w.chunks_exact(cols).map(move |row| {
+                row.iter()
+                    .zip(x)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+            })
+        })
+        .collect()
+}
+
+/// SQNR in dB of `got` against `exact`.
+fn sqnr_db(exact: &[f64], got: &[f32]) -> f64 {
+    let (signal, noise) = exact
+        .iter()
+        .zip(got)
+        .fold((0.0f64, 0.0f64), |(s, n), (&e, &g)| {
+            (s + e * e, n + (e - g as f64).powi(2))
+        });
+    10.0 * (signal / noise).log10()
 }
 
 /// What to evaluate on each matrix.
@@ -103,13 +141,39 @@ pub fn eval_matrix(m: &EvalMatrix, opts: &EvalOptions) -> Result<Vec<EvalRow>, S
         &[false]
     };
     let rotation = Rotation::new(m.cols, opts.hadamard_seed);
+    let xs = sample(WeightDistribution::Gaussian, OUTPUT_VECTORS * m.cols, 9);
+    let exact = exact_products(&m.data, m.cols, &xs);
+    let mut ys = vec![0.0f32; OUTPUT_VECTORS * m.rows];
+    // With a packed matrix, the products through each kernel; without (PiQ fitted), through
+    // the dequantized weights in f32.
+    let mut output_sqnr = |q: Option<&QuantizedMatrix>, xhat: &[f32]| -> (f64, Option<f64>) {
+        match q {
+            Some(q) => {
+                q.gemm_with(Kernel::F32, &xs, &mut ys, true);
+                let f32_db = sqnr_db(&exact, &ys);
+                let int8 = (Kernel::Int8.for_format(q.format) == Kernel::Int8).then(|| {
+                    q.gemm_with(Kernel::Int8, &xs, &mut ys, true);
+                    sqnr_db(&exact, &ys)
+                });
+                (f32_db, int8)
+            }
+            None => {
+                let got: Vec<f32> = exact_products(xhat, m.cols, &xs)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect();
+                (sqnr_db(&exact, &got), None)
+            }
+        }
+    };
     let mut rows = Vec::new();
     let mut push = |quantizer: String,
                     family: &str,
                     bpw: f64,
                     hadamard: bool,
                     xhat: &[f32],
-                    reference: Option<f64>| {
+                    reference: Option<f64>,
+                    outputs: (f64, Option<f64>)| {
         let e = error_stats(&m.data, xhat);
         rows.push(EvalRow {
             source: m.name.clone(),
@@ -123,6 +187,8 @@ pub fn eval_matrix(m: &EvalMatrix, opts: &EvalOptions) -> Result<Vec<EvalRow>, S
             sqnr_db: e.sqnr_db,
             max_abs_error: e.max_abs,
             reference_sqnr_db: reference,
+            output_sqnr_db: outputs.0,
+            output_sqnr_int8_db: outputs.1,
         });
     };
     for &f in &opts.formats {
@@ -135,15 +201,18 @@ pub fn eval_matrix(m: &EvalMatrix, opts: &EvalOptions) -> Result<Vec<EvalRow>, S
                 had.then(|| rotation.clone()),
             )
             .and_then(|q| q.check_representable(&m.data).map(|()| q))?;
+            let xhat = q.dequantize();
+            let outputs = output_sqnr(Some(&q), &xhat);
             push(
                 f.name().to_string(),
                 f.family(),
                 f.bits_per_weight(),
                 had,
-                &q.dequantize(),
+                &xhat,
                 opts.with_reference
                     .then(|| ggml_reference::sqnr_db(f, &m.name, had))
                     .flatten(),
+                outputs,
             );
         }
     }
@@ -158,6 +227,7 @@ pub fn eval_matrix(m: &EvalMatrix, opts: &EvalOptions) -> Result<Vec<EvalRow>, S
         for &had in rotations {
             let xhat =
                 pi_fitted_round_trip(bits, k, m.rows, m.cols, &m.data, had.then_some(&rotation));
+            let outputs = output_sqnr(None, &xhat);
             push(
                 name.to_string(),
                 "pi-constant, α fitted",
@@ -165,6 +235,7 @@ pub fn eval_matrix(m: &EvalMatrix, opts: &EvalOptions) -> Result<Vec<EvalRow>, S
                 had,
                 &xhat,
                 None,
+                outputs,
             );
         }
     }

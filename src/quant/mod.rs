@@ -245,9 +245,17 @@ impl Kernel {
     }
 }
 
-/// The kernel the host's own decode (`moesim host run`/`validate`) and its calibration run:
-/// the fast one, so that the calibrated figures are those of the decode they predict.
-pub const HOST_KERNEL: Kernel = Kernel::Int8;
+impl std::str::FromStr for Kernel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Kernel, String> {
+        match s {
+            "f32" => Ok(Kernel::F32),
+            "int8" => Ok(Kernel::Int8),
+            _ => Err(format!("`{s}`: expected f32 or int8")),
+        }
+    }
+}
 
 /// The integer kernel of `format` and the activation blocks it takes, if it has one.
 pub(crate) fn int_kernels(format: WeightFormat) -> Option<IntKernels> {

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use moesim::host::decode::{DecodeOptions, Observed, decode, hidden_vector};
 use moesim::host::store::{ExpertStore, StoreShape};
 use moesim::quality::proxy::{QuantExpert, SyntheticExperts, WeightSource};
-use moesim::quant::WeightFormat;
 use moesim::quant::eval::WeightDistribution;
+use moesim::quant::{Kernel, WeightFormat};
 
 use crate::util::{assert_bad_input, moesim, scratch};
 
@@ -61,6 +61,7 @@ fn options(exp: &moesim::experiment::Experiment, policy: &str, capacity: u32) ->
         router: exp.options.router.clone(),
         gate: exp.options.gate,
         threads: 1,
+        kernel: moesim::quant::Kernel::F32,
         hidden_seed: 5,
     }
 }
@@ -111,13 +112,18 @@ fn real_decode_outputs_equal_the_quality_path() {
         let (path, src) = store(&dir, format);
         // Both read paths: direct I/O (where the filesystem allows it) and buffered; kernels on
         // the compute thread and split over two threads.
-        for (direct, threads) in [(true, 1), (false, 1), (true, 2)] {
+        for (direct, threads, kernel) in [
+            (true, 1, Kernel::F32),
+            (false, 1, Kernel::Int8),
+            (true, 2, Kernel::Int8),
+        ] {
             let st = ExpertStore::open(&path, direct).unwrap();
             let exp = experiment("lru", 4, "kind = \"standard\"");
             let trace = exp.build_trace().unwrap();
             let mut seen: Vec<Observed> = Vec::new();
             let o = DecodeOptions {
                 threads,
+                kernel,
                 ..options(&exp, "lru", 4)
             };
             let real = decode(&st, &trace, &o, Some(&mut seen)).unwrap();
@@ -127,7 +133,7 @@ fn real_decode_outputs_equal_the_quality_path() {
                 let q = QuantExpert::new(&src.expert(*layer, *x as u32).unwrap(), format).unwrap();
                 let h = hidden_vector(5, *event, src.hidden());
                 let mut y = vec![0.0f32; src.hidden()];
-                q.forward_with(moesim::quant::HOST_KERNEL, &h, &mut y);
+                q.forward_with(o.kernel, &h, &mut y);
                 assert_eq!(
                     &y, out,
                     "{format} threads {threads} event {event} layer {layer} expert {x}"
@@ -302,6 +308,7 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
         tokens: 24,
         seed: 5,
         threads: 1,
+        kernel: Kernel::F32,
     };
     let (_, shape) = source(WeightFormat::Q4K);
     // Fitted, not refused; the noise is said.
