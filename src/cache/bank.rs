@@ -369,6 +369,20 @@ impl CacheBank {
         self.caches[ci].remove(self.map.object(layer, expert).0)
     }
 
+    /// Sets every cache's capacity to `capacity_bytes`, evicting by policy where it shrinks;
+    /// the evicted experts are appended to `evicted` as flat indices.
+    pub fn set_capacity(&mut self, capacity_bytes: u64, evicted: &mut Vec<usize>) {
+        let mut local = Vec::new();
+        for ci in 0..self.caches.len() {
+            if self.caches[ci].capacity_bytes() == capacity_bytes {
+                continue;
+            }
+            local.clear();
+            self.caches[ci].set_capacity(capacity_bytes, &mut local);
+            evicted.extend(local.iter().map(|&v| self.map.flat_of(ci, ObjectId(v))));
+        }
+    }
+
     /// Empties every cache.
     pub fn reset(&mut self) {
         self.caches.iter_mut().for_each(ExpertCache::reset);

@@ -176,6 +176,23 @@ impl ExpertCache {
         true
     }
 
+    /// Changes the capacity; a smaller one evicts by policy (nothing protected) until the
+    /// resident objects fit or the policy gives none up, appending them to `evicted`.
+    pub fn set_capacity(&mut self, capacity_bytes: u64, evicted: &mut Vec<u32>) {
+        self.capacity_bytes = capacity_bytes;
+        while self.used_bytes > self.capacity_bytes {
+            let Some(v) = self.policy.evict(&[]) else {
+                break;
+            };
+            let b = self.resident_bytes[v as usize];
+            assert!(b != 0, "policy evicted non-resident object {v}");
+            self.resident_bytes[v as usize] = 0;
+            self.used_bytes -= b;
+            self.n_resident -= 1;
+            evicted.push(v);
+        }
+    }
+
     /// Removes resident `x` (demotion, invalidation); returns its size, or 0 if absent.
     pub fn remove(&mut self, x: u32) -> u64 {
         let b = self.resident_bytes[x as usize];

@@ -778,6 +778,7 @@ impl Experiment {
             },
             placement: spec.placement.clone(),
             prefill_chunk_tokens: spec.scenario.prefill_chunk_tokens,
+            serving: spec.serving.clone(),
         };
         if options.placement.popularity == crate::sim::placement::Popularity::HeldOut
             && !matches!(source, TraceSource::Generator { .. })

@@ -59,6 +59,12 @@ pub struct ExperimentSpec {
     /// Request arrivals.
     #[serde(default)]
     pub scenario: ScenarioSection,
+    /// Batching, the KV cache and speculative decoding.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::sim::serving::ServingSpec::is_default"
+    )]
+    pub serving: crate::sim::serving::ServingSpec,
     /// Per-expert precision: the planner and run-time changes.
     #[serde(default)]
     pub precision: PrecisionSection,

@@ -641,6 +641,7 @@ pub fn predict(exp: &Experiment, trace: &SimTrace) -> Result<SimReport> {
     setup.gate_ns = 0;
     setup.gate_mac_ns = 0;
     setup.head_ns = 0;
+    setup.head_mac_ns = 0;
     Ok(crate::sim::run(&setup, trace).map_err(Error::usage)?.0)
 }
 

@@ -164,6 +164,7 @@ impl Workload {
             },
             prefetch: Default::default(),
             scenario: Default::default(),
+            serving: Default::default(),
             precision: Default::default(),
             quality: QualitySection {
                 samples: 0,

@@ -4,6 +4,7 @@
 //! cacheable unit is one routed expert of one MoE layer; its size at a weight format is
 //! `params_per_expert · bpw / 8`, rounded up to whole blocks.
 
+pub mod kv;
 pub mod presets;
 pub mod spec;
 
@@ -120,6 +121,8 @@ pub struct MoeSpec {
     pub params: ParamBreakdown,
     /// Published counts, if known.
     pub published: Option<Published>,
+    /// The KV cache's shape.
+    pub kv: kv::KvShape,
 }
 
 impl MoeSpec {

@@ -58,6 +58,10 @@ pub struct MoeSpecFile {
     /// Published parameter counts, for the consistency test.
     #[serde(default)]
     pub published: Option<PublishedSpec>,
+    /// The KV cache's shape and the context limit (default: every attention block full
+    /// attention, widths from `dense.attention`, no stated limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<super::kv::ContextSpec>,
 }
 
 fn one() -> u32 {
@@ -359,6 +363,14 @@ impl MoeSpecFile {
             }
         };
 
+        let attention_blocks = self.dense.attention_blocks.unwrap_or(self.layers);
+        let kv = self
+            .context
+            .clone()
+            .unwrap_or_default()
+            .validate(self.dense.attention.as_ref(), attention_blocks)
+            .map_err(|(k, r)| err(&k, r))?;
+
         Ok(MoeSpec {
             name: self.name.clone(),
             description: self.description.clone(),
@@ -374,6 +386,7 @@ impl MoeSpecFile {
             moe_layers,
             params,
             published,
+            kv,
         })
     }
 }

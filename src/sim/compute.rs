@@ -23,6 +23,8 @@ pub(super) enum Busy {
     Predict,
     Expert(u16),
     LmHead,
+    /// The draft source proposing before a verification step.
+    Draft,
 }
 
 /// An expert kernel whose speed follows the links (`expert_slowdown_while_transferring > 0`).

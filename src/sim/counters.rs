@@ -53,6 +53,25 @@ pub(super) struct Counters {
     pub low_precision_loads: u64,
     /// Decode expert uses per format computed.
     pub format_uses: Vec<(WeightFormat, u64)>,
+    /// Time of steps that carried decode tokens.
+    pub decode_wall_ns: u64,
+    /// Steps that carried decode tokens, and the decoding requests they served.
+    pub decode_steps: u64,
+    pub decode_step_requests: u64,
+    /// Decode layer steps, the experts of their unions and the (token, expert) uses.
+    pub decode_layer_steps: u64,
+    pub union_experts: u64,
+    pub union_token_uses: u64,
+    /// Speculative decoding: drafts proposed and accepted; steps with every draft proposed
+    /// and the tokens they emitted.
+    pub drafted: u64,
+    pub accepted: u64,
+    pub full_verify_steps: u64,
+    pub full_verify_tokens: u64,
+    /// KV cache: the most bytes live at once, attention time, the smallest expert caches.
+    pub kv_peak_bytes: u64,
+    pub attention_ns: u64,
+    pub cache_min_bytes: Option<u64>,
 }
 
 impl Sim<'_> {

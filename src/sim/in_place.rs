@@ -93,7 +93,7 @@ impl Sim<'_> {
         if self.in_place.slots == 0 || self.in_place.phase != Phase::Idle {
             return;
         }
-        let tokens = self.step_tokens();
+        let tokens = self.step_tokens;
         let ns = ip.activation_ns(&ip.to_unit, tokens);
         let u = &mut self.in_place;
         u.phase = Phase::ActivationsIn;
@@ -193,7 +193,7 @@ impl Sim<'_> {
                 self.in_place.schedule(&mut self.q, end);
             }
             None => {
-                let tokens = self.step_tokens();
+                let tokens = self.step_tokens;
                 let ns = ip.activation_ns(&ip.to_primary, tokens) + ip.sync_ns;
                 self.in_place.activation_bytes += tokens as u64 * ip.activation_bytes_per_token;
                 self.in_place.phase = Phase::ResultsBack;

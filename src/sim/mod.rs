@@ -35,6 +35,7 @@ mod process;
 pub mod report;
 mod requests;
 mod serve;
+pub mod serving;
 pub mod setup;
 mod step;
 mod tier_share;

@@ -103,8 +103,10 @@ impl Sim<'_> {
         let e = s.experts;
         let k = s.top_k as usize;
         let layer = p.layer;
-        let span = *self.request();
-        let ev = t.decode_event(&span, p.token, layer);
+        // Prefetching runs with one request and one token per step (checked in setup).
+        let m = self.members[0];
+        let span = t.requests[m.request as usize];
+        let ev = t.decode_event(&span, m.token, layer);
         let spec = (!t.speculative.is_empty())
             .then(|| &t.speculative[ev * e as usize..(ev + 1) * e as usize]);
         let pr = self
@@ -116,7 +118,7 @@ impl Sim<'_> {
         if oracle {
             top_k_by(
                 t.workload
-                    .logits_of(t.decode_event(&span, p.token, layer + 1)),
+                    .logits_of(t.decode_event(&span, m.token, layer + 1)),
                 k,
                 &mut self.prefetch.next_standard,
             );

@@ -12,17 +12,18 @@
 
 use std::collections::VecDeque;
 
+use super::SimTrace;
 use super::compute::ComputeUnit;
 use super::copies::Copies;
 use super::counters::{Breakdown, Counters};
 use super::in_place::InPlaceUnit;
 use super::prefetching::Prefetching;
 use super::report::SimReport;
+use super::requests::{Active, Member};
 use super::setup::SimSetup;
 use super::step::{Step, Union};
 use super::timeline::{Span, SpanKind, Timeline};
 use super::transfers::Transfers;
-use super::{RequestSpan, SimTrace};
 use crate::cache::bank::{CacheBank, CacheMap, Oracles};
 use crate::engine::{Scheduler, TimeNs};
 use crate::quality::QualitySample;
@@ -45,13 +46,11 @@ pub(super) enum Ev {
     InPlaceDone,
 }
 
-/// Where the request in service is.
+/// The step in progress: its layer, and whether every member runs prompt tokens.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Position {
-    pub request: u32,
-    pub prefill: bool,
-    pub token: u32,
     pub layer: u32,
+    pub prefill: bool,
 }
 
 /// The simulated system: its components and the request in service.
@@ -69,10 +68,18 @@ pub(super) struct Sim<'a> {
     pub arrival_ns: Vec<TimeNs>,
     pub waiting: VecDeque<u32>,
     pub served: u32,
+    /// Requests in service, in admission order.
+    pub active: Vec<Active>,
+    /// The current step's share of each request it serves.
+    pub members: Vec<Member>,
+    /// Tokens the current step routes per layer (over its members).
+    pub step_tokens: u32,
+    /// When the current step started.
+    pub step_start: TimeNs,
+    /// Quality samples from this index on were recorded by the current step.
+    pub step_samples_from: usize,
     pub pos: Option<Position>,
     pub step: Step,
-    pub request_start: TimeNs,
-    pub token_start: TimeNs,
     pub selection: Selection,
     /// The experts of the current step's tokens.
     pub union: Union,
@@ -112,7 +119,7 @@ pub fn run(
         }
     }
     assert!(
-        sim.pos.is_none() && sim.waiting.is_empty(),
+        sim.pos.is_none() && sim.waiting.is_empty() && sim.active.is_empty(),
         "the run ended with work left"
     );
     if sim.q.overflowed() {
@@ -180,10 +187,13 @@ impl<'a> Sim<'a> {
             arrival_ns: vec![0; t.requests.len()],
             waiting: VecDeque::new(),
             served: 0,
+            active: Vec::new(),
+            members: Vec::new(),
+            step_tokens: 0,
+            step_start: 0,
+            step_samples_from: 0,
             pos: None,
             step: Step::default(),
-            request_start: 0,
-            token_start: 0,
             selection: Selection::default(),
             union: Union::default(),
             step_formats: Vec::new(),
@@ -254,16 +264,16 @@ impl<'a> Sim<'a> {
             self.timeline_truncated = true;
             return;
         }
-        let (request, position) = match self.pos {
-            Some(p) => (
-                p.request,
-                if p.prefill {
+        let (request, position) = match (self.pos, self.members.first()) {
+            (Some(_), Some(m)) => (
+                m.request,
+                if m.prefill {
                     0
                 } else {
-                    self.t.requests[p.request as usize].prefill_tokens + p.token
+                    self.t.requests[m.request as usize].prefill_tokens + m.token
                 },
             ),
-            None => (0, 0),
+            _ => (0, 0),
         };
         tl.spans.push(Span {
             kind,
@@ -280,11 +290,6 @@ impl<'a> Sim<'a> {
     #[inline]
     pub(super) fn pos(&self) -> Position {
         self.pos.expect("a request is in service")
-    }
-
-    #[inline]
-    pub(super) fn request(&self) -> &'a RequestSpan {
-        &self.t.requests[self.pos().request as usize]
     }
 
     pub(super) fn breakdown(&mut self) -> &mut Breakdown {
@@ -309,7 +314,7 @@ impl<'a> Sim<'a> {
         }
         self.open_step(p);
         self.serve_union(p);
-        self.record_sample();
+        self.fill_sample_formats();
         self.step.remaining = self.step.slots.len() as u32;
         // The in-place unit starts on its experts as soon as the activations are out.
         self.start_in_place();
@@ -329,78 +334,106 @@ impl<'a> Sim<'a> {
         self.next_compute();
     }
 
-    /// Routes every token of the step (one in decode, the prompt in prefill) and gathers the
-    /// union of their selections; the routing metrics compare each with standard routing.
+    /// Routes every token of the step (each member's prompt chunk or decode tokens) and gathers
+    /// the union of their selections; the routing metrics compare each with standard routing.
+    /// Decode tokens the trace samples for output quality are recorded.
     fn route_tokens(&mut self, p: Position) {
         let s = self.s;
         let t = self.t;
         let w = &t.workload;
         let k = s.top_k as usize;
         let layer = p.layer;
-        let span = *self.request();
         let load_bytes = s.expert_bytes[(layer * s.experts) as usize];
         let standard_router = self.router.is_standard();
         self.union.clear();
-        let n_events = self.step_tokens();
-        for j in 0..n_events {
-            let ev = if p.prefill {
-                t.prefill_event(&span, layer, p.token + j)
-            } else {
-                t.decode_event(&span, p.token, layer)
-            };
-            let logits = w.logits_of(ev);
-            let previous = (!p.prefill && layer > 0).then_some(&self.previous[..]);
-            let input = RouteInput {
-                layer,
-                logits,
-                top_k: k,
-                previous_layer: previous,
-            };
-            self.bank.route(
-                self.router.as_mut(),
-                &input,
-                load_bytes,
-                &mut self.selection,
-            );
-            if standard_router {
-                self.quality.add_standard(layer, &self.selection);
-            } else {
-                top_k_by(logits, k, &mut self.standard.experts);
-                gate_weights(
-                    GateWeights::Renormalized,
-                    logits,
-                    logits,
-                    &mut self.standard,
-                );
-                let (top_logit, mass) = StandardRef::top_and_mass(logits, &self.standard.experts);
-                let sr = StandardRef {
-                    experts: &self.standard.experts,
-                    weights: &self.standard.weights,
-                    top_logit,
-                    mass,
+        if layer == 0 {
+            self.step_samples_from = self.samples.len();
+        }
+        for m in 0..self.members.len() {
+            let mem = self.members[m];
+            let span = t.requests[mem.request as usize];
+            for j in 0..mem.tokens {
+                let ev = if mem.prefill {
+                    t.prefill_event(&span, layer, mem.token + j)
+                } else {
+                    t.decode_event(&span, mem.token + j, layer)
                 };
-                self.quality.add(layer, logits, &sr, &self.selection);
+                let logits = w.logits_of(ev);
+                let previous = (!mem.prefill && layer > 0).then_some(&self.previous[..]);
+                let input = RouteInput {
+                    layer,
+                    logits,
+                    top_k: k,
+                    previous_layer: previous,
+                };
+                self.bank.route(
+                    self.router.as_mut(),
+                    &input,
+                    load_bytes,
+                    &mut self.selection,
+                );
+                if standard_router {
+                    self.quality.add_standard(layer, &self.selection);
+                } else {
+                    top_k_by(logits, k, &mut self.standard.experts);
+                    gate_weights(
+                        GateWeights::Renormalized,
+                        logits,
+                        logits,
+                        &mut self.standard,
+                    );
+                    let (top_logit, mass) =
+                        StandardRef::top_and_mass(logits, &self.standard.experts);
+                    let sr = StandardRef {
+                        experts: &self.standard.experts,
+                        weights: &self.standard.weights,
+                        top_logit,
+                        mass,
+                    };
+                    self.quality.add(layer, logits, &sr, &self.selection);
+                }
+                self.union.add(&self.selection);
+                if !mem.prefill
+                    && !t.quality_events.is_empty()
+                    && t.quality_events.binary_search(&ev).is_ok()
+                {
+                    self.samples.push(QualitySample {
+                        event: ev,
+                        layer,
+                        experts: self.selection.experts.clone(),
+                        weights: self.selection.weights.clone(),
+                        formats: Vec::new(),
+                    });
+                }
             }
-            self.union.add(&self.selection);
+        }
+        if !p.prefill {
+            self.c.decode_layer_steps += 1;
+            self.c.union_experts += self.union.experts.len() as u64;
+            self.c.union_token_uses += self.union.tokens.iter().map(|&n| n as u64).sum::<u64>();
         }
     }
 
-    /// Records the current decode step if the trace asks for it.
-    fn record_sample(&mut self) {
-        let p = self.pos();
-        if p.prefill || self.t.quality_events.is_empty() {
-            return;
-        }
-        let span = *self.request();
-        let ev = self.t.decode_event(&span, p.token, p.layer);
-        if self.t.quality_events.binary_search(&ev).is_ok() {
-            self.samples.push(QualitySample {
-                event: ev,
-                layer: p.layer,
-                experts: self.selection.experts.clone(),
-                weights: self.selection.weights.clone(),
-                formats: self.step_formats.clone(),
-            });
+    /// The samples this layer step recorded get the formats their experts were computed in.
+    fn fill_sample_formats(&mut self) {
+        let layer = self.pos().layer;
+        for sample in self.samples[self.step_samples_from..]
+            .iter_mut()
+            .filter(|x| x.layer == layer && x.formats.is_empty())
+        {
+            sample.formats = sample
+                .experts
+                .iter()
+                .map(|x| {
+                    let i = self
+                        .union
+                        .experts
+                        .iter()
+                        .position(|u| u == x)
+                        .expect("a token's experts are in the step's union");
+                    self.step_formats[i]
+                })
+                .collect();
         }
     }
 }

@@ -17,7 +17,7 @@ impl Sim<'_> {
         let s = self.s;
         self.step.clear();
         if let Some(sh) = s.shared {
-            let tokens = self.step_tokens();
+            let tokens = self.step_tokens;
             let slot = self.step.push(Slot {
                 object: SHARED,
                 tokens,

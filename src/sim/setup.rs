@@ -97,6 +97,8 @@ pub struct SimOptions {
     pub placement: PlacementSpec,
     /// Prompt tokens per prefill step (default: the whole prompt).
     pub prefill_chunk_tokens: Option<u32>,
+    /// Batching, the KV cache and speculative decoding (`[serving]`).
+    pub serving: super::serving::ServingSpec,
 }
 
 /// Run-time precision changes (`[precision.dynamic]` and `[precision.low_on_miss]`).
@@ -269,6 +271,8 @@ pub struct SimSetup {
     pub op_ns: f64,
     /// The LM head per emitted token.
     pub head_ns: TimeNs,
+    /// LM-head arithmetic per token at the dense peak.
+    pub head_mac_ns: TimeNs,
     /// LM-head MACs per emitted token.
     pub head_macs: u64,
     /// LM-head weight bytes per emitted token.
@@ -315,6 +319,8 @@ pub struct SimSetup {
     pub token_overhead_ns: TimeNs,
     /// The primary compute unit's name.
     pub primary_unit: String,
+    /// Batching, the KV cache and speculative decoding, resolved.
+    pub serving: super::serving::Serving,
     /// The options.
     pub options: SimOptions,
 }
@@ -491,7 +497,30 @@ impl SimSetup {
         };
         let compute_tier = profile.compute_tier;
         let home = profile.home_tier();
-        let compute_budget = profile.tiers[compute_tier].expert_budget_bytes();
+        let mut serving = super::serving::resolve(&options.serving, profile, moe)
+            .map_err(|(key, reason)| SetupError { key, reason })?;
+        if (serving.max_batch > 1 || serving.speculative.is_some())
+            && options.prefetch != (PrefetchKind::None {})
+        {
+            return err(
+                "prefetch.kind",
+                "prefetching is modelled for one token per step; set serving.max_batch = 1 and leave out serving.speculative",
+            );
+        }
+        // A reserved KV cache comes off its tier's expert budget before anything is placed.
+        let kv_reserved = |t: usize| -> u64 {
+            serving
+                .kv
+                .as_ref()
+                .filter(|k| k.tier == t)
+                .map_or(0, |k| k.reserved_bytes)
+        };
+        let expert_budget = |t: usize| -> u64 {
+            profile.tiers[t]
+                .expert_budget_bytes()
+                .saturating_sub(kv_reserved(t))
+        };
+        let compute_budget = expert_budget(compute_tier);
 
         // Shared experts first: they come off the cache budget when they fit.
         let shared = (moe.n_shared_experts > 0).then(|| {
@@ -585,7 +614,7 @@ impl SimSetup {
                 if !tier.holds_experts {
                     continue;
                 }
-                let mut left = tier.expert_budget_bytes();
+                let mut left = expert_budget(t);
                 while next < n_objects && stored_bytes(order[next]) <= left {
                     let o = order[next];
                     left -= stored_bytes(o);
@@ -595,7 +624,7 @@ impl SimSetup {
                 }
             }
             let rest_bytes: u64 = order[next..].iter().map(|&o| stored_bytes(o)).sum();
-            let home_budget = profile.tiers[home].expert_budget_bytes();
+            let home_budget = expert_budget(home);
             if rest_bytes > home_budget {
                 return err(
                     "hardware",
@@ -762,7 +791,7 @@ impl SimSetup {
                     on_unit += stored_bytes(g);
                 }
             }
-            let unit_budget = profile.tiers[ut].expert_budget_bytes();
+            let unit_budget = expert_budget(ut);
             if ut != compute_tier && on_unit > unit_budget {
                 return err(
                     "placement.unit",
@@ -792,6 +821,18 @@ impl SimSetup {
                 always,
                 !always_in_place && pl.mode == PlacementMode::HotSet,
             ));
+        }
+        if let Some(kv) = serving.kv.as_mut()
+            && kv.budget == super::serving::KvBudget::Shrink
+        {
+            if home == compute_tier || cache_bytes == 0 {
+                return err(
+                    "serving.kv.budget",
+                    "shrink gives the expert cache's memory to the KV cache, but this placement keeps no expert cache in the primary unit's tier",
+                );
+            }
+            // The caches and the live contexts share what the resident shared experts leave.
+            kv.shared_budget_bytes = cache_budget;
         }
         let extra_copy_bytes = match &precision {
             Some(_) => (0..n_objects)
@@ -1018,6 +1059,7 @@ impl SimSetup {
             gate_macs,
             op_ns: 1e9 / dense_rate,
             head_ns: ceil_ns(head_params as f64 * 1e9 / dense_rate),
+            head_mac_ns: ceil_ns(head_params as f64 * 1e9 / c0.dense_peak_macs_per_s),
             head_macs: head_params,
             head_bytes: bytes_of(head_params),
             tiers,
@@ -1041,6 +1083,7 @@ impl SimSetup {
             in_place,
             layer_overhead_ns: ceil_ns(profile.runtime.layer_overhead_ns),
             token_overhead_ns: ceil_ns(profile.runtime.token_overhead_ns),
+            serving,
             options,
         })
     }

@@ -111,33 +111,17 @@ impl Union {
 }
 
 impl Sim<'_> {
-    pub(super) fn step_tokens(&self) -> u32 {
-        let p = self.pos();
-        if p.prefill {
-            // `token` is the chunk's first prompt token.
-            let left = self.request().prefill_tokens - p.token;
-            self.s
-                .options
-                .prefill_chunk_tokens
-                .map_or(left, |c| c.min(left))
-        } else {
-            1
-        }
-    }
-
     pub(super) fn begin_step(&mut self) {
         let p = self.pos();
-        let tokens = self.step_tokens() as u64;
+        let tokens = self.step_tokens as u64;
         let now = self.now();
-        if !p.prefill && p.layer == 0 {
-            self.token_start = now;
-            self.previous.clear();
-        }
         let s = self.s;
         let e = s.experts as usize;
         let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
         let n = tokens as u32;
-        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n) + s.layer_overhead_ns;
+        // Attention over each member's context (with a KV model), on the primary unit.
+        let attention: TimeNs = self.members.iter().map(|m| m.attention_ns).sum();
+        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n) + s.layer_overhead_ns + attention;
         let route = s.kernel_ns(s.gate_ns, s.gate_mac_ns, n) + tokens * s.ops_ns(extra);
         self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
         self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
@@ -148,6 +132,11 @@ impl Sim<'_> {
         self.c.tier_read[ct] += s.dense_bytes;
         let ph = self.phase();
         self.c.energy_weight_read_pj[ph] += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
+        if let Some(kv) = &s.serving.kv {
+            let bytes: u64 = self.members.iter().map(|m| m.attention_bytes).sum();
+            self.c.tier_read[kv.tier] += bytes;
+            self.c.energy_weight_read_pj[ph] += bytes as f64 * s.tiers[kv.tier].energy_pj_per_byte;
+        }
         self.c.macs[ph] += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
         self.compute
             .start(&mut self.q, Busy::Prologue, dense + route);
@@ -171,7 +160,8 @@ impl Sim<'_> {
                 self.step.remaining -= 1;
                 self.next_compute();
             }
-            Busy::LmHead => self.head_done(),
+            Busy::LmHead => self.finish_step(),
+            Busy::Draft => self.begin_step(),
             Busy::Idle => unreachable!("compute finished while idle"),
         }
     }
@@ -269,55 +259,36 @@ impl Sim<'_> {
             self.begin_step();
             return;
         }
-        if p.prefill {
-            let done = p.token + self.step_tokens();
-            if done < self.request().prefill_tokens {
-                // The next chunk of the prompt; only the last one runs the LM head.
-                p.token = done;
-                p.layer = 0;
-                self.pos = Some(p);
-                self.begin_step();
-                return;
-            }
+        // The LM head runs for every token that can be emitted: each decode token (a
+        // verification step's drafts too) and the last chunk of a prompt.
+        let t = self.t;
+        let head_tokens: u32 = self
+            .members
+            .iter()
+            .map(|m| {
+                if !m.prefill {
+                    m.tokens
+                } else {
+                    let span = &t.requests[m.request as usize];
+                    u32::from(m.token + m.tokens == span.prefill_tokens)
+                }
+            })
+            .sum();
+        if head_tokens == 0 {
+            // A prompt chunk that is not the last: the next step follows at once.
+            self.finish_step();
+            return;
         }
-        // The LM head emits the token (the first one, for a prefill).
         let s = self.s;
         let now = self.now();
-        let head_ns = s.launch_ns + s.head_ns + s.token_overhead_ns;
+        let head_ns = s.kernel_ns(s.head_ns, s.head_mac_ns, head_tokens) + s.token_overhead_ns;
         self.span(SpanKind::Head, 0, now, head_ns, p.layer, None);
         self.breakdown().compute += head_ns;
         let ct = s.compute_tier;
         self.c.tier_read[ct] += s.head_bytes;
         let ph = self.phase();
         self.c.energy_weight_read_pj[ph] += s.head_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
-        self.c.macs[ph] += s.head_macs as f64;
+        self.c.macs[ph] += (s.head_macs * head_tokens as u64) as f64;
         self.compute.start(&mut self.q, Busy::LmHead, head_ns);
-    }
-
-    pub(super) fn head_done(&mut self) {
-        let now = self.now();
-        let mut p = self.pos();
-        let span = *self.request();
-        let arrival = self.arrival_ns[p.request as usize];
-        if p.prefill {
-            self.c.ttfts.push(now - arrival);
-            self.c.prefill_time += now - self.request_start;
-            p.prefill = false;
-            p.layer = 0;
-            p.token = 0;
-        } else {
-            self.c.token_latencies.push(now - self.token_start);
-            if span.prefill_tokens == 0 && p.token == 0 {
-                self.c.ttfts.push(now - arrival);
-            }
-            p.token += 1;
-            p.layer = 0;
-        }
-        self.pos = Some(p);
-        if p.token < span.decode_tokens {
-            self.begin_step();
-        } else {
-            self.request_done();
-        }
     }
 }

@@ -21,6 +21,8 @@ pub enum SpanKind {
     Shared,
     /// The LM head.
     Head,
+    /// The draft source of speculative decoding.
+    Draft,
     /// The compute unit waiting for an expert to arrive.
     Stall,
     /// One hop of a demand load.
@@ -43,6 +45,7 @@ impl SpanKind {
             SpanKind::Expert => "expert",
             SpanKind::Shared => "shared experts",
             SpanKind::Head => "lm head",
+            SpanKind::Draft => "draft",
             SpanKind::Stall => "stall",
             SpanKind::Load => "load",
             SpanKind::Prefetch => "prefetch",

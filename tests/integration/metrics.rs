@@ -81,6 +81,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         gate_macs: GATE_MACS,
         op_ns: 0.0,
         head_ns: HEAD_NS,
+        head_mac_ns: HEAD_NS,
         head_macs: HEAD_MACS,
         head_bytes: HEAD_BYTES,
         tiers: [PJ_COMPUTE, PJ_HOME]
@@ -118,6 +119,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         in_place: None,
         layer_overhead_ns: 0,
         token_overhead_ns: 0,
+        serving: Default::default(),
         options: SimOptions {
             format: moesim::quant::format::WeightFormat::Q4K,
             scope: Scope::PerLayer,
@@ -135,6 +137,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
             precision: Default::default(),
             placement: Default::default(),
             prefill_chunk_tokens: None,
+            serving: Default::default(),
         },
     }
 }

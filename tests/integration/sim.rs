@@ -60,6 +60,10 @@ pub(crate) struct Toy {
     pub(crate) chunk: Option<u32>,
     /// Per tier: read bandwidth shared by its readers (missing or `None`: not shared).
     pub(crate) shared_read_bandwidth: Vec<Option<f64>>,
+    /// Batching, KV cache and speculative decoding.
+    pub(crate) serving: moesim::sim::serving::Serving,
+    /// LM-head arithmetic per token (`None`: as `head_ns`).
+    pub(crate) head_mac_ns: Option<u64>,
 }
 
 impl Toy {
@@ -85,6 +89,8 @@ impl Toy {
             resident: None,
             chunk: None,
             shared_read_bandwidth: Vec::new(),
+            serving: Default::default(),
+            head_mac_ns: None,
         }
     }
 
@@ -132,6 +138,7 @@ impl Toy {
             gate_macs: 1,
             op_ns: 0.0,
             head_ns: self.head_ns,
+            head_mac_ns: self.head_mac_ns.unwrap_or(self.head_ns),
             head_macs: 1,
             head_bytes: 1,
             tiers: (0..n_tiers)
@@ -163,6 +170,7 @@ impl Toy {
             in_place: self.in_place.clone(),
             layer_overhead_ns: 0,
             token_overhead_ns: 0,
+            serving: self.serving.clone(),
             options: SimOptions {
                 format: moesim::quant::format::WeightFormat::Q4K,
                 scope: self.scope,
@@ -180,6 +188,7 @@ impl Toy {
                 precision: Default::default(),
                 placement: Default::default(),
                 prefill_chunk_tokens: self.chunk,
+                serving: Default::default(),
             },
         }
     }
