@@ -165,27 +165,55 @@ def simulate(d):
         if other is not None:
             yield other
 
+    assert d["prefill_mode"] == "alone", "the SimPy model runs prompts alone"
+    assert not d["kv"] and not d["speculative"], "the SimPy model has no KV cache and no drafts"
+    assert d["layer_overhead_ns"] == 0 and d["token_overhead_ns"] == 0, "runtime ideal only"
+
     def device():
-        for ri, r in enumerate(d["requests"]):
-            if ri > 0 and d["between_requests"] == "reset":
-                for c in caches:
-                    c.reset()
-            if r["prefill"] and r["prefill"][0]:
-                n = len(r["prefill"][0])
+        queue = collections.deque(range(len(d["requests"])))
+        active = []  # [request, prompt tokens done, decode tokens done, last emission]
+        served = 0
+        while queue or active:
+            while len(active) < d["max_batch"] and queue:
+                ri = queue.popleft()
+                if not active and served > 0 and d["between_requests"] == "reset":
+                    for c in caches:
+                        c.reset()
+                served += 1
+                r = d["requests"][ri]
+                n_prompt = len(r["prefill"][0]) if r["prefill"] and r["prefill"][0] else 0
+                if n_prompt == 0 and not r["decode"]:
+                    continue
+                active.append([ri, 0, 0, env.now])
+            prompting = next((a for a in active if a[1] < n_prompt_of(a[0])), None)
+            if prompting is not None:
+                ri, done = prompting[0], prompting[1]
+                n = n_prompt_of(ri)
                 chunk = d.get("prefill_chunk_tokens") or n
-                for start in range(0, n, chunk):
-                    for layer in range(L):
-                        yield env.process(step(layer, r["prefill"][layer][start : start + chunk]))
-                yield env.timeout(d["launch_ns"] + d["head_ns"])
-                out["ttft"].append(env.now)
-            for ti, tok in enumerate(r["decode"]):
-                start = env.now
+                end = min(n, done + chunk)
                 for layer in range(L):
-                    yield env.process(step(layer, [tok[layer]]))
-                yield env.timeout(d["launch_ns"] + d["head_ns"])
-                out["latencies"].append(env.now - start)
-                if not (r["prefill"] and r["prefill"][0]) and ti == 0:
+                    yield env.process(step(layer, d["requests"][ri]["prefill"][layer][done:end]))
+                if end == n:
+                    yield env.timeout(kernel(d["launch_ns"], d["head_ns"], d["head_mac_ns"], 1))
                     out["ttft"].append(env.now)
+                    prompting[3] = env.now
+                prompting[1] = end
+            else:
+                for layer in range(L):
+                    sels = [d["requests"][a[0]]["decode"][a[2]][layer] for a in active]
+                    yield env.process(step(layer, sels))
+                yield env.timeout(kernel(d["launch_ns"], d["head_ns"], d["head_mac_ns"], len(active)))
+                for a in active:
+                    out["latencies"].append(env.now - a[3])
+                    if n_prompt_of(a[0]) == 0 and a[2] == 0:
+                        out["ttft"].append(env.now)
+                    a[2] += 1
+                    a[3] = env.now
+            active = [a for a in active if a[1] < n_prompt_of(a[0]) or a[2] < len(d["requests"][a[0]]["decode"])]
+
+    def n_prompt_of(ri):
+        r = d["requests"][ri]
+        return len(r["prefill"][0]) if r["prefill"] and r["prefill"][0] else 0
 
     env.process(device())
     t0 = time.perf_counter()

@@ -260,6 +260,17 @@ impl Sim<'_> {
             } else {
                 0.0
             },
+            aggregate_decode_tokens_per_s: per_s(decode_tokens, c.decode_wall_ns),
+            batch_mean: ratio(c.decode_step_requests, c.decode_steps),
+            union_experts_mean: ratio(c.union_experts, c.decode_layer_steps),
+            reuse_factor: ratio(c.union_token_uses, c.union_experts),
+            verify_tokens_per_step: ratio(c.full_verify_tokens, c.full_verify_steps),
+            draft_acceptance: ratio(c.accepted, c.drafted),
+            kv_peak_bytes: c.kv_peak_bytes,
+            attention_ns: c.attention_ns,
+            expert_cache_min_bytes: c
+                .cache_min_bytes
+                .unwrap_or(s.cache_bytes * s.n_caches as u64),
             tier_contended_ns: (0..s.tiers.len())
                 .map(|t| self.transfers.share.contended_ns(t))
                 .sum(),

@@ -44,6 +44,9 @@ pub(super) enum Ev {
     HopDone(u32),
     /// The in-place unit finishes its current phase.
     InPlaceDone,
+    /// The system was idle and requests arrived: the next step starts (after every arrival
+    /// at the same instant).
+    StartStep,
 }
 
 /// The step in progress: its layer, and whether every member runs prompt tokens.
@@ -68,6 +71,8 @@ pub(super) struct Sim<'a> {
     pub arrival_ns: Vec<TimeNs>,
     pub waiting: VecDeque<u32>,
     pub served: u32,
+    /// A `StartStep` event is pending.
+    pub start_pending: bool,
     /// Requests in service, in admission order.
     pub active: Vec<Active>,
     /// The current step's share of each request it serves.
@@ -104,6 +109,21 @@ pub fn run(
     setup: &SimSetup,
     trace: &SimTrace,
 ) -> Result<(SimReport, Option<Timeline>, bool), String> {
+    if let Some(kv) = &setup.serving.kv {
+        for (r, span) in trace.requests.iter().enumerate() {
+            let context =
+                kv.prior_context_tokens + span.prefill_tokens as u64 + span.decode_tokens as u64;
+            if context > kv.max_context_tokens {
+                return Err(format!(
+                    "serving.kv.max_context_tokens: request {r} reaches {context} tokens of context ({} prior, {} prompt, {} decode), more than the {} each request may keep",
+                    kv.prior_context_tokens,
+                    span.prefill_tokens,
+                    span.decode_tokens,
+                    kv.max_context_tokens
+                ));
+            }
+        }
+    }
     let mut sim = Sim::new(setup, trace);
     sim.start();
     while let Some((_, ev)) = sim.q.pop() {
@@ -116,6 +136,7 @@ pub fn run(
             }
             Ev::HopDone(tid) => sim.on_hop_done(tid),
             Ev::InPlaceDone => sim.on_in_place_done(),
+            Ev::StartStep => sim.on_start_step(),
         }
     }
     assert!(
@@ -187,6 +208,7 @@ impl<'a> Sim<'a> {
             arrival_ns: vec![0; t.requests.len()],
             waiting: VecDeque::new(),
             served: 0,
+            start_pending: false,
             active: Vec::new(),
             members: Vec::new(),
             step_tokens: 0,

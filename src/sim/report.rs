@@ -20,7 +20,8 @@ pub struct SimReport {
     pub events: u64,
     /// Prompt tokens over the time spent in prefill.
     pub prefill_tokens_per_s: f64,
-    /// Decode tokens over the time spent decoding.
+    /// Decode tokens over the sum of their latencies: one request's decode speed (with a batch,
+    /// see `aggregate_decode_tokens_per_s` for all requests together).
     pub decode_tokens_per_s: f64,
     /// Time to first token (arrival to the end of the prefill, or of the first decode step
     /// without a prompt), mean over requests.
@@ -133,6 +134,25 @@ pub struct SimReport {
     /// Time, summed over tiers, during which a tier's readers (transfers out of it and the
     /// in-place unit's kernels) asked for more than its read bandwidth and were slowed.
     pub tier_contended_ns: u64,
+    /// Decode tokens over the time of the steps that carried them, all requests together
+    /// (equal to `decode_tokens_per_s` when one request is served at a time).
+    pub aggregate_decode_tokens_per_s: f64,
+    /// Decoding requests per decode step, mean.
+    pub batch_mean: f64,
+    /// Distinct experts per decode layer step (the union of its tokens' selections), mean.
+    pub union_experts_mean: f64,
+    /// Tokens served per expert weight pass: (token, expert) uses over union members.
+    pub reuse_factor: f64,
+    /// Speculative decoding: tokens emitted per verification step that proposed every draft.
+    pub verify_tokens_per_step: f64,
+    /// Speculative decoding: accepted drafts over proposed ones.
+    pub draft_acceptance: f64,
+    /// KV cache: the most bytes the requests in service kept at once.
+    pub kv_peak_bytes: u64,
+    /// Attention's time over every step's context (0 without a KV model).
+    pub attention_ns: u64,
+    /// The smallest the expert caches became (bytes over all caches; `shrink` lowers it).
+    pub expert_cache_min_bytes: u64,
     /// Routing quality against the standard router (1, 1, 0 for the standard router).
     #[serde(flatten)]
     pub quality: QualitySummary,

@@ -59,6 +59,20 @@ impl Sim<'_> {
         self.arrival_ns[r as usize] = self.now();
         self.waiting.push_back(r);
         if self.pos.is_none() {
+            if self.s.serving.max_batch == 1 {
+                self.start_step();
+            } else if !self.start_pending {
+                // Requests arriving at this same instant join the first step: it starts after
+                // them (same-time events run in the order they were scheduled).
+                self.start_pending = true;
+                self.q.schedule_in(0, Ev::StartStep);
+            }
+        }
+    }
+
+    pub(super) fn on_start_step(&mut self) {
+        self.start_pending = false;
+        if self.pos.is_none() {
             self.start_step();
         }
     }

@@ -25,6 +25,7 @@ mod limits;
 mod data_safety;
 // Inputs an audit of issue 17 found accepted with nonsense results or lost data.
 mod audit17;
+mod batch;
 // The JSON record scanner against serde_json.
 mod json_scanner;
 // Every documented command runs as written.

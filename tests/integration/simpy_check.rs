@@ -1,7 +1,7 @@
 //! The event engine against SimPy (PyPI `simpy==4.1.2`): `scripts/simpy_crosscheck.py`
 //! re-simulates, in SimPy, the inputs moesim dumps for two shipped experiments (the quickstart
 //! on an ESP32-P4, and Mixtral-8x7B offloaded on an RTX 4090), and two placements that compute
-//! experts in place on a desktop's CPU (`tests/data/simpy-*.toml`). The semantics are the same, so
+//! experts in place on a desktop's CPU and batched decode (`tests/data/simpy-*.toml`). The semantics are the same, so
 //! decode-token latencies, time to first token and makespan must agree exactly (the script
 //! itself fails at a 1 % difference). Skipped, with a printed SKIP line, only when
 //! `MOESIM_SKIP_PYTHON=1`.
@@ -20,6 +20,8 @@ fn simpy_gives_the_same_latencies() {
         // Issue 19: experts computed in place on a second unit, prompts in micro-batches.
         "tests/data/simpy-in-place.toml",
         "tests/data/simpy-layers.toml",
+        // Issue 21: four requests per step, continuous batching, prompts alone.
+        "tests/data/simpy-batch.toml",
     ] {
         let out = Command::new(&py)
             .arg(format!("{root}/scripts/simpy_crosscheck.py"))
