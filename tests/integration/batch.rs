@@ -270,17 +270,12 @@ fn a_verification_step_emits_the_geometric_sum_of_accepted_drafts() {
         let mut p = 1.0;
         let (mut mean, mut second) = (0.0, 0.0);
         for j in 0..=d as usize {
-            let stop = if j < d as usize {
-                1.0 - acceptance[j]
-            } else {
-                1.0
-            };
-            let pj = p * stop;
+            let a = acceptance.get(j).copied();
+            // T = j + 1 when positions 0..j were accepted and position j was not (or j = d).
+            let pj = p * a.map_or(1.0, |a| 1.0 - a);
             mean += pj * (j + 1) as f64;
             second += pj * ((j + 1) * (j + 1)) as f64;
-            if j < d as usize {
-                p *= acceptance[j];
-            }
+            p *= a.unwrap_or(1.0);
         }
         let var = second - mean * mean;
         let steps = 4000.0 / mean;
