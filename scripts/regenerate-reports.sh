@@ -30,7 +30,8 @@ start=$(date +%s.%N)
 "$bin" run --out reports/quickstart > /dev/null
 printf '%-24s %6.1f s\n' quickstart "$(awk -v a="$(date +%s.%N)" -v b="$start" "BEGIN{print a-b}")"
 for name in bonus-sweep ema-sweep eviction-policies eviction-policies-mixtral-trace precision-allocation \
-  hardware-compare prefetch pi-quant seed-table n-cpu-moe n-cpu-moe-mixtral prefill desktops; do
+  hardware-compare prefetch pi-quant seed-table n-cpu-moe n-cpu-moe-mixtral prefill desktops \
+  batch-decode context-kv speculative; do
   run "$name" "experiments/$name.toml"
 done
 rm -rf reports/quant-eval

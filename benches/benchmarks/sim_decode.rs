@@ -126,6 +126,39 @@ fn sim_decode(c: &mut Criterion) {
         trace,
     );
     g.finish();
+
+    // Batches (issue 21): the Mixtral system of `experiments/mixtral-4090-offload.toml` with 16
+    // requests of 32 prompt and 128 generated tokens served 16 at a time (each decode step
+    // routes 16 tokens and loads their union once); with the KV cache at a 1,024-token prior
+    // context; and with three drafts per verification step.
+    let mut g = c.benchmark_group("sim_batch");
+    g.sample_size(10);
+    let batched = |spec: &mut moesim::experiment::ExperimentSpec, serving: &str| {
+        spec.trace.requests = Some(16);
+        spec.trace.prefill_tokens = Some(32);
+        spec.trace.decode_tokens = Some(128);
+        spec.serving = toml::from_str(serving).unwrap();
+    };
+    let variants: [(&str, &str); 3] = [
+        ("batch-16", "max_batch = 16"),
+        (
+            "batch-16-kv",
+            "max_batch = 16\n[kv]\nmax_context_tokens = 2048\nprior_context_tokens = 1024",
+        ),
+        (
+            "batch-16-drafts-3",
+            "max_batch = 16\n[speculative]\ndrafts = 3\nacceptance = 0.7\ndraft = { kind = \"mtp\", step_ns = 200000 }",
+        ),
+    ];
+    for (name, serving) in variants {
+        let (setup, trace) = load_with(
+            "experiments/mixtral-4090-offload.toml",
+            |_| {},
+            |spec| batched(spec, serving),
+        );
+        bench(&mut g, name, setup, trace);
+    }
+    g.finish();
 }
 
 fn bench(

@@ -47,6 +47,30 @@ pub const METRICS: &[Metric] = &[
     ),
     metric("hit_rate", "expert hit rate (decode)", 1.0, true),
     metric(
+        "aggregate_decode_tokens_per_s",
+        "decode throughput, all requests (tokens/s)",
+        1.0,
+        false,
+    ),
+    metric(
+        "union_experts_mean",
+        "distinct experts per layer step",
+        1.0,
+        false,
+    ),
+    metric(
+        "verify_tokens_per_step",
+        "tokens per verification step",
+        1.0,
+        false,
+    ),
+    metric(
+        "expert_cache_min_bytes",
+        "smallest expert cache (GB)",
+        1e-9,
+        false,
+    ),
+    metric(
         "prefill_tokens_per_s",
         "prefill throughput (tokens/s)",
         1.0,

@@ -567,7 +567,7 @@ impl SimSetup {
             return err(
                 "cache",
                 format!(
-                    "the cache needs {} but the {} tier of {} has {} for routed experts{}",
+                    "the cache needs {} but the {} tier of {} has {} for routed experts{}{}",
                     crate::units::format_bytes(total_cache_bytes as f64),
                     profile.tiers[compute_tier].name,
                     profile.name,
@@ -576,6 +576,13 @@ impl SimSetup {
                         " after the resident shared experts"
                     } else {
                         ""
+                    },
+                    match kv_reserved(compute_tier) {
+                        0 => String::new(),
+                        kv => format!(
+                            " and the {} reserved for the KV cache (serving.kv: max_batch x max_context_tokens)",
+                            crate::units::format_bytes(kv as f64)
+                        ),
                     }
                 ),
             );

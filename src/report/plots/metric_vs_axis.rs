@@ -51,6 +51,20 @@ pub(super) fn draw(d: &PlotData<'_>, plots_dir: &Path) -> Result<Vec<String>> {
                     .filter(|i| d.present.contains(i)),
             );
         }
+        // Against a serving axis, what batches, contexts and drafts change.
+        if axis.starts_with("serving.") {
+            metrics.extend(
+                [
+                    "aggregate_decode_tokens_per_s",
+                    "union_experts_mean",
+                    "verify_tokens_per_step",
+                    "expert_cache_min_bytes",
+                ]
+                .iter()
+                .map(|m| metric_index(m))
+                .filter(|i| d.present.contains(i)),
+            );
+        }
         for &m in &metrics {
             let stem = format!("{}-vs-{}", slug(METRICS[m].name), slug(axis));
             XyChart {
