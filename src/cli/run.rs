@@ -379,6 +379,48 @@ fn key_results(o: &Outcome) -> Vec<(&'static str, String)> {
             ),
         ),
     ];
+    let serving = &o.setup.serving;
+    if !serving.is_single() {
+        let at = 1;
+        let mut extra = vec![
+            (
+                "decode throughput, all requests",
+                format!("{} tokens/s", rate(r.aggregate_decode_tokens_per_s)),
+            ),
+            (
+                "requests per step / experts per layer step",
+                format!(
+                    "{} / {} (each pass serves {} tokens)",
+                    rate(r.batch_mean),
+                    rate(r.union_experts_mean),
+                    rate(r.reuse_factor)
+                ),
+            ),
+        ];
+        if serving.speculative.is_some() {
+            extra.push((
+                "tokens per verification step",
+                format!(
+                    "{} ({} of drafts accepted)",
+                    rate(r.verify_tokens_per_step),
+                    pct(r.draft_acceptance)
+                ),
+            ));
+        }
+        if serving.kv.is_some() {
+            extra.push((
+                "KV cache peak / smallest expert cache",
+                format!(
+                    "{} / {}",
+                    format_bytes(r.kv_peak_bytes as f64),
+                    format_bytes(r.expert_cache_min_bytes as f64)
+                ),
+            ));
+        }
+        for (k, row) in extra.into_iter().enumerate() {
+            rows.insert(at + k, row);
+        }
+    }
     rows.push((
         "expert precision (plan)",
         format!(

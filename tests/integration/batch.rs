@@ -468,3 +468,67 @@ fn tokens_of_one_request_share_more_experts_than_tokens_of_different_requests() 
         "4 tokens of one request: {within} experts per layer; 1 token of 4 requests: {across}"
     );
 }
+
+#[test]
+fn moesim_run_prints_what_batches_kv_and_drafts_did() {
+    let dir = scratch("batch_run_summary");
+    let path = dir.join("serving.toml");
+    std::fs::write(
+        &path,
+        r#"
+schema_version = 1
+name = "serving"
+[hardware]
+profile = "pc-rtx4090-pcie4"
+[model]
+spec = "mixtral-8x7b"
+format = "q4_k"
+[trace]
+generator = "mixtral-like"
+requests = 4
+prefill_tokens = 4
+decode_tokens = 16
+[cache]
+capacity_experts = 4
+[quality]
+samples = 0
+[serving]
+max_batch = 4
+[serving.kv]
+max_context_tokens = 4096
+[serving.speculative]
+drafts = 2
+acceptance = 0.6
+draft = { kind = "mtp", step_ns = 1e6 }
+"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = moesim([
+        "run",
+        path.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for needle in [
+        "decode throughput, all requests",
+        "requests per step / experts per layer step",
+        "tokens per verification step",
+        "KV cache peak / smallest expert cache",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "{needle} missing:\n{}",
+            run.stdout
+        );
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    assert!(col("batch_mean").parse::<f64>().unwrap() > 1.0);
+    assert!(col("kv_peak_bytes").parse::<u64>().unwrap() > 0);
+    assert!(col("verify_tokens_per_step").parse::<f64>().unwrap() >= 1.0);
+}
