@@ -19,7 +19,7 @@ cd "$root"
 secs="${1:-12}"
 shift || true
 all=(experiment_toml profile_toml runtime_toml model_toml generator_toml native_trace json_record import_jsonl
-  import_moe_cache_lab oracle_general npy safetensors expert_store results_csv sweep_parts)
+  import_moe_cache_lab oracle_general npy safetensors expert_store results_csv sweep_parts gguf_header)
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
@@ -44,6 +44,9 @@ head -c 4000 "$seeds/native_trace/micro.jsonl" | tail -n +2 | head -n 8 | split 
 cp tests/data/generic-mixtral-shape.jsonl "$seeds/import_jsonl/"
 cp tests/data/moe-cache-lab-v1.jsonl "$seeds/import_moe_cache_lab/"
 "$bin" trace export --format oracle-general "$seeds/native_trace/micro.jsonl" --out "$seeds/oracle_general/micro.oracleGeneral" > /dev/null
+# GGUF: the small MoE files of five architectures the tests write (needs the venv's gguf).
+"$(scripts/pyenv.sh)" scripts/gguf_moe_fixtures.py "$work/gguf" > /dev/null
+cp "$work"/gguf/*.gguf "$seeds/gguf_header/"
 python3 - "$seeds" <<'EOF'
 import json, struct, sys
 seeds = sys.argv[1]

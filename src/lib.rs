@@ -14,6 +14,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod experiment;
+pub mod gguf;
 pub mod hardware;
 pub mod hash;
 pub mod host;

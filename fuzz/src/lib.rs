@@ -495,3 +495,17 @@ pub fn sweep_parts(data: &[u8]) {
         );
     }
 }
+
+/// A GGUF file: its header and, when it is a MoE model, the model and its spec.
+pub fn gguf_header(data: &[u8]) {
+    let path = file("m.gguf", data);
+    let shown = path.display().to_string();
+    match moesim::cli::model::read_gguf(&path) {
+        Err(e) => check(&e, &shown),
+        Ok((_, m)) => {
+            if let Ok(spec) = m.to_spec(&shown) {
+                let _ = spec.validate(&shown);
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@
 
 mod cache;
 mod host;
-mod model;
+pub mod model;
 mod profile;
 mod quant;
 mod route;

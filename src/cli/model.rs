@@ -1,4 +1,4 @@
-//! `moesim model list|show`.
+//! `moesim model list|show|import`: shipped and user specs, and GGUF files.
 
 use std::io::Write;
 
@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::table::{Align, Table};
 use super::{emit, emit_json};
-use crate::error::Result;
+use crate::error::{InputError, Result};
+use crate::gguf::{self, GgufHeader, GgufModel};
 use crate::moe::{self, MoeSpec, ParamBreakdown, presets};
 use crate::quant::format::WeightFormat;
 use crate::units::{format_bytes, format_count};
@@ -21,13 +22,23 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one model: shape, parameter counts and bytes per expert at every format.
+    /// Show one model: shape, parameter counts and bytes per expert at every format; for a GGUF
+    /// file, the formats and bytes of its routed experts per layer as the file stores them.
     Show {
-        /// A shipped model name or a path to a model spec TOML file.
+        /// A shipped model name, a model spec TOML file or a GGUF file (`.gguf`).
         model: String,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the moesim model spec of a GGUF file's MoE model (shape from its metadata,
+    /// non-expert parameters counted from its tensors, the KV shape).
+    Import {
+        /// The GGUF file (only its header is read).
+        file: std::path::PathBuf,
+        /// Where to write the spec (TOML).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
 }
 
@@ -35,8 +46,263 @@ pub enum ModelCommand {
 pub fn run(cmd: ModelCommand, out: &mut dyn Write) -> Result<()> {
     match cmd {
         ModelCommand::List { json } => list(out, json),
+        ModelCommand::Show { model, json } if is_gguf(&model) => {
+            show_gguf(out, std::path::Path::new(&model), json)
+        }
         ModelCommand::Show { model, json } => show(out, &model, json),
+        ModelCommand::Import { file, out: path } => import(out, &file, &path),
     }
+}
+
+/// Whether `arg` names a GGUF file (by extension).
+fn is_gguf(arg: &str) -> bool {
+    std::path::Path::new(arg)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// Reads the MoE model of the GGUF file at `path` (its header only).
+pub fn read_gguf(path: &std::path::Path) -> Result<(GgufHeader, GgufModel)> {
+    let label = path.display().to_string();
+    let file = crate::input::open(path)?;
+    let len = file
+        .metadata()
+        .map_err(|e| crate::error::Error::io(path, e))?
+        .len();
+    let header = gguf::read_header(std::io::BufReader::new(file), len)
+        .map_err(|e| InputError::at_key(&label, e.at, e.reason))?;
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let model = GgufModel::from_header(&header, &stem)
+        .map_err(|(at, reason)| InputError::at_key(&label, at, reason))?;
+    Ok((header, model))
+}
+
+#[derive(Serialize)]
+struct GgufJson<'a> {
+    file: String,
+    gguf_version: u32,
+    tensors: usize,
+    architecture: &'a str,
+    name: &'a str,
+    layers: u32,
+    hidden_size: u64,
+    routed_experts: u32,
+    top_k: u32,
+    expert_intermediate_size: u64,
+    shared_experts: u32,
+    moe_layers: Vec<GgufLayerJson>,
+    routed_experts_part: gguf::model::Part,
+    shared_experts_part: gguf::model::Part,
+    router: gguf::model::Part,
+    input_embedding: gguf::model::Part,
+    output_head: gguf::model::Part,
+    other: gguf::model::Part,
+    total_params: u64,
+    file_bytes: u64,
+    kv_bytes_per_token_f16: Option<u64>,
+    max_context_tokens: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct GgufLayerJson {
+    layer: u32,
+    gate: Option<String>,
+    up: String,
+    down: String,
+    expert_bytes: u64,
+}
+
+fn show_gguf(out: &mut dyn Write, path: &std::path::Path, json: bool) -> Result<()> {
+    let (h, m) = read_gguf(path)?;
+    let spec = m
+        .to_spec(&path.display().to_string())
+        .map_err(|(at, reason)| InputError::at_key(path.display().to_string(), at, reason))?;
+    let kv = spec
+        .context
+        .as_ref()
+        .and_then(|c| c.validate(None, m.layers).ok())
+        .filter(|k| k.values_per_token > 0);
+    let kv_token = kv.map(|k| k.bytes_at(1, crate::moe::kv::KvFormat::F16));
+    if json {
+        return emit_json(
+            out,
+            &GgufJson {
+                file: path.display().to_string(),
+                gguf_version: h.version,
+                tensors: h.tensors.len(),
+                architecture: &m.architecture,
+                name: &m.name,
+                layers: m.layers,
+                hidden_size: m.hidden,
+                routed_experts: m.experts,
+                top_k: m.top_k,
+                expert_intermediate_size: m.expert_ffn,
+                shared_experts: m.shared_experts,
+                moe_layers: m
+                    .moe_layers
+                    .iter()
+                    .map(|l| GgufLayerJson {
+                        layer: l.layer,
+                        gate: l.gate.map(|g| g.lower_name()),
+                        up: l.up.lower_name(),
+                        down: l.down.lower_name(),
+                        expert_bytes: l.expert_bytes,
+                    })
+                    .collect(),
+                routed_experts_part: m.routed,
+                shared_experts_part: m.shared,
+                router: m.router,
+                input_embedding: m.embedding,
+                output_head: m.output,
+                other: m.other,
+                total_params: m.total_values(),
+                file_bytes: h.file_bytes,
+                kv_bytes_per_token_f16: kv_token,
+                max_context_tokens: spec.context.as_ref().and_then(|c| c.max_tokens),
+            },
+        );
+    }
+    let mut s = format!(
+        "{}: {} ({}, GGUF v{}, {} tensors, {})\n\n",
+        path.display(),
+        m.name,
+        m.architecture,
+        h.version,
+        h.tensors.len(),
+        format_bytes(h.file_bytes as f64)
+    );
+    let moe: Vec<u32> = m.moe_layers.iter().map(|l| l.layer).collect();
+    let mut t = Table::new(&[("field", Align::Left), ("value", Align::Left)]);
+    for (k, v) in [
+        ("blocks", m.layers.to_string()),
+        (
+            "MoE blocks",
+            format!("{} ({})", moe.len(), index_ranges(&moe)),
+        ),
+        ("hidden size", m.hidden.to_string()),
+        ("routed experts per layer", m.experts.to_string()),
+        ("top-k", m.top_k.to_string()),
+        ("expert intermediate size", m.expert_ffn.to_string()),
+        (
+            "shared experts per layer",
+            if m.shared_experts > 0 {
+                format!("{} (intermediate size {})", m.shared_experts, m.shared_ffn)
+            } else {
+                "0".into()
+            },
+        ),
+        (
+            "context limit",
+            spec.context
+                .as_ref()
+                .and_then(|c| c.max_tokens)
+                .map_or("not stated".into(), |n| n.to_string()),
+        ),
+        (
+            "KV cache per token (f16)",
+            kv_token.map_or("-".into(), |b| format_bytes(b as f64)),
+        ),
+    ] {
+        t.row(vec![k.to_string(), v]);
+    }
+    s.push_str(&t.render());
+    s.push_str("\nrouted experts as stored (runs of blocks with the same formats)\n");
+    let mut t = Table::new(&[
+        ("blocks", Align::Left),
+        ("gate", Align::Left),
+        ("up", Align::Left),
+        ("down", Align::Left),
+        ("per expert", Align::Right),
+        ("per block", Align::Right),
+    ]);
+    let mut i = 0;
+    while i < m.moe_layers.len() {
+        let a = &m.moe_layers[i];
+        let mut j = i;
+        while j + 1 < m.moe_layers.len() {
+            let b = &m.moe_layers[j + 1];
+            if (b.gate, b.up, b.down, b.expert_bytes) != (a.gate, a.up, a.down, a.expert_bytes) {
+                break;
+            }
+            j += 1;
+        }
+        let blocks: Vec<u32> = m.moe_layers[i..=j].iter().map(|l| l.layer).collect();
+        t.row(vec![
+            index_ranges(&blocks),
+            a.gate.map_or("-".into(), |g| g.name.to_string()),
+            a.up.name.to_string(),
+            a.down.name.to_string(),
+            format_bytes(a.expert_bytes as f64),
+            format_bytes((a.expert_bytes * m.experts as u64) as f64),
+        ]);
+        i = j + 1;
+    }
+    s.push_str(&t.render());
+    s.push_str("\nparameters and bytes by component\n");
+    let mut t = Table::new(&[
+        ("component", Align::Left),
+        ("params", Align::Right),
+        ("bytes", Align::Right),
+    ]);
+    for (k, p) in [
+        ("routed experts", m.routed),
+        ("shared experts", m.shared),
+        ("routers", m.router),
+        ("input embedding", m.embedding),
+        ("output head", m.output),
+        ("attention, norms, dense FFN, other", m.other),
+    ] {
+        if p.values > 0 {
+            t.row(vec![
+                k.to_string(),
+                format_count(p.values as f64),
+                format_bytes(p.bytes as f64),
+            ]);
+        }
+    }
+    t.row(vec![
+        "total".into(),
+        format_count(m.total_values() as f64),
+        format_bytes(h.file_bytes as f64),
+    ]);
+    s.push_str(&t.render());
+    s.push_str(&format!(
+        "\n`moesim model import {} --out SPEC.toml` writes it as a moesim model spec.\n",
+        path.display()
+    ));
+    emit(out, &s)
+}
+
+fn import(out: &mut dyn Write, file: &std::path::Path, path: &std::path::Path) -> Result<()> {
+    crate::atomic_file::refuse_overwriting_inputs(path, &[file], "--out")?;
+    let (_, m) = read_gguf(file)?;
+    let label = file.display().to_string();
+    let spec = m
+        .to_spec(&label)
+        .map_err(|(at, reason)| InputError::at_key(&label, at, reason))?;
+    let text = toml::to_string(&spec).map_err(|e| {
+        crate::error::Error::usage(format!("{label}: the spec does not serialise: {e}"))
+    })?;
+    let text = format!(
+        "# Imported by `moesim model import` from {label} ({} blocks, {} routed experts of width {}, top-{}).\n\n{text}",
+        m.layers, m.experts, m.expert_ffn, m.top_k
+    );
+    // The spec must load as written.
+    let loaded = moe::parse(&path.display().to_string(), &text)?;
+    crate::atomic_file::write_atomic(path, text.as_bytes())?;
+    emit(
+        out,
+        &format!(
+            "wrote {} ({}: {} parameters, {} active per token)\n",
+            path.display(),
+            loaded.name,
+            format_count(loaded.total_params() as f64),
+            format_count(loaded.active_params() as f64)
+        ),
+    )
 }
 
 #[derive(Serialize)]

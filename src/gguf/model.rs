@@ -1,0 +1,428 @@
+//! A GGUF file's MoE model: its shape from the metadata (`{arch}.block_count`,
+//! `{arch}.expert_count`, ...), its parameters and bytes counted from the tensors themselves,
+//! and the per-layer formats of its routed experts (a `Q4_K_M` file keeps part of them in Q6_K).
+//!
+//! Routed experts are the merged 3-D tensors `blk.N.ffn_{gate,up,down}_exps.weight` (ggml `ne`
+//! = [in, out, experts]); shared experts `blk.N.ffn_*_shexp.weight`; the router
+//! `blk.N.ffn_gate_inp.weight`. Everything else (attention, norms, dense FFN blocks, biases,
+//! embeddings, output head) is non-expert. The model spec [`GgufModel::to_spec`] writes gives
+//! the non-expert count directly (`[dense] params`), so its total equals the file's values
+//! exactly, and the KV shape in `[context]`.
+
+use super::read::{GgufHeader, TensorInfo};
+use super::types::GgmlType;
+use crate::moe::kv::ContextSpec;
+use crate::moe::spec::{DenseSpec, MoeSpecFile};
+use crate::moe::{FfnKind, spec::MODEL_SCHEMA_VERSION};
+
+/// The architectures whose metadata names this reader has been checked against.
+pub const ARCHITECTURES: &[&str] = &[
+    "llama",
+    "qwen2moe",
+    "qwen3moe",
+    "deepseek2",
+    "gpt-oss",
+    "glm4moe",
+    "olmoe",
+    "phimoe",
+];
+
+/// The routed experts of one MoE layer as the file stores them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerExperts {
+    /// Transformer block index.
+    pub layer: u32,
+    /// Format of the gate projection (absent for a plain FFN).
+    pub gate: Option<GgmlType>,
+    /// Format of the up projection.
+    pub up: GgmlType,
+    /// Format of the down projection.
+    pub down: GgmlType,
+    /// Bytes of one expert (its slice of each of the three tensors).
+    pub expert_bytes: u64,
+}
+
+/// Values and bytes of one component of the model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Part {
+    /// Values (parameters).
+    pub values: u64,
+    /// Bytes in the file.
+    pub bytes: u64,
+}
+
+impl Part {
+    fn add(&mut self, t: &TensorInfo) {
+        self.values += t.values();
+        self.bytes += t.bytes;
+    }
+}
+
+/// A GGUF file read as a MoE model.
+#[derive(Debug, Clone)]
+pub struct GgufModel {
+    /// `general.architecture`.
+    pub architecture: String,
+    /// `general.name`, or the file's stem.
+    pub name: String,
+    /// Transformer blocks.
+    pub layers: u32,
+    /// Model width.
+    pub hidden: u64,
+    /// Routed experts per MoE layer.
+    pub experts: u32,
+    /// Experts each token uses.
+    pub top_k: u32,
+    /// Width of one routed expert.
+    pub expert_ffn: u64,
+    /// SwiGLU (a gate projection) or plain.
+    pub ffn: FfnKind,
+    /// Shared experts per MoE layer.
+    pub shared_experts: u32,
+    /// Width of one shared expert.
+    pub shared_ffn: u64,
+    /// Blocks with routed experts, and their formats and bytes.
+    pub moe_layers: Vec<LayerExperts>,
+    /// Routed experts.
+    pub routed: Part,
+    /// Shared experts.
+    pub shared: Part,
+    /// Routers (`ffn_gate_inp`).
+    pub router: Part,
+    /// The input embedding.
+    pub embedding: Part,
+    /// The output head.
+    pub output: Part,
+    /// Everything else: attention, norms, dense FFN blocks, biases.
+    pub other: Part,
+    /// The KV shape and context limit from the metadata.
+    pub context: ContextSpec,
+}
+
+/// Why a file cannot be read as a MoE model: the key or tensor, and the reason.
+pub type ModelError = (String, String);
+
+fn err<T>(at: impl Into<String>, reason: impl Into<String>) -> Result<T, ModelError> {
+    Err((at.into(), reason.into()))
+}
+
+impl GgufModel {
+    /// Reads the model in `h`; `stem` names it when the file has no `general.name`.
+    pub fn from_header(h: &GgufHeader, stem: &str) -> Result<GgufModel, ModelError> {
+        let arch = match h.get("general.architecture").and_then(|v| v.as_str()) {
+            Some(a) => a.to_string(),
+            None => return err("general.architecture", "missing: not a model file"),
+        };
+        let key = |k: &str| format!("{arch}.{k}");
+        let uint = |k: &str| -> Result<u64, ModelError> {
+            let full = key(k);
+            match h.get(&full) {
+                None => err(full, "missing"),
+                Some(v) => v
+                    .as_u64()
+                    .ok_or_else(|| (full.clone(), format!("{v:?} is not a count"))),
+            }
+        };
+        let opt = |k: &str| h.get(&key(k)).and_then(|v| v.as_u64());
+        let layers = uint("block_count")?;
+        let hidden = uint("embedding_length")?;
+        let experts = uint("expert_count")?;
+        let top_k = uint("expert_used_count")?;
+        if layers == 0 || layers > 10_000 {
+            return err(key("block_count"), format!("{layers}: not a block count"));
+        }
+        if experts == 0 || experts > 65_535 {
+            return err(
+                key("expert_count"),
+                format!("{experts}: not a MoE expert count (1..=65535)"),
+            );
+        }
+        if top_k == 0 || top_k > experts {
+            return err(
+                key("expert_used_count"),
+                format!("{top_k}: must be in 1..={experts}"),
+            );
+        }
+        let mut m = GgufModel {
+            architecture: arch.clone(),
+            name: h
+                .get("general.name")
+                .and_then(|v| v.as_str())
+                .unwrap_or(stem)
+                .to_string(),
+            layers: layers as u32,
+            hidden,
+            experts: experts as u32,
+            top_k: top_k as u32,
+            expert_ffn: 0,
+            ffn: FfnKind::Swiglu,
+            shared_experts: 0,
+            shared_ffn: 0,
+            moe_layers: Vec::new(),
+            routed: Part::default(),
+            shared: Part::default(),
+            router: Part::default(),
+            embedding: Part::default(),
+            output: Part::default(),
+            other: Part::default(),
+            context: ContextSpec::default(),
+        };
+        // Classify every tensor.
+        let mut shexp_ffn: Option<u64> = None;
+        for t in &h.tensors {
+            let n = t.name.as_str();
+            if n.ends_with("_exps.weight") {
+                m.routed.add(t);
+            } else if n.contains("_shexp.") && n.ends_with(".weight") && !n.contains("gate_inp") {
+                m.shared.add(t);
+                if n.contains("ffn_up_shexp") {
+                    shexp_ffn = Some(t.dims[1]);
+                }
+            } else if n.ends_with("ffn_gate_inp.weight") {
+                m.router.add(t);
+            } else if n == "token_embd.weight" {
+                m.embedding.add(t);
+            } else if n == "output.weight" {
+                m.output.add(t);
+            } else {
+                m.other.add(t);
+            }
+        }
+        if h.tensors.iter().any(|t| {
+            t.name.starts_with("blk.0.ffn_gate.0.") || t.name.starts_with("blk.0.ffn_up.0.")
+        }) {
+            return err(
+                "blk.0.ffn_up.0.weight",
+                "experts stored as one tensor each (an old Mixtral layout); convert the model with a recent llama.cpp, which merges them",
+            );
+        }
+        // The routed experts of each block.
+        for layer in 0..m.layers {
+            let p = format!("blk.{layer}.");
+            let get = |s: &str| h.tensor(&format!("{p}{s}_exps.weight"));
+            let (Some(up), Some(down)) = (get("ffn_up"), get("ffn_down")) else {
+                continue;
+            };
+            let gate = get("ffn_gate");
+            let expect = |t: &TensorInfo, inner: u64, outer: u64| -> Result<(), ModelError> {
+                if t.dims.len() != 3
+                    || t.dims[0] != inner
+                    || t.dims[1] != outer
+                    || t.dims[2] != experts
+                {
+                    return err(
+                        t.name.clone(),
+                        format!(
+                            "dimensions {:?}, expected [{inner}, {outer}, {experts}] ({arch}.embedding_length, expert width, {arch}.expert_count)",
+                            t.dims
+                        ),
+                    );
+                }
+                Ok(())
+            };
+            let ffn = up.dims.get(1).copied().unwrap_or(0);
+            expect(up, hidden, ffn)?;
+            expect(down, ffn, hidden)?;
+            if let Some(g) = gate {
+                expect(g, hidden, ffn)?;
+            }
+            if m.moe_layers.is_empty() {
+                m.expert_ffn = ffn;
+                m.ffn = if gate.is_some() {
+                    FfnKind::Swiglu
+                } else {
+                    FfnKind::Relu
+                };
+            } else if ffn != m.expert_ffn || gate.is_some() != (m.ffn == FfnKind::Swiglu) {
+                return err(
+                    up.name.clone(),
+                    format!(
+                        "experts of width {ffn} where block {} has {}: moesim specs give every MoE layer the same experts",
+                        m.moe_layers[0].layer, m.expert_ffn
+                    ),
+                );
+            }
+            let bytes = up.bytes + down.bytes + gate.map_or(0, |g| g.bytes);
+            m.moe_layers.push(LayerExperts {
+                layer,
+                gate: gate.map(|g| g.ggml_type),
+                up: up.ggml_type,
+                down: down.ggml_type,
+                expert_bytes: bytes / experts,
+            });
+        }
+        if m.moe_layers.is_empty() {
+            return err(
+                "blk.0.ffn_up_exps.weight",
+                "no routed expert tensors (blk.N.ffn_*_exps.weight): not a MoE model",
+            );
+        }
+        if let Some(f) = shexp_ffn {
+            let count = opt("expert_shared_count").unwrap_or(1).max(1);
+            m.shared_experts = count as u32;
+            m.shared_ffn = f / count;
+        }
+        m.context = context_of(h, &arch, m.layers)?;
+        Ok(m)
+    }
+
+    /// Every value in the file.
+    pub fn total_values(&self) -> u64 {
+        [
+            self.routed,
+            self.shared,
+            self.router,
+            self.embedding,
+            self.output,
+            self.other,
+        ]
+        .iter()
+        .map(|p| p.values)
+        .sum()
+    }
+
+    /// The model as a moesim spec: shape from the metadata, the non-expert parameters counted
+    /// from the tensors (`[dense] params`), the KV shape.
+    pub fn to_spec(&self, file: &str) -> Result<MoeSpecFile, ModelError> {
+        let moe: Vec<u32> = self.moe_layers.iter().map(|l| l.layer).collect();
+        let first = moe[0];
+        // moesim's layout: after `first_dense_layers`, every `moe_every`-th block is MoE, the
+        // last of each group.
+        let every = if moe.len() > 1 { moe[1] - moe[0] } else { 1 };
+        let (first_dense, every) = if every == 1 {
+            (first, 1)
+        } else {
+            ((first + 1).saturating_sub(every), every)
+        };
+        let layout: Vec<u32> = (first_dense..self.layers)
+            .filter(|l| (l - first_dense + 1).is_multiple_of(every))
+            .collect();
+        if layout != moe {
+            return err(
+                format!("blk.{first}.ffn_up_exps.weight"),
+                format!(
+                    "routed experts in blocks {moe:?}: moesim specs need the MoE blocks to follow the first dense ones at a fixed interval"
+                ),
+            );
+        }
+        let n_moe = moe.len() as u64;
+        // moesim counts the routers itself (h x experts per MoE layer) and the shared experts
+        // from their width; the rest of the file is `[dense] params`.
+        let router_counted = n_moe * self.hidden * self.experts as u64;
+        let shared_counted = n_moe
+            * self.shared_experts as u64
+            * self.ffn.matrices()
+            * self.hidden
+            * self.shared_ffn;
+        let dense = (self.total_values() - self.routed.values)
+            .checked_sub(router_counted + shared_counted)
+            .ok_or_else(|| {
+                (
+                    "ffn_gate_inp".to_string(),
+                    "the routers and shared experts count more values than the file holds"
+                        .to_string(),
+                )
+            })?;
+        Ok(MoeSpecFile {
+            schema_version: MODEL_SCHEMA_VERSION,
+            name: slug(&self.name),
+            description: format!(
+                "{}: {} MoE layers x {} experts (h {}, i {}), top-{}, imported from a GGUF file ({})",
+                self.name,
+                n_moe,
+                self.experts,
+                self.hidden,
+                self.expert_ffn,
+                self.top_k,
+                self.architecture
+            ),
+            sources: vec![format!(
+                "{file}: GGUF metadata and tensor shapes (moesim model import)"
+            )],
+            layers: self.layers,
+            hidden_size: self.hidden,
+            expert_intermediate_size: self.expert_ffn,
+            routed_experts: self.experts,
+            top_k: self.top_k,
+            shared_experts: self.shared_experts,
+            shared_expert_intermediate_size: (self.shared_experts > 0).then_some(self.shared_ffn),
+            ffn: self.ffn,
+            first_dense_layers: first_dense,
+            moe_every: every,
+            dense: DenseSpec {
+                params: Some(dense),
+                ..DenseSpec::default()
+            },
+            published: None,
+            context: Some(self.context.clone()),
+        })
+    }
+}
+
+/// A file-name-safe identifier.
+fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() { "imported".into() } else { s }
+}
+
+/// The KV shape from the attention metadata.
+fn context_of(h: &GgufHeader, arch: &str, layers: u32) -> Result<ContextSpec, ModelError> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let opt = |k: &str| h.get(&key(k)).and_then(|v| v.as_u64());
+    let heads = opt("attention.head_count").unwrap_or(0);
+    let embd = opt("embedding_length").unwrap_or(0);
+    let mut c = ContextSpec {
+        max_tokens: opt("context_length"),
+        ..ContextSpec::default()
+    };
+    if let Some(rank) = opt("attention.kv_lora_rank") {
+        // Multi-head latent attention: the latent and the rotary key per token.
+        let rope = opt("rope.dimension_count").unwrap_or(0);
+        c.values_per_token = Some(rank + rope);
+        c.macs_per_pair = Some(heads * (2 * rank + rope));
+        return Ok(c);
+    }
+    // head_count_kv may be a per-layer array (hybrid models: 0 for layers without attention).
+    let (kv_heads, full_layers) = match h.get(&key("attention.head_count_kv")) {
+        Some(super::read::Value::Array(v)) => {
+            let nonzero: Vec<u64> = v.iter().filter(|&&x| x > 0.0).map(|&x| x as u64).collect();
+            (
+                nonzero.iter().copied().max().unwrap_or(0),
+                Some(nonzero.len() as u32),
+            )
+        }
+        Some(v) => (v.as_u64().unwrap_or(heads), None),
+        None => (heads, None),
+    };
+    if heads == 0 || kv_heads == 0 {
+        return err(
+            key("attention.head_count"),
+            "missing or zero: the KV cache cannot be sized",
+        );
+    }
+    let k_len = opt("attention.key_length").unwrap_or(embd / heads);
+    let v_len = opt("attention.value_length").unwrap_or(k_len);
+    c.values_per_token = Some(kv_heads * (k_len + v_len));
+    c.macs_per_pair = Some(heads * (k_len + v_len));
+    c.full_attention_layers = full_layers;
+    if let Some(window) = opt("attention.sliding_window")
+        && window > 0
+        && arch == "gpt-oss"
+    {
+        // gpt-oss alternates sliding-window and full-attention blocks.
+        c.sliding_window_layers = layers / 2;
+        c.sliding_window_tokens = window;
+        c.full_attention_layers = Some(layers - layers / 2);
+    }
+    Ok(c)
+}
