@@ -29,6 +29,22 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("presets/qwen3.6-35b-a3b.toml"),
     ),
     ("glm-4.7-flash", include_str!("presets/glm-4.7-flash.toml")),
+    ("gpt-oss-20b", include_str!("presets/gpt-oss-20b.toml")),
+    ("gpt-oss-120b", include_str!("presets/gpt-oss-120b.toml")),
+    ("glm-4.5-air", include_str!("presets/glm-4.5-air.toml")),
+    (
+        "qwen3-235b-a22b",
+        include_str!("presets/qwen3-235b-a22b.toml"),
+    ),
+    ("deepseek-v3", include_str!("presets/deepseek-v3.toml")),
+    (
+        "qwen3-next-80b-a3b",
+        include_str!("presets/qwen3-next-80b-a3b.toml"),
+    ),
+    (
+        "llama-4-scout-17b-16e",
+        include_str!("presets/llama-4-scout-17b-16e.toml"),
+    ),
 ];
 
 /// The TOML text of preset `name`.
