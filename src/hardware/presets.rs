@@ -34,6 +34,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/jetson-orin-nano.toml"),
     ),
     (
+        "jetson-agx-orin-64gb",
+        include_str!("../../hardware-profiles/jetson-agx-orin-64gb.toml"),
+    ),
+    (
         "snapdragon-8-gen-3",
         include_str!("../../hardware-profiles/snapdragon-8-gen-3.toml"),
     ),
@@ -54,12 +58,32 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/pc-rtx4060ti-16gb-ddr5.toml"),
     ),
     (
+        "pc-rtx3090-24gb-ddr5",
+        include_str!("../../hardware-profiles/pc-rtx3090-24gb-ddr5.toml"),
+    ),
+    (
+        "pc-rtx5090-32gb-ddr5",
+        include_str!("../../hardware-profiles/pc-rtx5090-32gb-ddr5.toml"),
+    ),
+    (
+        "pc-rx7900xtx-24gb-ddr5",
+        include_str!("../../hardware-profiles/pc-rx7900xtx-24gb-ddr5.toml"),
+    ),
+    (
         "pc-rtx3060-12gb-pcie3",
         include_str!("../../hardware-profiles/pc-rtx3060-12gb-pcie3.toml"),
     ),
     (
         "pc-rtx2080-8gb-i9-10900x",
         include_str!("../../hardware-profiles/pc-rtx2080-8gb-i9-10900x.toml"),
+    ),
+    (
+        "pc-cpu-ryzen7-5800x-ddr4-2ch",
+        include_str!("../../hardware-profiles/pc-cpu-ryzen7-5800x-ddr4-2ch.toml"),
+    ),
+    (
+        "pc-cpu-xeon-w5-2465x-ddr5-4ch",
+        include_str!("../../hardware-profiles/pc-cpu-xeon-w5-2465x-ddr5-4ch.toml"),
     ),
     (
         "laptop-rtx3080-mobile-16gb",
@@ -74,8 +98,28 @@ pub const PRESETS: &[(&str, &str)] = &[
         include_str!("../../hardware-profiles/apple-m4-macbook-air-32gb.toml"),
     ),
     (
+        "apple-m3-macbook-air-24gb",
+        include_str!("../../hardware-profiles/apple-m3-macbook-air-24gb.toml"),
+    ),
+    (
+        "apple-m4-pro-mac-mini-48gb",
+        include_str!("../../hardware-profiles/apple-m4-pro-mac-mini-48gb.toml"),
+    ),
+    (
+        "apple-m4-max-macbook-pro-128gb",
+        include_str!("../../hardware-profiles/apple-m4-max-macbook-pro-128gb.toml"),
+    ),
+    (
         "server-a100-80gb-sxm",
         include_str!("../../hardware-profiles/server-a100-80gb-sxm.toml"),
+    ),
+    (
+        "server-l4-24gb-pcie4",
+        include_str!("../../hardware-profiles/server-l4-24gb-pcie4.toml"),
+    ),
+    (
+        "server-h100-80gb-sxm",
+        include_str!("../../hardware-profiles/server-h100-80gb-sxm.toml"),
     ),
     (
         "pc-rtx4090-pcie4",
