@@ -503,10 +503,14 @@ fn show(out: &mut dyn Write, name: &str, json: bool) -> Result<()> {
         ));
         if let Some(a) = published.active_params {
             let counted = m.active_params_as_published() as f64;
-            let rule = if published.active_excludes_input_embedding {
-                ", input embedding excluded"
-            } else {
-                ""
+            let rule = match (
+                published.active_excludes_input_embedding,
+                published.active_excludes_output_head,
+            ) {
+                (true, true) => ", input embedding and output head excluded",
+                (true, false) => ", input embedding excluded",
+                (false, true) => ", output head excluded",
+                (false, false) => "",
             };
             s.push_str(&format!(
                 ", active {} (computed {} is {:+.2}%{rule})",

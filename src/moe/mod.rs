@@ -86,6 +86,8 @@ pub struct Published {
     pub active_params: Option<f64>,
     /// Whether the publisher leaves the input embedding out of the active count.
     pub active_excludes_input_embedding: bool,
+    /// Whether the publisher leaves the output head out of the active count.
+    pub active_excludes_output_head: bool,
     /// Citation.
     pub source: String,
 }
@@ -180,13 +182,20 @@ impl MoeSpec {
 
     /// Active parameters counted the way the publisher counts them.
     pub fn active_params_as_published(&self) -> u64 {
-        let excludes = self
-            .published
-            .as_ref()
-            .is_some_and(|p| p.active_excludes_input_embedding);
+        let (input, output) = self.published.as_ref().map_or((false, false), |p| {
+            (
+                p.active_excludes_input_embedding,
+                p.active_excludes_output_head,
+            )
+        });
         self.active_params()
-            - if excludes {
+            - if input {
                 self.params.input_embedding
+            } else {
+                0
+            }
+            - if output {
+                self.params.output_embedding
             } else {
                 0
             }

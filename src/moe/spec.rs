@@ -139,6 +139,9 @@ pub struct PublishedSpec {
     /// Whether the source leaves the input embedding out of the active count.
     #[serde(default)]
     pub active_excludes_input_embedding: bool,
+    /// Whether the source leaves the output head out of the active count too (Zhipu's GLM).
+    #[serde(default)]
+    pub active_excludes_output_head: bool,
     /// Where the figures were published.
     pub source: String,
 }
@@ -358,6 +361,7 @@ impl MoeSpecFile {
                     total_params: p.total_params,
                     active_params: p.active_params,
                     active_excludes_input_embedding: p.active_excludes_input_embedding,
+                    active_excludes_output_head: p.active_excludes_output_head,
                     source: p.source.clone(),
                 })
             }
