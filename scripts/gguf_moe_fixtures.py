@@ -100,8 +100,9 @@ class Model:
 
 
 def qwen3moe(out):
-    # A Q4_K_M-like mix: blocks 0 and 3 keep their down projections in Q6_K.
-    L, H, E, K, F, V = 4, 256, 8, 2, 256, 300
+    # A Q4_K_M-like mix: blocks 0 and 3 keep their down projections in Q6_K. The micro-moe
+    # generator's shape (8 blocks, 16 experts, top-2), so experiments can run on it.
+    L, H, E, K, F, V = 8, 256, 16, 2, 256, 300
     path = f"{out}/qwen3moe.gguf"
     w = writer(path, "qwen3moe", "fixture qwen3moe", L, H, E, K, 40960, 8, 2, 64)
     w.add_expert_feed_forward_length(F)

@@ -63,21 +63,7 @@ fn is_gguf(arg: &str) -> bool {
 
 /// Reads the MoE model of the GGUF file at `path` (its header only).
 pub fn read_gguf(path: &std::path::Path) -> Result<(GgufHeader, GgufModel)> {
-    let label = path.display().to_string();
-    let file = crate::input::open(path)?;
-    let len = file
-        .metadata()
-        .map_err(|e| crate::error::Error::io(path, e))?
-        .len();
-    let header = gguf::read_header(std::io::BufReader::new(file), len)
-        .map_err(|e| InputError::at_key(&label, e.at, e.reason))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let model = GgufModel::from_header(&header, &stem)
-        .map_err(|(at, reason)| InputError::at_key(&label, at, reason))?;
-    Ok((header, model))
+    gguf::file::read(path)
 }
 
 #[derive(Serialize)]

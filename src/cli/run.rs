@@ -104,7 +104,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         .map_err(|e| Error::usage(format!("{}: {e}", exp.label)))?;
         let mut inputs: Vec<&Path> = args.experiment.iter().map(PathBuf::as_path).collect();
         inputs.extend(exp.inputs.iter().filter_map(|i| match i {
-            crate::experiment::InputRef::File(p) => Some(p.as_path()),
+            crate::experiment::InputRef::File(p)
+            | crate::experiment::InputRef::FileHeader(p, _) => Some(p.as_path()),
             crate::experiment::InputRef::Preset(..) => None,
         }));
         crate::atomic_file::refuse_overwriting_inputs(path, &inputs, "--dump-inputs")?;

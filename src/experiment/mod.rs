@@ -65,6 +65,9 @@ pub enum InputRef {
     Preset(&'static str, String),
     /// A file, by its resolved path.
     File(PathBuf),
+    /// A file of which only the first `bytes` bytes are read (a GGUF file's header), with its
+    /// length.
+    FileHeader(PathBuf, u64),
 }
 
 impl InputRef {
@@ -119,6 +122,16 @@ pub fn fingerprint_inputs<'a>(inputs: impl IntoIterator<Item = &'a InputRef>) ->
                     }
                     h.write(&buf[..n]);
                 }
+            }
+            InputRef::FileHeader(path, bytes) => {
+                let f = crate::input::open(path)?;
+                let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+                h.write(format!("file header {} {len} {bytes}\n", path.display()).as_bytes());
+                let mut head = Vec::new();
+                f.take(*bytes)
+                    .read_to_end(&mut head)
+                    .map_err(|e| Error::io(path, e))?;
+                h.write(&head);
             }
         }
     }
@@ -347,14 +360,34 @@ impl Experiment {
         };
         let runtime = runtime.with(&spec.runtime, label, "runtime.")?;
         let profile = runtime.apply(profile);
-        let model_is_preset = crate::moe::presets::get(&spec.model.spec).is_some();
-        let model_name = resolve(base, &spec.model.spec, model_is_preset);
-        inputs.push(InputRef::resolve("model", &model_name, model_is_preset));
-        if !model_is_preset {
-            resolved.model.spec = absolute(&model_name);
-        }
-        let model =
-            crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?;
+        let model = match (spec.model.spec.is_empty(), &spec.model.gguf) {
+            (false, None) => {
+                let model_is_preset = crate::moe::presets::get(&spec.model.spec).is_some();
+                let model_name = resolve(base, &spec.model.spec, model_is_preset);
+                inputs.push(InputRef::resolve("model", &model_name, model_is_preset));
+                if !model_is_preset {
+                    resolved.model.spec = absolute(&model_name);
+                }
+                crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?
+            }
+            (true, Some(file)) => {
+                // The model and its experts' exact bytes from a GGUF file's header.
+                let path = PathBuf::from(resolve(base, file, false));
+                let (header, m) = crate::gguf::file::read(&path)
+                    .map_err(|e| at(label, "model.gguf", e.to_string()))?;
+                inputs.push(InputRef::FileHeader(path.clone(), header.data_offset));
+                resolved.model.gguf = Some(absolute(&path.to_string_lossy()));
+                m.to_moe_spec(&path.display().to_string())
+                    .map_err(|e| at(label, "model.gguf", e))?
+            }
+            _ => {
+                return Err(at(
+                    label,
+                    "model",
+                    "give either `spec` (a model name or spec file) or `gguf` (a GGUF file)",
+                ));
+            }
+        };
         if profile
             .compute()
             .format_weights_per_s(spec.model.format)

@@ -242,8 +242,12 @@ pub struct HardwareSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
-    /// A shipped model's name or a model file.
+    /// A shipped model's name or a model file (empty when `gguf` is given).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub spec: String,
+    /// A GGUF file: the model's shape and each layer's exact expert bytes come from its header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gguf: Option<String>,
     /// Storage format of every routed expert.
     pub format: WeightFormat,
 }

@@ -2,8 +2,10 @@
 //! tensor descriptions, never tensor data), the ggml type table ([`types`]) and the MoE model a
 //! file holds ([`model::GgufModel`]: shape, per-layer expert formats and bytes, a moesim spec).
 //!
-//! **Architecture Invariant:** no I/O here: callers hand in a reader and the file's length.
+//! **Architecture Invariant:** the reader and the model take a reader and the file's length;
+//! [`file::read`] is the one function that opens a file.
 
+pub mod file;
 pub mod model;
 pub mod read;
 pub mod types;

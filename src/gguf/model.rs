@@ -359,6 +359,19 @@ impl GgufModel {
     }
 }
 
+impl GgufModel {
+    /// The validated moesim model, carrying each MoE layer's exact expert bytes as the file
+    /// stores them; errors are one line naming `file` and the key.
+    pub fn to_moe_spec(&self, file: &str) -> Result<crate::moe::MoeSpec, String> {
+        let spec = self
+            .to_spec(file)
+            .map_err(|(at, reason)| format!("{file}: {at}: {reason}"))?;
+        let mut m = spec.validate(file).map_err(|e| e.to_string())?;
+        m.layer_expert_bytes = Some(self.moe_layers.iter().map(|l| l.expert_bytes).collect());
+        Ok(m)
+    }
+}
+
 /// A file-name-safe identifier.
 fn slug(name: &str) -> String {
     let s: String = name

@@ -142,6 +142,7 @@ impl Workload {
             },
             model: ModelSection {
                 spec: self.model.clone(),
+                gguf: None,
                 format,
             },
             trace: TraceSection {

@@ -125,6 +125,9 @@ pub struct MoeSpec {
     pub published: Option<Published>,
     /// The KV cache's shape.
     pub kv: kv::KvShape,
+    /// Per MoE layer, the bytes of one routed expert as a GGUF file stores it (its own mix of
+    /// formats); `None` for a spec file, whose experts take the run's format.
+    pub layer_expert_bytes: Option<Vec<u64>>,
 }
 
 impl MoeSpec {

@@ -391,6 +391,7 @@ impl MoeSpecFile {
             params,
             published,
             kv,
+            layer_expert_bytes: None,
         })
     }
 }

@@ -479,9 +479,24 @@ impl SimSetup {
             }
         }
         let cost = |f: WeightFormat| *costs.iter().find(|c| c.format == f).expect("listed");
-        let expert_bytes: Vec<u64> = expert_format.iter().map(|&f| cost(f).bytes).collect();
-        let expert_compute_ns: Vec<TimeNs> =
+        let mut expert_bytes: Vec<u64> = expert_format.iter().map(|&f| cost(f).bytes).collect();
+        let mut expert_compute_ns: Vec<TimeNs> =
             expert_format.iter().map(|&f| cost(f).compute_ns).collect();
+        // A model read from a GGUF file: experts in the run's format are the file's own copies,
+        // with each layer's exact bytes (its mix of formats); their kernels read those bytes at
+        // the rate the format's class implies (the profile's rates are bandwidth over bytes per
+        // weight).
+        if let Some(layer_bytes) = &moe.layer_expert_bytes {
+            for g in 0..n_objects {
+                if expert_format[g] == format {
+                    let b = layer_bytes[g / experts as usize];
+                    let c = cost(format);
+                    expert_compute_ns[g] =
+                        ceil_ns(c.compute_ns as f64 * b as f64 / c.bytes.max(1) as f64);
+                    expert_bytes[g] = b;
+                }
+            }
+        }
         let expert_mac_ns: Vec<TimeNs> = expert_format.iter().map(|&f| cost(f).mac_ns).collect();
         let mean_expert_bytes = (expert_bytes.iter().sum::<u64>() / n_objects.max(1) as u64).max(1);
 

@@ -219,3 +219,87 @@ fn damaged_files_fail_on_one_line_naming_the_tensor_or_key() {
     assert_bad_input(&run, &["--out", "input"]);
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+#[test]
+fn an_experiment_on_a_gguf_file_pages_its_exact_expert_bytes() {
+    let Some(dir) = fixtures("experiment") else {
+        return;
+    };
+    let expect: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("qwen3moe.json")).unwrap()).unwrap();
+    let layer_bytes: Vec<u64> = expect["moe_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["expert_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(
+        layer_bytes.iter().any(|&b| b != layer_bytes[0]),
+        "the fixture mixes formats across blocks"
+    );
+    let exp = dir.join("gguf-experiment.toml");
+    std::fs::write(
+        &exp,
+        r#"
+schema_version = 1
+name = "gguf-experiment"
+[hardware]
+profile = "pc-rtx4090-pcie4"
+[model]
+gguf = "qwen3moe.gguf"
+format = "q4_k"
+[trace]
+generator = "micro-moe"
+requests = 1
+prefill_tokens = 0
+decode_tokens = 16
+[cache]
+capacity_experts = 0
+[quality]
+samples = 0
+"#,
+    )
+    .unwrap();
+    let out = dir.join("out");
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // Every expert is stored once in DRAM, in the file's bytes.
+    let tiers = std::fs::read_to_string(out.join("tiers.csv")).unwrap();
+    let mut lines = tiers.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "expert_storage_bytes")
+        .unwrap();
+    let stored: u64 = lines
+        .map(|l| l.split(',').nth(col).unwrap().parse::<u64>().unwrap())
+        .sum();
+    let experts = expect["experts"].as_u64().unwrap();
+    assert_eq!(stored, experts * layer_bytes.iter().sum::<u64>());
+    // No cache: every use is a load of that layer's bytes; 16 tokens x 8 layers x 2 experts.
+    let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
+    let mut lines = metrics.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let get = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+    let loaded: u64 = get("bytes_loaded").parse().unwrap();
+    assert_eq!(get("misses"), "256");
+    assert_eq!(loaded, 16 * 2 * layer_bytes.iter().sum::<u64>());
+
+    // Both `spec` and `gguf`, or neither: one line naming the key.
+    let bad = dir.join("both.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&exp)
+            .unwrap()
+            .replace("gguf = ", "spec = \"micro-moe\"\ngguf = "),
+    )
+    .unwrap();
+    let run = moesim([
+        "run",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.join("o2").to_str().unwrap(),
+    ]);
+    assert_bad_input(&run, &["model", "either `spec`"]);
+}
