@@ -22,6 +22,7 @@ pub mod input;
 pub mod moe;
 pub mod optimize;
 pub mod param;
+pub mod plan;
 pub mod precision;
 pub mod preset;
 pub mod quality;

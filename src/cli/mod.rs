@@ -6,6 +6,7 @@
 mod cache;
 mod host;
 pub mod model;
+mod plan;
 mod profile;
 mod quant;
 mod route;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Hold an experiment's predictions against its `[[observed]]` measurements of real systems,
     /// datasheet-only and with runtime parameters fitted on chosen observations.
     Validate(validate::ValidateArgs),
+    /// Will a model run on a device, and with which settings? A verdict, the best placement and
+    /// format with its llama.cpp command line, and the runners-up.
+    Plan(plan::PlanArgs),
 }
 
 /// Arguments of `moesim plot`.
@@ -87,6 +91,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Quant(cmd) => quant::run(cmd, &mut out),
         Command::Host(cmd) => host::run(cmd, &mut out),
         Command::Validate(args) => validate::run(args, &mut out),
+        Command::Plan(args) => plan::run(args, &mut out),
         Command::Plot(args) => {
             let name = args
                 .dir

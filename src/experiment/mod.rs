@@ -58,6 +58,13 @@ pub enum TraceSource {
 /// change, so that a sweep directory written by another version is not resumed.
 pub const RESULTS_SCHEMA: u32 = 2;
 
+/// `[trace] generator = "auto"`: a generator in the model's shape (MoE layers, experts, top-k)
+/// with the dynamics of [`AUTO_DYNAMICS`].
+pub const AUTO_GENERATOR: &str = "auto";
+
+/// The generator preset whose dynamics `auto` takes.
+pub const AUTO_DYNAMICS: &str = "qwen3-like";
+
 /// An input an experiment reads, for the resume hash of a sweep.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputRef {
@@ -451,7 +458,10 @@ impl Experiment {
                 )
             }
             (Some(g), None, None) => {
-                let is_preset = crate::trace::generate::PRESETS.iter().any(|(n, _)| n == g);
+                // `auto`: the qwen3-like dynamics in the model's shape.
+                let auto = g == AUTO_GENERATOR;
+                let g = if auto { AUTO_DYNAMICS } else { g.as_str() };
+                let is_preset = crate::trace::generate::PRESETS.iter().any(|(n, _)| *n == g);
                 let gname = resolve(base, g, is_preset);
                 inputs.push(InputRef::resolve("generator", &gname, is_preset));
                 if !is_preset {
@@ -459,6 +469,12 @@ impl Experiment {
                 }
                 let mut gspec = crate::trace::generate::load_spec(&gname)
                     .map_err(|e| at(label, "trace.generator", e.to_string()))?;
+                if auto {
+                    gspec.name = format!("auto ({AUTO_DYNAMICS} dynamics, {} shape)", model.name);
+                    gspec.layers = model.n_moe_layers();
+                    gspec.experts = model.n_experts;
+                    gspec.top_k = model.top_k;
+                }
                 if let Some(p) = t.prefill_tokens {
                     gspec.prefill_tokens = p;
                 }

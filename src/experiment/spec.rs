@@ -88,6 +88,64 @@ pub struct ExperimentSpec {
     pub observed: Vec<ObservedSpec>,
 }
 
+impl ExperimentSpec {
+    /// An experiment built in code (by `moesim host` and `moesim plan`): `name`, the device,
+    /// the model in `format`, a generated trace of `requests` requests of `prefill` and `decode`
+    /// tokens from `generator`, and every other section at its default, output quality off.
+    pub fn in_code(
+        name: &str,
+        profile: &str,
+        model: &str,
+        format: WeightFormat,
+        generator: &str,
+        (requests, prefill, decode): (u32, u32, u32),
+        seed: u64,
+    ) -> ExperimentSpec {
+        ExperimentSpec {
+            schema_version: SCHEMA_VERSION,
+            name: name.into(),
+            description: String::new(),
+            seed,
+            hardware: HardwareSection {
+                profile: profile.into(),
+                runtime: None,
+            },
+            model: ModelSection {
+                spec: model.into(),
+                gguf: None,
+                format,
+            },
+            trace: TraceSection {
+                generator: Some(generator.into()),
+                file: None,
+                import: None,
+                requests: Some(requests),
+                prefill_tokens: Some(prefill),
+                decode_tokens: Some(decode),
+                seed: None,
+                truncate_to_whole_tokens: false,
+            },
+            router: standard_router(),
+            gate_weights: Default::default(),
+            cache: CacheSection::default(),
+            prefetch: Default::default(),
+            placement: Default::default(),
+            runtime: Default::default(),
+            scenario: Default::default(),
+            serving: Default::default(),
+            precision: Default::default(),
+            quality: QualitySection {
+                samples: 0,
+                ..QualitySection::default()
+            },
+            output: Default::default(),
+            report: Default::default(),
+            sweep: None,
+            observed: Vec::new(),
+        }
+    }
+}
+
 /// `[[observed]]`: one measurement of a real system.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

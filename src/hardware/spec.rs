@@ -130,6 +130,14 @@ pub enum TierKind {
 }
 
 impl TierKind {
+    /// Whether it is memory (random access at memory speed) rather than storage (flash, SSD).
+    pub fn is_memory(self) -> bool {
+        !matches!(
+            self,
+            TierKind::FlashNor | TierKind::FlashNand | TierKind::Ufs | TierKind::Nvme
+        )
+    }
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {

@@ -14,10 +14,7 @@ use crate::cache::PolicyKind;
 use crate::cache::replay::Scope;
 use crate::error::{Error, Result};
 use crate::experiment::Experiment;
-use crate::experiment::spec::{
-    CacheSection, ExperimentSpec, HardwareSection, ModelSection, QualitySection, SCHEMA_VERSION,
-    TraceSection,
-};
+use crate::experiment::spec::{CacheSection, ExperimentSpec};
 use crate::moe::MoeSpec;
 use crate::quality::proxy::SyntheticExperts;
 use crate::quant::WeightFormat;
@@ -130,52 +127,21 @@ impl Workload {
         let policy: crate::cache::PolicyKind = policy
             .parse()
             .map_err(|e: String| crate::error::Error::usage(format!("--policy {policy}: {e}")))?;
-        let spec = ExperimentSpec {
-            placement: Default::default(),
-            schema_version: SCHEMA_VERSION,
-            name: "host".into(),
-            description: String::new(),
-            seed: self.seed,
-            hardware: HardwareSection {
-                profile: profile.into(),
-                runtime: None,
-            },
-            model: ModelSection {
-                spec: self.model.clone(),
-                gguf: None,
-                format,
-            },
-            trace: TraceSection {
-                generator: Some(self.generator.clone()),
-                file: None,
-                import: None,
-                requests: Some(1),
-                prefill_tokens: Some(0),
-                decode_tokens: Some(self.tokens),
-                seed: None,
-                truncate_to_whole_tokens: false,
-            },
-            router,
-            gate_weights: GateWeights::default(),
-            cache: CacheSection {
-                policy,
-                scope: Scope::PerLayer,
-                capacity_experts: Some(capacity_experts as f64),
-                ..CacheSection::default()
-            },
-            prefetch: Default::default(),
-            scenario: Default::default(),
-            serving: Default::default(),
-            precision: Default::default(),
-            quality: QualitySection {
-                samples: 0,
-                ..QualitySection::default()
-            },
-            output: Default::default(),
-            report: Default::default(),
-            sweep: None,
-            runtime: Default::default(),
-            observed: Vec::new(),
+        let mut spec = ExperimentSpec::in_code(
+            "host",
+            profile,
+            &self.model,
+            format,
+            &self.generator,
+            (1, 0, self.tokens),
+            self.seed,
+        );
+        spec.router = router;
+        spec.cache = CacheSection {
+            policy,
+            scope: Scope::PerLayer,
+            capacity_experts: Some(capacity_experts as f64),
+            ..CacheSection::default()
         };
         Experiment::from_spec(spec, "moesim host", Path::new("."))
     }

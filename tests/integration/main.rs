@@ -42,6 +42,7 @@ mod shards;
 mod sim;
 // Where experts run (issue 19): in place, layer splits, hot sets, per-miss, the roofline.
 mod placement;
+mod plan;
 mod slurm;
 mod sweeps;
 // The event engine against SimPy (Python, in CI).
