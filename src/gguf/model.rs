@@ -110,7 +110,23 @@ impl GgufModel {
     /// Reads the model in `h`; `stem` names it when the file has no `general.name`.
     pub fn from_header(h: &GgufHeader, stem: &str) -> Result<GgufModel, ModelError> {
         let arch = match h.get("general.architecture").and_then(|v| v.as_str()) {
-            Some(a) => a.to_string(),
+            Some(a)
+                if !a.is_empty()
+                    && a.len() <= 64
+                    && a.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+            {
+                a.to_string()
+            }
+            Some(a) => {
+                return err(
+                    "general.architecture",
+                    format!(
+                        "`{}` is not an architecture name",
+                        super::read::printable(a)
+                    ),
+                );
+            }
             None => return err("general.architecture", "missing: not a model file"),
         };
         let key = |k: &str| format!("{arch}.{k}");
@@ -120,7 +136,7 @@ impl GgufModel {
                 None => err(full, "missing"),
                 Some(v) => v
                     .as_u64()
-                    .ok_or_else(|| (full.clone(), format!("{v:?} is not a count"))),
+                    .ok_or_else(|| (full.clone(), "not a non-negative integer".to_string())),
             }
         };
         let opt = |k: &str| h.get(&key(k)).and_then(|v| v.as_u64());
@@ -145,11 +161,11 @@ impl GgufModel {
         }
         let mut m = GgufModel {
             architecture: arch.clone(),
-            name: h
-                .get("general.name")
-                .and_then(|v| v.as_str())
-                .unwrap_or(stem)
-                .to_string(),
+            name: super::read::printable(
+                h.get("general.name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(stem),
+            ),
             layers: layers as u32,
             hidden,
             experts: experts as u32,

@@ -134,9 +134,21 @@ pub struct ReadError {
 
 fn fail<T>(at: impl Into<String>, reason: impl Into<String>) -> Result<T, ReadError> {
     Err(ReadError {
-        at: at.into(),
+        at: printable(&at.into()),
         reason: reason.into(),
     })
+}
+
+/// A name from the file as an error may show it: control characters escaped, at most 80
+/// characters (a key or tensor name is whatever bytes the file holds).
+pub fn printable(name: &str) -> String {
+    let escaped: String = name.chars().flat_map(char::escape_default).collect();
+    if escaped.chars().count() > 80 {
+        let cut: String = escaped.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        escaped
+    }
 }
 
 /// A reader that knows how many bytes are left.
@@ -358,7 +370,7 @@ pub fn read_header<R: BufRead + Seek>(r: R, file_bytes: u64) -> Result<GgufHeade
         None => 32,
         Some((_, v)) => match v.as_u64() {
             Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a,
-            _ => return fail("general.alignment", format!("{v:?}: not a power of two")),
+            _ => return fail("general.alignment", "not a power of two up to 2^20"),
         },
     };
     let mut tensors = Vec::with_capacity(n_tensors.min(4096) as usize);
@@ -388,7 +400,7 @@ pub fn read_header<R: BufRead + Seek>(r: R, file_bytes: u64) -> Result<GgufHeade
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(d))
             .ok_or_else(|| ReadError {
-                at: name.clone(),
+                at: printable(&name),
                 reason: format!("dimensions {dims:?} overflow"),
             })?;
         let Some(bytes) = ggml_type.bytes_of(dims[0], values) else {

@@ -161,7 +161,15 @@ fn damaged_files_fail_on_one_line_naming_the_tensor_or_key() {
     absurd[8..16].copy_from_slice(&(u64::MAX / 3).to_le_bytes());
     let mut three_d = good.clone();
     three_d[at + name.len()..at + name.len() + 4].copy_from_slice(&7u32.to_le_bytes());
+    // A control character in the name of a bad tensor (found by fuzzing: the error line must
+    // stay one line).
+    let mut control = three_d.clone();
+    control[at] = b'\n';
     let cases: Vec<(std::path::PathBuf, Vec<&str>)> = vec![
+        (
+            write("control.gguf", &control),
+            vec!["\\noken_embd.weight", "7 dimensions"],
+        ),
         (
             write("half.gguf", &good[..good.len() / 2]),
             vec!["past the end", "truncated"],
