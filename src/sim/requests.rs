@@ -118,7 +118,7 @@ impl Sim<'_> {
         if draft_ns > 0 {
             // The draft source proposes before the verification step starts.
             self.span(SpanKind::Draft, 0, now, draft_ns, 0, None);
-            self.c.decode.compute += draft_ns;
+            self.c.decode.compute = self.c.decode.compute.saturating_add(draft_ns);
             self.compute.start(&mut self.q, Busy::Draft, draft_ns);
             return;
         }
@@ -189,7 +189,7 @@ impl Sim<'_> {
         let s = self.s;
         let Some(kv) = &s.serving.kv else { return };
         let mut live = 0u64;
-        let mut attention = 0;
+        let mut attention: TimeNs = 0;
         for m in self.members.iter_mut() {
             let a = &self.active[m.slot as usize];
             let prompt = self.t.requests[a.request as usize].prefill_tokens as u64;
@@ -202,9 +202,12 @@ impl Sim<'_> {
             let (ns, bytes) = kv.attention_ns(context, m.tokens as u64);
             m.attention_ns = ns;
             m.attention_bytes = bytes;
-            attention += ns;
+            attention = attention.saturating_add(ns);
         }
-        self.c.attention_ns += attention * s.layers as u64;
+        self.c.attention_ns = self
+            .c
+            .attention_ns
+            .saturating_add(attention.saturating_mul(s.layers as u64));
         // Every request in service keeps its context (members after this step's tokens).
         for (i, a) in self.active.iter().enumerate() {
             let span = &self.t.requests[a.request as usize];
@@ -221,7 +224,7 @@ impl Sim<'_> {
                     0
                 }
                 + step;
-            live += kv.bytes_at(context);
+            live = live.saturating_add(kv.bytes_at(context));
         }
         self.c.kv_peak_bytes = self.c.kv_peak_bytes.max(live);
         if kv.budget == KvBudget::Shrink {
@@ -259,9 +262,9 @@ impl Sim<'_> {
         let Some(&steps) = drafting.iter().max() else {
             return 0;
         };
-        (0..steps)
-            .map(|i| sp.step_ns(drafting.iter().filter(|&&d| d > i).count() as u32))
-            .sum()
+        (0..steps).fold(0, |a: TimeNs, i| {
+            a.saturating_add(sp.step_ns(drafting.iter().filter(|&&d| d > i).count() as u32))
+        })
     }
 
     pub(super) fn reset_caches(&mut self) {

@@ -120,26 +120,40 @@ impl Sim<'_> {
         let extra = self.router.extra_ops_per_call(e, s.top_k as usize);
         let n = tokens as u32;
         // Attention over each member's context (with a KV model), on the primary unit.
-        let attention: TimeNs = self.members.iter().map(|m| m.attention_ns).sum();
-        let dense = s.kernel_ns(s.dense_ns, s.dense_mac_ns, n) + s.layer_overhead_ns + attention;
+        let attention: TimeNs = self
+            .members
+            .iter()
+            .fold(0, |a: TimeNs, m| a.saturating_add(m.attention_ns));
+        let dense = (s.kernel_ns(s.dense_ns, s.dense_mac_ns, n) + s.layer_overhead_ns)
+            .saturating_add(attention);
         let route = s.kernel_ns(s.gate_ns, s.gate_mac_ns, n) + tokens * s.ops_ns(extra);
         self.span(SpanKind::Dense, 0, now, dense, p.layer, None);
-        self.span(SpanKind::Route, 0, now + dense, route, p.layer, None);
+        self.span(
+            SpanKind::Route,
+            0,
+            now.saturating_add(dense),
+            route,
+            p.layer,
+            None,
+        );
         let b = self.breakdown();
-        b.compute += dense;
+        b.compute = b.compute.saturating_add(dense);
         b.routing += route;
         let ct = s.compute_tier;
         self.c.tier_read[ct] += s.dense_bytes;
         let ph = self.phase();
         self.c.energy_weight_read_pj[ph] += s.dense_bytes as f64 * s.tiers[ct].energy_pj_per_byte;
         if let Some(kv) = &s.serving.kv {
-            let bytes: u64 = self.members.iter().map(|m| m.attention_bytes).sum();
-            self.c.tier_read[kv.tier] += bytes;
+            let bytes = self
+                .members
+                .iter()
+                .fold(0u64, |a, m| a.saturating_add(m.attention_bytes));
+            self.c.tier_read[kv.tier] = self.c.tier_read[kv.tier].saturating_add(bytes);
             self.c.energy_weight_read_pj[ph] += bytes as f64 * s.tiers[kv.tier].energy_pj_per_byte;
         }
         self.c.macs[ph] += (tokens * (s.dense_macs + s.gate_macs) + tokens * extra) as f64;
         self.compute
-            .start(&mut self.q, Busy::Prologue, dense + route);
+            .start(&mut self.q, Busy::Prologue, dense.saturating_add(route));
     }
 
     pub(super) fn on_compute_done(&mut self) {
