@@ -155,19 +155,9 @@ impl ExpertCache {
         if size > self.capacity_bytes || !self.policy.admit(x) {
             return false;
         }
-        while self.used_bytes + size > self.capacity_bytes {
-            match self.policy.evict(protected) {
-                Some(v) => {
-                    let b = self.resident_bytes[v as usize];
-                    assert!(b != 0, "policy evicted non-resident object {v}");
-                    self.resident_bytes[v as usize] = 0;
-                    self.used_bytes -= b;
-                    self.n_resident -= 1;
-                    evicted.push(v);
-                }
-                // Everything resident belongs to the current event: stream this one.
-                None => return false,
-            }
+        if !self.evict_until(self.capacity_bytes - size, protected, evicted) {
+            // Everything resident belongs to the current event: stream this one.
+            return false;
         }
         self.resident_bytes[x as usize] = size;
         self.used_bytes += size;
@@ -180,9 +170,15 @@ impl ExpertCache {
     /// resident objects fit or the policy gives none up, appending them to `evicted`.
     pub fn set_capacity(&mut self, capacity_bytes: u64, evicted: &mut Vec<u32>) {
         self.capacity_bytes = capacity_bytes;
-        while self.used_bytes > self.capacity_bytes {
-            let Some(v) = self.policy.evict(&[]) else {
-                break;
+        self.evict_until(capacity_bytes, &[], evicted);
+    }
+
+    /// Evicts by policy until at most `limit_bytes` are resident, never an object in
+    /// `protected`, appending the victims to `evicted`; false if the policy gives none up first.
+    fn evict_until(&mut self, limit_bytes: u64, protected: &[u32], evicted: &mut Vec<u32>) -> bool {
+        while self.used_bytes > limit_bytes {
+            let Some(v) = self.policy.evict(protected) else {
+                return false;
             };
             let b = self.resident_bytes[v as usize];
             assert!(b != 0, "policy evicted non-resident object {v}");
@@ -191,6 +187,7 @@ impl ExpertCache {
             self.n_resident -= 1;
             evicted.push(v);
         }
+        true
     }
 
     /// Removes resident `x` (demotion, invalidation); returns its size, or 0 if absent.

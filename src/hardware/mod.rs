@@ -219,6 +219,18 @@ impl HardwareProfile {
         self.units.iter().position(|u| u.name == name)
     }
 
+    /// The units' names, comma-separated (for messages naming what exists).
+    pub fn unit_names(&self) -> String {
+        let names: Vec<&str> = self.units.iter().map(|u| u.name.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// The tiers' names, comma-separated.
+    pub fn tier_names(&self) -> String {
+        let names: Vec<&str> = self.tiers.iter().map(|t| t.name.as_str()).collect();
+        names.join(", ")
+    }
+
     /// Index of the tier called `name`.
     pub fn tier_index(&self, name: &str) -> Option<usize> {
         self.tiers.iter().position(|t| t.name == name)

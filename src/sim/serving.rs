@@ -440,12 +440,7 @@ pub fn resolve(
                         format!(
                             "{} has no tier `{name}` (tiers: {})",
                             profile.name,
-                            profile
-                                .tiers
-                                .iter()
-                                .map(|t| t.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            profile.tier_names()
                         ),
                     )
                 })?,
@@ -516,12 +511,7 @@ pub fn resolve(
                         return Err(format!(
                             "{} has no compute unit `{name}` (units: {})",
                             profile.name,
-                            profile
-                                .units
-                                .iter()
-                                .map(|u| u.name.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
+                            profile.unit_names()
                         ));
                     }
                 },

@@ -670,14 +670,7 @@ impl SimSetup {
         let mut fitted_layers: Option<u32> = None;
         let mut cache_bytes = cache_bytes;
         if pl.mode != PlacementMode::Move {
-            let names = || {
-                profile
-                    .units
-                    .iter()
-                    .map(|u| u.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
+            let names = || profile.unit_names();
             let unit = match &pl.unit {
                 Some(name) => match profile.unit_index(name) {
                     Some(0) => {
