@@ -3,21 +3,23 @@
 
 Usage:
   gguf_fixtures.py generate MOESIM OUT_DIR
-      Writes the committed fixtures of tests/data/gguf/: three input matrices (.npy), the
-      bytes gguf.quants.quantize gives for Q8_0, Q4_0, TQ1_0 and TQ2_0 (*.gguf.bin), and, for
-      the K-quants gguf cannot quantize (Q4_K, Q3_K, Q2_K), moesim's bytes (*.moesim.bin,
-      from `MOESIM quant dump`) with gguf.quants.dequantize's output of those bytes
-      (*.gguf-dequant.npy).
+      Writes the committed fixtures of tests/data/gguf/: four input matrices (.npy), the
+      bytes gguf.quants.quantize gives for Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, MXFP4, TQ1_0 and
+      TQ2_0 (*.gguf.bin), and, for the formats gguf cannot quantize (Q6_K, Q5_K, Q4_K, Q3_K,
+      Q2_K, IQ4_NL, IQ4_XS: their byte-exactness is checked against llama.cpp's own quantizer,
+      tests/data/ggml-quant/), moesim's bytes (*.moesim.bin, from `MOESIM quant dump`) with
+      gguf.quants.dequantize's output of those bytes (*.gguf-dequant.npy).
   gguf_fixtures.py verify MOESIM
       The same checks live, on freshly generated inputs, and prints one JSON object:
-      per input and format, whether moesim's bytes equal gguf's (Q8_0, Q4_0, TQ1_0, TQ2_0)
-      and whether gguf dequantizes moesim's K-quant bytes bit for bit as moesim does.
+      per input and format, whether moesim's bytes equal gguf's (where gguf quantizes) and
+      whether gguf dequantizes moesim's bytes bit for bit as moesim does (every format).
       Exit status 1 on any mismatch.
 
 Inputs (16 rows x 256 columns, float32): `gauss` = default_rng(0).standard_normal,
 `t4` = default_rng(1).standard_t(4), and `edge`: rows of zeros, constants, exact rounding
 ties, a single nonzero, tiny values (subnormal f16 scales), large values (f16 overflow),
-alternating signs, and negative maxima.
+alternating signs, and negative maxima; `outlier`: default_rng(2).standard_normal with four
+columns 25 times larger.
 """
 
 import json
@@ -30,8 +32,14 @@ import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf import quants
 
-BYTE_EXACT = {"q8_0": T.Q8_0, "q4_0": T.Q4_0, "tq1_0": T.TQ1_0, "tq2_0": T.TQ2_0}
-DEQUANT_EXACT = {"q4_k": T.Q4_K, "q3_k": T.Q3_K, "q2_k": T.Q2_K}
+BYTE_EXACT = {
+    "q8_0": T.Q8_0, "q4_0": T.Q4_0, "q4_1": T.Q4_1, "q5_0": T.Q5_0, "q5_1": T.Q5_1,
+    "mxfp4": T.MXFP4, "tq1_0": T.TQ1_0, "tq2_0": T.TQ2_0,
+}
+DEQUANT_EXACT = {
+    "q6_k": T.Q6_K, "q5_k": T.Q5_K, "q4_k": T.Q4_K, "q3_k": T.Q3_K, "q2_k": T.Q2_K,
+    "iq4_nl": T.IQ4_NL, "iq4_xs": T.IQ4_XS,
+}
 
 
 def inputs():
@@ -52,7 +60,11 @@ def inputs():
     edge[11] = np.round(np.sin(ramp * 0.7) * 8) / 8  # coarse grid values
     rng = np.random.default_rng(7)
     edge[12:16] = rng.standard_normal((4, 256)).astype(np.float32) * np.float32([[1e-3], [1.0], [30.0], [1e4]])
-    return {"gauss": gauss, "t4": t4, "edge": edge}
+    # Outlier columns: Gaussian rows whose columns 3, 77, 140 and 255 are 25 times larger (the
+    # channel outliers of LLM activations folded into the weights).
+    outlier = np.random.default_rng(2).standard_normal((16, 256)).astype(np.float32)
+    outlier[:, [3, 77, 140, 255]] *= np.float32(25.0)
+    return {"gauss": gauss, "t4": t4, "edge": edge, "outlier": outlier}
 
 
 def dump(moesim, fmt, npy, out_bin, out_npy=None):

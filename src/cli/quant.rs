@@ -41,8 +41,13 @@ pub struct EvalArgs {
     /// Seed of the synthetic matrices.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Synthetic distributions: gaussian, student-t.
-    #[arg(long, value_delimiter = ',', default_value = "gaussian,student-t")]
+    /// Synthetic distributions: gaussian, student-t, outlier-columns (Gaussian with every
+    /// 64th column 20 times larger).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gaussian,student-t,outlier-columns"
+    )]
     pub dist: Vec<String>,
     /// Degrees of freedom of the Student-t matrices.
     #[arg(long, default_value_t = 4.0)]
@@ -192,9 +197,10 @@ fn eval_cmd(a: EvalArgs, out: &mut dyn Write) -> Result<()> {
             let dist = match d.as_str() {
                 "gaussian" => WeightDistribution::Gaussian,
                 "student-t" => WeightDistribution::StudentT(a.df),
+                "outlier-columns" => WeightDistribution::OutlierColumns,
                 other => {
                     return Err(Error::usage(format!(
-                        "--dist {other}: expected gaussian or student-t"
+                        "--dist {other}: expected gaussian, student-t or outlier-columns"
                     )));
                 }
             };

@@ -168,8 +168,17 @@ impl Compute {
         self.expert_weights_per_s[class_index(class)]
     }
 
-    /// Throughput for a weight format, or `None` for the untimed f32 reference.
+    /// Throughput for a weight format, or `None` for the untimed f32 reference. The 5- and
+    /// 6-bit formats, which profiles give no column of, take a time per weight interpolated
+    /// between q4's and q8's by bits per weight ([`WeightFormat::rate_between_q4_and_q8`]).
     pub fn format_weights_per_s(&self, format: WeightFormat) -> Option<f64> {
+        if let Some(f) = format.rate_between_q4_and_q8() {
+            let (q4, q8) = (
+                self.weights_per_s(ComputeClass::Q4),
+                self.weights_per_s(ComputeClass::Q8),
+            );
+            return Some(1.0 / ((1.0 - f) / q4 + f / q8));
+        }
         format.compute_class().map(|c| self.weights_per_s(c))
     }
 

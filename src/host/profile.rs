@@ -305,7 +305,11 @@ fn profile_text(
         }
     }
     for &(f, r) in rates {
-        if let Some(class) = f.compute_class() {
+        // A 5- or 6-bit format's rate is no class's column (profiles interpolate it).
+        if let Some(class) = f
+            .compute_class()
+            .filter(|_| f.rate_between_q4_and_q8().is_none())
+        {
             *c.expert_weights_per_s.get_mut(class) = r;
         }
     }

@@ -47,7 +47,15 @@ pub enum WeightDistribution {
     Gaussian,
     /// Student-t with `df` degrees of freedom (heavy tails; df = 4 in `quantization.md`).
     StudentT(f64),
+    /// N(0, 1) with outlier channels: every element whose index is 7 modulo 64 is
+    /// [`OUTLIER_FACTOR`] times larger, so in a row-major matrix whose rows are a multiple of 64
+    /// wide, columns 7, 71, 135, ... (1 in 64) are outliers in every row, the way a few input
+    /// channels of LLM layers carry large values.
+    OutlierColumns,
 }
+
+/// How much larger the outlier columns of [`WeightDistribution::OutlierColumns`] are.
+pub const OUTLIER_FACTOR: f32 = 20.0;
 
 impl WeightDistribution {
     /// The short name (`gaussian`, `student-t4`).
@@ -55,6 +63,7 @@ impl WeightDistribution {
         match self {
             WeightDistribution::Gaussian => "gaussian".into(),
             WeightDistribution::StudentT(df) => format!("student-t{df}"),
+            WeightDistribution::OutlierColumns => "outlier-columns".into(),
         }
     }
 }
@@ -71,5 +80,12 @@ pub fn sample(dist: WeightDistribution, n: usize, seed: u64) -> Vec<f32> {
             let t = StudentT::new(df).expect("df > 0");
             (0..n).map(|_| t.sample(&mut rng) as f32).collect()
         }
+        WeightDistribution::OutlierColumns => (0..n)
+            .map(|i| {
+                let v: f64 = StandardNormal.sample(&mut rng);
+                let factor = if i % 64 == 7 { OUTLIER_FACTOR } else { 1.0 };
+                v as f32 * factor
+            })
+            .collect(),
     }
 }

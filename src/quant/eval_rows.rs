@@ -30,6 +30,7 @@ impl EvalMatrix {
         let seed = match dist {
             WeightDistribution::Gaussian => seed,
             WeightDistribution::StudentT(_) => seed + 1,
+            WeightDistribution::OutlierColumns => seed + 2,
         };
         EvalMatrix {
             name: dist.name(),

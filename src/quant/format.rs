@@ -23,6 +23,30 @@ pub enum WeightFormat {
     /// ggml Q4_0: 32 weights, fp16 scale + 16 bytes of nibbles.
     #[serde(rename = "q4_0")]
     Q4_0,
+    /// ggml Q4_1: 32 weights, fp16 scale and minimum + 16 bytes of nibbles.
+    #[serde(rename = "q4_1")]
+    Q4_1,
+    /// ggml Q5_0: 32 weights, fp16 scale + 4 bytes of fifth bits + 16 bytes of nibbles.
+    #[serde(rename = "q5_0")]
+    Q5_0,
+    /// ggml Q5_1: 32 weights, fp16 scale and minimum + fifth bits + nibbles.
+    #[serde(rename = "q5_1")]
+    Q5_1,
+    /// ggml Q6_K: 256 weights, 128 B low nibbles, 64 B high bits, 16 int8 scales, fp16 d.
+    #[serde(rename = "q6_k")]
+    Q6K,
+    /// ggml Q5_K: 256 weights, fp16 d and dmin, 12 B of 6-bit scales, 32 B fifth bits, 128 B.
+    #[serde(rename = "q5_k")]
+    Q5K,
+    /// ggml IQ4_NL: 32 weights, fp16 scale + 16 B of indices into 16 non-uniform levels.
+    #[serde(rename = "iq4_nl")]
+    Iq4Nl,
+    /// ggml IQ4_XS: 256 weights, IQ4_NL's levels with a 6-bit scale per 32, fp16 d.
+    #[serde(rename = "iq4_xs")]
+    Iq4Xs,
+    /// MXFP4 (OCP microscaling): 32 FP4 E2M1 weights + one E8M0 power-of-two scale.
+    #[serde(rename = "mxfp4")]
+    Mxfp4,
     /// ggml Q4_K: 256 weights, fp16 d and dmin, 12 bytes of 6-bit scales, 128 bytes of nibbles.
     #[serde(rename = "q4_k")]
     Q4K,
@@ -72,12 +96,20 @@ pub enum ComputeClass {
 
 impl WeightFormat {
     /// Every format, most bits first.
-    pub const ALL: [WeightFormat; 15] = [
+    pub const ALL: [WeightFormat; 23] = [
         WeightFormat::F32,
         WeightFormat::F16,
         WeightFormat::Q8_0,
+        WeightFormat::Q6K,
+        WeightFormat::Q5_1,
+        WeightFormat::Q5_0,
+        WeightFormat::Q5K,
+        WeightFormat::Q4_1,
         WeightFormat::Q4_0,
+        WeightFormat::Iq4Nl,
         WeightFormat::Q4K,
+        WeightFormat::Iq4Xs,
+        WeightFormat::Mxfp4,
         WeightFormat::Uq4,
         WeightFormat::Q3K,
         WeightFormat::Piq3,
@@ -92,11 +124,19 @@ impl WeightFormat {
 
     /// The formats llama.cpp deploys experts in (the tables of `profile show` and
     /// `model show` list these; the others are research formats with their own kernels).
-    pub const DEPLOYABLE: [WeightFormat; 8] = [
+    pub const DEPLOYABLE: [WeightFormat; 16] = [
         WeightFormat::F16,
         WeightFormat::Q8_0,
+        WeightFormat::Q6K,
+        WeightFormat::Q5_1,
+        WeightFormat::Q5_0,
+        WeightFormat::Q5K,
+        WeightFormat::Q4_1,
         WeightFormat::Q4_0,
+        WeightFormat::Iq4Nl,
         WeightFormat::Q4K,
+        WeightFormat::Iq4Xs,
+        WeightFormat::Mxfp4,
         WeightFormat::Q3K,
         WeightFormat::Q2K,
         WeightFormat::TQ2_0,
@@ -110,6 +150,14 @@ impl WeightFormat {
             WeightFormat::F16 => "f16",
             WeightFormat::Q8_0 => "q8_0",
             WeightFormat::Q4_0 => "q4_0",
+            WeightFormat::Q4_1 => "q4_1",
+            WeightFormat::Q5_0 => "q5_0",
+            WeightFormat::Q5_1 => "q5_1",
+            WeightFormat::Q5K => "q5_k",
+            WeightFormat::Q6K => "q6_k",
+            WeightFormat::Iq4Nl => "iq4_nl",
+            WeightFormat::Iq4Xs => "iq4_xs",
+            WeightFormat::Mxfp4 => "mxfp4",
             WeightFormat::Q4K => "q4_k",
             WeightFormat::Q3K => "q3_k",
             WeightFormat::Q2K => "q2_k",
@@ -128,8 +176,18 @@ impl WeightFormat {
     pub fn family(self) -> &'static str {
         match self {
             WeightFormat::F32 | WeightFormat::F16 => "float",
-            WeightFormat::Q8_0 | WeightFormat::Q4_0 => "ggml legacy",
-            WeightFormat::Q4K | WeightFormat::Q3K | WeightFormat::Q2K => "ggml k-quant",
+            WeightFormat::Q8_0
+            | WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
+            | WeightFormat::Q5_1 => "ggml legacy",
+            WeightFormat::Q6K
+            | WeightFormat::Q5K
+            | WeightFormat::Q4K
+            | WeightFormat::Q3K
+            | WeightFormat::Q2K => "ggml k-quant",
+            WeightFormat::Iq4Nl | WeightFormat::Iq4Xs => "ggml i-quant",
+            WeightFormat::Mxfp4 => "microscaling fp4",
             WeightFormat::TQ2_0 | WeightFormat::TQ1_0 | WeightFormat::Bitnet => "ternary",
             WeightFormat::Piq3 | WeightFormat::Piq2 => "pi-constant (seed)",
             WeightFormat::Uq4 | WeightFormat::Uq3 | WeightFormat::Uq2 => {
@@ -142,8 +200,17 @@ impl WeightFormat {
     pub fn weights_per_block(self) -> u64 {
         match self {
             WeightFormat::F32 | WeightFormat::F16 => 1,
-            WeightFormat::Q8_0 | WeightFormat::Q4_0 => 32,
-            WeightFormat::Q4K
+            WeightFormat::Q8_0
+            | WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q5_0
+            | WeightFormat::Q5_1
+            | WeightFormat::Iq4Nl
+            | WeightFormat::Mxfp4 => 32,
+            WeightFormat::Q6K
+            | WeightFormat::Q5K
+            | WeightFormat::Iq4Xs
+            | WeightFormat::Q4K
             | WeightFormat::Q3K
             | WeightFormat::Q2K
             | WeightFormat::TQ2_0
@@ -163,7 +230,14 @@ impl WeightFormat {
             WeightFormat::F32 => 4,
             WeightFormat::F16 => 2,
             WeightFormat::Q8_0 => 34,
-            WeightFormat::Q4_0 => 18,
+            WeightFormat::Q4_0 | WeightFormat::Iq4Nl => 18,
+            WeightFormat::Q4_1 => 20,
+            WeightFormat::Q5_0 => 22,
+            WeightFormat::Q5_1 => 24,
+            WeightFormat::Q6K => 210,
+            WeightFormat::Q5K => 176,
+            WeightFormat::Iq4Xs => 136,
+            WeightFormat::Mxfp4 => 17,
             WeightFormat::Q4K => 144,
             WeightFormat::Q3K => 110,
             WeightFormat::Q2K => 84,
@@ -185,6 +259,19 @@ impl WeightFormat {
         n_weights.div_ceil(self.weights_per_block()) * self.bytes_per_block()
     }
 
+    /// Where a format's single-token kernel rate lies between the q4 and q8 classes' rates:
+    /// `Some(f)` with `f = (bpw − 4.5) / 4` for the 5- and 6-bit formats, which profiles give
+    /// no rate of. A kernel at batch 1 streams its weights, so its time per weight is taken
+    /// linear in bits per weight between Q4_K's 4.5 and Q8_0's 8.5; `None` for the others.
+    pub fn rate_between_q4_and_q8(self) -> Option<f64> {
+        match self {
+            WeightFormat::Q6K | WeightFormat::Q5_1 | WeightFormat::Q5_0 | WeightFormat::Q5K => {
+                Some((self.bits_per_weight() - 4.5) / 4.0)
+            }
+            _ => None,
+        }
+    }
+
     /// The profile throughput class of this format's kernel; `None` for the f32 reference,
     /// which is never timed.
     pub fn compute_class(self) -> Option<ComputeClass> {
@@ -192,7 +279,18 @@ impl WeightFormat {
             WeightFormat::F32 => None,
             WeightFormat::F16 => Some(ComputeClass::F16),
             WeightFormat::Q8_0 => Some(ComputeClass::Q8),
-            WeightFormat::Q4_0 | WeightFormat::Q4K => Some(ComputeClass::Q4),
+            // Profiles carry no 5- and 6-bit columns: these take q8's batched peak and
+            // slowdowns, and a single-token rate interpolated by bytes per weight
+            // (`Compute::format_weights_per_s`).
+            WeightFormat::Q6K | WeightFormat::Q5_1 | WeightFormat::Q5_0 | WeightFormat::Q5K => {
+                Some(ComputeClass::Q8)
+            }
+            WeightFormat::Q4_0
+            | WeightFormat::Q4_1
+            | WeightFormat::Q4K
+            | WeightFormat::Iq4Nl
+            | WeightFormat::Iq4Xs
+            | WeightFormat::Mxfp4 => Some(ComputeClass::Q4),
             WeightFormat::Q3K => Some(ComputeClass::Q3),
             WeightFormat::Q2K => Some(ComputeClass::Q2),
             WeightFormat::TQ2_0 | WeightFormat::TQ1_0 | WeightFormat::Bitnet => {
@@ -264,6 +362,14 @@ mod tests {
             (WeightFormat::Q8_0, 8.5),
             (WeightFormat::Q4K, 4.5),
             (WeightFormat::Q4_0, 4.5),
+            (WeightFormat::Q4_1, 5.0),
+            (WeightFormat::Q5_0, 5.5),
+            (WeightFormat::Q5_1, 6.0),
+            (WeightFormat::Q5K, 5.5),
+            (WeightFormat::Q6K, 6.5625),
+            (WeightFormat::Iq4Nl, 4.5),
+            (WeightFormat::Iq4Xs, 4.25),
+            (WeightFormat::Mxfp4, 4.25),
             (WeightFormat::Q3K, 3.4375),
             (WeightFormat::Q2K, 2.625),
             (WeightFormat::TQ2_0, 2.0625),
@@ -285,6 +391,6 @@ mod tests {
         for format in WeightFormat::ALL {
             assert_eq!(format.name().parse::<WeightFormat>().unwrap(), format);
         }
-        assert!("q5_k".parse::<WeightFormat>().is_err());
+        assert!("q7_k".parse::<WeightFormat>().is_err());
     }
 }

@@ -118,3 +118,26 @@ pub fn group_sums(x: &[f32], group: usize, out: &mut Vec<f32>) {
     out.clear();
     out.extend(x.chunks(group).map(|c| c.iter().sum::<f32>()));
 }
+
+/// `Σ w·x` over a row of packed blocks (`bytes` each, `B` weights), each block dequantized
+/// into a stack buffer by `dequantize` and dotted with per-lane accumulators (the fused kernel
+/// of formats whose codes go through a table or several bit planes).
+#[inline(always)]
+pub(crate) fn dot_by_blocks<const B: usize>(
+    row: &[u8],
+    bytes: usize,
+    x: &[f32],
+    dequantize: impl Fn(&[u8], &mut [f32; B]),
+) -> f32 {
+    let mut acc = [0.0f32; 16];
+    let mut w = [0.0f32; B];
+    for (yb, xb) in row.chunks_exact(bytes).zip(x.chunks_exact(B)) {
+        dequantize(yb, &mut w);
+        for (wc, xc) in w.chunks_exact(16).zip(xb.chunks_exact(16)) {
+            for i in 0..16 {
+                acc[i] += wc[i] * xc[i];
+            }
+        }
+    }
+    acc.iter().sum()
+}

@@ -170,3 +170,57 @@ pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
         )
     }
 }
+
+/// Symmetric fit `x ≈ scale · L` with L in −nmax..nmax−1 (returned offset by nmax in `l`), as
+/// `make_qx_quants(.., rmse_type = 1, qw = NULL)`: codes from the largest-magnitude value, the
+/// least-squares scale with weights x², then 18 neighbouring inverse scales
+/// `−(nmax + 0.1·is) / max` (is = ±1..±9), keeping the one of largest `Σwxl² / Σwl²`.
+/// Returns the scale (negative when the largest-magnitude value is positive).
+pub(crate) fn fit_symmetric_search(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
+    let n = x.len();
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        let a = v.abs();
+        if a > amax {
+            amax = a;
+            max = v;
+        }
+    }
+    if amax < 1e-15 {
+        l[..n].iter_mut().for_each(|v| *v = 0);
+        return 0.0;
+    }
+    let code = |iscale: f32, v: f32| nearest_int(iscale * v).clamp(-nmax, nmax - 1);
+    let sums = |iscale: f32| {
+        let (mut sumlx, mut suml2) = (0.0f32, 0.0f32);
+        for &v in x {
+            let q = code(iscale, v) as f32;
+            let w = v * v;
+            sumlx += w * v * q;
+            suml2 += w * q * q;
+        }
+        (sumlx, suml2)
+    };
+    let mut iscale = -(nmax as f32) / max;
+    for (li, &v) in l.iter_mut().zip(x) {
+        *li = (nmax + code(iscale, v)) as i8;
+    }
+    let (sumlx, suml2) = sums(iscale);
+    let mut scale = if suml2 != 0.0 { sumlx / suml2 } else { 0.0 };
+    let mut best = scale * sumlx;
+    for is in -9..=9 {
+        if is == 0 {
+            continue;
+        }
+        iscale = -(nmax as f32 + 0.1f32 * is as f32) / max;
+        let (sumlx, suml2) = sums(iscale);
+        if suml2 > 0.0 && sumlx * sumlx > best * suml2 {
+            for (li, &v) in l.iter_mut().zip(x) {
+                *li = (nmax + code(iscale, v)) as i8;
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    scale
+}

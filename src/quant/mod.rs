@@ -1,7 +1,8 @@
 //! Weight formats and their kernels: quantize, pack, dequantize and a fused dequantize-dot
 //! GEMV for each format, a randomized Hadamard rotation, and error measurement.
 //!
-//! One file per format (`q8_0.rs`, `q4_0.rs`, `q4_k.rs`, `q3_k.rs`, `q2_k.rs`, `tq2_0.rs`,
+//! One file per format (`q8_0.rs`, `q6_k.rs`, `q5_1.rs`, `q5_0.rs`, `q5_k.rs`, `q4_1.rs`,
+//! `q4_0.rs`, `iq4_nl.rs`, `q4_k.rs`, `iq4_xs.rs`, `mxfp4.rs`, `q3_k.rs`, `q2_k.rs`, `tq2_0.rs`,
 //! `tq1_0.rs`, `bitnet.rs`, `pi.rs`, `uniform.rs`, with `grid.rs` the storage PiQ and the
 //! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
 //! is the kind enum and `kernels` its one dispatch match. ggml formats use ggml's exact
@@ -24,12 +25,20 @@ pub mod gemv;
 pub mod ggml_reference;
 mod grid;
 pub mod hadamard;
+mod iq4_nl;
+mod iq4_xs;
 mod kquant;
+mod mxfp4;
 pub mod pi;
 mod q2_k;
 mod q3_k;
 mod q4_0;
+mod q4_1;
 mod q4_k;
+mod q5_0;
+mod q5_1;
+mod q5_k;
+mod q6_k;
 mod q8_0;
 mod reference;
 mod tq1_0;
@@ -105,6 +114,70 @@ pub(crate) fn kernels(format: WeightFormat) -> Kernels {
             |x, o, _| q4_0::quantize_row(x, o),
             q4_0::dequantize_row,
             q4_0::gemv_rows,
+            0,
+        ),
+        F::Q4_1 => k(
+            q4_1::BLOCK,
+            q4_1::BYTES,
+            |x, o, _| q4_1::quantize_row(x, o),
+            q4_1::dequantize_row,
+            q4_1::gemv_rows,
+            0,
+        ),
+        F::Q5_0 => k(
+            q5_0::BLOCK,
+            q5_0::BYTES,
+            |x, o, _| q5_0::quantize_row(x, o),
+            q5_0::dequantize_row,
+            q5_0::gemv_rows,
+            0,
+        ),
+        F::Q5_1 => k(
+            q5_1::BLOCK,
+            q5_1::BYTES,
+            |x, o, _| q5_1::quantize_row(x, o),
+            q5_1::dequantize_row,
+            q5_1::gemv_rows,
+            0,
+        ),
+        F::Q5K => k(
+            q5_k::BLOCK,
+            q5_k::BYTES,
+            |x, o, _| q5_k::quantize_row(x, o),
+            q5_k::dequantize_row,
+            q5_k::gemv_rows,
+            0,
+        ),
+        F::Q6K => k(
+            q6_k::BLOCK,
+            q6_k::BYTES,
+            |x, o, _| q6_k::quantize_row(x, o),
+            q6_k::dequantize_row,
+            q6_k::gemv_rows,
+            0,
+        ),
+        F::Iq4Nl => k(
+            iq4_nl::BLOCK,
+            iq4_nl::BYTES,
+            |x, o, _| iq4_nl::quantize_row(x, o),
+            iq4_nl::dequantize_row,
+            iq4_nl::gemv_rows,
+            0,
+        ),
+        F::Iq4Xs => k(
+            iq4_xs::BLOCK,
+            iq4_xs::BYTES,
+            |x, o, _| iq4_xs::quantize_row(x, o),
+            iq4_xs::dequantize_row,
+            iq4_xs::gemv_rows,
+            0,
+        ),
+        F::Mxfp4 => k(
+            mxfp4::BLOCK,
+            mxfp4::BYTES,
+            |x, o, _| mxfp4::quantize_row(x, o),
+            mxfp4::dequantize_row,
+            mxfp4::gemv_rows,
             0,
         ),
         F::Q4K => k(

@@ -956,7 +956,10 @@ impl SimSetup {
                 let mut mac = Vec::with_capacity(n_objects);
                 for &f in &expert_format {
                     let class = f.compute_class().expect("a timed format has a class");
-                    let rate = u.compute.weights_per_s(class);
+                    let rate = u
+                        .compute
+                        .format_weights_per_s(f)
+                        .expect("a timed format has a rate");
                     let memory_ns = per_expert_params as f64 * 1e9 / rate;
                     long(
                         memory_ns,

@@ -1,0 +1,58 @@
+//! ggml IQ4_XS: super-blocks of 256 weights, `d: f16, scales_h: u16, scales_l: u8[4],
+//! qs: u8[128]` (136 bytes, 4.25 bpw): IQ4_NL's 16 levels in eight sub-blocks of 32, each with
+//! a 6-bit signed scale (low nibble in `scales_l`, two high bits in `scales_h`, offset by 32),
+//! `x̂ = (d · (s_j − 32)) · LEVELS[q]`. Quantizer: IQ4_NL's search over the super-block
+//! (ggml's `quantize_iq4_xs` without an importance matrix).
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::{dot_by_blocks, row_kernels};
+use super::iq4_nl::{LEVELS, fit_blocks, pack_nibbles};
+
+pub(crate) const BLOCK: usize = 256;
+pub(crate) const BYTES: usize = 136;
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    let mut l = [0u8; 256];
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let mut sub = [0u8; 8];
+        let d = fit_blocks(xb, &mut l, &mut sub);
+        write_f16(&mut yb[0..2], d);
+        let mut h = 0u16;
+        for (ib, &s) in sub.iter().enumerate() {
+            h |= ((s >> 4) as u16) << (2 * ib);
+        }
+        yb[2..4].copy_from_slice(&h.to_le_bytes());
+        for i in 0..4 {
+            yb[4 + i] = (sub[2 * i] & 0xf) | ((sub[2 * i + 1] & 0xf) << 4);
+        }
+        pack_nibbles(&l, &mut yb[8..136]);
+    }
+}
+
+#[inline(always)]
+fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
+    let d = read_f16(&yb[0..2]);
+    let h = u16::from_le_bytes([yb[2], yb[3]]);
+    for ib in 0..8 {
+        let s = ((yb[4 + ib / 2] >> (4 * (ib % 2))) & 0xf) | ((((h >> (2 * ib)) & 3) as u8) << 4);
+        let dl = d * (s as i32 - 32) as f32;
+        let qs = &yb[8 + 16 * ib..8 + 16 * ib + 16];
+        for j in 0..16 {
+            ob[32 * ib + j] = dl * LEVELS[(qs[j] & 15) as usize] as f32;
+            ob[32 * ib + 16 + j] = dl * LEVELS[(qs[j] >> 4) as usize] as f32;
+        }
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        dequantize_block(yb, ob.try_into().expect("a block"));
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
+    dot_by_blocks(row, BYTES, x, dequantize_block)
+}
+
+row_kernels!(dot_row);

@@ -1,0 +1,94 @@
+//! ggml Q6_K: super-blocks of 256 weights, `ql: u8[128], qh: u8[64], scales: i8[16], d: f16`
+//! (210 bytes, 6.5625 bpw); sixteen sub-blocks of 16 with signed 8-bit scales,
+//! `x̂ = (d · sc_j) · (q − 32)`, q in 0..63. In each half h of 128 elements, element
+//! `128h + 32g + l` (g = 0..3) keeps its low four bits in `ql[64h + 32(g%2) + l]` (low nibble
+//! for g < 2) and its top two in bits `2g..2g+1` of `qh[32h + l]`. Quantizer: ggml's
+//! `quantize_row_q6_K_ref` (each sub-block's scale from `make_qx_quants` with weights x², the
+//! scales requantized to 8 bits against the one of largest magnitude).
+
+use super::f16::{read_f16, write_f16};
+use super::gemv::{dot_by_blocks, row_kernels};
+use super::kquant::{fit_symmetric_search, nearest_int};
+
+pub(crate) const BLOCK: usize = 256;
+pub(crate) const BYTES: usize = 210;
+
+pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
+    let mut l = [0i8; 256];
+    for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
+        let mut scales = [0.0f32; 16];
+        let (mut max_scale, mut max_abs_scale) = (0.0f32, 0.0f32);
+        for (ib, s) in scales.iter_mut().enumerate() {
+            *s = fit_symmetric_search(&xb[16 * ib..16 * ib + 16], 32, &mut l[16 * ib..]);
+            if s.abs() > max_abs_scale {
+                max_abs_scale = s.abs();
+                max_scale = *s;
+            }
+        }
+        yb.iter_mut().for_each(|b| *b = 0);
+        if max_abs_scale < 1e-15 {
+            continue;
+        }
+        let iscale = -128.0f32 / max_scale;
+        write_f16(&mut yb[208..210], 1.0 / iscale);
+        for (ib, &s) in scales.iter().enumerate() {
+            // ggml: MIN(127, nearest_int(..)) stored in an int8_t.
+            yb[192 + ib] = nearest_int(iscale * s).min(127) as i8 as u8;
+        }
+        let d_all = read_f16(&yb[208..210]);
+        for j in 0..16 {
+            let d = d_all * (yb[192 + j] as i8) as f32;
+            if d == 0.0 {
+                continue;
+            }
+            for i in 0..16 {
+                let q = nearest_int(xb[16 * j + i] / d).clamp(-32, 31);
+                l[16 * j + i] = (q + 32) as i8;
+            }
+        }
+        let (ql, rest) = yb.split_at_mut(128);
+        let qh = &mut rest[..64];
+        for h in 0..2 {
+            for i in 0..32 {
+                let e = |g: usize| l[128 * h + 32 * g + i] as u8;
+                ql[64 * h + i] = (e(0) & 0xf) | ((e(2) & 0xf) << 4);
+                ql[64 * h + 32 + i] = (e(1) & 0xf) | ((e(3) & 0xf) << 4);
+                qh[32 * h + i] =
+                    (e(0) >> 4) | ((e(1) >> 4) << 2) | ((e(2) >> 4) << 4) | ((e(3) >> 4) << 6);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
+    let (ql, qh) = (&yb[0..128], &yb[128..192]);
+    let d = read_f16(&yb[208..210]);
+    let mut dj = [0.0f32; 16];
+    for (j, v) in dj.iter_mut().enumerate() {
+        *v = d * (yb[192 + j] as i8) as f32;
+    }
+    for h in 0..2 {
+        for g in 0..4 {
+            let (lo, shift) = (&ql[64 * h + 32 * (g % 2)..], 4 * (g / 2));
+            for i in 0..32 {
+                let q = ((lo[i] >> shift) & 0xf) | (((qh[32 * h + i] >> (2 * g)) & 3) << 4);
+                let e = 128 * h + 32 * g + i;
+                ob[e] = dj[e / 16] * (q as i32 - 32) as f32;
+            }
+        }
+    }
+}
+
+pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+        dequantize_block(yb, ob.try_into().expect("a block"));
+    }
+}
+
+#[inline(always)]
+fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
+    dot_by_blocks(row, BYTES, x, dequantize_block)
+}
+
+row_kernels!(dot_row);
