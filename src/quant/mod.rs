@@ -6,6 +6,7 @@
 //! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
 //! is the kind enum and `kernels` its one dispatch match. ggml formats use ggml's exact
 //! block layouts and reference quantizers (`../shared/reference/quantization.md`).
+//! `iquant/` reads ggml's lattice-codebook i-quants (IQ2_XXS … IQ1_M): sizes and dequantization.
 //!
 //! Measurement: `eval.rs` (error statistics, synthetic matrices), `eval_rows.rs` (every
 //! format's error on a set of matrices and the pi-constant verdict, `moesim quant eval`),
@@ -24,6 +25,7 @@ pub mod gemv;
 pub mod ggml_reference;
 mod grid;
 pub mod hadamard;
+pub mod iquant;
 mod kquant;
 pub mod pi;
 mod q2_k;
