@@ -7,7 +7,7 @@
 //! Each block holds 256 values: an f16 scale (IQ1_M spreads its scale over the high nibbles of
 //! its sub-block scales), small per-sub-block scales, and indices into a codebook whose entries
 //! are groups of 8 (IQ2, IQ1) or 4 (IQ3) values. IQ2 and IQ3 entries are magnitudes with a sign
-//! per value (stored as 8 bits, or as 7 bits whose parity gives the 8th: [`KSIGNS`]); IQ1 entries
+//! per value (stored as 8 bits, or as 7 bits whose parity gives the 8th: `KSIGNS`); IQ1 entries
 //! are −1/0/1 shifted by ±1/8.
 //!
 //! One file per format (`iq2_xxs.rs`, `iq2_xs.rs`, `iq2_s.rs`, `iq3_xxs.rs`, `iq3_s.rs`,
