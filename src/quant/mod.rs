@@ -7,6 +7,7 @@
 //! uniform baselines share, `f16.rs` and `reference.rs` the float formats); [`WeightFormat`]
 //! is the kind enum and `kernels` its one dispatch match. ggml formats use ggml's exact
 //! block layouts and reference quantizers (`../shared/reference/quantization.md`).
+//! `iquant/` reads ggml's lattice-codebook i-quants (IQ2_XXS … IQ1_M): sizes and dequantization.
 //!
 //! Measurement: `eval.rs` (error statistics, synthetic matrices), `eval_rows.rs` (every
 //! format's error on a set of matrices and the pi-constant verdict, `moesim quant eval`),
@@ -27,6 +28,7 @@ mod grid;
 pub mod hadamard;
 mod iq4_nl;
 mod iq4_xs;
+pub mod iquant;
 mod kquant;
 mod mxfp4;
 pub mod pi;

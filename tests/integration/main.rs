@@ -49,6 +49,8 @@ mod sweeps;
 mod simpy_check;
 // Quantized kernels: gguf bit-exactness, error bounds, GEMV, `moesim quant`.
 mod quant;
+// ggml's lattice-codebook i-quants: dequantization bit for bit with gguf.
+mod iquant;
 // Metrics: energy and bytes per phase, static power, storage compute tiers, common random
 // numbers.
 mod metrics;
