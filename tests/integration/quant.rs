@@ -621,3 +621,92 @@ fn bench_section_parses(batches: &str) {
         "a peak exactly when a batch above 1 was timed"
     );
 }
+
+fn ggml_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ggml-quant")
+}
+
+/// Encoding against llama.cpp's own quantizer (`ggml_quantize_chunk`, built from the vendored
+/// source by scripts/ggml_quant_fixtures.sh): every format ggml and moesim share writes the same
+/// bytes on every input, the K-quants and IQ4 included (gguf cannot quantize those), and gguf
+/// decodes ggml's bytes bit for bit as moesim does.
+#[test]
+fn ggml_quantizer_bytes_identical() {
+    use WeightFormat as F;
+    let formats = [
+        F::Q8_0,
+        F::Q6K,
+        F::Q5_1,
+        F::Q5_0,
+        F::Q5K,
+        F::Q4_1,
+        F::Q4_0,
+        F::Iq4Nl,
+        F::Q4K,
+        F::Iq4Xs,
+        F::Mxfp4,
+        F::Q3K,
+        F::Q2K,
+    ];
+    let mut checked = 0;
+    for input in INPUTS {
+        let x = read_npy(&fixtures().join(format!("{input}.npy")));
+        for format in formats {
+            let name = format.name();
+            let theirs = std::fs::read(ggml_fixtures().join(format!("{input}.{name}.ggml.bin")))
+                .unwrap_or_else(|e| panic!("{input}.{name}: {e}"));
+            let ours = QuantizedMatrix::quantize(format, x.rows, x.cols, &x.data, None).unwrap();
+            assert_eq!(ours.data.len(), theirs.len(), "{input}.{name}");
+            let differing = ours
+                .data
+                .iter()
+                .zip(&theirs)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(
+                differing, 0,
+                "{input}.{name}: {differing} bytes differ from ggml_quantize_chunk"
+            );
+            let deq = read_npy(&ggml_fixtures().join(format!("{input}.{name}.gguf-dequant.npy")));
+            let ours_deq = ours.dequantize();
+            let differing = ours_deq
+                .iter()
+                .zip(&deq.data)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differing, 0,
+                "{input}.{name}: {differing} values differ from gguf"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, INPUTS.len() * formats.len());
+}
+
+/// The lattice i-quants as llama.cpp writes them (ggml_quantize_chunk; an all-ones importance
+/// matrix where ggml requires one): moesim decodes ggml's bytes bit for bit as gguf does.
+#[test]
+fn ggml_iquant_bytes_decode_as_gguf() {
+    use moesim::quant::iquant::IqFormat;
+    for input in INPUTS {
+        for format in IqFormat::ALL {
+            let name = format.name().to_ascii_lowercase();
+            let bytes = std::fs::read(ggml_fixtures().join(format!("{input}.{name}.ggml.bin")))
+                .unwrap_or_else(|e| panic!("{input}.{name}: {e}"));
+            let theirs =
+                read_npy(&ggml_fixtures().join(format!("{input}.{name}.gguf-dequant.npy")));
+            let mut ours = vec![0.0f32; theirs.data.len()];
+            format.dequantize_row(&bytes, &mut ours);
+            let differing = ours
+                .iter()
+                .zip(&theirs.data)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
+            assert_eq!(
+                differing, 0,
+                "{input}.{name}: {differing} values differ from gguf"
+            );
+        }
+    }
+}
