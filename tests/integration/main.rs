@@ -26,6 +26,7 @@ mod data_safety;
 // Inputs an audit of issue 17 found accepted with nonsense results or lost data.
 mod audit17;
 mod batch;
+mod gguf_mix;
 mod gguf_models;
 // The JSON record scanner against serde_json.
 mod json_scanner;

@@ -1,0 +1,152 @@
+//! llama.cpp's quantization mixes (issue 22): the types moesim's mix rules give every tensor
+//! equal the types `llama-quantize` wrote (tests/data/ggml-mix/, from
+//! scripts/ggml_mix_fixtures.sh: four small MoE models, 19 mixes, F32 inputs), and
+//! `moesim model show --mix`.
+
+use std::path::{Path, PathBuf};
+
+use moesim::gguf::mix::{self, Mix};
+use moesim::gguf::read::{GgufHeader, TensorInfo, Value};
+use moesim::gguf::types::TYPES;
+
+use crate::util::moesim;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ggml-mix")
+}
+
+/// The F32 header scripts/write_f32_moe_gguf.py wrote for `model` (its shapes), with the
+/// tensor names llama-quantize listed.
+fn header(model: &serde_json::Value, names: &[String]) -> GgufHeader {
+    let g = |k: &str| model[k].as_u64().unwrap();
+    let arch = model["arch"].as_str().unwrap().to_string();
+    let (hidden, ffn, experts, heads, kv) = (
+        g("hidden"),
+        g("expert_ffn"),
+        g("experts"),
+        g("heads"),
+        g("kv_heads"),
+    );
+    let head_dim = if arch == "llama" { hidden / heads } else { 64 };
+    let vocab = 3 + 256;
+    let f32t = *TYPES.iter().find(|t| t.name == "F32").unwrap();
+    let tensors = names
+        .iter()
+        .map(|n| {
+            let s = n.rsplit_once("blk.").map_or(n.as_str(), |(_, r)| {
+                r.split_once('.').map_or(r, |(_, rest)| rest)
+            });
+            let dims: Vec<u64> = match s {
+                "token_embd.weight" | "output.weight" => vec![hidden, vocab],
+                "attn_q.weight" => vec![hidden, heads * head_dim],
+                "attn_k.weight" | "attn_v.weight" => vec![hidden, kv * head_dim],
+                "attn_output.weight" => vec![heads * head_dim, hidden],
+                "ffn_gate_inp.weight" => vec![hidden, experts],
+                "ffn_gate_exps.weight" | "ffn_up_exps.weight" => vec![hidden, ffn, experts],
+                "ffn_down_exps.weight" => vec![ffn, hidden, experts],
+                "attn_q_norm.weight" | "attn_k_norm.weight" => vec![head_dim],
+                other if other.ends_with("norm.weight") => vec![hidden],
+                other => panic!("unexpected tensor {other}"),
+            };
+            let values: u64 = dims.iter().product();
+            TensorInfo {
+                name: n.clone(),
+                dims,
+                ggml_type: f32t,
+                offset: 0,
+                bytes: values * 4,
+            }
+        })
+        .collect();
+    let u = |v: u64| Value::U64(v);
+    GgufHeader {
+        version: 3,
+        metadata: vec![
+            ("general.architecture".into(), Value::Str(arch.clone())),
+            (format!("{arch}.block_count"), u(g("layers"))),
+            (format!("{arch}.expert_count"), u(experts)),
+            (format!("{arch}.expert_used_count"), u(g("top_k"))),
+            (format!("{arch}.embedding_length"), u(hidden)),
+            (format!("{arch}.attention.head_count"), u(heads)),
+            (format!("{arch}.attention.head_count_kv"), u(kv)),
+        ],
+        tensors,
+        data_offset: 0,
+        file_bytes: 0,
+    }
+}
+
+#[test]
+fn mix_rules_give_llama_quantizes_types() {
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir().join("MANIFEST.json")).unwrap())
+            .unwrap();
+    let (mut files, mut tensors, mut quantized) = (0, 0, 0);
+    let mut wrong = Vec::new();
+    for (model_name, results) in manifest["results"].as_object().unwrap() {
+        let model = &manifest["models"][model_name];
+        for (mix_name, r) in results.as_object().unwrap() {
+            if r["status"] != "ok" {
+                // Refused by llama-quantize (an importance matrix needed): refused by moesim.
+                assert!(mix_name.parse::<Mix>().is_err(), "{model_name} {mix_name}");
+                continue;
+            }
+            let mix: Mix = mix_name.parse().unwrap();
+            let fixture: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(dir().join(r["file"].as_str().unwrap())).unwrap(),
+            )
+            .unwrap();
+            let want = fixture["tensors"].as_object().unwrap();
+            let names: Vec<String> = want.keys().cloned().collect();
+            let h = header(model, &names);
+            let got = mix::types(mix, &h).unwrap();
+            for (n, t) in names.iter().zip(&got) {
+                let expected = want[n].as_str().unwrap();
+                if t.name != expected {
+                    wrong.push(format!(
+                        "{model_name} {mix_name} {n}: {} != {expected}",
+                        t.name
+                    ));
+                }
+                quantized += usize::from(expected != "F32");
+            }
+            tensors += names.len();
+            files += 1;
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} wrong: {:#?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(30)]
+    );
+    assert_eq!(files, 4 * 19, "four models x 19 mixes");
+    assert!(
+        tensors > 16_000 && quantized > 9_000,
+        "{tensors} tensors, {quantized} quantized"
+    );
+}
+
+#[test]
+fn model_show_mix_of_a_preset() {
+    let run = moesim(["model", "show", "mixtral-8x7b", "--mix", "q4_k_m"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = &run.stdout;
+    // Mixtral (8 experts): attn_k and attn_v in Q8_0, attn_output Q5_K, the output head Q6_K,
+    // ffn_down_exps Q6_K in the layers use_more_bits picks of 32 (16 of them), Q4_K elsewhere.
+    for needle in [
+        "Q4_K_M",
+        "attn_v",
+        "Q8_0",
+        "output",
+        "Q6_K",
+        "ffn_down_exps",
+        "Q6_K in blocks 0-3, 6, 9, 12, 15, 18, 21, 24, 27, 28-31",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing:\n{out}");
+    }
+    let bad = moesim(["model", "show", "mixtral-8x7b", "--mix", "iq2_xxs"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("importance matrix"), "{}", bad.stderr);
+    assert_eq!(bad.stderr.lines().count(), 1, "{}", bad.stderr);
+}
