@@ -27,6 +27,11 @@ pub enum ModelCommand {
     Show {
         /// A shipped model name, a model spec TOML file or a GGUF file (`.gguf`).
         model: String,
+        /// Show the model as llama-quantize would write it in this mix (`q4_k_m`, `q6_k`,
+        /// `iq4_xs`, `mxfp4_moe`, ...): every tensor's type and the bytes that follow. For a
+        /// GGUF file, what requantizing its (unquantized) weights would give.
+        #[arg(long)]
+        mix: Option<String>,
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
@@ -46,10 +51,17 @@ pub enum ModelCommand {
 pub fn run(cmd: ModelCommand, out: &mut dyn Write) -> Result<()> {
     match cmd {
         ModelCommand::List { json } => list(out, json),
-        ModelCommand::Show { model, json } if is_gguf(&model) => {
-            show_gguf(out, std::path::Path::new(&model), json)
+        ModelCommand::Show {
+            model,
+            mix: Some(mix),
+            json,
+        } => show_mix(out, &model, &mix, json),
+        ModelCommand::Show { model, json, .. } if is_gguf(&model) => {
+            let path = std::path::Path::new(&model);
+            let (h, m) = read_gguf(path)?;
+            show_gguf(out, &path.display().to_string(), &h, &m, json, None)
         }
-        ModelCommand::Show { model, json } => show(out, &model, json),
+        ModelCommand::Show { model, json, .. } => show(out, &model, json),
         ModelCommand::Import { file, out: path } => import(out, &file, &path),
     }
 }
@@ -69,6 +81,9 @@ pub fn read_gguf(path: &std::path::Path) -> Result<(GgufHeader, GgufModel)> {
 #[derive(Serialize)]
 struct GgufJson<'a> {
     file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mix: Option<&'static str>,
+    tensor_types: Vec<TensorTypesJson>,
     gguf_version: u32,
     tensors: usize,
     architecture: &'a str,
@@ -92,6 +107,41 @@ struct GgufJson<'a> {
     max_context_tokens: Option<u64>,
 }
 
+/// One role's tensors of one type: `blk.N.attn_v.weight` in Q6_K in blocks 0-3, 6.
+#[derive(Serialize)]
+struct TensorTypesJson {
+    role: String,
+    #[serde(rename = "type")]
+    ggml_type: &'static str,
+    /// Blocks (empty for tensors outside the blocks).
+    blocks: Vec<u32>,
+}
+
+/// The types of `h`'s matrices by role (the name without `blk.N.`), each with the blocks
+/// that have it, in order of first appearance.
+fn tensor_types(h: &GgufHeader) -> Vec<TensorTypesJson> {
+    let mut out: Vec<TensorTypesJson> = Vec::new();
+    for t in h.tensors.iter().filter(|t| t.dims.len() >= 2) {
+        let (block, role) = match t.name.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+            Some((b, rest)) => (b.parse::<u32>().ok(), rest),
+            None => (None, t.name.as_str()),
+        };
+        let role = role.strip_suffix(".weight").unwrap_or(role).to_string();
+        match out
+            .iter_mut()
+            .find(|e| e.role == role && e.ggml_type == t.ggml_type.name)
+        {
+            Some(e) => e.blocks.extend(block),
+            None => out.push(TensorTypesJson {
+                role,
+                ggml_type: t.ggml_type.name,
+                blocks: block.into_iter().collect(),
+            }),
+        }
+    }
+    out
+}
+
 #[derive(Serialize)]
 struct GgufLayerJson {
     layer: u32,
@@ -101,11 +151,52 @@ struct GgufLayerJson {
     expert_bytes: u64,
 }
 
-fn show_gguf(out: &mut dyn Write, path: &std::path::Path, json: bool) -> Result<()> {
-    let (h, m) = read_gguf(path)?;
+/// `model show MODEL --mix MIX`: the model's tensors (a GGUF file's, or laid out from a spec)
+/// in the types llama-quantize's mix gives them.
+fn show_mix(out: &mut dyn Write, model: &str, mix: &str, json: bool) -> Result<()> {
+    let mix: gguf::mix::Mix = mix
+        .parse()
+        .map_err(|e: String| crate::error::Error::usage(format!("--mix: {e}")))?;
+    let (label, h, spec_context) = if is_gguf(model) {
+        let path = std::path::Path::new(model);
+        (path.display().to_string(), read_gguf(path)?.0, None)
+    } else {
+        let (label, spec) = moe::load_spec_file(model)?;
+        let h = gguf::layout::header_of_spec(&spec)
+            .map_err(|reason| InputError::new(label.clone(), reason))?;
+        (label, h, spec.context.clone())
+    };
+    let mixed =
+        gguf::mix::apply(mix, &h).map_err(|(at, reason)| InputError::at_key(&label, at, reason))?;
+    let stem = std::path::Path::new(model)
+        .file_stem()
+        .map_or(model.to_string(), |s| s.to_string_lossy().into_owned());
+    let mut m = GgufModel::from_header(&mixed, &stem)
+        .map_err(|(at, reason)| InputError::at_key(&label, at, reason))?;
+    if let Some(context) = spec_context {
+        m.context = context;
+    }
+    show_gguf(
+        out,
+        &format!("{label} as {mix}"),
+        &mixed,
+        &m,
+        json,
+        Some(mix),
+    )
+}
+
+fn show_gguf(
+    out: &mut dyn Write,
+    label: &str,
+    h: &GgufHeader,
+    m: &GgufModel,
+    json: bool,
+    mix: Option<gguf::mix::Mix>,
+) -> Result<()> {
     let spec = m
-        .to_spec(&path.display().to_string())
-        .map_err(|(at, reason)| InputError::at_key(path.display().to_string(), at, reason))?;
+        .to_spec(label)
+        .map_err(|(at, reason)| InputError::at_key(label, at, reason))?;
     let kv = spec
         .context
         .as_ref()
@@ -116,7 +207,9 @@ fn show_gguf(out: &mut dyn Write, path: &std::path::Path, json: bool) -> Result<
         return emit_json(
             out,
             &GgufJson {
-                file: path.display().to_string(),
+                file: label.to_string(),
+                mix: mix.map(|x| x.name()),
+                tensor_types: tensor_types(h),
                 gguf_version: h.version,
                 tensors: h.tensors.len(),
                 architecture: &m.architecture,
@@ -152,8 +245,7 @@ fn show_gguf(out: &mut dyn Write, path: &std::path::Path, json: bool) -> Result<
         );
     }
     let mut s = format!(
-        "{}: {} ({}, GGUF v{}, {} tensors, {})\n\n",
-        path.display(),
+        "{label}: {} ({}, GGUF v{}, {} tensors, {})\n\n",
         m.name,
         m.architecture,
         h.version,
@@ -255,10 +347,32 @@ fn show_gguf(out: &mut dyn Write, path: &std::path::Path, json: bool) -> Result<
         format_bytes(h.file_bytes as f64),
     ]);
     s.push_str(&t.render());
-    s.push_str(&format!(
-        "\n`moesim model import {} --out SPEC.toml` writes it as a moesim model spec.\n",
-        path.display()
-    ));
+    s.push_str("\nmatrices by role and type\n");
+    let mut t = Table::new(&[
+        ("role", Align::Left),
+        ("type", Align::Left),
+        ("blocks", Align::Left),
+    ]);
+    for e in tensor_types(h) {
+        t.row(vec![
+            e.role,
+            e.ggml_type.to_string(),
+            if e.blocks.is_empty() {
+                "-".into()
+            } else {
+                index_ranges(&e.blocks)
+            },
+        ]);
+    }
+    s.push_str(&t.render());
+    s.push_str(&match mix {
+        Some(x) => format!(
+            "\nTypes as llama-quantize gives them for {x} without an importance matrix (rules of llama.cpp's llama-quant.cpp); sizes exclude alignment padding.\n"
+        ),
+        None => format!(
+            "\n`moesim model import {label} --out SPEC.toml` writes it as a moesim model spec.\n"
+        ),
+    });
     emit(out, &s)
 }
 

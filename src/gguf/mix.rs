@@ -258,7 +258,7 @@ fn facts(h: &GgufHeader) -> Result<Facts, (String, String)> {
     Ok(Facts {
         layers: layers as i64,
         experts: uint("expert_count").unwrap_or(0),
-        gqa: if kv_heads == 0 { 0 } else { heads / kv_heads },
+        gqa: heads.checked_div(kv_heads).unwrap_or(0),
         // llama.cpp's LLM_TYPE_70B: a llama with 80 blocks and grouped-query attention.
         is_llama_70b: arch == "llama" && layers == 80 && heads != kv_heads,
     })
@@ -412,8 +412,9 @@ fn fallback(t: GgmlType, cols: u64) -> GgmlType {
     }
 }
 
-/// `h` with every tensor in the type `mix` gives it and its byte count to match (offsets are
-/// left as they were: the header describes a file that was never written).
+/// `h` with every tensor in the type `mix` gives it and its byte count to match; its
+/// `file_bytes` become the header's plus every tensor's bytes (no alignment padding), offsets
+/// are left as they were: the header describes a file that was never written.
 pub fn apply(mix: Mix, h: &GgufHeader) -> Result<GgufHeader, (String, String)> {
     let types = types(mix, h)?;
     let mut out = h.clone();
@@ -431,6 +432,7 @@ pub fn apply(mix: Mix, h: &GgufHeader) -> Result<GgufHeader, (String, String)> {
         })?;
         t.ggml_type = new;
     }
+    out.file_bytes = out.data_offset + out.tensors.iter().map(|t| t.bytes).sum::<u64>();
     Ok(out)
 }
 

@@ -6,6 +6,7 @@
 //! [`file::read`] is the one function that opens a file.
 
 pub mod file;
+pub mod layout;
 pub mod mix;
 pub mod model;
 pub mod read;

@@ -222,6 +222,20 @@ pub fn load(name_or_path: &str) -> Result<MoeSpec> {
     parse(&label, &text).map_err(Error::from)
 }
 
+/// The unvalidated spec of a model name or spec file, with the label that names it in errors
+/// (checked by validating it once, so a bad spec is refused here too).
+pub fn load_spec_file(name_or_path: &str) -> Result<(String, MoeSpecFile)> {
+    let (label, text) = crate::preset::read_source(
+        name_or_path,
+        presets::get(name_or_path),
+        "model",
+        &presets::names(),
+    )?;
+    let spec: MoeSpecFile = crate::config::parse_toml(&label, &text)?;
+    spec.validate(&label)?;
+    Ok((label, spec))
+}
+
 /// Parses and validates the text of a model spec; `label` names it in errors.
 pub fn parse(label: &str, text: &str) -> Result<MoeSpec, InputError> {
     let spec: MoeSpecFile = crate::config::parse_toml(label, text)?;

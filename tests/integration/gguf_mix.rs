@@ -141,12 +141,85 @@ fn model_show_mix_of_a_preset() {
         "output",
         "Q6_K",
         "ffn_down_exps",
-        "Q6_K in blocks 0-3, 6, 9, 12, 15, 18, 21, 24, 27, 28-31",
     ] {
         assert!(out.contains(needle), "`{needle}` missing:\n{out}");
     }
+    let row = |role: &str, ty: &str| {
+        out.lines()
+            .find(|l| l.split_whitespace().take(2).eq([role, ty]))
+            .unwrap_or_else(|| panic!("no {role} {ty} row:\n{out}"))
+            .to_string()
+    };
+    assert!(row("ffn_down_exps", "Q6_K").ends_with("0-3, 6, 9, 12, 15, 18, 21, 24, 27-31"));
+    assert!(row("ffn_down_exps", "Q4_K").contains("4-5, 7-8"));
+    assert!(row("attn_v", "Q8_0").ends_with("0-31"));
+    assert!(row("attn_k", "Q8_0").ends_with("0-31"));
+    assert!(row("attn_output", "Q5_K").ends_with("0-31"));
+    row("output", "Q6_K");
+    row("token_embd", "Q4_K");
+    // The JSON lists the same.
+    let json = moesim(["model", "show", "mixtral-8x7b", "--mix", "Q4_K_M", "--json"]);
+    assert_eq!(json.code, 0, "{}", json.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["mix"], "Q4_K_M");
+    let downs: Vec<_> = v["tensor_types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["role"] == "ffn_down_exps")
+        .collect();
+    assert_eq!(downs.len(), 2);
+    assert_eq!(
+        downs
+            .iter()
+            .map(|e| e["blocks"].as_array().unwrap().len())
+            .sum::<usize>(),
+        32
+    );
+    // A spec with only a dense parameter count has no tensors to lay out.
+    let dir = crate::util::scratch("mix_params_only");
+    let spec = dir.join("m.toml");
+    std::fs::write(
+        &spec,
+        "schema_version = 1\nname = \"m\"\ndescription = \"d\"\nsources = []\nlayers = 2\nhidden_size = 256\nexpert_intermediate_size = 256\nrouted_experts = 4\ntop_k = 2\nffn = \"swiglu\"\n[dense]\nparams = 1000\n",
+    )
+    .unwrap();
+    let r = moesim(["model", "show", spec.to_str().unwrap(), "--mix", "q4_k_m"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("vocab_size and attention"),
+        "{}",
+        r.stderr
+    );
     let bad = moesim(["model", "show", "mixtral-8x7b", "--mix", "iq2_xxs"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("importance matrix"), "{}", bad.stderr);
     assert_eq!(bad.stderr.lines().count(), 1, "{}", bad.stderr);
+}
+
+/// Sizes of published Q4_K_M files (../shared/reference/published-results.md): a shipped
+/// preset laid out in llama.cpp's tensors and given the mix's types comes within 2 % (the
+/// files add their vocabulary, alignment padding and, for files made with older llama.cpp, the
+/// rules of their day).
+#[test]
+fn q4_k_m_sizes_match_published_files() {
+    for (model, published_bytes, what) in [
+        ("qwen3-30b-a3b", 18.5e9, "18.5 GB (BigMoeOnEdge #155)"),
+        (
+            "glm-4.7-flash",
+            17.1 * (1u64 << 30) as f64,
+            "17.1 GiB (thecodacus/llama.cpp PR #5)",
+        ),
+    ] {
+        let run = moesim(["model", "show", model, "--mix", "q4_k_m", "--json"]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        let ours = v["file_bytes"].as_u64().unwrap() as f64;
+        let err = ours / published_bytes - 1.0;
+        assert!(
+            err.abs() < 0.02,
+            "{model}: {ours} bytes vs published {what}: {:+.2} %",
+            100.0 * err
+        );
+    }
 }
