@@ -27,6 +27,7 @@ mod data_safety;
 mod audit17;
 mod batch;
 mod gguf_mix;
+mod gguf_mix_snapshots;
 mod gguf_models;
 // The JSON record scanner against serde_json.
 mod json_scanner;
