@@ -375,7 +375,19 @@ impl Experiment {
                 if !model_is_preset {
                     resolved.model.spec = absolute(&model_name);
                 }
-                crate::moe::load(&model_name).map_err(|e| at(label, "model.spec", e.to_string()))?
+                let mut m = crate::moe::load(&model_name)
+                    .map_err(|e| at(label, "model.spec", e.to_string()))?;
+                if let Some(mix) = &spec.model.mix {
+                    let mix: crate::gguf::mix::Mix =
+                        mix.parse().map_err(|e| at(label, "model.mix", e))?;
+                    let (_, file) = crate::moe::load_spec_file(&model_name)
+                        .map_err(|e| at(label, "model.spec", e.to_string()))?;
+                    m.layer_expert_bytes = Some(
+                        crate::gguf::mix::layer_expert_bytes(mix, &file)
+                            .map_err(|e| at(label, "model.mix", e))?,
+                    );
+                }
+                m
             }
             (true, Some(file)) => {
                 // The model and its experts' exact bytes from a GGUF file's header.
@@ -384,6 +396,20 @@ impl Experiment {
                     .map_err(|e| at(label, "model.gguf", e.to_string()))?;
                 inputs.push(InputRef::FileHeader(path.clone(), header.data_offset));
                 resolved.model.gguf = Some(absolute(&path.to_string_lossy()));
+                let m = match &spec.model.mix {
+                    None => m,
+                    Some(mix) => {
+                        let mix: crate::gguf::mix::Mix =
+                            mix.parse().map_err(|e| at(label, "model.mix", e))?;
+                        let mixed =
+                            crate::gguf::mix::apply(mix, &header).map_err(|(key, reason)| {
+                                at(label, "model.mix", format!("{key}: {reason}"))
+                            })?;
+                        crate::gguf::GgufModel::from_header(&mixed, "model").map_err(
+                            |(key, reason)| at(label, "model.mix", format!("{key}: {reason}")),
+                        )?
+                    }
+                };
                 m.to_moe_spec(&path.display().to_string())
                     .map_err(|e| at(label, "model.gguf", e))?
             }

@@ -113,6 +113,7 @@ impl ExperimentSpec {
             model: ModelSection {
                 spec: model.into(),
                 gguf: None,
+                mix: None,
                 format,
             },
             trace: TraceSection {
@@ -306,6 +307,11 @@ pub struct ModelSection {
     /// A GGUF file: the model's shape and each layer's exact expert bytes come from its header.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gguf: Option<String>,
+    /// A llama.cpp quantization mix (`q4_k_m`): each layer's experts take the bytes of the
+    /// types llama-quantize's mix gives them (a `Q4_K_M` file keeps some layers' down
+    /// projections in Q6_K); `format` still names the kernel class that times them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix: Option<String>,
     /// Storage format of every routed expert.
     pub format: WeightFormat,
 }

@@ -436,6 +436,16 @@ pub fn apply(mix: Mix, h: &GgufHeader) -> Result<GgufHeader, (String, String)> {
     Ok(out)
 }
 
+/// Each MoE layer's bytes per routed expert when `spec`'s model is quantized with `mix`; the
+/// error is one line (why the spec has no tensors to lay out).
+pub fn layer_expert_bytes(mix: Mix, spec: &crate::moe::MoeSpecFile) -> Result<Vec<u64>, String> {
+    let h = super::layout::header_of_spec(spec)?;
+    let mixed = apply(mix, &h).map_err(|(at, reason)| format!("{at}: {reason}"))?;
+    let m = super::GgufModel::from_header(&mixed, &spec.name)
+        .map_err(|(at, reason)| format!("{at}: {reason}"))?;
+    Ok(m.moe_layers.iter().map(|l| l.expert_bytes).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -223,3 +223,99 @@ fn q4_k_m_sizes_match_published_files() {
         );
     }
 }
+
+/// `[model] mix`: every layer's experts are stored and paged at the bytes of the types the mix
+/// gives them, as `model show --mix` lists them.
+#[test]
+fn an_experiment_with_a_mix_stores_each_layers_mixed_bytes() {
+    let show = moesim([
+        "model",
+        "show",
+        "qwen3-30b-a3b",
+        "--mix",
+        "q4_k_m",
+        "--json",
+    ]);
+    assert_eq!(show.code, 0, "{}", show.stderr);
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let layer_bytes: Vec<u64> = v["moe_layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["expert_bytes"].as_u64().unwrap())
+        .collect();
+    assert_eq!(layer_bytes.len(), 48);
+    assert!(
+        layer_bytes.iter().any(|&b| b != layer_bytes[0]),
+        "Q6_K and Q4_K blocks"
+    );
+    let dir = crate::util::scratch("mix_experiment");
+    let exp = dir.join("e.toml");
+    let write = |mix: &str| {
+        std::fs::write(
+            &exp,
+            format!(
+                r#"
+schema_version = 1
+name = "mix"
+[hardware]
+profile = "pc-rtx4090-pcie4"
+[model]
+spec = "qwen3-30b-a3b"
+{mix}
+format = "q4_k"
+[trace]
+generator = "auto"
+requests = 1
+prefill_tokens = 0
+decode_tokens = 4
+[cache]
+capacity_experts = 0
+[quality]
+samples = 0
+"#
+            ),
+        )
+        .unwrap()
+    };
+    let stored = |out: &Path| -> u64 {
+        let tiers = std::fs::read_to_string(out.join("tiers.csv")).unwrap();
+        let mut lines = tiers.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = header
+            .iter()
+            .position(|h| *h == "expert_storage_bytes")
+            .unwrap();
+        lines
+            .map(|l| l.split(',').nth(col).unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    write("mix = \"q4_k_m\"");
+    let out = dir.join("mixed");
+    let run = moesim(["run", exp.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(stored(&out), 128 * layer_bytes.iter().sum::<u64>());
+    write("");
+    let plain = dir.join("plain");
+    let run = moesim([
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        plain.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        stored(&plain) < stored(&out),
+        "Q4_K_M stores more than Q4_K"
+    );
+    // A mix that needs an importance matrix is refused, naming the key.
+    write("mix = \"iq2_xxs\"");
+    let bad = moesim([
+        "run",
+        exp.to_str().unwrap(),
+        "--out",
+        dir.join("bad").to_str().unwrap(),
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("model.mix"), "{}", bad.stderr);
+}
