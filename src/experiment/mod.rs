@@ -152,6 +152,8 @@ pub enum ProxySource {
     Synthetic(SyntheticExperts),
     /// A real checkpoint.
     Safetensors(Arc<SafetensorsExperts>),
+    /// A GGUF file's experts.
+    Gguf(Arc<crate::weights::gguf_experts::GgufExperts>),
 }
 
 impl ProxySource {
@@ -160,6 +162,7 @@ impl ProxySource {
         match self {
             ProxySource::Synthetic(s) => s,
             ProxySource::Safetensors(s) => s.as_ref(),
+            ProxySource::Gguf(s) => s.as_ref(),
         }
     }
 }
@@ -825,6 +828,63 @@ impl Experiment {
                     ));
                 }
                 ProxySource::Safetensors(Arc::new(st))
+            }
+            ProxyWeightsSpec::Gguf { file } => {
+                if q.outliers.is_some() {
+                    return Err(at(
+                        label,
+                        "quality.outliers",
+                        "applies to synthetic weights only",
+                    ));
+                }
+                let path = match (file, &resolved.model.gguf) {
+                    (Some(f), _) => PathBuf::from(resolve(base, f, false)),
+                    (None, Some(model_file)) => PathBuf::from(model_file),
+                    (None, None) => {
+                        return Err(at(
+                            label,
+                            "quality.weights",
+                            "give `file`, or a GGUF model in `[model] gguf`",
+                        ));
+                    }
+                };
+                if let ProxyWeightsSpec::Gguf { file } = &mut resolved.quality.weights {
+                    *file = Some(absolute(&path.to_string_lossy()));
+                }
+                let g = crate::weights::gguf_experts::GgufExperts::open(&path)
+                    .map_err(|e| at(label, "quality.weights", e.to_string()))?;
+                // As for `[model] gguf`: sweeps hash the file's header, not its tensors.
+                inputs.push(InputRef::FileHeader(path.clone(), g.data_offset()));
+                if g.layers() != model.n_moe_layers() as usize
+                    || g.experts() != model.n_experts as u64
+                {
+                    return Err(at(
+                        label,
+                        "quality.weights",
+                        format!(
+                            "{}: {} MoE layers of {} experts, the model has {} of {}",
+                            path.display(),
+                            g.layers(),
+                            g.experts(),
+                            model.n_moe_layers(),
+                            model.n_experts
+                        ),
+                    ));
+                }
+                if let Some(gh) = generator_hidden
+                    && g.hidden() != gh as usize
+                    && q.samples > 0
+                {
+                    return Err(at(
+                        label,
+                        "quality.weights",
+                        format!(
+                            "its experts take hidden vectors of {}, the generator's are {gh}",
+                            g.hidden()
+                        ),
+                    ));
+                }
+                ProxySource::Gguf(Arc::new(g))
             }
         };
         let quality = QualityConfig {

@@ -208,6 +208,13 @@ pub enum ProxyWeightsSpec {
         /// Up projection name template (`ffn × hidden`).
         w3: String,
     },
+    /// Real expert weights from a GGUF file, dequantized from its own bytes (each sampled
+    /// expert's slices read on demand).
+    Gguf {
+        /// The file (relative to the experiment file); default: `[model] gguf`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
+    },
 }
 
 fn default_df() -> f64 {

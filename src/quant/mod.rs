@@ -781,3 +781,56 @@ pub fn reference_gemv(w: &[f32], cols: usize, x: &[f32], y: &mut [f32]) {
             .sum::<f64>() as f32;
     }
 }
+
+/// Dequantizes `bytes` of the ggml type `ggml_name` (`Q4_K`, `IQ2_XXS`, `F16`, ...) into `out`
+/// (whole blocks: `out.len()` values from exactly their bytes), as llama.cpp and `gguf` decode
+/// them; the reason when moesim cannot decode the type or the lengths disagree.
+pub fn dequantize_ggml(ggml_name: &str, bytes: &[u8], out: &mut [f32]) -> Result<(), String> {
+    let lower = ggml_name.to_ascii_lowercase();
+    let fit = |block: usize, block_bytes: usize| -> Result<(), String> {
+        if !out.len().is_multiple_of(block) || bytes.len() != out.len() / block * block_bytes {
+            return Err(format!(
+                "{} values of {ggml_name} take {} bytes, not {}",
+                out.len(),
+                out.len() / block * block_bytes,
+                bytes.len()
+            ));
+        }
+        Ok(())
+    };
+    if lower == "bf16" {
+        fit(1, 2)?;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *o = f32::from_bits((u16::from_le_bytes([b[0], b[1]]) as u32) << 16);
+        }
+        return Ok(());
+    }
+    if let Some(iq) = iquant::IqFormat::ALL
+        .into_iter()
+        .find(|f| f.name().eq_ignore_ascii_case(ggml_name))
+    {
+        fit(iq.block_values(), iq.block_bytes())?;
+        iq.dequantize_row(bytes, out);
+        return Ok(());
+    }
+    let format = match lower.parse::<WeightFormat>() {
+        Ok(f)
+            if !matches!(
+                f,
+                WeightFormat::Bitnet
+                    | WeightFormat::Piq3
+                    | WeightFormat::Piq2
+                    | WeightFormat::Uq4
+                    | WeightFormat::Uq3
+                    | WeightFormat::Uq2
+            ) =>
+        {
+            f
+        }
+        _ => return Err(format!("moesim cannot decode ggml type {ggml_name}")),
+    };
+    let k = kernels(format);
+    fit(k.block, k.bytes)?;
+    (k.dequantize)(bytes, out);
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! (F32, F16 or BF16 tensors by name). Every failure is one line naming the file and why.
 
 pub mod experts;
+pub mod gguf_experts;
 pub mod npy;
 pub mod safetensors;
 

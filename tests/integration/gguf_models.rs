@@ -311,3 +311,133 @@ samples = 0
     ]);
     assert_bad_input(&run, &["model", "either `spec`"]);
 }
+
+/// `[quality] weights = { kind = "gguf" }`: the quality path's experts are the file's own,
+/// dequantized from its bytes (bit for bit as `gguf.quants.dequantize` decodes them), and a
+/// run on them measures their error.
+#[test]
+fn quality_reads_real_expert_weights_from_a_gguf_file() {
+    let Some(py) = python() else { return };
+    let dir = scratch("gguf_quality");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let file = dir.join("m.gguf");
+    let out = Command::new(&py)
+        .arg(format!("{root}/scripts/write_moe_gguf.py"))
+        .arg(&file)
+        .args([
+            "--layers",
+            "8",
+            "--experts",
+            "16",
+            "--top-k",
+            "2",
+            "--hidden",
+            "256",
+        ])
+        .args(["--expert-ffn", "256", "--format", "q8_0", "--seed", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // gguf's decoding of block 3's expert 5.
+    let script = r#"
+import sys, numpy as np, gguf
+r = gguf.GGUFReader(sys.argv[1])
+for t in r.tensors:
+    for p in ("gate", "up", "down"):
+        if t.name == f"blk.3.ffn_{p}_exps.weight":
+            d = gguf.quants.dequantize(t.data, t.tensor_type)
+            np.save(f"{sys.argv[2]}/{p}.npy", np.ascontiguousarray(d[5].astype(np.float32)))
+"#;
+    let out = Command::new(&py)
+        .args(["-c", script, file.to_str().unwrap(), dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let g = moesim::weights::gguf_experts::GgufExperts::open(&file).unwrap();
+    use moesim::quality::WeightSource;
+    let e = g.expert(3, 5).unwrap();
+    for (p, ours) in [("gate", &e.w1), ("up", &e.w3), ("down", &e.w2)] {
+        let m = moesim::weights::npy::read(&std::fs::read(dir.join(format!("{p}.npy"))).unwrap())
+            .unwrap();
+        assert_eq!(m.data.len(), ours.len(), "{p}");
+        let differing = m
+            .data
+            .iter()
+            .zip(ours.iter())
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(differing, 0, "{p}: {differing} values differ from gguf");
+        assert!(ours.iter().any(|&v| v != 0.0), "{p}: real weights");
+    }
+    // A quality run on the file's experts (micro-moe's 8 MoE layers x 16 experts).
+    let base = std::fs::read_to_string(format!("{root}/experiments/precision-uniform-q2k.toml"))
+        .unwrap()
+        .replace("samples = 256", "samples = 32");
+    let gguf_exp = dir.join("q.toml");
+    std::fs::write(
+        &gguf_exp,
+        base.replace(
+            "weights = { kind = \"gaussian\" }",
+            "weights = { kind = \"gguf\", file = \"m.gguf\" }",
+        ),
+    )
+    .unwrap();
+    let run = moesim([
+        "run",
+        gguf_exp.to_str().unwrap(),
+        "--out",
+        dir.join("o").to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(v["output_samples"], 32);
+    let rel = v["output_rel_l2_mean"].as_f64().unwrap();
+    assert!(rel > 0.0 && rel < 1.0, "{rel}");
+    // A file whose experts do not match the model is refused, naming the key.
+    let small = dir.join("small.gguf");
+    let out = Command::new(&py)
+        .arg(format!("{root}/scripts/write_moe_gguf.py"))
+        .arg(&small)
+        .args([
+            "--layers",
+            "2",
+            "--experts",
+            "16",
+            "--top-k",
+            "2",
+            "--hidden",
+            "256",
+        ])
+        .args(["--expert-ffn", "256", "--format", "q8_0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&gguf_exp)
+            .unwrap()
+            .replace("m.gguf", "small.gguf"),
+    )
+    .unwrap();
+    let run = moesim([
+        "run",
+        bad.to_str().unwrap(),
+        "--out",
+        dir.join("o2").to_str().unwrap(),
+    ]);
+    assert_bad_input(&run, &["quality.weights", "2 MoE layers"]);
+}
