@@ -502,9 +502,15 @@ pub fn gguf_header(data: &[u8]) {
     let shown = path.display().to_string();
     match moesim::cli::model::read_gguf(&path) {
         Err(e) => check(&e, &shown),
-        Ok((_, m)) => {
+        Ok((h, m)) => {
             if let Ok(spec) = m.to_spec(&shown) {
                 let _ = spec.validate(&shown);
+            }
+            // Every quantization mix on whatever header parsed: types and sizes, never a panic.
+            for mix in moesim::gguf::mix::Mix::ALL {
+                if let Ok(mixed) = moesim::gguf::mix::apply(mix, &h) {
+                    let _ = moesim::gguf::GgufModel::from_header(&mixed, "m");
+                }
             }
         }
     }
