@@ -258,7 +258,7 @@ fn facts(h: &GgufHeader) -> Result<Facts, (String, String)> {
     Ok(Facts {
         layers: layers as i64,
         experts: uint("expert_count").unwrap_or(0),
-        gqa: if kv_heads == 0 { 0 } else { heads / kv_heads },
+        gqa: heads.checked_div(kv_heads).unwrap_or(0),
         // llama.cpp's LLM_TYPE_70B: a llama with 80 blocks and grouped-query attention.
         is_llama_70b: arch == "llama" && layers == 80 && heads != kv_heads,
     })
