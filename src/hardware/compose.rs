@@ -25,6 +25,8 @@
 //! - `name` is `GPU_NAME+HOST_NAME`; `sources` are the GPU's then the host's, each prefixed with
 //!   its profile's name.
 
+use crate::units::format_bandwidth;
+
 use super::spec::{ComputeSpec, HardwareProfileSpec, LinkSpec, PROFILE_SCHEMA_VERSION, TierKind};
 
 /// Whether tiers of this kind are GPU memory.
@@ -132,16 +134,16 @@ pub fn compose(
         .find(|t| t.read_bandwidth_bytes_per_s > slowest_gpu.read_bandwidth_bytes_per_s)
     {
         return Err(format!(
-            "`{host_arg}`'s tier `{}` reads at {} B/s, faster than `{gpu_arg}`'s GPU memory `{}` at {} B/s: tiers are ordered fastest first, GPU memory first",
+            "`{host_arg}`'s tier `{}` reads at {}, faster than `{gpu_arg}`'s GPU memory `{}` at {}: tiers are ordered fastest first, GPU memory first",
             fast.name,
-            crate::param::show(fast.read_bandwidth_bytes_per_s),
+            format_bandwidth(fast.read_bandwidth_bytes_per_s),
             slowest_gpu.name,
-            crate::param::show(slowest_gpu.read_bandwidth_bytes_per_s)
+            format_bandwidth(slowest_gpu.read_bandwidth_bytes_per_s)
         ));
     }
     if let Some(clash) = host.tiers.iter().find(|t| is_gpu_tier(&t.name)) {
         return Err(format!(
-            "both have a tier named `{}` (`{gpu_arg}`'s GPU memory, `{host_arg}`'s {}): rename one",
+            "both have a tier named `{}` (`{gpu_arg}`'s GPU memory and `{host_arg}`'s {} tier): rename one",
             clash.name,
             clash.kind.name()
         ));
