@@ -217,9 +217,7 @@ fn show_toml(out: &mut dyn Write, name: &str) -> Result<()> {
     let (label, spec) = hardware::load_spec(name)?;
     spec.validate(&label)?;
     let body = toml::to_string_pretty(&spec).expect("specs serialize");
-    let header = match hardware::ProfileRef::parse(name, |n| {
-        presets::get(n).is_some() || std::path::Path::new(n).exists()
-    })? {
+    let header = match hardware::ProfileRef::parse(name, hardware::exists_here)? {
         hardware::ProfileRef::Composed { gpu, host } => format!(
             "# Composed by `moesim profile show {name} --toml`.\n\
              # GPU side: {gpu} (its GPU memory, the compute units on it, its links to DRAM).\n\

@@ -377,8 +377,9 @@ pub fn load_spec(name_or_path: &str) -> Result<(String, HardwareProfileSpec)> {
     }
 }
 
-/// Whether `name` is a shipped preset or an existing path (relative to the working directory).
-fn exists_here(name: &str) -> bool {
+/// Whether `name` is a shipped preset or an existing path (relative to the working directory):
+/// the `exists` of [`ProfileRef::parse`] for command-line arguments.
+pub fn exists_here(name: &str) -> bool {
     presets::get(name).is_some() || std::path::Path::new(name).exists()
 }
 
