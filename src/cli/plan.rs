@@ -14,7 +14,8 @@ use crate::units::format_bytes;
 /// Arguments of `moesim plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// A shipped hardware profile or a profile file.
+    /// A shipped hardware profile or a profile file, or GPU+HOST (the GPU side of one on the
+    /// host side of another).
     #[arg(long)]
     hardware: String,
     /// A shipped model or a model spec file.

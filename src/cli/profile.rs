@@ -25,7 +25,8 @@ pub enum ProfileCommand {
     },
     /// Show one profile; with --model, how that model's experts fit each tier.
     Show {
-        /// A shipped profile name or a path to a profile TOML file.
+        /// A shipped profile name or a path to a profile TOML file, or GPU+HOST: the GPU side
+        /// of one profile on the host side of another.
         profile: String,
         /// A shipped model name or a model spec TOML file.
         #[arg(long)]
@@ -36,10 +37,14 @@ pub enum ProfileCommand {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Print the profile as a TOML file moesim reads (a composed one included), to keep
+        /// or edit.
+        #[arg(long, conflicts_with_all = ["json", "model", "format"])]
+        toml: bool,
     },
     /// Validate a profile file; exit 2 with the file, key and reason if it is invalid.
     Check {
-        /// Path to a profile TOML file (or a shipped profile name).
+        /// Path to a profile TOML file (or a shipped profile name, or GPU+HOST).
         file: String,
         /// Also check that this model's experts fit somewhere.
         #[arg(long)]
@@ -56,7 +61,14 @@ pub fn run(cmd: ProfileCommand, out: &mut dyn Write) -> Result<()> {
             model,
             format,
             json,
-        } => show(out, &profile, model.as_deref(), format, json),
+            toml,
+        } => {
+            if toml {
+                show_toml(out, &profile)
+            } else {
+                show(out, &profile, model.as_deref(), format, json)
+            }
+        }
         ProfileCommand::Check { file, model } => check(out, &file, model.as_deref()),
     }
 }
@@ -198,6 +210,27 @@ struct FormatFitJson {
     format: WeightFormat,
     expert_bytes: u64,
     tiers: Vec<TierFit>,
+}
+
+/// The profile's spec as TOML, validated first; a composed profile says what it was made of.
+fn show_toml(out: &mut dyn Write, name: &str) -> Result<()> {
+    let (label, spec) = hardware::load_spec(name)?;
+    spec.validate(&label)?;
+    let body = toml::to_string_pretty(&spec).expect("specs serialize");
+    let header = match hardware::ProfileRef::parse(name, hardware::exists_here)? {
+        hardware::ProfileRef::Composed { gpu, host } => format!(
+            "# Composed by `moesim profile show {name} --toml`.\n\
+             # GPU side: {gpu} (its GPU memory, the compute units on it, its links to DRAM).\n\
+             # Host side: {host} (all its tiers, links and compute units).\n\
+             # No [power]: each profile's static power covers its whole machine; add this one's.\n"
+        ),
+        hardware::ProfileRef::One(_) => {
+            format!(
+                "# {label} as moesim reads it (`moesim profile show {name} --toml`; comments dropped)\n"
+            )
+        }
+    };
+    emit(out, &format!("{header}{body}"))
 }
 
 fn show(

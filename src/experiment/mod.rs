@@ -346,18 +346,38 @@ impl Experiment {
         }
         let mut resolved = spec.clone();
         let mut inputs = Vec::new();
-        let profile_is_preset = crate::hardware::presets::get(&spec.hardware.profile).is_some();
-        let profile_name = resolve(base, &spec.hardware.profile, profile_is_preset);
-        inputs.push(InputRef::resolve(
-            "hardware",
-            &profile_name,
-            profile_is_preset,
-        ));
-        if !profile_is_preset {
-            resolved.hardware.profile = absolute(&profile_name);
+        // One profile, or `GPU+HOST`: each part a preset or a file relative to the experiment.
+        let profile_arg = spec.hardware.profile.as_str();
+        let exists_at_base = |name: &str| {
+            crate::hardware::presets::get(name).is_some()
+                || Path::new(&resolve(base, name, false)).exists()
+        };
+        let parts = match crate::hardware::ProfileRef::parse(profile_arg, exists_at_base)
+            .map_err(|e| at(label, "hardware.profile", e.to_string()))?
+        {
+            crate::hardware::ProfileRef::One(name) => vec![name],
+            crate::hardware::ProfileRef::Composed { gpu, host } => vec![gpu, host],
+        };
+        let mut part_names = Vec::with_capacity(parts.len());
+        let mut resolved_parts = Vec::with_capacity(parts.len());
+        for part in parts {
+            let is_preset = crate::hardware::presets::get(part).is_some();
+            let name = resolve(base, part, is_preset);
+            inputs.push(InputRef::resolve("hardware", &name, is_preset));
+            resolved_parts.push(if is_preset {
+                name.clone()
+            } else {
+                absolute(&name)
+            });
+            part_names.push(name);
         }
-        let profile = crate::hardware::load(&profile_name)
-            .map_err(|e| at(label, "hardware.profile", e.to_string()))?;
+        resolved.hardware.profile = resolved_parts.join("+");
+        let profile = match &part_names[..] {
+            [gpu, host] => crate::hardware::compose_parts(profile_arg, gpu, host)
+                .and_then(|(l, s)| s.validate(&l).map_err(Error::from)),
+            _ => crate::hardware::load(&part_names[0]),
+        }
+        .map_err(|e| at(label, "hardware.profile", e.to_string()))?;
         let runtime = match spec.hardware.runtime.as_deref() {
             None | Some("ideal") => crate::hardware::runtime::Runtime::ideal(),
             Some(file) => {

@@ -296,7 +296,8 @@ fn standard_router() -> RouterKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareSection {
-    /// A shipped profile's name or a profile file (relative to the experiment file).
+    /// A shipped profile's name or a profile file (relative to the experiment file), or
+    /// `GPU+HOST`: two of them composed (`hardware::compose`).
     pub profile: String,
     /// The software stack's runtime profile: `ideal` (default: no overhead) or a runtime file
     /// (relative to the experiment file).

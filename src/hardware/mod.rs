@@ -5,6 +5,7 @@
 //! the time of one transfer); it schedules nothing. Queueing and contention are the
 //! simulator's business.
 
+pub mod compose;
 pub mod fit;
 pub mod presets;
 pub mod runtime;
@@ -360,16 +361,132 @@ impl HardwareProfile {
     }
 }
 
-/// Loads a profile by preset name or file path. A name that matches a shipped preset wins;
-/// anything else is read as a file.
+/// Loads a profile by preset name or file path, or a composition `GPU+HOST` of two
+/// ([`compose`]). A name that matches a shipped preset wins; anything else is read as a file.
 pub fn load(name_or_path: &str) -> Result<HardwareProfile> {
+    let (label, spec) = load_spec(name_or_path)?;
+    spec.validate(&label).map_err(Error::from)
+}
+
+/// The spec `load` validates, with the label that names it in errors: one profile's, or the
+/// composition of two (each part validated on its own first, so that its errors name its file).
+pub fn load_spec(name_or_path: &str) -> Result<(String, HardwareProfileSpec)> {
+    match ProfileRef::parse(name_or_path, exists_here)? {
+        ProfileRef::One(name) => read_spec(name),
+        ProfileRef::Composed { gpu, host } => compose_parts(name_or_path, gpu, host),
+    }
+}
+
+/// Whether `name` is a shipped preset or an existing path (relative to the working directory):
+/// the `exists` of [`ProfileRef::parse`] for command-line arguments.
+pub fn exists_here(name: &str) -> bool {
+    presets::get(name).is_some() || std::path::Path::new(name).exists()
+}
+
+/// A hardware-profile argument: one profile, or `GPU+HOST`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileRef<'a> {
+    /// A preset name or a file path.
+    One(&'a str),
+    /// The GPU side of `gpu` on the host side of `host`.
+    Composed {
+        /// The GPU profile, as given.
+        gpu: &'a str,
+        /// The host profile, as given.
+        host: &'a str,
+    },
+}
+
+impl<'a> ProfileRef<'a> {
+    /// Reads an argument. It is one profile when it names a preset or an existing file (`exists`
+    /// says which names do, so a path with a `+` in it still works) or holds no `+`; otherwise
+    /// it is split at the one `+` that leaves a preset or existing file on both sides.
+    pub fn parse(arg: &'a str, exists: impl Fn(&str) -> bool) -> Result<ProfileRef<'a>> {
+        if exists(arg) || !arg.contains('+') {
+            return Ok(ProfileRef::One(arg));
+        }
+        let splits: Vec<(&str, &str)> = arg
+            .match_indices('+')
+            .map(|(i, _)| (&arg[..i], &arg[i + 1..]))
+            .collect();
+        let both: Vec<&(&str, &str)> = splits
+            .iter()
+            .filter(|(gpu, host)| exists(gpu) && exists(host))
+            .collect();
+        let usage = |reason: String| Error::usage(format!("{arg}: {reason}"));
+        let presets = || presets::names().join(", ");
+        match both[..] {
+            [&(gpu, host)] => Ok(ProfileRef::Composed { gpu, host }),
+            [] if splits.len() == 1 => {
+                let (gpu, host) = splits[0];
+                let [(side, part)] = [("GPU", gpu), ("host", host)]
+                    .into_iter()
+                    .filter(|(_, p)| !exists(p))
+                    .collect::<Vec<_>>()[..]
+                else {
+                    return Err(usage(format!(
+                        "composing GPU+HOST, but neither `{gpu}` nor `{host}` is a hardware profile preset or file (presets: {})",
+                        presets()
+                    )));
+                };
+                Err(usage(if part.is_empty() {
+                    format!("composing GPU+HOST, but the {side} profile is missing")
+                } else {
+                    format!(
+                        "composing GPU+HOST, but the {side} profile `{part}` is no hardware profile preset or file (presets: {})",
+                        presets()
+                    )
+                }))
+            }
+            [] => {
+                let pieces: Vec<&str> = arg.split('+').collect();
+                Err(usage(if pieces.iter().all(|p| exists(p)) {
+                    format!(
+                        "a composed profile is two profiles, GPU+HOST; this names {}",
+                        pieces.len()
+                    )
+                } else {
+                    format!(
+                        "no hardware profile preset or file, and no `+` in it splits it into two (GPU+HOST) (presets: {})",
+                        presets()
+                    )
+                }))
+            }
+            _ => Err(usage(format!(
+                "composing GPU+HOST is ambiguous: {} each name two profiles; rename a file",
+                both.iter()
+                    .map(|(g, h)| format!("`{g}` + `{h}`"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ))),
+        }
+    }
+}
+
+/// Reads one profile's spec (not validated) and its label.
+fn read_spec(name_or_path: &str) -> Result<(String, HardwareProfileSpec)> {
     let (label, text) = crate::preset::read_source(
         name_or_path,
         presets::get(name_or_path),
         "hardware profile",
         &presets::names(),
     )?;
-    parse(&label, &text).map_err(Error::from)
+    let spec: HardwareProfileSpec = crate::config::parse_toml(&label, &text)?;
+    Ok((label, spec))
+}
+
+/// Reads, validates and composes `gpu` and `host`; `label` (the argument as given) names the
+/// composition in errors.
+pub fn compose_parts(label: &str, gpu: &str, host: &str) -> Result<(String, HardwareProfileSpec)> {
+    let mut parts = Vec::with_capacity(2);
+    for name in [gpu, host] {
+        let (part_label, spec) = read_spec(name)?;
+        spec.validate(&part_label)?;
+        parts.push(spec);
+    }
+    let spec = compose::compose(&parts[0], gpu, &parts[1], host)
+        .map_err(|reason| InputError::new(label, format!("cannot compose: {reason}")))?;
+    Ok((label.to_string(), spec))
 }
 
 /// Parses and validates the text of a profile; `label` names it in errors.

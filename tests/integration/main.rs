@@ -7,6 +7,8 @@ mod util;
 // Hardware profiles: shipped presets and every bad-input case of issue 2.
 mod precision;
 mod profile_input;
+// Composed profiles, GPU+HOST: the rules, simulations on them, refused combinations.
+mod profile_compose;
 // MoE model specs: parameter totals against the published figures, bad model files.
 mod model_specs;
 // Routing traces: generation, import, export, statistics, fit, bad input.

@@ -397,11 +397,11 @@ fn bad_cli_arguments_exit_2() {
         "--model",
         "micro-moe",
         "--format",
-        "q5_k",
+        "q9_k",
     ]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(
-        run.stderr.contains("unknown weight format `q5_k`"),
+        run.stderr.contains("unknown weight format `q9_k`"),
         "{}",
         run.stderr
     );
