@@ -14,8 +14,10 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::experiment::spec::{CacheSection, ExperimentSpec};
 use crate::experiment::{Experiment, Outcome};
+use crate::gguf::mix::Mix;
 use crate::hardware::HardwareProfile;
 use crate::moe::MoeSpec;
+use crate::moe::kv::KvFormat;
 use crate::quant::format::WeightFormat;
 use crate::sim::placement::{InPlaceLayers, PlacementMode, PlacementSpec};
 use crate::sim::serving::{KvBudget, KvSpec, ServingSpec};
@@ -81,9 +83,18 @@ pub fn verdict(
     batch: u32,
 ) -> Verdict {
     let layers = moe.n_moe_layers() as u64;
-    let expert = moe.expert_bytes(format);
-    let experts = expert * layers * moe.n_experts as u64
-        + moe.shared_expert_bytes(format) * moe.n_shared_experts as u64 * layers;
+    // A mix's layers differ: one token needs the largest layer's experts, the total is theirs.
+    let (expert, routed) = match &moe.layer_expert_bytes {
+        Some(b) => (
+            b.iter().copied().max().unwrap_or(0),
+            b.iter().sum::<u64>() * moe.n_experts as u64,
+        ),
+        None => {
+            let e = moe.expert_bytes(format);
+            (e, e * layers * moe.n_experts as u64)
+        }
+    };
+    let experts = routed + moe.shared_expert_bytes(format) * moe.n_shared_experts as u64 * layers;
     let dense = format.bytes_for(moe.non_expert_params() - moe.params.shared_experts);
     let kv = moe.kv.bytes_at(context, crate::moe::kv::KvFormat::F16) * batch as u64;
     let primary = profile.compute_tier;
@@ -175,15 +186,63 @@ pub fn verdict(
     }
 }
 
+/// What the weights are stored in: one format for every expert, or a llama.cpp mix (whose
+/// experts are timed by its default type's kernel class).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quant {
+    /// The format (a mix's default type).
+    pub format: WeightFormat,
+    /// The mix, if any.
+    pub mix: Option<Mix>,
+}
+
+impl Quant {
+    /// One format for every expert.
+    pub fn uniform(format: WeightFormat) -> Quant {
+        Quant { format, mix: None }
+    }
+
+    /// A llama.cpp mix; `None` when its default type has no moesim kernel class (IQ3_S).
+    pub fn of_mix(mix: Mix) -> Option<Quant> {
+        let format = mix
+            .default_type()
+            .name
+            .to_ascii_lowercase()
+            .parse::<WeightFormat>()
+            .ok()?;
+        Some(Quant {
+            format,
+            mix: Some(mix),
+        })
+    }
+}
+
+impl std::fmt::Display for Quant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mix {
+            Some(m) => write!(f, "{m}"),
+            None => write!(f, "{}", self.format),
+        }
+    }
+}
+
+impl serde::Serialize for Quant {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// One setting tried.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Candidate {
-    /// The experts' format.
-    pub format: WeightFormat,
+    /// The weights: a format (`q4_k`) or a llama.cpp mix (`Q4_K_M`).
+    pub format: Quant,
     /// The placement, as `[placement]` says it.
     pub placement: String,
     /// `in_place_layers` of a layer split.
     pub in_place_layers: Option<u32>,
+    /// The KV cache's element format.
+    pub kv_format: KvFormat,
     /// Predicted decode tokens/s (one request's), prompt tokens/s and time to first token.
     pub decode_tokens_per_s: f64,
     /// Prompt tokens/s.
@@ -218,15 +277,21 @@ pub struct PlanRequest {
     pub prompt_tokens: u32,
     /// Generated tokens.
     pub decode_tokens: u32,
-    /// The formats to try.
-    pub formats: Vec<WeightFormat>,
+    /// The formats and mixes to try.
+    pub formats: Vec<Quant>,
+    /// KV cache formats: every setting runs at the first; the best few are tried again at the
+    /// others (a smaller cache leaves room for experts, at some cost in accuracy).
+    pub kv_formats: Vec<KvFormat>,
 }
+
+/// How many of the best settings are tried again at each further KV format.
+const KV_RETRIES: usize = 6;
 
 /// The answer.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Plan {
-    /// Per format tried, its verdict.
-    pub verdicts: Vec<(WeightFormat, Verdict)>,
+    /// Per format or mix tried, its verdict.
+    pub verdicts: Vec<(Quant, Verdict)>,
     /// Every setting simulated, best first.
     pub candidates: Vec<Candidate>,
     /// Settings that could not be set up (placement, format), with the reason.
@@ -235,18 +300,20 @@ pub struct Plan {
 
 fn experiment(
     req: &PlanRequest,
-    format: WeightFormat,
+    quant: Quant,
     placement: &PlacementSpec,
+    kv: KvFormat,
 ) -> Result<Experiment> {
     let mut spec = ExperimentSpec::in_code(
         "plan",
         &req.hardware,
         &req.model,
-        format,
+        quant.format,
         crate::experiment::AUTO_GENERATOR,
         (req.batch, req.prompt_tokens, req.decode_tokens),
         1,
     );
+    spec.model.mix = quant.mix.map(|m| m.name().to_string());
     spec.placement = placement.clone();
     spec.cache = CacheSection {
         budget_fraction: Some(1.0),
@@ -255,7 +322,7 @@ fn experiment(
     spec.serving = ServingSpec {
         max_batch: req.batch,
         kv: Some(KvSpec {
-            format: crate::moe::kv::KvFormat::F16,
+            format: kv,
             tier: None,
             budget: KvBudget::Reserve,
             max_context_tokens: Some(req.context),
@@ -313,6 +380,15 @@ fn describe(p: &PlacementSpec) -> String {
     }
 }
 
+/// The GGUF file a setting runs: `qwen3-30b-a3b-Q4_K_M` for a mix, the bare name for a
+/// uniform format (which no common file holds: requantize with `--pure`).
+fn gguf_name(model: &str, q: Quant) -> String {
+    match q.mix {
+        Some(m) => format!("{model}-{m}"),
+        None => format!("{model}-{}", q.format.name().to_ascii_uppercase()),
+    }
+}
+
 /// The llama.cpp command line of a setting, when llama.cpp has one.
 fn llama_cpp(
     p: &PlacementSpec,
@@ -320,9 +396,15 @@ fn llama_cpp(
     model: &str,
     context: u64,
     batch: u32,
+    kv: KvFormat,
 ) -> Option<String> {
+    let cache = if kv == KvFormat::F16 {
+        String::new()
+    } else {
+        format!(" -ctk {0} -ctv {0}", kv.name())
+    };
     let base = format!(
-        "llama-server -m {model}.gguf -ngl 99 -c {} -fa on -ub 512",
+        "llama-server -m {model}.gguf -ngl 99 -c {} -fa on -ub 512{cache}",
         context * batch as u64
     );
     let parallel = if batch > 1 {
@@ -342,28 +424,17 @@ fn llama_cpp(
     }
 }
 
-/// Runs the plan.
-pub fn plan(req: &PlanRequest) -> Result<Plan> {
-    let profile = crate::hardware::load(&req.hardware)?;
-    let moe = crate::moe::load(&req.model)?;
-    let verdicts: Vec<(WeightFormat, Verdict)> = req
-        .formats
-        .iter()
-        .map(|&f| (f, verdict(&profile, &moe, f, req.context, req.batch)))
-        .collect();
-    let jobs: Vec<(WeightFormat, PlacementSpec, bool)> = verdicts
-        .iter()
-        .filter(|(_, v)| v.fit != Fit::WillNotRun)
-        .flat_map(|(f, v)| {
-            placements(&profile, moe.n_layers)
-                .into_iter()
-                .map(move |p| (*f, p, v.fit == Fit::FitsEntirely))
-        })
-        .collect();
+/// One setting to simulate: weights, placement, whether everything fits the primary unit, KV
+/// format.
+type Job = (Quant, PlacementSpec, bool, KvFormat);
+
+/// Simulates `jobs` in parallel: the candidates (with their jobs) and the reasons of those that
+/// could not be set up.
+fn run_jobs(req: &PlanRequest, model: &str, jobs: &[Job]) -> (Vec<(Candidate, Job)>, Vec<String>) {
     let results: Vec<std::result::Result<Candidate, String>> = jobs
         .par_iter()
-        .map(|(format, p, fits)| {
-            let mut exp = experiment(req, *format, p).map_err(|e| e.to_string())?;
+        .map(|(format, p, fits, kv)| {
+            let mut exp = experiment(req, *format, p, *kv).map_err(|e| e.to_string())?;
             if *fits && p.mode == PlacementMode::Move {
                 // Everything fits the primary unit's memory: the model is loaded there before
                 // serving (as llama.cpp does), so no expert is paged in.
@@ -399,25 +470,106 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
                 format: *format,
                 placement: describe(p),
                 in_place_layers: s.in_place.as_ref().and_then(|i| i.in_place_layers),
+                kv_format: *kv,
                 decode_tokens_per_s: r.aggregate_decode_tokens_per_s,
                 prefill_tokens_per_s: r.prefill_tokens_per_s,
                 ttft_s: r.ttft_mean_ns * 1e-9,
                 primary_bytes: primary,
                 other_bytes: other,
                 score,
-                llama_cpp: llama_cpp(p, *fits, &moe.name, req.context, req.batch),
+                llama_cpp: llama_cpp(
+                    p,
+                    *fits,
+                    &gguf_name(model, *format),
+                    req.context,
+                    req.batch,
+                    *kv,
+                ),
             })
         })
         .collect();
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
-    for ((format, p, _), r) in jobs.iter().zip(results) {
+    for (job, r) in jobs.iter().zip(results) {
+        let (format, p, _, kv) = job;
         match r {
-            Ok(c) if c.score.is_finite() => candidates.push(c),
-            Ok(_) => skipped.push(format!("{format} {}: no throughput", describe(p))),
-            Err(e) => skipped.push(format!("{format} {}: {e}", describe(p))),
+            Ok(c) if c.score.is_finite() => candidates.push((c, job.clone())),
+            Ok(_) => skipped.push(format!(
+                "{format} {} (KV {}): no throughput",
+                describe(p),
+                kv.name()
+            )),
+            Err(e) => skipped.push(format!("{format} {} (KV {}): {e}", describe(p), kv.name())),
         }
     }
+    (candidates, skipped)
+}
+
+/// Runs the plan.
+pub fn plan(req: &PlanRequest) -> Result<Plan> {
+    let profile = crate::hardware::load(&req.hardware)?;
+    let moe = crate::moe::load(&req.model)?;
+    let spec_file = if req.formats.iter().any(|q| q.mix.is_some()) {
+        Some(crate::moe::load_spec_file(&req.model)?.1)
+    } else {
+        None
+    };
+    let mut verdicts: Vec<(Quant, Verdict)> = Vec::new();
+    for &q in &req.formats {
+        let mut m = moe.clone();
+        if let (Some(mix), Some(file)) = (q.mix, &spec_file) {
+            m.layer_expert_bytes = Some(
+                crate::gguf::mix::layer_expert_bytes(mix, file)
+                    .map_err(|e| crate::error::Error::usage(format!("--mixes {mix}: {e}")))?,
+            );
+        }
+        verdicts.push((q, verdict(&profile, &m, q.format, req.context, req.batch)));
+    }
+    let first_kv = req.kv_formats.first().copied().unwrap_or(KvFormat::F16);
+    let jobs: Vec<Job> = verdicts
+        .iter()
+        .filter(|(_, v)| v.fit != Fit::WillNotRun)
+        .flat_map(|(f, v)| {
+            placements(&profile, moe.n_layers)
+                .into_iter()
+                .map(move |p| (*f, p, v.fit == Fit::FitsEntirely, first_kv))
+        })
+        .collect();
+    let (mut candidates, mut skipped) = run_jobs(req, &moe.name, &jobs);
+    // The best few again at each further KV format.
+    let mut order: Vec<usize> = (0..candidates.len()).collect();
+    order.sort_by(|&a, &b| candidates[b].0.score.total_cmp(&candidates[a].0.score));
+    // The best few, and the best llama.cpp can run.
+    let mut best: Vec<usize> = order.iter().copied().take(KV_RETRIES).collect();
+    if let Some(&i) = order.iter().find(|&&i| candidates[i].0.llama_cpp.is_some())
+        && !best.contains(&i)
+    {
+        best.push(i);
+    }
+    let retry: Vec<Job> = req
+        .kv_formats
+        .iter()
+        .skip(1)
+        .flat_map(|&kv| best.iter().map(move |&i| (i, kv)))
+        .flat_map(|(i, kv)| {
+            let (q, p, fits, _) = candidates[i].1.clone();
+            // A smaller cache may leave room for one more layer of experts on the primary unit.
+            let fewer = match (p.mode, &p.in_place_layers) {
+                (PlacementMode::Layers, Some(InPlaceLayers::Count(n))) if *n > 0 => {
+                    Some(PlacementSpec {
+                        in_place_layers: Some(InPlaceLayers::Count(n - 1)),
+                        ..p.clone()
+                    })
+                }
+                _ => None,
+            };
+            std::iter::once((q, p, fits, kv)).chain(fewer.map(|f| (q, f, fits, kv)))
+        })
+        .collect();
+    let (more, more_skipped) = run_jobs(req, &moe.name, &retry);
+    candidates.extend(more);
+    skipped.extend(more_skipped);
+    let mut candidates: Vec<Candidate> = candidates.into_iter().map(|(c, _)| c).collect();
     // Best first; ties go to the faster prompt, then the faster decode, then to what llama.cpp
     // can run, then the search order (formats as given, placements as listed).
     candidates.sort_by(|a, b| {

@@ -7,7 +7,9 @@ use clap::Args;
 use super::table::{Align, Table};
 use super::{emit, emit_json};
 use crate::error::{Error, Result};
-use crate::plan::{Objective, PlanRequest};
+use crate::gguf::mix::Mix;
+use crate::moe::kv::KvFormat;
+use crate::plan::{Objective, PlanRequest, Quant};
 use crate::quant::format::WeightFormat;
 use crate::units::format_bytes;
 
@@ -30,15 +32,58 @@ pub struct PlanArgs {
     /// What the best setting maximises.
     #[arg(long, value_enum, default_value_t = Objective::Decode)]
     objective: Objective,
-    /// Expert formats to consider, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "q8_0,q4_k,q3_k,q2_k")]
+    /// llama.cpp quantization mixes to consider, comma-separated (`q8_0,q4_k_m,q3_k_m,q2_k`
+    /// by default when the model's tensors can be laid out, see `model show --mix`).
+    #[arg(long, value_delimiter = ',')]
+    mixes: Vec<String>,
+    /// Uniform expert formats to consider, comma-separated (`q8_0,q4_k,q3_k,q2_k` by default
+    /// when the model gives no tensors to apply a mix to).
+    #[arg(long, value_delimiter = ',')]
     formats: Vec<WeightFormat>,
+    /// KV cache formats, comma-separated (f32, f16, bf16, q8_0, q4_0): every setting runs at
+    /// the first, the best few again at the others.
+    #[arg(long, value_delimiter = ',', default_value = "f16,q8_0")]
+    kv_formats: Vec<String>,
     /// Runners-up shown.
     #[arg(long, default_value_t = 8)]
     top: usize,
+    /// Also draw decode tokens/s against the primary unit's memory used, one curve per
+    /// placement and format, to STEM.png and STEM.svg.
+    #[arg(long, value_name = "STEM")]
+    plot: Option<std::path::PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
+}
+
+/// Decode tokens/s against the primary memory used, one curve per placement, format and KV
+/// format (a layer split's points are its `--n-cpu-moe` values).
+fn draw(plan: &crate::plan::Plan, title: &str, stem: &std::path::Path) -> Result<()> {
+    use crate::report::plot::{Series, XyChart};
+    let mut series: Vec<Series> = Vec::new();
+    for c in &plan.candidates {
+        let kv = if c.kv_format == crate::moe::kv::KvFormat::F16 {
+            String::new()
+        } else {
+            format!(", KV {}", c.kv_format.name())
+        };
+        let name = format!("{}: {}{kv}", c.format, c.placement);
+        Series::named(&mut series, &name, false)
+            .points
+            .push((c.primary_bytes as f64 / 1e9, c.decode_tokens_per_s));
+    }
+    for s in &mut series {
+        s.points
+            .sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    }
+    XyChart {
+        title: title.to_string(),
+        x_label: "primary memory used (GB)".into(),
+        y_label: "decode tokens/s".into(),
+        series,
+        ..Default::default()
+    }
+    .write(stem)
 }
 
 /// Runs `moesim plan`.
@@ -53,10 +98,67 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
     if a.context == 0 {
         return Err(Error::usage("--context 0: must be at least 1"));
     }
-    if a.formats.is_empty() || a.formats.contains(&WeightFormat::F32) {
+    if a.formats.contains(&WeightFormat::F32) {
         return Err(Error::usage(
             "--formats: give deployable formats (f32 is the untimed quality reference)",
         ));
+    }
+    let mut kv_formats: Vec<KvFormat> = Vec::new();
+    for k in &a.kv_formats {
+        let f = [
+            KvFormat::F32,
+            KvFormat::F16,
+            KvFormat::Bf16,
+            KvFormat::Q8_0,
+            KvFormat::Q4_0,
+        ]
+        .into_iter()
+        .find(|f| f.name() == k.to_ascii_lowercase())
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "--kv-formats {k}: expected f32, f16, bf16, q8_0 or q4_0"
+            ))
+        })?;
+        if !kv_formats.contains(&f) {
+            kv_formats.push(f);
+        }
+    }
+    if kv_formats.is_empty() {
+        return Err(Error::usage("--kv-formats: give at least one"));
+    }
+    let mut quants: Vec<Quant> = Vec::new();
+    for m in &a.mixes {
+        let mix: Mix = m
+            .parse()
+            .map_err(|e: String| Error::usage(format!("--mixes: {e}")))?;
+        quants.push(Quant::of_mix(mix).ok_or_else(|| {
+            Error::usage(format!(
+                "--mixes {mix}: its default type has no kernel class in moesim's profiles"
+            ))
+        })?);
+    }
+    quants.extend(a.formats.iter().map(|&f| Quant::uniform(f)));
+    if quants.is_empty() {
+        // llama.cpp's mixes where moesim can lay out the model's tensors, else uniform formats.
+        let lays_out = crate::moe::load_spec_file(&a.model)
+            .ok()
+            .is_some_and(|(_, spec)| crate::gguf::layout::header_of_spec(&spec).is_ok());
+        quants = if lays_out {
+            [Mix::Q8_0, Mix::Q4KM, Mix::Q3KM, Mix::Q2K]
+                .into_iter()
+                .filter_map(Quant::of_mix)
+                .collect()
+        } else {
+            [
+                WeightFormat::Q8_0,
+                WeightFormat::Q4K,
+                WeightFormat::Q3K,
+                WeightFormat::Q2K,
+            ]
+            .into_iter()
+            .map(Quant::uniform)
+            .collect()
+        };
     }
     let req = PlanRequest {
         hardware: a.hardware.clone(),
@@ -66,9 +168,17 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         objective: a.objective,
         prompt_tokens: 256,
         decode_tokens: 64,
-        formats: a.formats.clone(),
+        formats: quants,
+        kv_formats,
     };
     let plan = crate::plan::plan(&req)?;
+    if let Some(stem) = &a.plot {
+        draw(
+            &plan,
+            &format!("{} on {}: decode speed against memory", a.model, a.hardware),
+            stem,
+        )?;
+    }
     if a.json {
         return emit_json(out, &plan);
     }
@@ -104,7 +214,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         None => c.placement.clone(),
     };
     s.push_str(&format!(
-        "\nbest ({} objective, context {}, batch {}): {} experts, {}\n  decode {:.1} tokens/s, prefill {:.0} tokens/s, time to first token {:.2} s (256-token prompt)\n  primary memory {}, experts elsewhere {}\n",
+        "\nbest ({} objective, context {}, batch {}): {} experts, {}, KV cache {}\n  decode {:.1} tokens/s, prefill {:.0} tokens/s, time to first token {:.2} s (256-token prompt)\n  primary memory {}, experts elsewhere {}\n",
         match a.objective {
             Objective::Decode => "decode",
             Objective::Prefill => "prefill",
@@ -114,6 +224,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         a.batch,
         best.format,
         placement(best),
+        best.kv_format.name(),
         best.decode_tokens_per_s,
         best.prefill_tokens_per_s,
         best.ttft_s,
@@ -141,6 +252,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
     let mut t = Table::new(&[
         ("format", Align::Left),
         ("placement", Align::Left),
+        ("KV", Align::Left),
         ("decode tok/s", Align::Right),
         ("prefill tok/s", Align::Right),
         ("TTFT s", Align::Right),
@@ -151,6 +263,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         t.row(vec![
             c.format.to_string(),
             placement(c),
+            c.kv_format.name().to_string(),
             format!("{:.1}", c.decode_tokens_per_s),
             format!("{:.0}", c.prefill_tokens_per_s),
             format!("{:.2}", c.ttft_s),
@@ -160,7 +273,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
     }
     s.push_str(&t.render());
     s.push_str(&format!(
-        "\n{} settings simulated ({} could not be set up); predictions from the profile's datasheet figures on a generated trace in the model's shape. Fewer bits cost output quality (`moesim quant eval`); pin a format with --formats.\n",
+        "\n{} settings simulated ({} could not be set up); predictions from the profile's datasheet figures on a generated trace in the model's shape. Fewer bits cost output quality (`moesim quant eval`); choose with --mixes or --formats.\n",
         plan.candidates.len(),
         plan.skipped.len()
     ));
