@@ -237,12 +237,89 @@ def qwen2moe(out):
                         shared_experts=1, kv_values_per_token=2 * 4 * 32, max_tokens=8192))
 
 
+def glm4moe(out):
+    # GLM-4.5-style: a dense first block, then MoE blocks with one shared expert (sigmoid
+    # routing's bias beside the router), experts in Q4_K with Q5_K down projections.
+    L, H, E, K, F, V = 3, 256, 16, 4, 256, 64
+    path = f"{out}/glm4moe.gguf"
+    w = writer(path, "glm4moe", "fixture glm4moe", L, H, E, K, 131072, 8, 2, 32)
+    w.add_expert_feed_forward_length(F)
+    w.add_expert_shared_feed_forward_length(F)
+    w.add_uint32("glm4moe.leading_dense_block_count", 1)
+    w.add_uint32("glm4moe.expert_shared_count", 1)
+    m = Model(w)
+    m.tensor("token_embd.weight", (V, H), Q.Q8_0)
+    for i in range(L):
+        m.gqa(i, H, 8, 2, 32, Q.Q8_0)
+        p = f"blk.{i}."
+        if i == 0:
+            m.tensor(p + "ffn_gate.weight", (512, H), Q.Q8_0)
+            m.tensor(p + "ffn_up.weight", (512, H), Q.Q8_0)
+            m.tensor(p + "ffn_down.weight", (H, 512), Q.Q8_0)
+        else:
+            m.tensor(p + "ffn_gate_inp.weight", (E, H))
+            m.tensor(p + "exp_probs_b.bias", (E,))
+            m.experts(i, E, H, F, Q.Q4_K, Q.Q4_K, Q.Q5_K)
+            m.tensor(p + "ffn_gate_shexp.weight", (F, H), Q.Q8_0)
+            m.tensor(p + "ffn_up_shexp.weight", (F, H), Q.Q8_0)
+            m.tensor(p + "ffn_down_shexp.weight", (H, F), Q.Q8_0)
+    m.tensor("output_norm.weight", (H,))
+    m.tensor("output.weight", (V, H), Q.Q6_K)
+    m.finish(path, dict(architecture="glm4moe", layers=L, experts=E, top_k=K, expert_ffn=F,
+                        shared_experts=1, kv_values_per_token=2 * 2 * 32, max_tokens=131072))
+
+
+def olmoe(out):
+    # OLMoE-style: 64 experts, top-8, no shared expert, full-width q/k norms.
+    L, H, E, K, F, V = 2, 256, 64, 8, 256, 64
+    path = f"{out}/olmoe.gguf"
+    w = writer(path, "olmoe", "fixture olmoe", L, H, E, K, 4096, 8, 8, 32)
+    w.add_expert_feed_forward_length(F)
+    m = Model(w)
+    m.tensor("token_embd.weight", (V, H), Q.F16)
+    for i in range(L):
+        m.gqa(i, H, 8, 8, 32)
+        p = f"blk.{i}."
+        m.tensor(p + "attn_q_norm.weight", (H,))
+        m.tensor(p + "attn_k_norm.weight", (H,))
+        m.tensor(p + "ffn_gate_inp.weight", (E, H))
+        m.experts(i, E, H, F, Q.Q4_0, Q.Q4_0, Q.Q4_1)
+    m.tensor("output_norm.weight", (H,))
+    m.tensor("output.weight", (V, H), Q.F16)
+    m.finish(path, dict(architecture="olmoe", layers=L, experts=E, top_k=K, expert_ffn=F,
+                        shared_experts=0, kv_values_per_token=2 * 8 * 32, max_tokens=4096))
+
+
+def phimoe(out):
+    # Phi-3.5-MoE-style: 16 experts, top-2, biased attention projections and norms.
+    L, H, E, K, F, V = 2, 256, 16, 2, 512, 64
+    path = f"{out}/phimoe.gguf"
+    w = writer(path, "phimoe", "fixture phimoe", L, H, E, K, 131072, 8, 2, 32)
+    m = Model(w)
+    m.tensor("token_embd.weight", (V, H), Q.F16)
+    for i in range(L):
+        m.gqa(i, H, 8, 2, 32, Q.Q5_0)
+        p = f"blk.{i}."
+        for t, width in (("attn_q", 8 * 32), ("attn_k", 2 * 32), ("attn_v", 2 * 32), ("attn_output", H)):
+            m.tensor(p + f"{t}.bias", (width,))
+        m.tensor(p + "attn_norm.bias", (H,))
+        m.tensor(p + "ffn_norm.bias", (H,))
+        m.tensor(p + "ffn_gate_inp.weight", (E, H))
+        m.experts(i, E, H, F, Q.IQ4_XS, Q.IQ4_XS, Q.Q5_1)
+    m.tensor("output_norm.weight", (H,))
+    m.tensor("output_norm.bias", (H,))
+    m.tensor("output.weight", (V, H), Q.F16)
+    m.tensor("output.bias", (V,))
+    m.finish(path, dict(architecture="phimoe", layers=L, experts=E, top_k=K, expert_ffn=F,
+                        shared_experts=0, kv_values_per_token=2 * 2 * 32, max_tokens=131072))
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    for f in (qwen3moe, mixtral, deepseek2, gpt_oss, qwen2moe):
+    for f in (qwen3moe, mixtral, deepseek2, gpt_oss, qwen2moe, glm4moe, olmoe, phimoe):
         f(out)
     # gguf's own table of block sizes, for the reader's table to be checked against.
     with open(f"{out}/quant_sizes.json", "w") as f:

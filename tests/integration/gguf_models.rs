@@ -1,5 +1,5 @@
 //! GGUF files in (issue 22, item 2): `moesim model show FILE.gguf` and `model import` on small
-//! files of five architectures written at test time by the `gguf` package's writer with real
+//! files of eight architectures written at test time by the `gguf` package's writer with real
 //! metadata keys, tensor names and shapes (`scripts/gguf_moe_fixtures.py`): shape, MoE blocks,
 //! each block's expert formats and bytes and the total parameter count must be exactly what the
 //! writer wrote; the imported spec must count the same parameters. Damaged files (truncated, a
@@ -31,7 +31,16 @@ fn fixtures(tag: &str) -> Option<std::path::PathBuf> {
     Some(dir)
 }
 
-const ARCHS: [&str; 5] = ["qwen3moe", "mixtral", "deepseek2", "gpt-oss", "qwen2moe"];
+const ARCHS: [&str; 8] = [
+    "qwen3moe",
+    "mixtral",
+    "deepseek2",
+    "gpt-oss",
+    "qwen2moe",
+    "glm4moe",
+    "olmoe",
+    "phimoe",
+];
 
 #[test]
 fn every_fixture_reads_back_its_shape_formats_and_bytes() {
