@@ -414,6 +414,8 @@ fn plot_source(rows: &[EvalRow], source: &str, stem: &Path) -> Result<()> {
     for family in [
         "ggml legacy",
         "ggml k-quant",
+        "ggml i-quant",
+        "microscaling fp4",
         "ternary",
         "pi-constant (seed)",
         "pi-constant, α fitted",
