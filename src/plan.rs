@@ -19,6 +19,7 @@ use crate::hardware::HardwareProfile;
 use crate::moe::MoeSpec;
 use crate::moe::kv::KvFormat;
 use crate::quant::format::WeightFormat;
+use crate::sim::SimTrace;
 use crate::sim::placement::{InPlaceLayers, PlacementMode, PlacementSpec};
 use crate::sim::serving::{KvBudget, KvSpec, ServingSpec};
 
@@ -430,7 +431,12 @@ type Job = (Quant, PlacementSpec, bool, KvFormat);
 
 /// Simulates `jobs` in parallel: the candidates (with their jobs) and the reasons of those that
 /// could not be set up.
-fn run_jobs(req: &PlanRequest, model: &str, jobs: &[Job]) -> (Vec<(Candidate, Job)>, Vec<String>) {
+fn run_jobs(
+    req: &PlanRequest,
+    model: &str,
+    jobs: &[Job],
+    trace: Option<&SimTrace>,
+) -> (Vec<(Candidate, Job)>, Vec<String>) {
     let results: Vec<std::result::Result<Candidate, String>> = jobs
         .par_iter()
         .map(|(format, p, fits, kv)| {
@@ -445,7 +451,12 @@ fn run_jobs(req: &PlanRequest, model: &str, jobs: &[Job]) -> (Vec<(Candidate, Jo
                     }
                 }
             }
-            let o: Outcome = exp.run().map_err(|e| e.to_string())?;
+            // Every setting replays the same generated requests: built once, shared.
+            let o: Outcome = match trace {
+                Some(t) => exp.simulate(t),
+                None => exp.run(),
+            }
+            .map_err(|e| e.to_string())?;
             let r = &o.report;
             let s = &o.setup;
             let all_experts: u64 = s.expert_bytes.iter().sum();
@@ -535,7 +546,12 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
                 .map(move |p| (*f, p, v.fit == Fit::FitsEntirely, first_kv))
         })
         .collect();
-    let (mut candidates, mut skipped) = run_jobs(req, &moe.name, &jobs);
+    // The trace depends on the model, the request shape and the seed only, not on the setting.
+    let trace = jobs
+        .first()
+        .and_then(|(q, p, _, kv)| experiment(req, *q, p, *kv).ok())
+        .and_then(|e| e.build_trace().ok());
+    let (mut candidates, mut skipped) = run_jobs(req, &moe.name, &jobs, trace.as_ref());
     // The best few again at each further KV format.
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&a, &b| candidates[b].0.score.total_cmp(&candidates[a].0.score));
@@ -566,7 +582,7 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
             std::iter::once((q, p, fits, kv)).chain(fewer.map(|f| (q, f, fits, kv)))
         })
         .collect();
-    let (more, more_skipped) = run_jobs(req, &moe.name, &retry);
+    let (more, more_skipped) = run_jobs(req, &moe.name, &retry, trace.as_ref());
     candidates.extend(more);
     skipped.extend(more_skipped);
     let mut candidates: Vec<Candidate> = candidates.into_iter().map(|(c, _)| c).collect();
