@@ -244,6 +244,8 @@ pub struct Candidate {
     pub in_place_layers: Option<u32>,
     /// The KV cache's element format.
     pub kv_format: KvFormat,
+    /// Prompt tokens per step (llama.cpp's `-ub`).
+    pub ubatch: u32,
     /// Predicted decode tokens/s (one request's), prompt tokens/s and time to first token.
     pub decode_tokens_per_s: f64,
     /// Prompt tokens/s.
@@ -283,6 +285,9 @@ pub struct PlanRequest {
     /// KV cache formats: every setting runs at the first; the best few are tried again at the
     /// others (a smaller cache leaves room for experts, at some cost in accuracy).
     pub kv_formats: Vec<KvFormat>,
+    /// Micro-batch sizes (prompt tokens per step, llama.cpp's `-ub`): every setting runs at
+    /// the first; the best few (after the KV stage) again at the others.
+    pub ubatches: Vec<u32>,
 }
 
 /// How many of the best settings are tried again at each further KV format.
@@ -299,12 +304,8 @@ pub struct Plan {
     pub skipped: Vec<String>,
 }
 
-fn experiment(
-    req: &PlanRequest,
-    quant: Quant,
-    placement: &PlacementSpec,
-    kv: KvFormat,
-) -> Result<Experiment> {
+fn experiment(req: &PlanRequest, job: &Job) -> Result<Experiment> {
+    let (quant, placement, kv) = (job.quant, &job.placement, job.kv);
     let mut spec = ExperimentSpec::in_code(
         "plan",
         &req.hardware,
@@ -315,6 +316,7 @@ fn experiment(
         1,
     );
     spec.model.mix = quant.mix.map(|m| m.name().to_string());
+    spec.scenario.prefill_chunk_tokens = Some(job.ubatch);
     spec.placement = placement.clone();
     spec.cache = CacheSection {
         budget_fraction: Some(1.0),
@@ -391,22 +393,23 @@ fn gguf_name(model: &str, q: Quant) -> String {
 }
 
 /// The llama.cpp command line of a setting, when llama.cpp has one.
-fn llama_cpp(
-    p: &PlacementSpec,
-    fits_entirely: bool,
-    model: &str,
-    context: u64,
-    batch: u32,
-    kv: KvFormat,
-) -> Option<String> {
+fn llama_cpp(job: &Job, model: &str, context: u64, batch: u32) -> Option<String> {
+    let (p, fits_entirely, kv) = (&job.placement, job.fits, job.kv);
     let cache = if kv == KvFormat::F16 {
         String::new()
     } else {
         format!(" -ctk {0} -ctv {0}", kv.name())
     };
+    // llama.cpp's logical batch (-b, 2048 by default) must hold the micro-batch.
+    let b = if job.ubatch > 2048 {
+        format!(" -b {}", job.ubatch)
+    } else {
+        String::new()
+    };
     let base = format!(
-        "llama-server -m {model}.gguf -ngl 99 -c {} -fa on -ub 512{cache}",
-        context * batch as u64
+        "llama-server -m {model}.gguf -ngl 99 -c {} -fa on{b} -ub {}{cache}",
+        context * batch as u64,
+        job.ubatch
     );
     let parallel = if batch > 1 {
         format!(" -np {batch}")
@@ -425,9 +428,29 @@ fn llama_cpp(
     }
 }
 
-/// One setting to simulate: weights, placement, whether everything fits the primary unit, KV
-/// format.
-type Job = (Quant, PlacementSpec, bool, KvFormat);
+/// One setting to simulate.
+#[derive(Debug, Clone)]
+struct Job {
+    quant: Quant,
+    placement: PlacementSpec,
+    /// Everything fits the primary unit (loaded before serving, nothing paged).
+    fits: bool,
+    kv: KvFormat,
+    /// Prompt tokens per step (llama.cpp's `-ub`).
+    ubatch: u32,
+}
+
+impl Job {
+    fn describe(&self) -> String {
+        format!(
+            "{} {} (KV {}, -ub {})",
+            self.quant,
+            describe(&self.placement),
+            self.kv.name(),
+            self.ubatch
+        )
+    }
+}
 
 /// Simulates `jobs` in parallel: the candidates (with their jobs) and the reasons of those that
 /// could not be set up.
@@ -439,8 +462,9 @@ fn run_jobs(
 ) -> (Vec<(Candidate, Job)>, Vec<String>) {
     let results: Vec<std::result::Result<Candidate, String>> = jobs
         .par_iter()
-        .map(|(format, p, fits, kv)| {
-            let mut exp = experiment(req, *format, p, *kv).map_err(|e| e.to_string())?;
+        .map(|job| {
+            let (format, p, fits, kv) = (&job.quant, &job.placement, &job.fits, &job.kv);
+            let mut exp = experiment(req, job).map_err(|e| e.to_string())?;
             if *fits && p.mode == PlacementMode::Move {
                 // Everything fits the primary unit's memory: the model is loaded there before
                 // serving (as llama.cpp does), so no expert is paged in.
@@ -482,35 +506,24 @@ fn run_jobs(
                 placement: describe(p),
                 in_place_layers: s.in_place.as_ref().and_then(|i| i.in_place_layers),
                 kv_format: *kv,
+                ubatch: job.ubatch,
                 decode_tokens_per_s: r.aggregate_decode_tokens_per_s,
                 prefill_tokens_per_s: r.prefill_tokens_per_s,
                 ttft_s: r.ttft_mean_ns * 1e-9,
                 primary_bytes: primary,
                 other_bytes: other,
                 score,
-                llama_cpp: llama_cpp(
-                    p,
-                    *fits,
-                    &gguf_name(model, *format),
-                    req.context,
-                    req.batch,
-                    *kv,
-                ),
+                llama_cpp: llama_cpp(job, &gguf_name(model, *format), req.context, req.batch),
             })
         })
         .collect();
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
     for (job, r) in jobs.iter().zip(results) {
-        let (format, p, _, kv) = job;
         match r {
             Ok(c) if c.score.is_finite() => candidates.push((c, job.clone())),
-            Ok(_) => skipped.push(format!(
-                "{format} {} (KV {}): no throughput",
-                describe(p),
-                kv.name()
-            )),
-            Err(e) => skipped.push(format!("{format} {} (KV {}): {e}", describe(p), kv.name())),
+            Ok(_) => skipped.push(format!("{}: no throughput", job.describe())),
+            Err(e) => skipped.push(format!("{}: {e}", job.describe())),
         }
     }
     (candidates, skipped)
@@ -537,54 +550,82 @@ pub fn plan(req: &PlanRequest) -> Result<Plan> {
         verdicts.push((q, verdict(&profile, &m, q.format, req.context, req.batch)));
     }
     let first_kv = req.kv_formats.first().copied().unwrap_or(KvFormat::F16);
+    let first_ubatch = req.ubatches.first().copied().unwrap_or(512);
     let jobs: Vec<Job> = verdicts
         .iter()
         .filter(|(_, v)| v.fit != Fit::WillNotRun)
         .flat_map(|(f, v)| {
             placements(&profile, moe.n_layers)
                 .into_iter()
-                .map(move |p| (*f, p, v.fit == Fit::FitsEntirely, first_kv))
+                .map(move |p| Job {
+                    quant: *f,
+                    placement: p,
+                    fits: v.fit == Fit::FitsEntirely,
+                    kv: first_kv,
+                    ubatch: first_ubatch,
+                })
         })
         .collect();
     // The trace depends on the model, the request shape and the seed only, not on the setting.
     let trace = jobs
         .first()
-        .and_then(|(q, p, _, kv)| experiment(req, *q, p, *kv).ok())
+        .and_then(|j| experiment(req, j).ok())
         .and_then(|e| e.build_trace().ok());
     let (mut candidates, mut skipped) = run_jobs(req, &moe.name, &jobs, trace.as_ref());
-    // The best few again at each further KV format.
-    let mut order: Vec<usize> = (0..candidates.len()).collect();
-    order.sort_by(|&a, &b| candidates[b].0.score.total_cmp(&candidates[a].0.score));
-    // The best few, and the best llama.cpp can run.
-    let mut best: Vec<usize> = order.iter().copied().take(KV_RETRIES).collect();
-    if let Some(&i) = order.iter().find(|&&i| candidates[i].0.llama_cpp.is_some())
-        && !best.contains(&i)
-    {
-        best.push(i);
-    }
-    let retry: Vec<Job> = req
-        .kv_formats
-        .iter()
-        .skip(1)
-        .flat_map(|&kv| best.iter().map(move |&i| (i, kv)))
-        .flat_map(|(i, kv)| {
-            let (q, p, fits, _) = candidates[i].1.clone();
-            // A smaller cache may leave room for one more layer of experts on the primary unit.
-            let fewer = match (p.mode, &p.in_place_layers) {
-                (PlacementMode::Layers, Some(InPlaceLayers::Count(n))) if *n > 0 => {
-                    Some(PlacementSpec {
-                        in_place_layers: Some(InPlaceLayers::Count(n - 1)),
-                        ..p.clone()
-                    })
+    // The best few again at each further KV format, then at each further micro-batch size.
+    for stage in 0..2 {
+        let mut order: Vec<usize> = (0..candidates.len()).collect();
+        order.sort_by(|&a, &b| candidates[b].0.score.total_cmp(&candidates[a].0.score));
+        // The best few, and the best llama.cpp can run.
+        let mut best: Vec<usize> = order.iter().copied().take(KV_RETRIES).collect();
+        if let Some(&i) = order.iter().find(|&&i| candidates[i].0.llama_cpp.is_some())
+            && !best.contains(&i)
+        {
+            best.push(i);
+        }
+        let retry: Vec<Job> = if stage == 0 {
+            req.kv_formats
+                .iter()
+                .skip(1)
+                .flat_map(|&kv| best.iter().map(move |&i| (i, kv)))
+                .flat_map(|(i, kv)| {
+                    let job = Job {
+                        kv,
+                        ..candidates[i].1.clone()
+                    };
+                    // A smaller cache may leave room for one more layer of experts on the
+                    // primary unit.
+                    let fewer = match (job.placement.mode, &job.placement.in_place_layers) {
+                        (PlacementMode::Layers, Some(InPlaceLayers::Count(n))) if *n > 0 => {
+                            Some(Job {
+                                placement: PlacementSpec {
+                                    in_place_layers: Some(InPlaceLayers::Count(n - 1)),
+                                    ..job.placement.clone()
+                                },
+                                ..job.clone()
+                            })
+                        }
+                        _ => None,
+                    };
+                    std::iter::once(job).chain(fewer)
+                })
+                .collect()
+        } else {
+            let mut v = Vec::new();
+            for &ubatch in req.ubatches.iter().skip(1) {
+                for &i in &best {
+                    v.push(Job {
+                        ubatch,
+                        ..candidates[i].1.clone()
+                    });
                 }
-                _ => None,
-            };
-            std::iter::once((q, p, fits, kv)).chain(fewer.map(|f| (q, f, fits, kv)))
-        })
-        .collect();
-    let (more, more_skipped) = run_jobs(req, &moe.name, &retry, trace.as_ref());
-    candidates.extend(more);
-    skipped.extend(more_skipped);
+            }
+            v
+        };
+        let (more, more_skipped) = run_jobs(req, &moe.name, &retry, trace.as_ref());
+        candidates.extend(more);
+        skipped.extend(more_skipped);
+    }
     let mut candidates: Vec<Candidate> = candidates.into_iter().map(|(c, _)| c).collect();
     // Best first; ties go to the faster prompt, then the faster decode, then to what llama.cpp
     // can run, then the search order (formats as given, placements as listed).

@@ -44,6 +44,14 @@ pub struct PlanArgs {
     /// the first, the best few again at the others.
     #[arg(long, value_delimiter = ',', default_value = "f16,q8_0")]
     kv_formats: Vec<String>,
+    /// Micro-batch sizes (llama.cpp's -ub: prompt tokens per step), comma-separated: every
+    /// setting runs at the first, the best few again at the others (default 512; for the
+    /// prefill and balanced objectives 512,128,256,1024,2048).
+    #[arg(long, value_delimiter = ',')]
+    ubatch: Vec<u32>,
+    /// Prompt tokens of the simulated request (prefill speed and time to first token).
+    #[arg(long, default_value_t = 256)]
+    prompt: u32,
     /// Runners-up shown.
     #[arg(long, default_value_t = 8)]
     top: usize,
@@ -126,6 +134,27 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
     if kv_formats.is_empty() {
         return Err(Error::usage("--kv-formats: give at least one"));
     }
+    let mut ubatches: Vec<u32> = Vec::new();
+    for &u in &a.ubatch {
+        if u == 0 || u > 65_536 {
+            return Err(Error::usage(format!("--ubatch {u}: must be in 1..=65536")));
+        }
+        if !ubatches.contains(&u) {
+            ubatches.push(u);
+        }
+    }
+    if ubatches.is_empty() {
+        ubatches = match a.objective {
+            Objective::Decode => vec![512],
+            Objective::Prefill | Objective::Balanced => vec![512, 128, 256, 1024, 2048],
+        };
+    }
+    if a.prompt == 0 || a.prompt > 1_000_000 {
+        return Err(Error::usage(format!(
+            "--prompt {}: must be in 1..=1000000",
+            a.prompt
+        )));
+    }
     let mut quants: Vec<Quant> = Vec::new();
     for m in &a.mixes {
         let mix: Mix = m
@@ -166,10 +195,11 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         context: a.context,
         batch: a.batch,
         objective: a.objective,
-        prompt_tokens: 256,
+        prompt_tokens: a.prompt,
         decode_tokens: 64,
         formats: quants,
         kv_formats,
+        ubatches,
     };
     let plan = crate::plan::plan(&req)?;
     if let Some(stem) = &a.plot {
@@ -214,7 +244,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         None => c.placement.clone(),
     };
     s.push_str(&format!(
-        "\nbest ({} objective, context {}, batch {}): {} experts, {}, KV cache {}\n  decode {:.1} tokens/s, prefill {:.0} tokens/s, time to first token {:.2} s (256-token prompt)\n  primary memory {}, experts elsewhere {}\n",
+        "\nbest ({} objective, context {}, batch {}): {} experts, {}, KV cache {}\n  decode {:.1} tokens/s, prefill {:.0} tokens/s, time to first token {:.2} s ({}-token prompt, -ub {})\n  primary memory {}, experts elsewhere {}\n",
         match a.objective {
             Objective::Decode => "decode",
             Objective::Prefill => "prefill",
@@ -228,6 +258,8 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         best.decode_tokens_per_s,
         best.prefill_tokens_per_s,
         best.ttft_s,
+        a.prompt,
+        best.ubatch,
         format_bytes(best.primary_bytes as f64),
         format_bytes(best.other_bytes as f64),
     ));
@@ -253,6 +285,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
         ("format", Align::Left),
         ("placement", Align::Left),
         ("KV", Align::Left),
+        ("-ub", Align::Right),
         ("decode tok/s", Align::Right),
         ("prefill tok/s", Align::Right),
         ("TTFT s", Align::Right),
@@ -264,6 +297,7 @@ pub fn run(a: PlanArgs, out: &mut dyn Write) -> Result<()> {
             c.format.to_string(),
             placement(c),
             c.kv_format.name().to_string(),
+            c.ubatch.to_string(),
             format!("{:.1}", c.decode_tokens_per_s),
             format!("{:.0}", c.prefill_tokens_per_s),
             format!("{:.2}", c.ttft_s),

@@ -303,11 +303,45 @@ fn plan_searches_mixes_and_kv_formats_and_draws_them() {
             "{f:?}"
         );
     }
-    // Bad mixes and KV formats exit 2 on one line.
+    // Micro-batch sizes: a 1,024-token prompt in steps of 1,024 runs faster than in steps of
+    // 256 at the same setting, and the command line carries the size.
+    let p = plan(&[
+        "--hardware",
+        "pc-rtx3060-12gb-ddr5",
+        "--model",
+        "qwen3-30b-a3b",
+        "--mixes",
+        "q4_k_m",
+        "--kv-formats",
+        "f16",
+        "--objective",
+        "prefill",
+        "--prompt",
+        "1024",
+        "--ubatch",
+        "256,1024",
+    ]);
+    let c = p["candidates"].as_array().unwrap();
+    let best = &c[0];
+    assert_eq!(best["ubatch"], 1024, "{best}");
+    let twin = c
+        .iter()
+        .find(|y| {
+            y["ubatch"] == 256
+                && y["placement"] == best["placement"]
+                && y["in_place_layers"] == best["in_place_layers"]
+        })
+        .expect("the best setting at -ub 256 too");
+    assert!(best["prefill_tokens_per_s"].as_f64() > twin["prefill_tokens_per_s"].as_f64());
+    let cmd = c.iter().find_map(|x| x["llama_cpp"].as_str()).unwrap();
+    assert!(cmd.contains(" -ub "), "{cmd}");
+    // Bad mixes, KV formats, micro-batches and prompts exit 2 on one line.
     for (flag, value, needle) in [
         ("--mixes", "iq2_xxs", "importance matrix"),
         ("--mixes", "iq3_s", "kernel class"),
         ("--kv-formats", "q3", "--kv-formats q3"),
+        ("--ubatch", "0", "--ubatch 0"),
+        ("--prompt", "0", "--prompt 0"),
     ] {
         let run = moesim([
             "plan",
