@@ -96,6 +96,17 @@ pub fn profile_toml(data: &[u8]) {
         Ok(_) => {
             let d = dir("profile");
             std::fs::write(d.join("p.toml"), text).expect("scratch");
+            // Composed with shipped profiles, as the GPU side and as the host side: a profile,
+            // or a one-line refusal naming the inputs.
+            let own = d.join("p.toml").display().to_string();
+            for arg in [
+                format!("{own}+pc-cpu-ryzen7-5800x-ddr4-2ch"),
+                format!("pc-rtx3060-12gb-ddr5+{own}"),
+            ] {
+                if let Err(e) = moesim::hardware::load(&arg) {
+                    check(&e, &own);
+                }
+            }
             let exp = "schema_version = 1\nname = \"f\"\n[hardware]\nprofile = \"p.toml\"\n[model]\nspec = \"micro-moe\"\nformat = \"q2_k\"\n[trace]\ngenerator = \"micro-moe\"\nprefill_tokens = 2\ndecode_tokens = 3\n[quality]\nsamples = 0\n";
             match moesim::experiment::Experiment::parse("fuzz-exp.toml", exp, &d) {
                 // The profile may not hold the micro-MoE: a named, one-line refusal.
