@@ -5,7 +5,8 @@
 //!
 //! Saturation: `vpmaddubsw` adds two `u8 · i8` products into an `i16`, which saturates past
 //! 32767. Every caller keeps the unsigned side small enough: nibbles (≤ 15), 2- and 3-bit codes
-//! (≤ 7), or magnitudes of Q8_0 codes (≤ 128, so two products reach at most 2 · 128 · 127).
+//! (≤ 7), 5- and 6-bit codes (≤ 63, at most 2 · 63 · 127), or magnitudes of Q8_0 codes (≤ 128,
+//! so two products reach at most 2 · 128 · 127).
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
@@ -36,6 +37,15 @@ pub(crate) fn load32(p: &[u8]) -> __m256i {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn load32_i8(p: &[i8]) -> __m256i {
     assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (checked above); loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
+}
+
+/// 16 signed 16-bit values from `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn load16_i16(p: &[i16]) -> __m256i {
+    assert!(p.len() >= 16);
     // SAFETY: 32 readable bytes (checked above); loadu has no alignment requirement.
     unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
 }

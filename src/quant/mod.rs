@@ -346,6 +346,8 @@ pub(crate) fn int_kernels(format: WeightFormat) -> Option<IntKernels> {
     match format {
         F::Q8_0 => k(A::Q8_0, q8_0::int_gemv_rows, q8_0::int_gemm_rows),
         F::Q4_0 => k(A::Q8_0, q4_0::int_gemv_rows, q4_0::int_gemm_rows),
+        F::Q6K => k(A::Q8K, q6_k::int_gemv_rows, q6_k::int_gemm_rows),
+        F::Q5K => k(A::Q8K, q5_k::int_gemv_rows, q5_k::int_gemm_rows),
         F::Q4K => k(A::Q8K, q4_k::int_gemv_rows, q4_k::int_gemm_rows),
         F::Q3K => k(A::Q8K, q3_k::int_gemv_rows, q3_k::int_gemm_rows),
         F::Q2K => k(A::Q8K, q2_k::int_gemv_rows, q2_k::int_gemm_rows),
