@@ -298,7 +298,7 @@ pub enum Kernel {
     F32,
     /// The activation quantized to 8-bit blocks once per product, integer dot products with
     /// the packed weights, one scale multiply per block (as ggml does). Q8_0, Q4_0 and the
-    /// K-quants; other formats fall back to [`Kernel::F32`].
+    /// K-quants (Q6_K, Q5_K, Q4_K, Q3_K, Q2_K); other formats fall back to [`Kernel::F32`].
     Int8,
 }
 
