@@ -130,15 +130,13 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
 
 /// [`int_dot_row`] with AVX2: six-bit codes rebuilt from a nibble plane and a 2-bit plane,
 /// `vpmaddubsw` against the activation (at most 2 · 63 · 127, no saturation), the sub-block
-/// scales applied per half, and `32 · Σ sc · bsum` subtracted in one multiply-add of the
+/// scales (widened to 16 bits once per super-block) picked by a byte shuffle, and `32 · Σ sc · bsum` subtracted in one multiply-add of the
 /// sixteen scales with the sixteen sums.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[target_feature(enable = "avx2,fma")]
 fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
-    use super::avx2::{
-        hsum_ps, load16, load16_i16, load32, load32_i8, maddubs, plane2, scale_halves,
-    };
+    use super::avx2::{hsum_ps, load16, load16_i16, load32, load32_i8, maddubs, plane2};
     use std::arch::x86_64::*;
     let mut acc = _mm256_setzero_ps();
     let low = _mm256_set1_epi8(0x0f);
@@ -149,7 +147,12 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
         let scales = _mm256_cvtepi8_epi16(load16(sc));
         let corr = _mm256_madd_epi16(scales, load16_i16(&bsums[16 * b..]));
         let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(corr));
-        for h in 0..2 {
+        // The eight scales of each half in both 128-bit lanes.
+        let halves = [
+            _mm256_permute4x64_epi64::<0x44>(scales),
+            _mm256_permute4x64_epi64::<0xee>(scales),
+        ];
+        for (h, &half) in halves.iter().enumerate() {
             let l01 = [load32(&yb[64 * h..]), load32(&yb[64 * h + 32..])];
             let hb = load32(&yb[128 + 32 * h..]);
             for g in 0..4 {
@@ -161,11 +164,14 @@ fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
                 };
                 let codes = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(plane2(hb, g)));
                 let p = maddubs(codes, load32_i8(&a[128 * h + 32 * g..]));
-                let k = 8 * h + 2 * g;
-                sumi = _mm256_add_epi32(
-                    sumi,
-                    scale_halves(p, (sc[k] as i8) as i16, (sc[k + 1] as i8) as i16),
+                // Scale 2g of the half on the first sixteen weights, 2g + 1 on the last.
+                let (b0, b1) = (4 * g as i16, 4 * g as i16 + 2);
+                let pick = _mm256_set_m128i(
+                    _mm_set1_epi16(b1 | ((b1 + 1) << 8)),
+                    _mm_set1_epi16(b0 | ((b0 + 1) << 8)),
                 );
+                let s = _mm256_shuffle_epi8(half, pick);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
             }
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
