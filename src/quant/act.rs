@@ -241,6 +241,24 @@ pub(crate) use int_row_kernels;
 #[cfg(test)]
 pub(crate) type IntDotFn = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
 
+/// The 32 nibbles of a 16-byte block in element order: the low nibble of byte j is element j,
+/// the high one element j + 16 (Q4_0's layout, and Q4_1's, Q5_0's, Q5_1's, IQ4_NL's, MXFP4's).
+#[inline(always)]
+pub(crate) fn unpack_nibbles(q: &[u8]) -> [u8; 32] {
+    let mut v = [0u8; 32];
+    for j in 0..16 {
+        v[j] = q[j] & 15;
+        v[16 + j] = q[j] >> 4;
+    }
+    v
+}
+
+/// `Σ levels[c[i]] · b[i]` over 32 codes `c` (each 0..15) into a table of signed levels.
+#[inline(always)]
+pub(crate) fn dot32_lut_i8(c: &[u8; 32], levels: &[i8; 16], b: &[i8]) -> i32 {
+    dot32_i8_i8(&c.map(|i| levels[i as usize] as u8), b)
+}
+
 /// `Σ a[i] · b[i]` over 32 unsigned and signed bytes, shaped for LLVM to vectorise into
 /// widening multiply-adds (16-bit products, 32-bit sums).
 #[inline(always)]
@@ -360,7 +378,10 @@ mod kernel_tests {
     use crate::quant::{Kernel, QuantizedMatrix, WeightFormat, int_kernels};
 
     /// The formats with an integer kernel.
-    const INT_FORMATS: [&str; 7] = ["q8_0", "q6_k", "q5_k", "q4_0", "q4_k", "q3_k", "q2_k"];
+    const INT_FORMATS: [&str; 13] = [
+        "q8_0", "q6_k", "q5_1", "q5_0", "q5_k", "q4_1", "q4_0", "iq4_nl", "q4_k", "iq4_xs",
+        "mxfp4", "q3_k", "q2_k",
+    ];
 
     /// A format's integer row kernel at every level this CPU runs.
     fn variants(f: WeightFormat) -> Vec<(&'static str, IntDotFn)> {
@@ -368,8 +389,14 @@ mod kernel_tests {
         match f {
             WeightFormat::Q8_0 => q8_0::int_dot_variants(),
             WeightFormat::Q6K => q6_k::int_dot_variants(),
+            WeightFormat::Q5_1 => q5_1::int_dot_variants(),
+            WeightFormat::Q5_0 => q5_0::int_dot_variants(),
             WeightFormat::Q5K => q5_k::int_dot_variants(),
+            WeightFormat::Q4_1 => q4_1::int_dot_variants(),
             WeightFormat::Q4_0 => q4_0::int_dot_variants(),
+            WeightFormat::Iq4Nl => iq4_nl::int_dot_variants(),
+            WeightFormat::Iq4Xs => iq4_xs::int_dot_variants(),
+            WeightFormat::Mxfp4 => mxfp4::int_dot_variants(),
             WeightFormat::Q4K => q4_k::int_dot_variants(),
             WeightFormat::Q3K => q3_k::int_dot_variants(),
             WeightFormat::Q2K => q2_k::int_dot_variants(),
