@@ -120,6 +120,24 @@ macro_rules! int_row_kernels {
         $crate::quant::act::int_row_kernels!($dot, $dot);
     };
     ($dot:path, $avx2_dot:path) => {
+        /// The row kernel at every level this CPU runs, by name (`scalar`, `avx2`), for the
+        /// tests that hold them to one another.
+        #[cfg(test)]
+        pub(crate) fn int_dot_variants() -> Vec<(&'static str, $crate::quant::act::IntDotFn)> {
+            let mut v: Vec<(&'static str, $crate::quant::act::IntDotFn)> = vec![("scalar", $dot)];
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                #[allow(unused_unsafe)]
+                v.push(("avx2", |r, q, d, b| {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe { $avx2_dot(r, q, d, b) }
+                }));
+            }
+            v
+        }
+
         /// `y[r] = dot(row r, act)` for every row of `rows` (`row_bytes` each).
         pub(crate) fn int_gemv_rows(
             rows: &[u8],
@@ -217,6 +235,29 @@ macro_rules! int_row_kernels {
 }
 
 pub(crate) use int_row_kernels;
+
+/// An integer row kernel: `(packed row, activation codes, activation scales, activation sums
+/// per 16) → dot product`.
+#[cfg(test)]
+pub(crate) type IntDotFn = fn(&[u8], &[i8], &[f32], &[i16]) -> f32;
+
+/// The 32 nibbles of a 16-byte block in element order: the low nibble of byte j is element j,
+/// the high one element j + 16 (Q4_0's layout, and Q4_1's, Q5_0's, Q5_1's, IQ4_NL's, MXFP4's).
+#[inline(always)]
+pub(crate) fn unpack_nibbles(q: &[u8]) -> [u8; 32] {
+    let mut v = [0u8; 32];
+    for j in 0..16 {
+        v[j] = q[j] & 15;
+        v[16 + j] = q[j] >> 4;
+    }
+    v
+}
+
+/// `Σ levels[c[i]] · b[i]` over 32 codes `c` (each 0..15) into a table of signed levels.
+#[inline(always)]
+pub(crate) fn dot32_lut_i8(c: &[u8; 32], levels: &[i8; 16], b: &[i8]) -> i32 {
+    dot32_i8_i8(&c.map(|i| levels[i as usize] as u8), b)
+}
 
 /// `Σ a[i] · b[i]` over 32 unsigned and signed bytes, shaped for LLVM to vectorise into
 /// widening multiply-adds (16-bit products, 32-bit sums).
@@ -332,8 +373,157 @@ mod tests {
 
 #[cfg(test)]
 mod kernel_tests {
+    use super::{IntDotFn, Q8Act};
     use crate::quant::eval::{WeightDistribution, sample};
     use crate::quant::{Kernel, QuantizedMatrix, WeightFormat, int_kernels};
+
+    /// The formats with an integer kernel.
+    const INT_FORMATS: [&str; 13] = [
+        "q8_0", "q6_k", "q5_1", "q5_0", "q5_k", "q4_1", "q4_0", "iq4_nl", "q4_k", "iq4_xs",
+        "mxfp4", "q3_k", "q2_k",
+    ];
+
+    /// A format's integer row kernel at every level this CPU runs.
+    fn variants(f: WeightFormat) -> Vec<(&'static str, IntDotFn)> {
+        use crate::quant::*;
+        match f {
+            WeightFormat::Q8_0 => q8_0::int_dot_variants(),
+            WeightFormat::Q6K => q6_k::int_dot_variants(),
+            WeightFormat::Q5_1 => q5_1::int_dot_variants(),
+            WeightFormat::Q5_0 => q5_0::int_dot_variants(),
+            WeightFormat::Q5K => q5_k::int_dot_variants(),
+            WeightFormat::Q4_1 => q4_1::int_dot_variants(),
+            WeightFormat::Q4_0 => q4_0::int_dot_variants(),
+            WeightFormat::Iq4Nl => iq4_nl::int_dot_variants(),
+            WeightFormat::Iq4Xs => iq4_xs::int_dot_variants(),
+            WeightFormat::Mxfp4 => mxfp4::int_dot_variants(),
+            WeightFormat::Q4K => q4_k::int_dot_variants(),
+            WeightFormat::Q3K => q3_k::int_dot_variants(),
+            WeightFormat::Q2K => q2_k::int_dot_variants(),
+            _ => panic!("{f:?} has no integer kernel"),
+        }
+    }
+
+    /// `Σ w · a` and `Σ |w · a|` of a dequantized row with a dequantized activation, in f64.
+    fn exact_dot(w: &[f32], a: &[f32]) -> (f64, f64) {
+        w.iter().zip(a).fold((0.0, 0.0), |(s, m), (&w, &a)| {
+            let p = w as f64 * a as f64;
+            (s + p, m + p.abs())
+        })
+    }
+
+    /// The table of integer kernels is exactly [`INT_FORMATS`].
+    #[test]
+    fn the_integer_kernel_table_lists_the_formats_tested_here() {
+        let with: Vec<String> = WeightFormat::ALL
+            .into_iter()
+            .filter(|&f| int_kernels(f).is_some())
+            .map(|f| f.to_string().to_ascii_lowercase())
+            .collect();
+        let mut want: Vec<String> = INT_FORMATS.iter().map(|s| s.to_string()).collect();
+        let mut got = with.clone();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+    }
+
+    /// Every level of every integer row kernel (the scalar one the dispatch runs only on CPUs
+    /// without AVX2, and the AVX2 one) computes the stored weights times the quantized
+    /// activation to f32 rounding (`1e-5 · Σ |w · a|`, the tolerance of the kernel test below),
+    /// so the levels agree with one another to twice that: heavy-tailed weights, activations
+    /// with outlier channels and constant ones (every code at its extreme, where `vpmaddubsw`
+    /// would saturate first).
+    #[test]
+    fn scalar_and_avx2_integer_row_kernels_agree() {
+        let (rows, cols) = (24, 2048);
+        for f in INT_FORMATS {
+            let f: WeightFormat = f.parse().unwrap();
+            let ik = int_kernels(f).unwrap();
+            let vs = variants(f);
+            for (wd, seed) in [
+                (WeightDistribution::Gaussian, 1),
+                (WeightDistribution::StudentT(4.0), 2),
+                (WeightDistribution::OutlierColumns, 3),
+            ] {
+                let mut w = sample(wd, rows * cols, seed);
+                // One row of equal weights: every code at the top of its range.
+                w[..cols].fill(0.75);
+                let q = QuantizedMatrix::quantize(f, rows, cols, &w, None).unwrap();
+                let deq = q.dequantize();
+                let rb = q.row_bytes();
+                for x in [
+                    sample(WeightDistribution::OutlierColumns, cols, seed + 10),
+                    vec![-1.5f32; cols],
+                    vec![2.0f32; cols],
+                ] {
+                    let a = Q8Act::new(ik.act, &x);
+                    let xa = a.dequantize(ik.act);
+                    for r in 0..rows {
+                        let row = &q.data[r * rb..(r + 1) * rb];
+                        let (want, scale) = exact_dot(&deq[r * cols..(r + 1) * cols], &xa);
+                        let tol = 1e-5 * scale + 1e-6;
+                        let got: Vec<f32> = vs
+                            .iter()
+                            .map(|(_, dot)| dot(row, &a.qs, &a.d, &a.bsums))
+                            .collect();
+                        for ((name, _), &y) in vs.iter().zip(&got) {
+                            assert!(
+                                (y as f64 - want).abs() <= tol,
+                                "{f:?} {name} {wd:?} row {r}: {y} vs {want}"
+                            );
+                        }
+                        assert!(
+                            (got[0] - got[got.len() - 1]).abs() as f64 <= 2.0 * tol,
+                            "{f:?} row {r}: levels disagree, {got:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The integer product differs from the f32 one by no more than the activation's rounding
+    /// moves it, `Σ |w| · |x − x̂|` (plus f32 rounding), for every format with an integer kernel.
+    #[test]
+    fn integer_products_are_within_the_activation_rounding_of_f32() {
+        let (rows, cols) = (64, 1024);
+        for f in INT_FORMATS {
+            let f: WeightFormat = f.parse().unwrap();
+            let ik = int_kernels(f).unwrap();
+            let w = sample(WeightDistribution::StudentT(4.0), rows * cols, 21);
+            let q = QuantizedMatrix::quantize(f, rows, cols, &w, None).unwrap();
+            let deq = q.dequantize();
+            for x in [
+                sample(WeightDistribution::Gaussian, cols, 22),
+                sample(WeightDistribution::OutlierColumns, cols, 23),
+            ] {
+                let xa = Q8Act::new(ik.act, &x).dequantize(ik.act);
+                let (mut y8, mut y32) = (vec![0.0f32; rows], vec![0.0f32; rows]);
+                q.gemv_with(Kernel::Int8, &x, &mut y8, false);
+                q.gemv_with(Kernel::F32, &x, &mut y32, false);
+                let mut moved = 0.0f64;
+                for r in 0..rows {
+                    let wr = &deq[r * cols..(r + 1) * cols];
+                    let bound: f64 = wr
+                        .iter()
+                        .zip(x.iter().zip(&xa))
+                        .map(|(&w, (&x, &a))| (w as f64).abs() * (x as f64 - a as f64).abs())
+                        .sum();
+                    let (_, s8) = exact_dot(wr, &xa);
+                    let (_, s32) = exact_dot(wr, &x);
+                    let diff = (y8[r] as f64 - y32[r] as f64).abs();
+                    assert!(
+                        diff <= bound + 1e-5 * (s8 + s32) + 1e-6,
+                        "{f:?} row {r}: int8 {} vs f32 {}, bound {bound}",
+                        y8[r],
+                        y32[r]
+                    );
+                    moved += diff;
+                }
+                assert!(moved > 0.0, "{f:?}: the int8 kernel ran");
+            }
+        }
+    }
 
     /// The integer kernel computes exactly the dot product of the stored weights with the
     /// quantized activation (up to f32 rounding of the per-block products): every format, a
@@ -346,7 +536,7 @@ mod kernel_tests {
             WeightDistribution::StudentT(4.0),
         ] {
             let w = sample(dist, rows * cols, 7);
-            for f in ["q8_0", "q4_0", "q4_k", "q3_k", "q2_k"] {
+            for f in INT_FORMATS {
                 let f: WeightFormat = f.parse().unwrap();
                 let ik = int_kernels(f).expect("an integer kernel");
                 let q = QuantizedMatrix::quantize(f, rows, cols, &w, None).unwrap();
@@ -356,7 +546,7 @@ mod kernel_tests {
                 let mut batched = vec![0.0f32; n * rows];
                 q.gemm_with(Kernel::Int8, &xs, &mut batched, true);
                 for (t, x) in xs.chunks_exact(cols).enumerate() {
-                    let xa = super::Q8Act::new(ik.act, x).dequantize(ik.act);
+                    let xa = Q8Act::new(ik.act, x).dequantize(ik.act);
                     let mut y1 = vec![0.0f32; rows];
                     let mut yp = vec![0.0f32; rows];
                     q.gemv_with(Kernel::Int8, x, &mut y1, false);

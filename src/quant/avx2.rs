@@ -5,7 +5,8 @@
 //!
 //! Saturation: `vpmaddubsw` adds two `u8 · i8` products into an `i16`, which saturates past
 //! 32767. Every caller keeps the unsigned side small enough: nibbles (≤ 15), 2- and 3-bit codes
-//! (≤ 7), or magnitudes of Q8_0 codes (≤ 128, so two products reach at most 2 · 128 · 127).
+//! (≤ 7), 5- and 6-bit codes (≤ 63, at most 2 · 63 · 127), or magnitudes of Q8_0 codes (≤ 128,
+//! so two products reach at most 2 · 128 · 127).
 #![cfg(target_arch = "x86_64")]
 
 use std::arch::x86_64::*;
@@ -36,6 +37,15 @@ pub(crate) fn load32(p: &[u8]) -> __m256i {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn load32_i8(p: &[i8]) -> __m256i {
     assert!(p.len() >= 32);
+    // SAFETY: 32 readable bytes (checked above); loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
+}
+
+/// 16 signed 16-bit values from `p`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn load16_i16(p: &[i16]) -> __m256i {
+    assert!(p.len() >= 16);
     // SAFETY: 32 readable bytes (checked above); loadu has no alignment requirement.
     unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
 }
@@ -97,4 +107,41 @@ pub(crate) fn plane2(v: __m256i, j: usize) -> __m256i {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) fn scale_halves(v: __m256i, lo: i16, hi: i16) -> __m256i {
     _mm256_madd_epi16(v, _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)))
+}
+
+/// A 32-bit mask spread over 32 bytes: byte j is `0xff` where bit j of `m` is set, else 0 (the
+/// fifth bits of Q5_0 and Q5_1).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn bits_to_bytes(m: u32) -> __m256i {
+    let v = _mm256_set1_epi32(m as i32);
+    // Byte j takes byte j / 8 of m (the shuffle works within each 128-bit lane, and both lanes
+    // hold m in every dword).
+    let spread = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit)
+}
+
+/// A 16-entry table of signed levels in both 128-bit lanes, for [`lookup16`].
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn table16(levels: &[i8; 16]) -> __m256i {
+    let bytes: [u8; 16] = levels.map(|v| v as u8);
+    _mm256_broadcastsi128_si256(load16(&bytes))
+}
+
+/// `levels[v]` for each byte of `v` (each 0..15), `levels` from [`table16`]: the non-uniform
+/// 4-bit formats' codes become their signed levels in one byte shuffle.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) fn lookup16(levels: __m256i, v: __m256i) -> __m256i {
+    _mm256_shuffle_epi8(levels, v)
 }

@@ -169,3 +169,43 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: IQ4_NL weights against the activation in Q8_0 blocks, each code's
+/// level looked up (signed, −127..113) and dotted with the activation's codes.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::act::{dot32_lut_i8, unpack_nibbles};
+    let mut acc = 0.0f32;
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let sumi = dot32_lut_i8(&unpack_nibbles(&wb[2..18]), &LEVELS, ab);
+        acc += read_f16(&wb[0..2]) * da * sumi as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: the levels by a byte shuffle of the nibbles, then the signed dot
+/// (`|level| ≤ 127`, so `vpmaddubsw` stays below saturation).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::avx2::{dot_i8_i8, hsum_ps, load16, load32_i8, lookup16, nibbles, table16};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let levels = table16(&LEVELS);
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let w = lookup16(levels, nibbles(load16(&wb[2..18])));
+        let p = dot_i8_i8(w, load32_i8(ab));
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(read_f16(&wb[0..2]) * da),
+            _mm256_cvtepi32_ps(p),
+            acc,
+        );
+    }
+    hsum_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

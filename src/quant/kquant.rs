@@ -171,6 +171,20 @@ pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
     }
 }
 
+/// A Q4_K or Q5_K super-block's eight 6-bit scales and the `Σ_j m_j · Σ a` of its minimum
+/// terms (from the activation's sums per 16), unpacked once for the integer kernels.
+#[inline(always)]
+pub(crate) fn scales_and_mins_dot(s: &[u8], bs: &[i16]) -> ([i16; 8], i32) {
+    let mut sc = [0i16; 8];
+    let mut mins = 0i32;
+    for (j, v) in sc.iter_mut().enumerate() {
+        let (scale, min) = scale_min_k4(j, s);
+        *v = scale as i16;
+        mins += min as i32 * (bs[2 * j] as i32 + bs[2 * j + 1] as i32);
+    }
+    (sc, mins)
+}
+
 /// Symmetric fit `x ≈ scale · L` with L in −nmax..nmax−1 (returned offset by nmax in `l`), as
 /// `make_qx_quants(.., rmse_type = 1, qw = NULL)`: codes from the largest-magnitude value, the
 /// least-squares scale with weights x², then 18 neighbouring inverse scales

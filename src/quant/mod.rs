@@ -297,8 +297,9 @@ pub enum Kernel {
     /// rounding).
     F32,
     /// The activation quantized to 8-bit blocks once per product, integer dot products with
-    /// the packed weights, one scale multiply per block (as ggml does). Q8_0, Q4_0 and the
-    /// K-quants; other formats fall back to [`Kernel::F32`].
+    /// the packed weights, one scale multiply per block (as ggml does). Q8_0, Q6_K, Q5_1,
+    /// Q5_0, Q5_K, Q4_1, Q4_0, IQ4_NL, Q4_K, IQ4_XS, MXFP4, Q3_K and Q2_K; other formats fall
+    /// back to [`Kernel::F32`].
     Int8,
 }
 
@@ -345,7 +346,15 @@ pub(crate) fn int_kernels(format: WeightFormat) -> Option<IntKernels> {
     };
     match format {
         F::Q8_0 => k(A::Q8_0, q8_0::int_gemv_rows, q8_0::int_gemm_rows),
+        F::Q5_1 => k(A::Q8_0, q5_1::int_gemv_rows, q5_1::int_gemm_rows),
+        F::Q5_0 => k(A::Q8_0, q5_0::int_gemv_rows, q5_0::int_gemm_rows),
+        F::Q4_1 => k(A::Q8_0, q4_1::int_gemv_rows, q4_1::int_gemm_rows),
         F::Q4_0 => k(A::Q8_0, q4_0::int_gemv_rows, q4_0::int_gemm_rows),
+        F::Iq4Nl => k(A::Q8_0, iq4_nl::int_gemv_rows, iq4_nl::int_gemm_rows),
+        F::Iq4Xs => k(A::Q8K, iq4_xs::int_gemv_rows, iq4_xs::int_gemm_rows),
+        F::Mxfp4 => k(A::Q8_0, mxfp4::int_gemv_rows, mxfp4::int_gemm_rows),
+        F::Q6K => k(A::Q8K, q6_k::int_gemv_rows, q6_k::int_gemm_rows),
+        F::Q5K => k(A::Q8K, q5_k::int_gemv_rows, q5_k::int_gemm_rows),
         F::Q4K => k(A::Q8K, q4_k::int_gemv_rows, q4_k::int_gemm_rows),
         F::Q3K => k(A::Q8K, q3_k::int_gemv_rows, q3_k::int_gemm_rows),
         F::Q2K => k(A::Q8K, q2_k::int_gemv_rows, q2_k::int_gemm_rows),

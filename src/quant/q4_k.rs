@@ -7,7 +7,7 @@
 
 use super::f16::{read_f16, write_f16};
 use super::gemv::row_kernels;
-use super::kquant::{fit_scale_min, nearest_int, scale_min_k4};
+use super::kquant::{fit_scale_min, nearest_int, scale_min_k4, scales_and_mins_dot};
 
 pub(crate) const BLOCK: usize = 256;
 pub(crate) const BYTES: usize = 144;
@@ -136,20 +136,6 @@ fn dot_row(row: &[u8], x: &[f32], aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
-
-/// A super-block's eight 6-bit scales and the `Σ_j m_j · Σ a` of its minimum terms (from the
-/// activation's sums per 16), unpacked once for the integer kernels.
-#[inline(always)]
-fn scales_and_mins_dot(s: &[u8], bs: &[i16]) -> ([i16; 8], i32) {
-    let mut sc = [0i16; 8];
-    let mut mins = 0i32;
-    for (j, v) in sc.iter_mut().enumerate() {
-        let (scale, min) = scale_min_k4(j, s);
-        *v = scale as i16;
-        mins += min as i32 * (bs[2 * j] as i32 + bs[2 * j + 1] as i32);
-    }
-    (sc, mins)
-}
 
 /// The integer kernel: Q4_K weights against the activation in Q8_K super-blocks; the minimum
 /// terms come from the activation's sums per 16.

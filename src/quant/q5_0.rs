@@ -77,3 +77,47 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q5_0 weights against the activation in Q8_0 blocks,
+/// `Σ (q − 16) · a = Σ q · a − 16 · Σ a`.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::act::{dot32_u8_i8, sum32_i8};
+    let mut acc = 0.0f32;
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let q = unpack5(&wb[2..6], &wb[6..22]);
+        let sumi = dot32_u8_i8(&q, ab) - 16 * sum32_i8(ab);
+        acc += read_f16(&wb[0..2]) * da * sumi as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: codes minus 16 as signed bytes, then the signed dot.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::avx2::{bits_to_bytes, dot_i8_i8, hsum_ps, load16, load32_i8, nibbles};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let sixteen = _mm256_set1_epi8(16);
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let h = u32::from_le_bytes([wb[2], wb[3], wb[4], wb[5]]);
+        let q = _mm256_or_si256(
+            nibbles(load16(&wb[6..22])),
+            _mm256_and_si256(bits_to_bytes(h), sixteen),
+        );
+        let p = dot_i8_i8(_mm256_sub_epi8(q, sixteen), load32_i8(ab));
+        acc = _mm256_fmadd_ps(
+            _mm256_set1_ps(read_f16(&wb[0..2]) * da),
+            _mm256_cvtepi32_ps(p),
+            acc,
+        );
+    }
+    hsum_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

@@ -48,3 +48,47 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q5_1 weights against the activation in Q8_0 blocks,
+/// `Σ (d · q + m) · a = d · Σ q · a + m · Σ a`.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::act::{dot32_u8_i8, sum32_i8};
+    let mut acc = 0.0f32;
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let (dw, m) = (read_f16(&wb[0..2]) * da, read_f16(&wb[2..4]) * da);
+        let q = unpack5(&wb[4..8], &wb[8..24]);
+        acc += dw * dot32_u8_i8(&q, ab) as f32 + m * sum32_i8(ab) as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: Q4_1's with the fifth bit or-ed in as 16 (codes ≤ 31).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
+    use super::avx2::{bits_to_bytes, hsum_ps, load16, load32_i8, maddubs, nibbles, sum_i16_pairs};
+    use std::arch::x86_64::*;
+    let (mut acc, mut acc_m) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (ones, sixteen) = (_mm256_set1_epi8(1), _mm256_set1_epi8(16));
+    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
+        let (dw, m) = (read_f16(&wb[0..2]) * da, read_f16(&wb[2..4]) * da);
+        let h = u32::from_le_bytes([wb[4], wb[5], wb[6], wb[7]]);
+        let q = _mm256_or_si256(
+            nibbles(load16(&wb[8..24])),
+            _mm256_and_si256(bits_to_bytes(h), sixteen),
+        );
+        let a = load32_i8(ab);
+        let p = sum_i16_pairs(maddubs(q, a));
+        let s = sum_i16_pairs(maddubs(ones, a));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(p), acc);
+        acc_m = _mm256_fmadd_ps(_mm256_set1_ps(m), _mm256_cvtepi32_ps(s), acc_m);
+    }
+    hsum_ps(acc) + hsum_ps(acc_m)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

@@ -7,7 +7,7 @@
 
 use super::f16::{read_f16, write_f16};
 use super::gemv::{dot_by_blocks, row_kernels};
-use super::kquant::{fit_scale_min, nearest_int, scale_min_k4};
+use super::kquant::{fit_scale_min, nearest_int, scale_min_k4, scales_and_mins_dot};
 
 pub(crate) const BLOCK: usize = 256;
 pub(crate) const BYTES: usize = 176;
@@ -130,3 +130,74 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q5_K weights against the activation in Q8_K super-blocks (Q4_K's with
+/// the fifth bit); the minimum terms come from the activation's sums per 16.
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[0..2]) * da, read_f16(&yb[2..4]) * da);
+        let (qh, q) = (&yb[16..48], &yb[48..176]);
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let (sc, mins) = scales_and_mins_dot(&yb[4..16], &bsums[16 * b..16 * b + 16]);
+        let mut sumi = 0i32;
+        for (j, &s) in sc.iter().enumerate() {
+            let (c, shift) = (j / 2, 4 * (j % 2));
+            let mut v = [0u8; 32];
+            for i in 0..32 {
+                v[i] = ((q[32 * c + i] >> shift) & 0xf) | (((qh[i] >> j) & 1) << 4);
+            }
+            sumi += s as i32 * super::act::dot32_u8_i8(&v, &a[32 * j..32 * j + 32]);
+        }
+        acc += dw * sumi as f32 - dmin * mins as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: Q4_K's nibbles with the fifth bit or-ed in as 16 (codes ≤ 31,
+/// `vpmaddubsw` at most 2 · 31 · 127).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    use super::avx2::{hsum_ps, load32, load32_i8, maddubs};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let mut acc_min = 0.0f32;
+    let (low, sixteen) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(16));
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let (dw, dmin) = (read_f16(&yb[0..2]) * da, read_f16(&yb[2..4]) * da);
+        let hb = load32(&yb[16..48]);
+        let q = &yb[48..176];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let (sc, mins) = scales_and_mins_dot(&yb[4..16], &bsums[16 * b..16 * b + 16]);
+        // The fifth bit of sub-block j as 16 in each byte.
+        let fifth = |j: usize| {
+            let bit = _mm256_set1_epi8(1i8 << j);
+            _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hb, bit), bit), sixteen)
+        };
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let bits = load32(&q[32 * c..]);
+            let lo = _mm256_or_si256(_mm256_and_si256(bits, low), fifth(2 * c));
+            let hi = _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low),
+                fifth(2 * c + 1),
+            );
+            let p1 = maddubs(lo, load32_i8(&a[64 * c..]));
+            let p2 = maddubs(hi, load32_i8(&a[64 * c + 32..]));
+            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc[2 * c]));
+            let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(sc[2 * c + 1]));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
+        acc_min += dmin * mins as f32;
+    }
+    hsum_ps(acc) - acc_min
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

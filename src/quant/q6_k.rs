@@ -92,3 +92,94 @@ fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
 }
 
 row_kernels!(dot_row);
+
+/// The integer kernel: Q6_K weights against the activation in Q8_K super-blocks. The codes stay
+/// unsigned (0..63) and `32 · Σ a` per sub-block of 16 comes off through the activation's sums,
+/// `Σ sc · (q − 32) · a = Σ sc · q · a − 32 · Σ sc · bsum` (ggml's arithmetic).
+#[inline(always)]
+fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    let mut acc = 0.0f32;
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let dw = read_f16(&yb[208..210]) * da;
+        let (ql, qh, sc) = (&yb[0..128], &yb[128..192], &yb[192..208]);
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let bs = &bsums[16 * b..16 * b + 16];
+        let mut sumi = 0i32;
+        for h in 0..2 {
+            for g in 0..4 {
+                let (lo, shift) = (&ql[64 * h + 32 * (g % 2)..], 4 * (g / 2));
+                let mut v = [0u8; 32];
+                for i in 0..32 {
+                    v[i] = ((lo[i] >> shift) & 0xf) | (((qh[32 * h + i] >> (2 * g)) & 3) << 4);
+                }
+                let (e, k) = (128 * h + 32 * g, 8 * h + 2 * g);
+                sumi += (sc[k] as i8) as i32 * super::act::dot16_u8_i8(&v[..16], &a[e..e + 16])
+                    + (sc[k + 1] as i8) as i32
+                        * super::act::dot16_u8_i8(&v[16..], &a[e + 16..e + 32]);
+            }
+        }
+        let corr: i32 = sc
+            .iter()
+            .zip(bs)
+            .map(|(&s, &b)| (s as i8) as i32 * b as i32)
+            .sum();
+        acc += dw * (sumi - 32 * corr) as f32;
+    }
+    acc
+}
+
+/// [`int_dot_row`] with AVX2: six-bit codes rebuilt from a nibble plane and a 2-bit plane,
+/// `vpmaddubsw` against the activation (at most 2 · 63 · 127, no saturation), the sub-block
+/// scales (widened to 16 bits once per super-block) picked by a byte shuffle, and `32 · Σ sc · bsum` subtracted in one multiply-add of the
+/// sixteen scales with the sixteen sums.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
+    use super::avx2::{hsum_ps, load16, load16_i16, load32, load32_i8, maddubs, plane2};
+    use std::arch::x86_64::*;
+    let mut acc = _mm256_setzero_ps();
+    let low = _mm256_set1_epi8(0x0f);
+    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
+        let dw = read_f16(&yb[208..210]) * da;
+        let sc = &yb[192..208];
+        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
+        let scales = _mm256_cvtepi8_epi16(load16(sc));
+        let corr = _mm256_madd_epi16(scales, load16_i16(&bsums[16 * b..]));
+        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(corr));
+        // The eight scales of each half in both 128-bit lanes.
+        let halves = [
+            _mm256_permute4x64_epi64::<0x44>(scales),
+            _mm256_permute4x64_epi64::<0xee>(scales),
+        ];
+        for (h, &half) in halves.iter().enumerate() {
+            let l01 = [load32(&yb[64 * h..]), load32(&yb[64 * h + 32..])];
+            let hb = load32(&yb[128 + 32 * h..]);
+            for g in 0..4 {
+                let bits = l01[g % 2];
+                let nib = if g < 2 {
+                    _mm256_and_si256(bits, low)
+                } else {
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low)
+                };
+                let codes = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(plane2(hb, g)));
+                let p = maddubs(codes, load32_i8(&a[128 * h + 32 * g..]));
+                // Scale 2g of the half on the first sixteen weights, 2g + 1 on the last.
+                let (b0, b1) = (4 * g as i16, 4 * g as i16 + 2);
+                let pick = _mm256_set_m128i(
+                    _mm_set1_epi16(b1 | ((b1 + 1) << 8)),
+                    _mm_set1_epi16(b0 | ((b0 + 1) << 8)),
+                );
+                let s = _mm256_shuffle_epi8(half, pick);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
+
+#[cfg(target_arch = "x86_64")]
+super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+#[cfg(not(target_arch = "x86_64"))]
+super::act::int_row_kernels!(int_dot_row);

@@ -418,7 +418,11 @@ fn quant_eval_prints_the_verdict_and_writes_csv_and_plots() {
                 "{rec:?}: products {o} dB vs weights {w} dB"
             );
         }
-        let has_int8 = ["q8_0", "q4_0", "q4_k", "q3_k", "q2_k"].contains(&&rec[q]);
+        let has_int8 = [
+            "q8_0", "q6_k", "q5_1", "q5_0", "q5_k", "q4_1", "q4_0", "iq4_nl", "q4_k", "iq4_xs",
+            "mxfp4", "q3_k", "q2_k",
+        ]
+        .contains(&&rec[q]);
         assert_eq!(rec[out8].is_empty(), !has_int8, "{rec:?}");
         if has_int8 && &rec[had] == "false" {
             let o8: f64 = rec[out8].parse().unwrap();
@@ -431,8 +435,8 @@ fn quant_eval_prints_the_verdict_and_writes_csv_and_plots() {
     }
     assert_eq!(
         with_int8,
-        3 * 5,
-        "three distributions x five formats with an int8 kernel"
+        3 * 13,
+        "three distributions x thirteen formats with an int8 kernel"
     );
 
     // A real matrix from .npy.
