@@ -124,6 +124,8 @@ macro_rules! int_row_kernels {
         /// tests that hold them to one another.
         #[cfg(test)]
         pub(crate) fn int_dot_variants() -> Vec<(&'static str, $crate::quant::act::IntDotFn)> {
+            // Only x86-64 pushes more levels.
+            #[allow(unused_mut)]
             let mut v: Vec<(&'static str, $crate::quant::act::IntDotFn)> = vec![("scalar", $dot)];
             #[cfg(target_arch = "x86_64")]
             if std::arch::is_x86_feature_detected!("avx2")
