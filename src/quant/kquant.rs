@@ -238,3 +238,84 @@ pub(crate) fn fit_symmetric_search(x: &[f32], nmax: i32, l: &mut [i8]) -> f32 {
     }
     scale
 }
+
+/// The super-block fit Q4_K and Q5_K share (`quantize_row_q{4,5}_K_ref`): each sub-block of 32
+/// fitted as `scale · L − min` with importance weights `rms + |x|` ([`fit_scale_min`] with
+/// `nmax` levels, `nstep + 1` candidates from `rmin`), the scales and mins requantized to 6 bits
+/// against the largest and packed into `head` (`d: f16, dmin: f16, scales: u8[12]`, 16 bytes),
+/// then every code recomputed from the stored values into `l` (0..=nmax).
+pub(crate) fn fit_super_block_with_mins(
+    xb: &[f32],
+    nmax: i32,
+    rmin: f32,
+    nstep: i32,
+    head: &mut [u8],
+    l: &mut [u8; 256],
+) {
+    let mut laux = [0u8; 32];
+    let mut weights = [0.0f32; 32];
+    let mut scales = [0.0f32; 8];
+    let mut mins = [0.0f32; 8];
+    let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
+    for j in 0..8 {
+        let sub = &xb[32 * j..32 * j + 32];
+        let sum_x2: f32 = sub.iter().fold(0.0, |s, v| s + v * v);
+        let av_x = (sum_x2 / 32.0).sqrt();
+        for (w, v) in weights.iter_mut().zip(sub) {
+            *w = av_x + v.abs();
+        }
+        let (s, m) = fit_scale_min(
+            sub,
+            &weights,
+            nmax,
+            &mut l[32 * j..32 * j + 32],
+            &mut laux,
+            rmin,
+            0.1,
+            nstep,
+            false,
+        );
+        scales[j] = s;
+        mins[j] = m;
+        max_scale = max_scale.max(s);
+        max_min = max_min.max(m);
+    }
+    let inv_scale = if max_scale > 0.0 {
+        63.0 / max_scale
+    } else {
+        0.0
+    };
+    let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
+    let s = &mut head[4..16];
+    s.iter_mut().for_each(|b| *b = 0);
+    for j in 0..8 {
+        // ggml stores nearest_int into a uint8_t before the MIN(63, ..).
+        let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
+        let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
+        if j < 4 {
+            s[j] = ls;
+            s[j + 4] = lm;
+        } else {
+            s[j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
+            s[j - 4] |= (ls >> 4) << 6;
+            s[j] |= (lm >> 4) << 6;
+        }
+    }
+    super::f16::write_f16(&mut head[0..2], max_scale / 63.0);
+    super::f16::write_f16(&mut head[2..4], max_min / 63.0);
+    let (d_all, m_all) = (
+        super::f16::read_f16(&head[0..2]),
+        super::f16::read_f16(&head[2..4]),
+    );
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, &head[4..16]);
+        let d = d_all * sc as f32;
+        if d == 0.0 {
+            continue;
+        }
+        let dm = m_all * m as f32;
+        for i in 0..32 {
+            l[32 * j + i] = nearest_int((xb[32 * j + i] + dm) / d).clamp(0, nmax) as u8;
+        }
+    }
+}

@@ -5,83 +5,17 @@
 //! `e/32` of `qh[e % 32]`. Quantizer: ggml's `quantize_row_q5_K_ref` (Q4_K's sub-block fit with
 //! 31 levels, 16 candidate scales from `rmin = −0.5`).
 
-use super::f16::{read_f16, write_f16};
+use super::f16::read_f16;
 use super::gemv::{dot_by_blocks, row_kernels};
-use super::kquant::{fit_scale_min, nearest_int, scale_min_k4, scales_and_mins_dot};
+use super::kquant::{fit_super_block_with_mins, scale_min_k4, scales_and_mins_dot};
 
 pub(crate) const BLOCK: usize = 256;
 pub(crate) const BYTES: usize = 176;
 
 pub(crate) fn quantize_row(x: &[f32], out: &mut [u8]) {
     let mut l = [0u8; 256];
-    let mut laux = [0u8; 32];
-    let mut weights = [0.0f32; 32];
     for (xb, yb) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(BYTES)) {
-        let mut scales = [0.0f32; 8];
-        let mut mins = [0.0f32; 8];
-        let (mut max_scale, mut max_min) = (0.0f32, 0.0f32);
-        for j in 0..8 {
-            let sub = &xb[32 * j..32 * j + 32];
-            let sum_x2: f32 = sub.iter().fold(0.0, |s, v| s + v * v);
-            let av_x = (sum_x2 / 32.0).sqrt();
-            for (w, v) in weights.iter_mut().zip(sub) {
-                *w = av_x + v.abs();
-            }
-            let (s, m) = fit_scale_min(
-                sub,
-                &weights,
-                31,
-                &mut l[32 * j..32 * j + 32],
-                &mut laux,
-                -0.5,
-                0.1,
-                15,
-                false,
-            );
-            scales[j] = s;
-            mins[j] = m;
-            if s > max_scale {
-                max_scale = s;
-            }
-            if m > max_min {
-                max_min = m;
-            }
-        }
-        let inv_scale = if max_scale > 0.0 {
-            63.0 / max_scale
-        } else {
-            0.0
-        };
-        let inv_min = if max_min > 0.0 { 63.0 / max_min } else { 0.0 };
-        let s = &mut yb[4..16];
-        s.iter_mut().for_each(|b| *b = 0);
-        for j in 0..8 {
-            // ggml stores nearest_int into a uint8_t before the MIN(63, ..).
-            let ls = (nearest_int(inv_scale * scales[j]) as u8).min(63);
-            let lm = (nearest_int(inv_min * mins[j]) as u8).min(63);
-            if j < 4 {
-                s[j] = ls;
-                s[j + 4] = lm;
-            } else {
-                s[j + 4] = (ls & 0xf) | ((lm & 0xf) << 4);
-                s[j - 4] |= (ls >> 4) << 6;
-                s[j] |= (lm >> 4) << 6;
-            }
-        }
-        write_f16(&mut yb[0..2], max_scale / 63.0);
-        write_f16(&mut yb[2..4], max_min / 63.0);
-        let (d_all, m_all) = (read_f16(&yb[0..2]), read_f16(&yb[2..4]));
-        for j in 0..8 {
-            let (sc, m) = scale_min_k4(j, &yb[4..16]);
-            let d = d_all * sc as f32;
-            if d == 0.0 {
-                continue;
-            }
-            let dm = m_all * m as f32;
-            for i in 0..32 {
-                l[32 * j + i] = nearest_int((xb[32 * j + i] + dm) / d).clamp(0, 31) as u8;
-            }
-        }
+        fit_super_block_with_mins(xb, 31, -0.5, 15, &mut yb[..16], &mut l);
         let (qh, qs) = yb[16..176].split_at_mut(32);
         qh.iter_mut().for_each(|b| *b = 0);
         for c in 0..4 {
