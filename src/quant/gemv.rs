@@ -112,6 +112,28 @@ macro_rules! row_kernels {
 
 pub(crate) use row_kernels;
 
+/// For a format file with `BLOCK`, `BYTES` and `dequantize_block(&[u8], &mut [f32; BLOCK])`:
+/// generates `dequantize_row` (block by block) and the fused `gemv_rows` through
+/// [`dot_by_blocks`] at every [`SimdLevel`].
+macro_rules! block_kernels {
+    ($dequantize_block:path) => {
+        pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
+            for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
+                $dequantize_block(yb, ob.try_into().expect("chunks of BLOCK values"));
+            }
+        }
+
+        #[inline(always)]
+        fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
+            $crate::quant::gemv::dot_by_blocks(row, BYTES, x, $dequantize_block)
+        }
+
+        $crate::quant::gemv::row_kernels!(dot_row);
+    };
+}
+
+pub(crate) use block_kernels;
+
 /// Sums of `x` over consecutive groups of `group` elements (activation-side terms of the
 /// formats with a per-sub-block minimum).
 pub fn group_sums(x: &[f32], group: usize, out: &mut Vec<f32>) {

@@ -7,7 +7,7 @@
 //! search IQ4_XS shares.
 
 use super::f16::{read_f16, write_f16};
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 use super::kquant::nearest_int;
 
 pub(crate) const BLOCK: usize = 32;
@@ -157,18 +157,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// The integer kernel: IQ4_NL weights against the activation in Q8_0 blocks, each code's
 /// level looked up (signed, −127..113) and dotted with the activation's codes.

@@ -5,7 +5,7 @@
 //! (ggml's `quantize_iq4_xs` without an importance matrix).
 
 use super::f16::{read_f16, write_f16};
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 use super::iq4_nl::{LEVELS, fit_blocks, pack_nibbles};
 
 pub(crate) const BLOCK: usize = 256;
@@ -44,18 +44,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// Sub-block `ib`'s scale, `s_j − 32` (−32..31).
 #[inline(always)]

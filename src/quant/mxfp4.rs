@@ -5,7 +5,7 @@
 //! `quantize_row_mxfp4_ref`, and `gguf.quants`): `e = floor(log2(amax)) − 2 + 127`, each weight
 //! to the level of least absolute error (first on ties). gpt-oss ships its experts in it.
 
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 
 pub(crate) const BLOCK: usize = 32;
 pub(crate) const BYTES: usize = 17;
@@ -63,18 +63,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// The integer kernel: MXFP4 weights against the activation in Q8_0 blocks, the doubled E2M1
 /// levels looked up and dotted with the activation's codes, times the E8M0 half scale.

@@ -5,7 +5,7 @@
 //! `gguf.quants`); dequantize `(q − 16) · d`.
 
 use super::f16::{read_f16, write_f16};
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 
 pub(crate) const BLOCK: usize = 32;
 pub(crate) const BYTES: usize = 22;
@@ -65,18 +65,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// The integer kernel: Q5_0 weights against the activation in Q8_0 blocks,
 /// `Σ (q − 16) · a = Σ q · a − 16 · Σ a`.

@@ -6,7 +6,7 @@
 //! 31 levels, 16 candidate scales from `rmin = −0.5`).
 
 use super::f16::read_f16;
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 use super::kquant::{fit_super_block_with_mins, scale_min_k4, scales_and_mins_dot};
 
 pub(crate) const BLOCK: usize = 256;
@@ -52,18 +52,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// The integer kernel: Q5_K weights against the activation in Q8_K super-blocks (Q4_K's with
 /// the fifth bit); the minimum terms come from the activation's sums per 16.

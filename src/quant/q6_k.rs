@@ -7,7 +7,7 @@
 //! scales requantized to 8 bits against the one of largest magnitude).
 
 use super::f16::{read_f16, write_f16};
-use super::gemv::{dot_by_blocks, row_kernels};
+use super::gemv::block_kernels;
 use super::kquant::{fit_symmetric_search, nearest_int};
 
 pub(crate) const BLOCK: usize = 256;
@@ -80,18 +80,7 @@ fn dequantize_block(yb: &[u8], ob: &mut [f32; BLOCK]) {
     }
 }
 
-pub(crate) fn dequantize_row(b: &[u8], out: &mut [f32]) {
-    for (yb, ob) in b.chunks_exact(BYTES).zip(out.chunks_exact_mut(BLOCK)) {
-        dequantize_block(yb, ob.try_into().expect("a block"));
-    }
-}
-
-#[inline(always)]
-fn dot_row(row: &[u8], x: &[f32], _aux: &[f32]) -> f32 {
-    dot_by_blocks(row, BYTES, x, dequantize_block)
-}
-
-row_kernels!(dot_row);
+block_kernels!(dequantize_block);
 
 /// The integer kernel: Q6_K weights against the activation in Q8_K super-blocks. The codes stay
 /// unsigned (0..63) and `32 · Σ a` per sub-block of 16 comes off through the activation's sums,
