@@ -102,6 +102,15 @@ impl Q8Act {
         a
     }
 
+    /// The vector borrowed as the kernels take it.
+    pub(crate) fn as_ref(&self) -> ActRef<'_> {
+        ActRef {
+            qs: &self.qs,
+            d: &self.d,
+            bsums: &self.bsums,
+        }
+    }
+
     /// The quantized vector read back (code times its block's scale).
     pub fn dequantize(&self, kind: ActKind) -> Vec<f32> {
         self.qs
@@ -112,12 +121,143 @@ impl Q8Act {
     }
 }
 
+/// One token's quantized activation, borrowed ([`Q8Act::as_ref`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActRef<'a> {
+    /// The codes.
+    pub qs: &'a [i8],
+    /// One scale per block.
+    pub d: &'a [f32],
+    /// Sums of every 16 codes (Q8_K only; empty for Q8_0).
+    pub bsums: &'a [i16],
+}
+
+impl ActRef<'_> {
+    /// Panics unless the activation covers `blocks` weight blocks of `block` elements, with
+    /// one scale per `act_block` elements, and sums per 16 when `sums` (the check a raw-pointer
+    /// kernel makes once, before its loop).
+    #[inline(always)]
+    pub(crate) fn check(&self, blocks: usize, block: usize, act_block: usize, sums: bool) {
+        let n = blocks * block;
+        assert!(
+            self.qs.len() >= n
+                && self.d.len() >= n / act_block
+                && (!sums || self.bsums.len() >= n / 16),
+            "an activation of at least {n} codes"
+        );
+    }
+}
+
+/// Tokens per register tile of the integer GEMM: each unpacked weight block is multiplied
+/// with this many activations before the next is unpacked.
+pub(crate) const GEMM_TILE: usize = 4;
+
 /// Generates `pub(crate) fn int_gemv_rows(rows: &[u8], row_bytes, act: &Q8Act, y)` from an
 /// integer row kernel `fn(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32`, compiled
 /// for each [`super::gemv::SimdLevel`] like `row_kernels!`.
 macro_rules! int_row_kernels {
     ($dot:path) => {
         $crate::quant::act::int_row_kernels!($dot, $dot);
+    };
+    // An AVX2 kernel over a tile of tokens: `unsafe fn tile<const N: usize>(row, &[ActRef; N])
+    // -> [f32; N]` (AVX2, FMA and F16C enabled), one body for the matrix-vector product (N = 1)
+    // and the GEMM's register tiles (N = GEMM_TILE), so that a token's sum is the same
+    // instructions in the same order whether it runs alone or in a batch.
+    ($dot:path, tile: $tile:ident) => {
+        /// The row kernel at every level this CPU runs, by name (`scalar`, `avx2`), for the
+        /// tests that hold them to one another.
+        #[cfg(test)]
+        pub(crate) fn int_dot_variants() -> Vec<(&'static str, $crate::quant::act::IntDotFn)> {
+            // Only x86-64 pushes more levels.
+            #[allow(unused_mut)]
+            let mut v: Vec<(&'static str, $crate::quant::act::IntDotFn)> = vec![("scalar", $dot)];
+            #[cfg(target_arch = "x86_64")]
+            if $crate::quant::gemv::simd_level() >= $crate::quant::gemv::SimdLevel::Avx2 {
+                v.push(("avx2", |r, qs, d, bsums| {
+                    let a = [$crate::quant::act::ActRef { qs, d, bsums }];
+                    // SAFETY: the CPU has AVX2, FMA and F16C (simd_level checked above).
+                    unsafe { $tile::<1>(r, &a)[0] }
+                }));
+            }
+            v
+        }
+
+        /// `y[r] = dot(row r, act)` for every row of `rows` (`row_bytes` each).
+        pub(crate) fn int_gemv_rows(
+            rows: &[u8],
+            row_bytes: usize,
+            act: &$crate::quant::act::Q8Act,
+            y: &mut [f32],
+        ) {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn avx2(rows: &[u8], row_bytes: usize, a: $crate::quant::act::ActRef<'_>, y: &mut [f32]) {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                    // SAFETY: this function runs only where the CPU has the tile's features.
+                    *yr = unsafe { $tile::<1>(row, &[a])[0] };
+                }
+            }
+            match $crate::quant::gemv::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2, FMA
+                // and F16C.
+                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
+                    avx2(rows, row_bytes, act.as_ref(), y)
+                },
+                _ => {
+                    for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                        *yr = $dot(row, &act.qs, &act.d, &act.bsums);
+                    }
+                }
+            }
+        }
+
+        /// `y[r · n + t] = dot(row r, acts[t])` for every row of `rows` and each of the
+        /// `n = acts.len()` tokens: each weight block is unpacked once per tile of
+        /// [`GEMM_TILE`]($crate::quant::act::GEMM_TILE) tokens and multiplied with all of them.
+        pub(crate) fn int_gemm_rows(
+            rows: &[u8],
+            row_bytes: usize,
+            acts: &[$crate::quant::act::Q8Act],
+            y: &mut [f32],
+        ) {
+            use $crate::quant::act::{ActRef, GEMM_TILE};
+            let n = acts.len();
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn avx2(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
+                let n = refs.len();
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                    let mut tiles = refs.chunks_exact(GEMM_TILE);
+                    let mut outs = yr.chunks_exact_mut(GEMM_TILE);
+                    for (tile, out) in (&mut tiles).zip(&mut outs) {
+                        let tile: &[ActRef<'_>; GEMM_TILE] = tile.try_into().expect("a whole tile");
+                        // SAFETY: this function runs only where the CPU has the tile's features.
+                        out.copy_from_slice(&unsafe { $tile::<GEMM_TILE>(row, tile) });
+                    }
+                    for (a, o) in tiles.remainder().iter().zip(outs.into_remainder()) {
+                        // SAFETY: as above.
+                        *o = unsafe { $tile::<1>(row, &[*a])[0] };
+                    }
+                }
+            }
+            match $crate::quant::gemv::simd_level() {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2, FMA
+                // and F16C.
+                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => {
+                    let refs: Vec<ActRef<'_>> = acts.iter().map(|a| a.as_ref()).collect();
+                    unsafe { avx2(rows, row_bytes, &refs, y) }
+                }
+                _ => {
+                    for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                        for (a, yt) in acts.iter().zip(yr.iter_mut()) {
+                            *yt = $dot(row, &a.qs, &a.d, &a.bsums);
+                        }
+                    }
+                }
+            }
+        }
     };
     ($dot:path, $avx2_dot:path) => {
         /// The row kernel at every level this CPU runs, by name (`scalar`, `avx2`), for the

@@ -145,3 +145,78 @@ pub(crate) fn table16(levels: &[i8; 16]) -> __m256i {
 pub(crate) fn lookup16(levels: __m256i, v: __m256i) -> __m256i {
     _mm256_shuffle_epi8(levels, v)
 }
+
+/// The f16 at `p` as f32 (F16C's `vcvtph2ps`, exact).
+///
+/// # Safety
+/// `p` points at two readable bytes; the CPU has F16C.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn f16_at(p: *const u8) -> f32 {
+    // SAFETY: two readable bytes at p (the caller's contract); read_unaligned needs no alignment.
+    let h = unsafe { std::ptr::read_unaligned(p as *const u16) };
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+/// The little-endian `u32` at `p`.
+///
+/// # Safety
+/// `p` points at four readable bytes.
+#[inline(always)]
+pub(crate) unsafe fn u32_at(p: *const u8) -> u32 {
+    // SAFETY: four readable bytes at p (the caller's contract).
+    u32::from_le(unsafe { std::ptr::read_unaligned(p as *const u32) })
+}
+
+/// 32 bytes at `p` (no alignment needed).
+///
+/// # Safety
+/// `p` points at 32 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn load32_at<T>(p: *const T) -> __m256i {
+    // SAFETY: 32 readable bytes at p (the caller's contract); loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(p as *const __m256i) }
+}
+
+/// 16 bytes at `p` (no alignment needed).
+///
+/// # Safety
+/// `p` points at 16 readable bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) unsafe fn load16_at<T>(p: *const T) -> __m128i {
+    // SAFETY: 16 readable bytes at p (the caller's contract); loadu has no alignment requirement.
+    unsafe { _mm_loadu_si128(p as *const __m128i) }
+}
+
+/// A vector of sixteen `i16` lanes each equal to lane `k` (0..8) of a vector holding eight
+/// `i16` values in both 128-bit halves: one byte shuffle, no trip through a general register.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn broadcast_i16_lane(v: __m256i, k: usize) -> __m256i {
+    let pair = (2 * k as i16) | ((2 * k as i16 + 1) << 8);
+    _mm256_shuffle_epi8(v, _mm256_set1_epi16(pair))
+}
+
+/// Like [`broadcast_i16_lane`], lane `lo` on the first eight `i16` lanes and `hi` on the last.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn broadcast_i16_lanes(v: __m256i, lo: usize, hi: usize) -> __m256i {
+    let pair = |k: usize| (2 * k as i16) | ((2 * k as i16 + 1) << 8);
+    _mm256_shuffle_epi8(
+        v,
+        _mm256_set_m128i(_mm_set1_epi16(pair(hi)), _mm_set1_epi16(pair(lo))),
+    )
+}
+
+/// The horizontal sum of each of `N` accumulators.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn hsum_each<const N: usize>(acc: [__m256; N]) -> [f32; N] {
+    let mut out = [0.0f32; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(a);
+    }
+    out
+}

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 pub enum SimdLevel {
     /// Baseline x86-64 (SSE2) or any non-x86 target.
     Baseline,
-    /// AVX2 with FMA.
+    /// AVX2 with FMA and F16C.
     Avx2,
     /// AVX-512 (F, BW, VL) with FMA.
     Avx512,
@@ -41,10 +41,15 @@ fn detect() -> SimdLevel {
             && std::arch::is_x86_feature_detected!("avx512vl")
             && std::arch::is_x86_feature_detected!("fma")
             && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("f16c")
         {
             return SimdLevel::Avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        // F16C (half-precision scale conversion in the integer kernels) came with every AVX2
+        // CPU; it is checked all the same, since a virtual machine may mask features.
+        if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+            && std::arch::is_x86_feature_detected!("f16c")
         {
             return SimdLevel::Avx2;
         }

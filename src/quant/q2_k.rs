@@ -179,38 +179,67 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2.
+/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's 2-bit planes are
+/// split and its scales spread once, then multiplied with every token's codes; the mins' term
+/// is one multiply-add with the activation's sums per 16.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
-    use super::avx2::{hsum_ps, load32, load32_i8, maddubs, plane2, scale_halves};
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load16_at, load32_at};
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = 0.0f32;
-    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
-        let (dw, dmin) = (read_f16(&yb[80..82]) * da, read_f16(&yb[82..84]) * da);
-        let sc = &yb[..16];
-        let q = &yb[16..80];
-        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
-        let bs = &bsums[16 * b..16 * b + 16];
-        let mut sumi = _mm256_setzero_si256();
-        for h in 0..2 {
-            let bits = load32(&q[32 * h..]);
-            for j in 0..4 {
-                let p = maddubs(plane2(bits, j), load32_i8(&a[128 * h + 32 * j..]));
-                let k = 8 * h + 2 * j;
-                let p = scale_halves(p, (sc[k] & 0xf) as i16, (sc[k + 1] & 0xf) as i16);
-                sumi = _mm256_add_epi32(sumi, p);
+    let nb = row.len() / BYTES;
+    for a in acts {
+        a.check(nb, BLOCK, BLOCK, true);
+    }
+    let mut acc = [_mm256_setzero_ps(); N];
+    let (m4, m2) = (_mm_set1_epi8(0x0f), _mm256_set1_epi8(3));
+    for i in 0..nb {
+        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+        // super-blocks of codes, scales and sums (checked above).
+        unsafe {
+            let b = row.as_ptr().add(i * BYTES);
+            let (dw, dmin) = (f16_at(b.add(80)), f16_at(b.add(82)));
+            let sc = load16_at(b);
+            let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
+            let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), m4));
+            let halves = [
+                _mm256_permute4x64_epi64::<0x44>(scales),
+                _mm256_permute4x64_epi64::<0xee>(scales),
+            ];
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for (h, &half) in halves.iter().enumerate() {
+                let bits = load32_at(b.add(16 + 32 * h));
+                let planes = [
+                    _mm256_and_si256(bits, m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m2),
+                ];
+                for (j, &codes) in planes.iter().enumerate() {
+                    let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
+                    for t in 0..N {
+                        let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * j));
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), s);
+                        sumi[t] = _mm256_add_epi32(sumi[t], p);
+                    }
+                }
+            }
+            for t in 0..N {
+                let da = *acts[t].d.get_unchecked(i);
+                let m = _mm256_madd_epi16(mins, load32_at(acts[t].bsums.as_ptr().add(16 * i)));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc[t]);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * mins_dot(sc, bs) as f32;
     }
-    hsum_ps(acc) - acc_min
+    hsum_each(acc)
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

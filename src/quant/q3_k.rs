@@ -158,46 +158,86 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2: codes as unsigned `low + 4 · high bit` (0..7) against the
-/// activation, then `4 · Σ a` per sub-block subtracted through the activation's sums.
+/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's 3-bit codes (two
+/// low bits from a plane, the third from the mask) and its signed 6-bit scales are built once,
+/// then multiplied with every token's codes; the codes are stored offset by 4, which comes off
+/// through the activation's sums per 16.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
-    use super::avx2::{hsum_ps, load32, load32_i8, maddubs, plane2, scale_halves};
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load32_at, u32_at};
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    let four = _mm256_set1_epi8(4);
-    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
-        let dw = read_f16(&yb[108..110]) * da;
-        let sc = unpack_scales(&yb[96..108]);
-        let hm = load32(&yb[0..32]);
-        let q = &yb[32..96];
-        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
-        let bs = &bsums[16 * b..16 * b + 16];
-        let mut sumi = _mm256_setzero_si256();
-        let mut corr = 0i32;
-        for h in 0..2 {
-            let bits = load32(&q[32 * h..]);
-            for j in 0..4 {
-                let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
-                let high =
-                    _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
-                let codes = _mm256_or_si256(plane2(bits, j), high);
-                let p = maddubs(codes, load32_i8(&a[128 * h + 32 * j..]));
-                let k = 8 * h + 2 * j;
-                let (s0, s1) = (sc[k] as i16 - 32, sc[k + 1] as i16 - 32);
-                sumi = _mm256_add_epi32(sumi, scale_halves(p, s0, s1));
-                corr += 4 * (s0 as i32 * bs[k] as i32 + s1 as i32 * bs[k + 1] as i32);
+    let nb = row.len() / BYTES;
+    for a in acts {
+        a.check(nb, BLOCK, BLOCK, true);
+    }
+    let mut acc = [_mm256_setzero_ps(); N];
+    let (m2, four) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+    for i in 0..nb {
+        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+        // super-blocks of codes, scales and sums (checked above).
+        unsafe {
+            let b = row.as_ptr().add(i * BYTES);
+            let dw = f16_at(b.add(108));
+            // Scale k: low nibble from byte k % 8 (high nibble for k ≥ 8), two high bits from
+            // byte 8 + k % 4 at bit 2 · (k / 4).
+            let (w0, w1, w2) = (u32_at(b.add(96)), u32_at(b.add(100)), u32_at(b.add(104)));
+            let lo = 0x0f0f_0f0f;
+            let hi = |s: u32| ((w2 >> s) & 0x0303_0303) << 4;
+            let sc = _mm256_sub_epi16(
+                _mm256_cvtepu8_epi16(_mm_setr_epi32(
+                    ((w0 & lo) | hi(0)) as i32,
+                    ((w1 & lo) | hi(2)) as i32,
+                    (((w0 >> 4) & lo) | hi(4)) as i32,
+                    (((w1 >> 4) & lo) | hi(6)) as i32,
+                )),
+                _mm256_set1_epi16(32),
+            );
+            let halves = [
+                _mm256_permute4x64_epi64::<0x44>(sc),
+                _mm256_permute4x64_epi64::<0xee>(sc),
+            ];
+            let hm = load32_at(b);
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for t in 0..N {
+                // The offset of 4: 4 · Σ_k scale_k · (sum of the 16 codes of sub-block k).
+                let corr = _mm256_madd_epi16(sc, load32_at(acts[t].bsums.as_ptr().add(16 * i)));
+                sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<2>(corr));
+            }
+            for (h, &half) in halves.iter().enumerate() {
+                let bits = load32_at(b.add(32 + 32 * h));
+                let planes = [
+                    _mm256_and_si256(bits, m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m2),
+                    _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m2),
+                ];
+                for (j, &plane) in planes.iter().enumerate() {
+                    let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
+                    let high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                    let codes = _mm256_or_si256(plane, high);
+                    let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
+                    for t in 0..N {
+                        let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * j));
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), s);
+                        sumi[t] = _mm256_add_epi32(sumi[t], p);
+                    }
+                }
+            }
+            for t in 0..N {
+                let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
-        let sumi = _mm256_sub_epi32(sumi, _mm256_setr_epi32(corr, 0, 0, 0, 0, 0, 0, 0));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc)
+    hsum_each(acc)
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

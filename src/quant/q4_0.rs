@@ -79,27 +79,43 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2: codes minus 8 as signed bytes, then the signed dot.
+/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each block's nibbles are unpacked (less
+/// 8) once and multiplied with every token's codes.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
-    use super::avx2::{dot_i8_i8, hsum_ps, load16, load32_i8, nibbles};
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
+    use super::avx2::{f16_at, hsum_each, load16_at, load32_at, nibbles};
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    for ((wb, ab), &da) in row.chunks_exact(BYTES).zip(qs.chunks_exact(BLOCK)).zip(d) {
-        let w = _mm256_sub_epi8(nibbles(load16(&wb[2..18])), _mm256_set1_epi8(8));
-        let p = dot_i8_i8(w, load32_i8(ab));
-        acc = _mm256_fmadd_ps(
-            _mm256_set1_ps(read_f16(wb) * da),
-            _mm256_cvtepi32_ps(p),
-            acc,
-        );
+    let nb = row.len() / BYTES;
+    for a in acts {
+        a.check(nb, BLOCK, BLOCK, false);
     }
-    hsum_ps(acc)
+    let mut acc = [_mm256_setzero_ps(); N];
+    let (ones, eight) = (_mm256_set1_epi16(1), _mm256_set1_epi8(8));
+    for i in 0..nb {
+        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+        // blocks of codes and scales (checked above).
+        unsafe {
+            let b = row.as_ptr().add(i * BYTES);
+            let dw = f16_at(b);
+            let w = _mm256_sub_epi8(nibbles(load16_at(b.add(2))), eight);
+            let mag = _mm256_sign_epi8(w, w);
+            for t in 0..N {
+                let a = _mm256_sign_epi8(load32_at(acts[t].qs.as_ptr().add(BLOCK * i)), w);
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(mag, a), ones);
+                let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[t]);
+            }
+        }
+    }
+    hsum_each(acc)
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

@@ -105,42 +105,76 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2.
+/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's nibbles are unpacked
+/// and its scales spread once, then multiplied with every token's codes. The 6-bit scales and
+/// mins come apart in four 32-bit words (scales in the low 8 bytes, mins in the high); the mins'
+/// term is one multiply-add with the activation's sums per 32.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
-    use super::avx2::{hsum_ps, load32, load32_i8, maddubs};
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lane, f16_at, hsum_each, load32_at, u32_at};
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    let mut acc_min = 0.0f32;
-    let low = _mm256_set1_epi8(0x0f);
-    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
-        let (dw, dmin) = (read_f16(&yb[0..2]) * da, read_f16(&yb[2..4]) * da);
-        let s = &yb[4..16];
-        let q = &yb[16..144];
-        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
-        let bs = &bsums[16 * b..16 * b + 16];
-        let (sc, mins) = scales_and_mins_dot(s, bs);
-        let mut sumi = _mm256_setzero_si256();
-        for c in 0..4 {
-            let (sc1, sc2) = (sc[2 * c], sc[2 * c + 1]);
-            let bits = load32(&q[32 * c..]);
-            let lo = _mm256_and_si256(bits, low);
-            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low);
-            let p1 = maddubs(lo, load32_i8(&a[64 * c..]));
-            let p2 = maddubs(hi, load32_i8(&a[64 * c + 32..]));
-            let p1 = _mm256_madd_epi16(p1, _mm256_set1_epi16(sc1));
-            let p2 = _mm256_madd_epi16(p2, _mm256_set1_epi16(sc2));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
-        acc_min += dmin * mins as f32;
+    let nb = row.len() / BYTES;
+    for a in acts {
+        a.check(nb, BLOCK, BLOCK, true);
     }
-    hsum_ps(acc) - acc_min
+    let mut acc = [_mm256_setzero_ps(); N];
+    let m4 = _mm256_set1_epi8(0x0f);
+    for i in 0..nb {
+        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+        // super-blocks of codes, scales and sums (checked above).
+        unsafe {
+            let b = row.as_ptr().add(i * BYTES);
+            let (dw, dmin) = (f16_at(b), f16_at(b.add(2)));
+            let (w0, w1, w2) = (u32_at(b.add(4)), u32_at(b.add(8)), u32_at(b.add(12)));
+            let sc_lo = w0 & 0x3f3f_3f3f;
+            let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
+            let mn_lo = w1 & 0x3f3f_3f3f;
+            let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
+            let sm = _mm256_cvtepu8_epi16(_mm_setr_epi32(
+                sc_lo as i32,
+                sc_hi as i32,
+                mn_lo as i32,
+                mn_hi as i32,
+            ));
+            let mins = _mm256_extracti128_si256::<1>(sm);
+            let scales = _mm256_permute4x64_epi64::<0x44>(sm);
+            let q = b.add(16);
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for j in 0..4 {
+                let sl = broadcast_i16_lane(scales, 2 * j);
+                let sh = broadcast_i16_lane(scales, 2 * j + 1);
+                let bits = load32_at(q.add(32 * j));
+                let lo = _mm256_and_si256(bits, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
+                for t in 0..N {
+                    let a = acts[t].qs.as_ptr().add(BLOCK * i + 64 * j);
+                    let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, load32_at(a)));
+                    let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, load32_at(a.add(32))));
+                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+                }
+            }
+            for t in 0..N {
+                let da = *acts[t].d.get_unchecked(i);
+                let bs = load32_at(acts[t].bsums.as_ptr().add(16 * i));
+                let per32 = _mm_hadd_epi16(
+                    _mm256_castsi256_si128(bs),
+                    _mm256_extracti128_si256::<1>(bs),
+                );
+                let m = _mm256_zextsi128_si256(_mm_madd_epi16(mins, per32));
+                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc[t]);
+            }
+        }
+    }
+    hsum_each(acc)
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

@@ -117,58 +117,80 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2: six-bit codes rebuilt from a nibble plane and a 2-bit plane,
-/// `vpmaddubsw` against the activation (at most 2 · 63 · 127, no saturation), the sub-block
-/// scales (widened to 16 bits once per super-block) picked by a byte shuffle, and `32 · Σ sc · bsum` subtracted in one multiply-add of the
-/// sixteen scales with the sixteen sums.
+/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's 6-bit codes (low
+/// nibble plane and 2-bit high plane) and its scales are built once, then multiplied with every
+/// token's codes; the codes are stored offset by 32, which comes off through the activation's
+/// sums per 16.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn int_dot_row_avx2(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
-    use super::avx2::{hsum_ps, load16, load16_i16, load32, load32_i8, maddubs, plane2};
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load16_at, load32_at};
     use std::arch::x86_64::*;
-    let mut acc = _mm256_setzero_ps();
-    let low = _mm256_set1_epi8(0x0f);
-    for (b, (yb, &da)) in row.chunks_exact(BYTES).zip(d).enumerate() {
-        let dw = read_f16(&yb[208..210]) * da;
-        let sc = &yb[192..208];
-        let a = &qs[BLOCK * b..BLOCK * b + BLOCK];
-        let scales = _mm256_cvtepi8_epi16(load16(sc));
-        let corr = _mm256_madd_epi16(scales, load16_i16(&bsums[16 * b..]));
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32::<5>(corr));
-        // The eight scales of each half in both 128-bit lanes.
-        let halves = [
-            _mm256_permute4x64_epi64::<0x44>(scales),
-            _mm256_permute4x64_epi64::<0xee>(scales),
-        ];
-        for (h, &half) in halves.iter().enumerate() {
-            let l01 = [load32(&yb[64 * h..]), load32(&yb[64 * h + 32..])];
-            let hb = load32(&yb[128 + 32 * h..]);
-            for g in 0..4 {
-                let bits = l01[g % 2];
-                let nib = if g < 2 {
-                    _mm256_and_si256(bits, low)
-                } else {
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), low)
-                };
-                let codes = _mm256_or_si256(nib, _mm256_slli_epi16::<4>(plane2(hb, g)));
-                let p = maddubs(codes, load32_i8(&a[128 * h + 32 * g..]));
-                // Scale 2g of the half on the first sixteen weights, 2g + 1 on the last.
-                let (b0, b1) = (4 * g as i16, 4 * g as i16 + 2);
-                let pick = _mm256_set_m128i(
-                    _mm_set1_epi16(b1 | ((b1 + 1) << 8)),
-                    _mm_set1_epi16(b0 | ((b0 + 1) << 8)),
-                );
-                let s = _mm256_shuffle_epi8(half, pick);
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+    let nb = row.len() / BYTES;
+    for a in acts {
+        a.check(nb, BLOCK, BLOCK, true);
+    }
+    let mut acc = [_mm256_setzero_ps(); N];
+    let (m4, m2) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3));
+    for i in 0..nb {
+        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+        // super-blocks of codes, scales and sums (checked above).
+        unsafe {
+            let b = row.as_ptr().add(i * BYTES);
+            let dw = f16_at(b.add(208));
+            let scales = _mm256_cvtepi8_epi16(load16_at(b.add(192)));
+            let mut sumi = [_mm256_setzero_si256(); N];
+            for t in 0..N {
+                // The offset of 32: 32 · Σ_k scale_k · (sum of the 16 codes of sub-block k).
+                let corr = _mm256_madd_epi16(scales, load32_at(acts[t].bsums.as_ptr().add(16 * i)));
+                sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(corr));
+            }
+            // The eight scales of each half in both 128-bit lanes.
+            let halves = [
+                _mm256_permute4x64_epi64::<0x44>(scales),
+                _mm256_permute4x64_epi64::<0xee>(scales),
+            ];
+            for (h, &half) in halves.iter().enumerate() {
+                let l0 = load32_at(b.add(64 * h));
+                let l1 = load32_at(b.add(64 * h + 32));
+                let hb = load32_at(b.add(128 + 32 * h));
+                let nibs = [
+                    _mm256_and_si256(l0, m4),
+                    _mm256_and_si256(l1, m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l0), m4),
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(l1), m4),
+                ];
+                let highs = [
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(hb, m2)),
+                    _mm256_slli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(0x0c))),
+                    _mm256_and_si256(hb, _mm256_set1_epi8(0x30)),
+                    _mm256_srli_epi16::<2>(_mm256_and_si256(hb, _mm256_set1_epi8(0xc0u8 as i8))),
+                ];
+                for g in 0..4 {
+                    let codes = _mm256_or_si256(nibs[g], highs[g]);
+                    // Scale 2g of the half on the first sixteen weights, 2g + 1 on the last.
+                    let s = broadcast_i16_lanes(half, 2 * g, 2 * g + 1);
+                    for t in 0..N {
+                        let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * g));
+                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), s);
+                        sumi[t] = _mm256_add_epi32(sumi[t], p);
+                    }
+                }
+            }
+            for t in 0..N {
+                let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw), _mm256_cvtepi32_ps(sumi), acc);
     }
-    hsum_ps(acc)
+    hsum_each(acc)
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, int_dot_row_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);
