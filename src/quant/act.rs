@@ -159,25 +159,65 @@ macro_rules! int_row_kernels {
     ($dot:path) => {
         $crate::quant::act::int_row_kernels!($dot, $dot);
     };
-    // An AVX2 kernel over a tile of tokens: `unsafe fn tile<const N: usize>(row, &[ActRef; N])
-    // -> [f32; N]` (AVX2, FMA and F16C enabled), one body for the matrix-vector product (N = 1)
-    // and the GEMM's register tiles (N = GEMM_TILE), so that a token's sum is the same
-    // instructions in the same order whether it runs alone or in a batch.
+    // An x86 kernel over a tile of tokens, `unsafe fn tile<const N: usize, const VNNI: bool>(row,
+    // &[ActRef; N]) -> [f32; N]` (inline(always), no target features of its own): one body
+    // for the matrix-vector product (N = 1) and the GEMM's register tiles (N = GEMM_TILE), so
+    // that a token's sum is the same instructions in the same order alone or in a batch; it is
+    // compiled here twice, for AVX2 and for AVX-512 VNNI (`VNNI` selects the fused
+    // multiply-accumulates).
     ($dot:path, tile: $tile:ident) => {
-        /// The row kernel at every level this CPU runs, by name (`scalar`, `avx2`), for the
-        /// tests that hold them to one another.
+        /// `$tile` with AVX2, FMA and F16C.
+        ///
+        /// # Safety
+        /// The CPU has those features.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn int_tile_avx2<const N: usize>(
+            row: &[u8],
+            acts: &[$crate::quant::act::ActRef<'_>; N],
+        ) -> [f32; N] {
+            // SAFETY: the features $tile needs are enabled here (the caller's contract).
+            unsafe { $tile::<N, false>(row, acts) }
+        }
+
+        /// `$tile` with AVX-512 VNNI as well.
+        ///
+        /// # Safety
+        /// The CPU has AVX2, FMA, F16C, AVX-512 VNNI and VL.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        unsafe fn int_tile_vnni<const N: usize>(
+            row: &[u8],
+            acts: &[$crate::quant::act::ActRef<'_>; N],
+        ) -> [f32; N] {
+            // SAFETY: as above.
+            unsafe { $tile::<N, true>(row, acts) }
+        }
+
+        /// The row kernel at every level this CPU runs, by name (`scalar`, `avx2`,
+        /// `avx512-vnni`), for the tests that hold them to one another.
         #[cfg(test)]
         pub(crate) fn int_dot_variants() -> Vec<(&'static str, $crate::quant::act::IntDotFn)> {
+            use $crate::quant::gemv::{IntLevel, int_level};
             // Only x86-64 pushes more levels.
             #[allow(unused_mut)]
             let mut v: Vec<(&'static str, $crate::quant::act::IntDotFn)> = vec![("scalar", $dot)];
             #[cfg(target_arch = "x86_64")]
-            if $crate::quant::gemv::simd_level() >= $crate::quant::gemv::SimdLevel::Avx2 {
-                v.push(("avx2", |r, qs, d, bsums| {
-                    let a = [$crate::quant::act::ActRef { qs, d, bsums }];
-                    // SAFETY: the CPU has AVX2, FMA and F16C (simd_level checked above).
-                    unsafe { $tile::<1>(r, &a)[0] }
-                }));
+            {
+                if int_level() >= IntLevel::Avx2 {
+                    v.push(("avx2", |r, qs, d, bsums| {
+                        let a = [$crate::quant::act::ActRef { qs, d, bsums }];
+                        // SAFETY: the CPU has AVX2, FMA and F16C (int_level checked above).
+                        unsafe { int_tile_avx2::<1>(r, &a)[0] }
+                    }));
+                }
+                if int_level() >= IntLevel::Avx512Vnni {
+                    v.push(("avx512-vnni", |r, qs, d, bsums| {
+                        let a = [$crate::quant::act::ActRef { qs, d, bsums }];
+                        // SAFETY: the CPU has AVX-512 VNNI (int_level checked above).
+                        unsafe { int_tile_vnni::<1>(r, &a)[0] }
+                    }));
+                }
             }
             v
         }
@@ -189,21 +229,31 @@ macro_rules! int_row_kernels {
             act: &$crate::quant::act::Q8Act,
             y: &mut [f32],
         ) {
+            use $crate::quant::act::ActRef;
             #[cfg(target_arch = "x86_64")]
             #[target_feature(enable = "avx2,fma,f16c")]
-            fn avx2(rows: &[u8], row_bytes: usize, a: $crate::quant::act::ActRef<'_>, y: &mut [f32]) {
+            fn avx2(rows: &[u8], row_bytes: usize, a: ActRef<'_>, y: &mut [f32]) {
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
                     // SAFETY: this function runs only where the CPU has the tile's features.
-                    *yr = unsafe { $tile::<1>(row, &[a])[0] };
+                    *yr = unsafe { int_tile_avx2::<1>(row, &[a])[0] };
                 }
             }
-            match $crate::quant::gemv::simd_level() {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+            fn vnni(rows: &[u8], row_bytes: usize, a: ActRef<'_>, y: &mut [f32]) {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
+                    // SAFETY: as above.
+                    *yr = unsafe { int_tile_vnni::<1>(row, &[a])[0] };
+                }
+            }
+            match $crate::quant::gemv::int_level() {
+                // SAFETY: int_level() returns these levels only when the CPU has their features.
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2, FMA
-                // and F16C.
-                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => unsafe {
-                    avx2(rows, row_bytes, act.as_ref(), y)
+                $crate::quant::gemv::IntLevel::Avx512Vnni => unsafe {
+                    vnni(rows, row_bytes, act.as_ref(), y)
                 },
+                #[cfg(target_arch = "x86_64")]
+                $crate::quant::gemv::IntLevel::Avx2 => unsafe { avx2(rows, row_bytes, act.as_ref(), y) },
                 _ => {
                     for (row, yr) in rows.chunks_exact(row_bytes).zip(y.iter_mut()) {
                         *yr = $dot(row, &act.qs, &act.d, &act.bsums);
@@ -223,38 +273,51 @@ macro_rules! int_row_kernels {
         ) {
             use $crate::quant::act::{ActRef, GEMM_TILE};
             let n = acts.len();
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx2,fma,f16c")]
-            fn avx2(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
-                let n = refs.len();
-                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
-                    let mut tiles = refs.chunks_exact(GEMM_TILE);
-                    let mut outs = yr.chunks_exact_mut(GEMM_TILE);
-                    for (tile, out) in (&mut tiles).zip(&mut outs) {
-                        let tile: &[ActRef<'_>; GEMM_TILE] = tile.try_into().expect("a whole tile");
-                        // SAFETY: this function runs only where the CPU has the tile's features.
-                        out.copy_from_slice(&unsafe { $tile::<GEMM_TILE>(row, tile) });
-                    }
-                    for (a, o) in tiles.remainder().iter().zip(outs.into_remainder()) {
-                        // SAFETY: as above.
-                        *o = unsafe { $tile::<1>(row, &[*a])[0] };
-                    }
-                }
-            }
-            match $crate::quant::gemv::simd_level() {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: simd_level() returns Avx2 or Avx512 only when the CPU has AVX2, FMA
-                // and F16C.
-                $crate::quant::gemv::SimdLevel::Avx2 | $crate::quant::gemv::SimdLevel::Avx512 => {
-                    let refs: Vec<ActRef<'_>> = acts.iter().map(|a| a.as_ref()).collect();
-                    unsafe { avx2(rows, row_bytes, &refs, y) }
-                }
-                _ => {
-                    for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
-                        for (a, yt) in acts.iter().zip(yr.iter_mut()) {
-                            *yt = $dot(row, &a.qs, &a.d, &a.bsums);
+            /// Every row times every token, a tile of tokens at a time.
+            macro_rules! tiles {
+                ($name:ident, $features:literal, $entry:ident) => {
+                    #[cfg(target_arch = "x86_64")]
+                    #[target_feature(enable = $features)]
+                    fn $name(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
+                        let n = refs.len();
+                        for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                            let mut tiles = refs.chunks_exact(GEMM_TILE);
+                            let mut outs = yr.chunks_exact_mut(GEMM_TILE);
+                            for (tile, out) in (&mut tiles).zip(&mut outs) {
+                                let tile: &[ActRef<'_>; GEMM_TILE] =
+                                    tile.try_into().expect("a whole tile");
+                                // SAFETY: this function runs only where the CPU has the
+                                // tile's features.
+                                out.copy_from_slice(&unsafe { $entry::<GEMM_TILE>(row, tile) });
+                            }
+                            for (a, o) in tiles.remainder().iter().zip(outs.into_remainder()) {
+                                // SAFETY: as above.
+                                *o = unsafe { $entry::<1>(row, &[*a])[0] };
+                            }
                         }
                     }
+                };
+            }
+            tiles!(avx2, "avx2,fma,f16c", int_tile_avx2);
+            tiles!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", int_tile_vnni);
+            let level = $crate::quant::gemv::int_level();
+            if level == $crate::quant::gemv::IntLevel::Scalar {
+                for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                    for (a, yt) in acts.iter().zip(yr.iter_mut()) {
+                        *yt = $dot(row, &a.qs, &a.d, &a.bsums);
+                    }
+                }
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                let refs: Vec<ActRef<'_>> = acts.iter().map(|a| a.as_ref()).collect();
+                if level == $crate::quant::gemv::IntLevel::Avx512Vnni {
+                    // SAFETY: int_level() returns Avx512Vnni only when the CPU has VNNI.
+                    unsafe { vnni(rows, row_bytes, &refs, y) }
+                } else {
+                    // SAFETY: int_level() returns Avx2 only when the CPU has AVX2, FMA, F16C.
+                    unsafe { avx2(rows, row_bytes, &refs, y) }
                 }
             }
         }

@@ -41,15 +41,6 @@ pub(crate) fn load32_i8(p: &[i8]) -> __m256i {
     unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
 }
 
-/// 16 signed 16-bit values from `p`.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) fn load16_i16(p: &[i16]) -> __m256i {
-    assert!(p.len() >= 16);
-    // SAFETY: 32 readable bytes (checked above); loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(p.as_ptr() as *const __m256i) }
-}
-
 /// 16 bytes from `p`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
@@ -91,22 +82,6 @@ pub(crate) fn nibbles(b: __m128i) -> __m256i {
     let hi = _mm_srli_epi16::<4>(b);
     let both = _mm256_set_m128i(hi, b);
     _mm256_and_si256(both, _mm256_set1_epi8(0x0f))
-}
-
-/// `v` shifted right by `2 · j` bits in each 16-bit lane, `j` in 0..4 (the 2-bit code planes).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) fn plane2(v: __m256i, j: usize) -> __m256i {
-    let shifted = _mm256_srl_epi16(v, _mm_cvtsi32_si128(2 * j as i32));
-    _mm256_and_si256(shifted, _mm256_set1_epi8(3))
-}
-
-/// Sixteen `i16` lanes times two scales (the first eight lanes by `lo`, the last by `hi`),
-/// summed pairwise into eight `i32` lanes.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-pub(crate) fn scale_halves(v: __m256i, lo: i16, hi: i16) -> __m256i {
-    _mm256_madd_epi16(v, _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo)))
 }
 
 /// A 32-bit mask spread over 32 bytes: byte j is `0xff` where bit j of `m` is set, else 0 (the
@@ -219,4 +194,49 @@ pub(crate) fn hsum_each<const N: usize>(acc: [__m256; N]) -> [f32; N] {
         *o = hsum_ps(a);
     }
     out
+}
+
+/// `acc` plus the products of unsigned bytes `u` and signed bytes `s` summed in fours (eight
+/// `i32` lanes): one `vpdpbusd` with VNNI, else `vpmaddubsw` (pairs into `i16`, which the
+/// callers keep from saturating, see the module notes) and `vpmaddwd` by ones. Equal results.
+///
+/// # Safety
+/// Inlined only into a function with AVX2 (and, when `VNNI`, AVX-512 VNNI and VL) enabled,
+/// on a CPU that has them.
+#[inline(always)]
+pub(crate) unsafe fn dot_u8_i8_acc<const VNNI: bool>(
+    acc: __m256i,
+    u: __m256i,
+    s: __m256i,
+) -> __m256i {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if VNNI {
+            _mm256_dpbusd_epi32(acc, u, s)
+        } else {
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+            _mm256_add_epi32(acc, p)
+        }
+    }
+}
+
+/// `acc` plus the products of the `i16` lanes of `a` and `b` summed in pairs: one `vpdpwssd`
+/// with VNNI, else `vpmaddwd` and an add.
+///
+/// # Safety
+/// As [`dot_u8_i8_acc`].
+#[inline(always)]
+pub(crate) unsafe fn madd_i16_acc<const VNNI: bool>(
+    acc: __m256i,
+    a: __m256i,
+    b: __m256i,
+) -> __m256i {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if VNNI {
+            _mm256_dpwssd_epi32(acc, a, b)
+        } else {
+            _mm256_add_epi32(acc, _mm256_madd_epi16(a, b))
+        }
+    }
 }

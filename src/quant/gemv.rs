@@ -72,6 +72,46 @@ pub fn simd_level() -> SimdLevel {
     })
 }
 
+/// The instruction set the integer (8-bit activation) kernels run at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum IntLevel {
+    /// Portable Rust (no AVX2, or `MOESIM_SIMD=baseline`).
+    Scalar,
+    /// AVX2 `vpmaddubsw`/`vpmaddwd` multiply-adds.
+    Avx2,
+    /// The same kernels with AVX-512 VNNI's fused multiply-accumulates on 256-bit vectors
+    /// (`vpdpbusd`, `vpdpwssd`): at the AVX-512 level, where the CPU has VNNI.
+    Avx512Vnni,
+}
+
+impl IntLevel {
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            IntLevel::Scalar => "scalar",
+            IntLevel::Avx2 => "avx2",
+            IntLevel::Avx512Vnni => "avx512-vnni",
+        }
+    }
+}
+
+/// The integer kernels' level: from [`simd_level`] (so `MOESIM_SIMD` lowers it too), with VNNI
+/// where the CPU has it.
+pub fn int_level() -> IntLevel {
+    static LEVEL: OnceLock<IntLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| match simd_level() {
+        SimdLevel::Baseline => IntLevel::Scalar,
+        SimdLevel::Avx2 => IntLevel::Avx2,
+        SimdLevel::Avx512 => {
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512vnni") {
+                return IntLevel::Avx512Vnni;
+            }
+            IntLevel::Avx2
+        }
+    })
+}
+
 /// Generates `pub(crate) fn gemv_rows(rows: &[u8], row_bytes, x, aux, y)` from a row kernel
 /// `fn(row: &[u8], x: &[f32], aux: &[f32]) -> f32`, compiled for each [`SimdLevel`].
 macro_rules! row_kernels {

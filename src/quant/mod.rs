@@ -362,9 +362,6 @@ pub(crate) fn int_kernels(format: WeightFormat) -> Option<IntKernels> {
     }
 }
 
-/// Rows per parallel GEMV task.
-const ROWS_PER_TASK: usize = 64;
-
 /// A matrix of `rows × cols` weights packed in a format, rows contiguous (the ggml layout
 /// where the format has one), optionally quantized in a rotated basis.
 #[derive(Debug, Clone, PartialEq)]
@@ -560,9 +557,9 @@ impl QuantizedMatrix {
             y.fill(0.0);
             return;
         }
-        y.par_chunks_mut(ROWS_PER_TASK)
-            .zip(self.data.par_chunks(ROWS_PER_TASK * rb))
-            .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, &xr, &aux, ys));
+        split_rows(&self.data, rb, y, 1, true, |rows, ys| {
+            (k.gemv_rows)(rows, rb, &xr, &aux, ys)
+        });
     }
 
     /// `y = W · x` with `kernel` (falling back to f32 where the format has no integer
@@ -643,10 +640,22 @@ impl QuantizedMatrix {
     }
 }
 
-/// Rows per parallel task of an integer GEMV of `rows` rows of `row_bytes`: about 64 KiB of
-/// weights per task (so a task amortises its scheduling), at least one row.
-fn int_rows_per_task(row_bytes: usize) -> usize {
-    (65_536 / row_bytes.max(1)).max(1)
+/// Weights a parallel task should at least hold, in packed bytes per token: enough that the
+/// task's scheduling (tens of nanoseconds on a worker that is already awake) is lost in it.
+const MIN_TASK_BYTES: usize = 64 * 1024;
+
+/// Tasks per thread at most: a few, so that one busy or slower core does not hold up the
+/// product, and no more, so that a small matrix is not cut into crumbs.
+const TASKS_PER_THREAD: usize = 4;
+
+/// Rows per parallel task of a product over `rows` packed rows of `row_bytes`, each used for
+/// `tokens` tokens, on a pool of `threads`: the rows cut into at most `TASKS_PER_THREAD` tasks
+/// per thread, each at least `MIN_TASK_BYTES` of work; `rows` (one task: no split) when the
+/// matrix is too small to share.
+fn rows_per_task(rows: usize, row_bytes: usize, tokens: usize, threads: usize) -> usize {
+    let min_rows = (MIN_TASK_BYTES / (row_bytes * tokens).max(1)).max(1);
+    let tasks = (threads * TASKS_PER_THREAD).max(1);
+    rows.div_ceil(tasks).max(min_rows).min(rows.max(1))
 }
 
 /// The integer GEMV over `data`, split by rows over the pool when `parallel` and there is
@@ -669,8 +678,8 @@ fn int_gemv(
 }
 
 /// Runs `f(rows, outputs)` over `data`'s packed rows (`row_bytes` each, `per_row` outputs
-/// each in `y`): in tasks of about 64 KiB of weights over the pool when `parallel` and there
-/// is more than one task's worth, else in one call on this thread.
+/// each in `y`): split by rows over the pool ([`rows_per_task`]) when `parallel` and the
+/// matrix is large enough to share, else in one call on this thread.
 fn split_rows(
     data: &[u8],
     row_bytes: usize,
@@ -679,8 +688,14 @@ fn split_rows(
     parallel: bool,
     f: impl Fn(&[u8], &mut [f32]) + Sync,
 ) {
-    let per = int_rows_per_task(row_bytes);
-    if parallel && y.len() > per * per_row {
+    let rows = y.len() / per_row.max(1);
+    let threads = if parallel {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
+    let per = rows_per_task(rows, row_bytes, per_row, threads);
+    if threads > 1 && per < rows {
         y.par_chunks_mut(per * per_row)
             .zip(data.par_chunks(per * row_bytes))
             .for_each(|(ys, rows)| f(rows, ys));
@@ -738,13 +753,9 @@ pub fn gemv_packed(
     if k.aux_group > 0 {
         gemv::group_sums(x, k.aux_group, &mut aux);
     }
-    if parallel {
-        y.par_chunks_mut(ROWS_PER_TASK)
-            .zip(data.par_chunks(ROWS_PER_TASK * rb))
-            .for_each(|(ys, rows)| (k.gemv_rows)(rows, rb, x, &aux, ys));
-    } else {
-        (k.gemv_rows)(data, rb, x, &aux, y);
-    }
+    split_rows(data, rb, y, 1, parallel, |rows, ys| {
+        (k.gemv_rows)(rows, rb, x, &aux, ys)
+    });
 }
 
 /// Quantizes `w` with the PiQ quantizer at `bits` bits and constant `k` with α fitted per

@@ -158,25 +158,28 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's 3-bit codes (two
+/// [`int_dot_row`] on x86 over a tile of `N` tokens: each super-block's 3-bit codes (two
 /// low bits from a plane, the third from the mask) and its signed 6-bit scales are built once,
 /// then multiplied with every token's codes; the codes are stored offset by 4, which comes off
 /// through the activation's sums per 16.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C.
+/// Inlined only into a function with AVX2, FMA and F16C enabled (and AVX-512 VNNI and VL when
+/// `VNNI`), on a CPU that has them.
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load32_at, u32_at};
+#[inline(always)]
+unsafe fn int_tile<const N: usize, const VNNI: bool>(
+    row: &[u8],
+    acts: &[super::act::ActRef<'_>; N],
+) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load32_at, madd_i16_acc, u32_at};
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
         a.check(nb, BLOCK, BLOCK, true);
     }
-    let mut acc = [_mm256_setzero_ps(); N];
-    let (m2, four) = (_mm256_set1_epi8(3), _mm256_set1_epi8(4));
+    let mut acc = unsafe { [_mm256_setzero_ps(); N] };
+    let (m2, four) = unsafe { (_mm256_set1_epi8(3), _mm256_set1_epi8(4)) };
     for i in 0..nb {
         // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
         // super-blocks of codes, scales and sums (checked above).
@@ -218,13 +221,14 @@ unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'
                 ];
                 for (j, &plane) in planes.iter().enumerate() {
                     let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
-                    let high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
+                    let high =
+                        _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(hm, bit), bit), four);
                     let codes = _mm256_or_si256(plane, high);
                     let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
                     for t in 0..N {
                         let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * j));
-                        let p = _mm256_madd_epi16(_mm256_maddubs_epi16(codes, a), s);
-                        sumi[t] = _mm256_add_epi32(sumi[t], p);
+                        let p = _mm256_maddubs_epi16(codes, a);
+                        sumi[t] = madd_i16_acc::<VNNI>(sumi[t], p, s);
                     }
                 }
             }
@@ -234,10 +238,11 @@ unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'
             }
         }
     }
-    hsum_each(acc)
+    // SAFETY: the caller's contract.
+    unsafe { hsum_each(acc) }
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

@@ -79,23 +79,28 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each block's nibbles are unpacked (less
+/// [`int_dot_row`] on x86 over a tile of `N` tokens: each block's nibbles are unpacked (less
 /// 8) once and multiplied with every token's codes.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C.
+/// Inlined only into a function with AVX2, FMA and F16C enabled (and AVX-512 VNNI and VL when
+/// `VNNI`), on a CPU that has them.
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
-    use super::avx2::{f16_at, hsum_each, load16_at, load32_at, nibbles};
+#[inline(always)]
+unsafe fn int_tile<const N: usize, const VNNI: bool>(
+    row: &[u8],
+    acts: &[super::act::ActRef<'_>; N],
+) -> [f32; N] {
+    use super::avx2::{dot_u8_i8_acc, f16_at, hsum_each, load16_at, load32_at, nibbles};
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
         a.check(nb, BLOCK, BLOCK, false);
     }
-    let mut acc = [_mm256_setzero_ps(); N];
-    let (ones, eight) = (_mm256_set1_epi16(1), _mm256_set1_epi8(8));
+    // Two accumulators per token, even and odd blocks: one fused multiply-add per 32 weights
+    // would otherwise wait on the last one's latency.
+    let mut acc = unsafe { [[_mm256_setzero_ps(); N]; 2] };
+    let eight = unsafe { _mm256_set1_epi8(8) };
     for i in 0..nb {
         // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
         // blocks of codes and scales (checked above).
@@ -106,16 +111,23 @@ unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'
             let mag = _mm256_sign_epi8(w, w);
             for t in 0..N {
                 let a = _mm256_sign_epi8(load32_at(acts[t].qs.as_ptr().add(BLOCK * i)), w);
-                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(mag, a), ones);
+                let p = dot_u8_i8_acc::<VNNI>(_mm256_setzero_si256(), mag, a);
                 let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
-                acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[t]);
+                acc[i % 2][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[i % 2][t]);
             }
         }
     }
-    hsum_each(acc)
+    let [even, odd] = acc;
+    let mut sum = even;
+    for (s, o) in sum.iter_mut().zip(odd) {
+        // SAFETY: the caller's contract.
+        *s = unsafe { _mm256_add_ps(*s, o) };
+    }
+    // SAFETY: the caller's contract.
+    unsafe { hsum_each(sum) }
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);

@@ -105,25 +105,28 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] with AVX2 over a tile of `N` tokens: each super-block's nibbles are unpacked
+/// [`int_dot_row`] on x86 over a tile of `N` tokens: each super-block's nibbles are unpacked
 /// and its scales spread once, then multiplied with every token's codes. The 6-bit scales and
 /// mins come apart in four 32-bit words (scales in the low 8 bytes, mins in the high); the mins'
 /// term is one multiply-add with the activation's sums per 32.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C.
+/// Inlined only into a function with AVX2, FMA and F16C enabled (and AVX-512 VNNI and VL when
+/// `VNNI`), on a CPU that has them.
 #[cfg(target_arch = "x86_64")]
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'_>; N]) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lane, f16_at, hsum_each, load32_at, u32_at};
+#[inline(always)]
+unsafe fn int_tile<const N: usize, const VNNI: bool>(
+    row: &[u8],
+    acts: &[super::act::ActRef<'_>; N],
+) -> [f32; N] {
+    use super::avx2::{broadcast_i16_lane, f16_at, hsum_each, load32_at, madd_i16_acc, u32_at};
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
         a.check(nb, BLOCK, BLOCK, true);
     }
-    let mut acc = [_mm256_setzero_ps(); N];
-    let m4 = _mm256_set1_epi8(0x0f);
+    let mut acc = unsafe { [_mm256_setzero_ps(); N] };
+    let m4 = unsafe { _mm256_set1_epi8(0x0f) };
     for i in 0..nb {
         // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
         // super-blocks of codes, scales and sums (checked above).
@@ -153,9 +156,10 @@ unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
                 for t in 0..N {
                     let a = acts[t].qs.as_ptr().add(BLOCK * i + 64 * j);
-                    let pl = _mm256_madd_epi16(sl, _mm256_maddubs_epi16(lo, load32_at(a)));
-                    let ph = _mm256_madd_epi16(sh, _mm256_maddubs_epi16(hi, load32_at(a.add(32))));
-                    sumi[t] = _mm256_add_epi32(sumi[t], _mm256_add_epi32(pl, ph));
+                    let pl = _mm256_maddubs_epi16(lo, load32_at(a));
+                    let ph = _mm256_maddubs_epi16(hi, load32_at(a.add(32)));
+                    sumi[t] = madd_i16_acc::<VNNI>(sumi[t], sl, pl);
+                    sumi[t] = madd_i16_acc::<VNNI>(sumi[t], sh, ph);
                 }
             }
             for t in 0..N {
@@ -166,15 +170,17 @@ unsafe fn int_tile_avx2<const N: usize>(row: &[u8], acts: &[super::act::ActRef<'
                     _mm256_extracti128_si256::<1>(bs),
                 );
                 let m = _mm256_zextsi128_si256(_mm_madd_epi16(mins, per32));
-                acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] =
+                    _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
                 acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc[t]);
             }
         }
     }
-    hsum_each(acc)
+    // SAFETY: the caller's contract.
+    unsafe { hsum_each(acc) }
 }
 
 #[cfg(target_arch = "x86_64")]
-super::act::int_row_kernels!(int_dot_row, tile: int_tile_avx2);
+super::act::int_row_kernels!(int_dot_row, tile: int_tile);
 #[cfg(not(target_arch = "x86_64"))]
 super::act::int_row_kernels!(int_dot_row);
