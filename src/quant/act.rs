@@ -152,6 +152,12 @@ impl ActRef<'_> {
 /// with this many activations before the next is unpacked.
 pub(crate) const GEMM_TILE: usize = 4;
 
+/// Rows of `row_bytes` per panel of the integer GEMM: about 256 KiB of packed weights, a share
+/// of a core's L2 cache that leaves room for the tile of activations beside it.
+pub(crate) fn gemm_panel_rows(row_bytes: usize) -> usize {
+    (256 * 1024 / row_bytes.max(1)).max(1)
+}
+
 /// Generates `pub(crate) fn int_gemv_rows(rows: &[u8], row_bytes, act: &Q8Act, y)` from an
 /// integer row kernel `fn(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32`, compiled
 /// for each [`super::gemv::SimdLevel`] like `row_kernels!`.
@@ -280,19 +286,33 @@ macro_rules! int_row_kernels {
                     #[target_feature(enable = $features)]
                     fn $name(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
                         let n = refs.len();
-                        for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
-                            let mut tiles = refs.chunks_exact(GEMM_TILE);
-                            let mut outs = yr.chunks_exact_mut(GEMM_TILE);
-                            for (tile, out) in (&mut tiles).zip(&mut outs) {
-                                let tile: &[ActRef<'_>; GEMM_TILE] =
-                                    tile.try_into().expect("a whole tile");
-                                // SAFETY: this function runs only where the CPU has the
-                                // tile's features.
-                                out.copy_from_slice(&unsafe { $entry::<GEMM_TILE>(row, tile) });
-                            }
-                            for (a, o) in tiles.remainder().iter().zip(outs.into_remainder()) {
-                                // SAFETY: as above.
-                                *o = unsafe { $entry::<1>(row, &[*a])[0] };
+                        // Rows in panels that stay in the L2 cache while every tile of tokens
+                        // passes over them (a tile's codes stay in L1): each row and each
+                        // token's codes come from memory once per panel, not once per row.
+                        let panel = $crate::quant::act::gemm_panel_rows(row_bytes);
+                        for (prows, py) in rows
+                            .chunks(panel * row_bytes)
+                            .zip(y.chunks_mut(panel * n))
+                        {
+                            let mut t0 = 0;
+                            while t0 < n {
+                                let whole = n - t0 >= GEMM_TILE;
+                                for (row, yr) in prows.chunks_exact(row_bytes).zip(py.chunks_exact_mut(n)) {
+                                    if whole {
+                                        let tile: &[ActRef<'_>; GEMM_TILE] =
+                                            refs[t0..t0 + GEMM_TILE].try_into().expect("a whole tile");
+                                        // SAFETY: this function runs only where the CPU has
+                                        // the tile's features.
+                                        let out = unsafe { $entry::<GEMM_TILE>(row, tile) };
+                                        yr[t0..t0 + GEMM_TILE].copy_from_slice(&out);
+                                    } else {
+                                        for t in t0..n {
+                                            // SAFETY: as above.
+                                            yr[t] = unsafe { $entry::<1>(row, &[refs[t]])[0] };
+                                        }
+                                    }
+                                }
+                                t0 += if whole { GEMM_TILE } else { n - t0 };
                             }
                         }
                     }

@@ -192,7 +192,10 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     row: &[u8],
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load16_at, load32_at, madd_i16_acc};
+    use super::avx2::{
+        broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc,
+        prefetch_ahead,
+    };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
@@ -205,7 +208,8 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
         // super-blocks of codes, scales and sums (checked above).
         unsafe {
             let b = row.as_ptr().add(i * BYTES);
-            let (dw, dmin) = (f16_at(b.add(80)), f16_at(b.add(82)));
+            prefetch_ahead(b, BYTES);
+            let (dw, dmin) = f16x2_at(b.add(80));
             let sc = load16_at(b);
             let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), m4));

@@ -172,7 +172,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     row: &[u8],
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load32_at, madd_i16_acc, u32_at};
+    use super::avx2::{
+        broadcast_i16_lanes, f16x2_at, hsum_each, load32_at, madd_i16_acc, prefetch_ahead, u32_at,
+    };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
@@ -185,7 +187,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
         // super-blocks of codes, scales and sums (checked above).
         unsafe {
             let b = row.as_ptr().add(i * BYTES);
-            let dw = f16_at(b.add(108));
+            prefetch_ahead(b, BYTES);
+            // d is the last two bytes of the block: read with the two before it.
+            let (_, dw) = f16x2_at(b.add(106));
             // Scale k: low nibble from byte k % 8 (high nibble for k ≥ 8), two high bits from
             // byte 8 + k % 4 at bit 2 · (k / 4).
             let (w0, w1, w2) = (u32_at(b.add(96)), u32_at(b.add(100)), u32_at(b.add(104)));

@@ -91,7 +91,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     row: &[u8],
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
-    use super::avx2::{dot_u8_i8_acc, f16_at, hsum_each, load16_at, load32_at, nibbles};
+    use super::avx2::{
+        dot_u8_i8_acc, f16x2_at, hsum_each, load16_at, load32_at, nibbles, prefetch_ahead,
+    };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
@@ -101,19 +103,28 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     // would otherwise wait on the last one's latency.
     let mut acc = unsafe { [[_mm256_setzero_ps(); N]; 2] };
     let eight = unsafe { _mm256_set1_epi8(8) };
-    for i in 0..nb {
-        // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
-        // blocks of codes and scales (checked above).
-        unsafe {
-            let b = row.as_ptr().add(i * BYTES);
-            let dw = f16_at(b);
-            let w = _mm256_sub_epi8(nibbles(load16_at(b.add(2))), eight);
-            let mag = _mm256_sign_epi8(w, w);
-            for t in 0..N {
-                let a = _mm256_sign_epi8(load32_at(acts[t].qs.as_ptr().add(BLOCK * i)), w);
-                let p = dot_u8_i8_acc::<VNNI>(_mm256_setzero_si256(), mag, a);
-                let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
-                acc[i % 2][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[i % 2][t]);
+    // Blocks in pairs, k = 0, 1 each into its own accumulator (indices LLVM resolves, so
+    // the accumulators stay in registers).
+    for pair in 0..nb.div_ceil(2) {
+        for k in 0..2 {
+            let i = 2 * pair + k;
+            if i == nb {
+                break;
+            }
+            // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
+            // blocks of codes and scales (checked above).
+            unsafe {
+                let b = row.as_ptr().add(i * BYTES);
+                prefetch_ahead(b, BYTES);
+                let (dw, _) = f16x2_at(b);
+                let w = _mm256_sub_epi8(nibbles(load16_at(b.add(2))), eight);
+                let mag = _mm256_sign_epi8(w, w);
+                for t in 0..N {
+                    let a = _mm256_sign_epi8(load32_at(acts[t].qs.as_ptr().add(BLOCK * i)), w);
+                    let p = dot_u8_i8_acc::<VNNI>(_mm256_setzero_si256(), mag, a);
+                    let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                    acc[k][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[k][t]);
+                }
             }
         }
     }

@@ -119,7 +119,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     row: &[u8],
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lane, f16_at, hsum_each, load32_at, madd_i16_acc, u32_at};
+    use super::avx2::{
+        broadcast_i16_lane, f16x2_at, hsum_each, load32_at, madd_i16_acc, prefetch_ahead, u32_at,
+    };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
@@ -132,7 +134,8 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
         // super-blocks of codes, scales and sums (checked above).
         unsafe {
             let b = row.as_ptr().add(i * BYTES);
-            let (dw, dmin) = (f16_at(b), f16_at(b.add(2)));
+            prefetch_ahead(b, BYTES);
+            let (dw, dmin) = f16x2_at(b);
             let (w0, w1, w2) = (u32_at(b.add(4)), u32_at(b.add(8)), u32_at(b.add(12)));
             let sc_lo = w0 & 0x3f3f_3f3f;
             let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);

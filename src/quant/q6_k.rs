@@ -131,7 +131,10 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     row: &[u8],
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
-    use super::avx2::{broadcast_i16_lanes, f16_at, hsum_each, load16_at, load32_at, madd_i16_acc};
+    use super::avx2::{
+        broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc,
+        prefetch_ahead,
+    };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
@@ -144,7 +147,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
         // super-blocks of codes, scales and sums (checked above).
         unsafe {
             let b = row.as_ptr().add(i * BYTES);
-            let dw = f16_at(b.add(208));
+            prefetch_ahead(b, BYTES);
+            // d is the last two bytes of the block: read with the two before it.
+            let (_, dw) = f16x2_at(b.add(206));
             let scales = _mm256_cvtepi8_epi16(load16_at(b.add(192)));
             let mut sumi = [_mm256_setzero_si256(); N];
             for t in 0..N {
