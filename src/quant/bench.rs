@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::eval::{WeightDistribution, sample};
-use super::gemv::simd_level;
+use super::gemv::{int_level, simd_level};
 use super::{Kernel, QuantizedMatrix, WeightFormat, ggml_reference};
 
 /// One row of `quant bench`: one format at one shape.
@@ -19,7 +19,7 @@ pub struct BenchRow {
     pub rows: usize,
     /// Columns (inputs).
     pub cols: usize,
-    /// The SIMD level the kernels ran at.
+    /// The SIMD level the kernels ran at (for the int8 kernels, their [`super::gemv::IntLevel`]).
     pub simd: &'static str,
     /// The kernel (`f32` reference or `int8`, see [`Kernel`]).
     pub kernel: &'static str,
@@ -127,7 +127,10 @@ impl Bench {
                         format: f.name().into(),
                         rows,
                         cols,
-                        simd: simd_level().name(),
+                        simd: match kernel {
+                            Kernel::Int8 => int_level().name(),
+                            Kernel::F32 => simd_level().name(),
+                        },
                         kernel: kernel.name(),
                         batch: n,
                         one_core_weights_per_s: single,

@@ -598,10 +598,12 @@ impl QuantizedMatrix {
         }
         match (kernel, int_kernels(self.format)) {
             (Kernel::Int8, Some(ik)) if self.row_bytes() > 0 => {
-                let acts: Vec<act::Q8Act> = xs
-                    .chunks_exact(self.cols)
-                    .map(|x| act::Q8Act::new(ik.act, &self.rotated(x)))
-                    .collect();
+                let quantize = |x: &[f32]| act::Q8Act::new(ik.act, &self.rotated(x));
+                let acts: Vec<act::Q8Act> = if parallel {
+                    xs.par_chunks_exact(self.cols).map(quantize).collect()
+                } else {
+                    xs.chunks_exact(self.cols).map(quantize).collect()
+                };
                 let rb = self.row_bytes();
                 let mut by_row = vec![0.0f32; n * self.rows];
                 split_rows(&self.data, rb, &mut by_row, n, parallel, |rows, ys| {
