@@ -315,7 +315,14 @@ pub struct KernelBench {
     /// The input vector and the output buffer, made once (not inside a timing).
     h: Vec<f32>,
     y: Vec<f32>,
+    /// [`BATCH_TOKENS`] input vectors and their outputs, for the batched timings.
+    hs: Vec<f32>,
+    ys: Vec<f32>,
 }
+
+/// Tokens of a batched kernel timing ([`KernelBench::time_batched`]): prefill-sized work whose
+/// rate becomes the profile's `peak_macs_per_s`.
+pub const BATCH_TOKENS: usize = 32;
 
 impl KernelBench {
     /// Reads every expert of `store` into memory, for `kernel` on `threads` threads.
@@ -357,6 +364,10 @@ impl KernelBench {
             kernel,
             h: super::decode::hidden_vector(7, 0, shape.hidden),
             y: vec![0.0; shape.hidden],
+            hs: (0..BATCH_TOKENS)
+                .flat_map(|t| super::decode::hidden_vector(7, t, shape.hidden))
+                .collect(),
+            ys: vec![0.0; BATCH_TOKENS * shape.hidden],
         })
     }
 
@@ -391,6 +402,40 @@ impl KernelBench {
             &self.h,
             &mut self.y,
         );
+    }
+
+    /// Times `repeats` batched expert SwiGLUs ([`BATCH_TOKENS`] tokens through one expert,
+    /// each product one GEMM), continuing the scattered visit.
+    pub fn time_batched(&mut self, repeats: usize) -> Vec<f64> {
+        (0..repeats)
+            .map(|_| {
+                let i = self.next;
+                self.next = (self.next + self.step) % self.bufs.len();
+                let shape = self.shape;
+                let packed = &self.bufs[i].as_slice()[..shape.expert_bytes() as usize];
+                let (kernel, hs, ys) = (self.kernel, &self.hs, &mut self.ys);
+                let run = |ys: &mut [f32], parallel| {
+                    crate::quality::proxy::swiglu_packed_batch(
+                        shape.format,
+                        shape.hidden,
+                        shape.ffn,
+                        packed,
+                        hs,
+                        ys,
+                        parallel,
+                        kernel,
+                    )
+                };
+                let t = Instant::now();
+                match &self.pool {
+                    Some(p) => p.install(|| run(ys, true)),
+                    None => run(ys, false),
+                }
+                let ns = t.elapsed().as_nanos() as f64;
+                std::hint::black_box(&*ys);
+                ns
+            })
+            .collect()
     }
 
     /// Times `repeats` expert SwiGLUs, continuing the scattered visit where the last call

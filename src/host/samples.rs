@@ -36,6 +36,9 @@ pub struct Samples {
     pub copy_ns: Vec<f64>,
     /// Kernels alone over experts held in memory, per format.
     pub kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    /// Batched kernels ([`calibrate::BATCH_TOKENS`] tokens per expert) over experts held in
+    /// memory, per format.
+    pub batched_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
     /// Rounds pooled.
     pub rounds: u32,
 }
@@ -60,6 +63,9 @@ impl Samples {
         self.copy_ns.extend(&other.copy_ns);
         for (f, ns) in &other.kernel_ns {
             push_to(&mut self.kernel_ns, *f, ns);
+        }
+        for (f, ns) in &other.batched_kernel_ns {
+            push_to(&mut self.batched_kernel_ns, *f, ns);
         }
         self.rounds += other.rounds;
     }
@@ -91,6 +97,10 @@ pub const KERNEL_PRECISION: f64 = 0.01;
 
 /// Kernel runs per format a round starts with.
 const KERNEL_RUNS: usize = 100;
+
+/// Batched kernels timed per format per round (each is [`calibrate::BATCH_TOKENS`] tokens'
+/// work).
+const BATCHED_KERNEL_RUNS: usize = 10;
 
 /// One calibration round into `samples`: reads of each size of the first store in the decode's
 /// regime (half of them overlapping a kernel, each followed by a kernel on its bytes), half
@@ -193,6 +203,11 @@ pub fn calibration_round(
             ns.extend(b.time(KERNEL_RUNS));
         }
         push_to(&mut samples.kernel_ns, f, &ns);
+        push_to(
+            &mut samples.batched_kernel_ns,
+            f,
+            &b.time_batched(BATCHED_KERNEL_RUNS),
+        );
     }
     samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;

@@ -210,6 +210,40 @@ pub fn swiglu_packed(
     );
 }
 
+/// [`swiglu_packed`] for `n` tokens at once: `hs` holds them token-major (`n × hidden`), `ys`
+/// receives `n × hidden`. Each of the three products runs as one GEMM
+/// ([`crate::quant::gemm_packed_with`]), the batched path of prefill and batched decode.
+#[allow(clippy::too_many_arguments)]
+pub fn swiglu_packed_batch(
+    format: WeightFormat,
+    hidden: usize,
+    ffn: usize,
+    packed: &[u8],
+    hs: &[f32],
+    ys: &mut [f32],
+    parallel: bool,
+    kernel: crate::quant::Kernel,
+) {
+    use crate::quant::gemm_packed_with as gemm;
+    let m = format.bytes_for((hidden * ffn) as u64) as usize;
+    assert!(packed.len() >= 3 * m, "a whole packed expert");
+    assert!(
+        hidden > 0 && hs.len().is_multiple_of(hidden),
+        "whole tokens"
+    );
+    assert_eq!(ys.len(), hs.len(), "one output per input");
+    let n = hs.len() / hidden;
+    let (w1, w3, w2) = (&packed[..m], &packed[m..2 * m], &packed[2 * m..3 * m]);
+    let mut a = vec![0.0f32; n * ffn];
+    let mut b = vec![0.0f32; n * ffn];
+    gemm(kernel, format, w1, hidden, hs, &mut a, parallel);
+    gemm(kernel, format, w3, hidden, hs, &mut b, parallel);
+    for (x, &u) in a.iter_mut().zip(&b) {
+        *x = *x / (1.0 + (-*x).exp()) * u;
+    }
+    gemm(kernel, format, w2, ffn, &a, ys, parallel);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn swiglu(
     format: WeightFormat,

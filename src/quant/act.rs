@@ -148,9 +148,12 @@ impl ActRef<'_> {
     }
 }
 
-/// Tokens per register tile of the integer GEMM: each unpacked weight block is multiplied
-/// with this many activations before the next is unpacked.
+/// Tokens per register tile of the integer GEMM with AVX2 (16 vector registers): each
+/// unpacked weight block is multiplied with this many activations before the next is unpacked.
 pub(crate) const GEMM_TILE: usize = 4;
+
+/// Tokens per register tile with AVX-512 VNNI, whose kernels have 32 vector registers.
+pub(crate) const GEMM_TILE_VNNI: usize = 8;
 
 /// Rows of `row_bytes` per panel of the integer GEMM: about 256 KiB of packed weights, a share
 /// of a core's L2 cache that leaves room for the tile of activations beside it.
@@ -281,7 +284,7 @@ macro_rules! int_row_kernels {
             let n = acts.len();
             /// Every row times every token, a tile of tokens at a time.
             macro_rules! tiles {
-                ($name:ident, $features:literal, $entry:ident) => {
+                ($name:ident, $features:literal, $entry:ident, $tile_n:expr) => {
                     #[cfg(target_arch = "x86_64")]
                     #[target_feature(enable = $features)]
                     fn $name(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
@@ -296,15 +299,15 @@ macro_rules! int_row_kernels {
                         {
                             let mut t0 = 0;
                             while t0 < n {
-                                let whole = n - t0 >= GEMM_TILE;
+                                let whole = n - t0 >= $tile_n;
                                 for (row, yr) in prows.chunks_exact(row_bytes).zip(py.chunks_exact_mut(n)) {
                                     if whole {
-                                        let tile: &[ActRef<'_>; GEMM_TILE] =
-                                            refs[t0..t0 + GEMM_TILE].try_into().expect("a whole tile");
+                                        let tile: &[ActRef<'_>; $tile_n] =
+                                            refs[t0..t0 + $tile_n].try_into().expect("a whole tile");
                                         // SAFETY: this function runs only where the CPU has
                                         // the tile's features.
-                                        let out = unsafe { $entry::<GEMM_TILE>(row, tile) };
-                                        yr[t0..t0 + GEMM_TILE].copy_from_slice(&out);
+                                        let out = unsafe { $entry::<$tile_n>(row, tile) };
+                                        yr[t0..t0 + $tile_n].copy_from_slice(&out);
                                     } else {
                                         for t in t0..n {
                                             // SAFETY: as above.
@@ -312,14 +315,19 @@ macro_rules! int_row_kernels {
                                         }
                                     }
                                 }
-                                t0 += if whole { GEMM_TILE } else { n - t0 };
+                                t0 += if whole { $tile_n } else { n - t0 };
                             }
                         }
                     }
                 };
             }
-            tiles!(avx2, "avx2,fma,f16c", int_tile_avx2);
-            tiles!(vnni, "avx2,fma,f16c,avx512vnni,avx512vl", int_tile_vnni);
+            tiles!(avx2, "avx2,fma,f16c", int_tile_avx2, { GEMM_TILE });
+            tiles!(
+                vnni,
+                "avx2,fma,f16c,avx512vnni,avx512vl",
+                int_tile_vnni,
+                { $crate::quant::act::GEMM_TILE_VNNI }
+            );
             let level = $crate::quant::gemv::int_level();
             if level == $crate::quant::gemv::IntLevel::Scalar {
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {

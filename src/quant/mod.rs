@@ -604,16 +604,7 @@ impl QuantizedMatrix {
                 } else {
                     xs.chunks_exact(self.cols).map(quantize).collect()
                 };
-                let rb = self.row_bytes();
-                let mut by_row = vec![0.0f32; n * self.rows];
-                split_rows(&self.data, rb, &mut by_row, n, parallel, |rows, ys| {
-                    (ik.gemm_rows)(rows, rb, &acts, ys)
-                });
-                for (r, yr) in by_row.chunks_exact(n).enumerate() {
-                    for (t, &v) in yr.iter().enumerate() {
-                        ys[t * self.rows + r] = v;
-                    }
-                }
+                int_gemm(&self.data, self.row_bytes(), &acts, ik, ys, parallel);
             }
             _ => {
                 for (x, y) in xs
@@ -703,6 +694,76 @@ fn split_rows(
             .for_each(|(ys, rows)| f(rows, ys));
     } else {
         f(data, y);
+    }
+}
+
+/// The integer GEMM of `acts` (one quantized activation per token) with the packed rows
+/// `data` (`row_bytes` each) into `ys` (token-major, `acts.len() × rows`).
+fn int_gemm(
+    data: &[u8],
+    row_bytes: usize,
+    acts: &[act::Q8Act],
+    ik: IntKernels,
+    ys: &mut [f32],
+    parallel: bool,
+) {
+    let n = acts.len();
+    let rows = ys.len() / n.max(1);
+    let mut by_row = vec![0.0f32; n * rows];
+    split_rows(data, row_bytes, &mut by_row, n, parallel, |r, y| {
+        (ik.gemm_rows)(r, row_bytes, acts, y)
+    });
+    for (r, yr) in by_row.chunks_exact(n).enumerate() {
+        for (t, &v) in yr.iter().enumerate() {
+            ys[t * rows + r] = v;
+        }
+    }
+}
+
+/// `Y = W · X` for `n` tokens on the packed rows `data` of `format` (each `cols` wide, no
+/// rotation): `xs` holds the tokens token-major (`n × cols`), `ys` receives `n × rows`. The
+/// integer kernel multiplies each unpacked weight block with a tile of tokens (the batched
+/// path of [`QuantizedMatrix::gemm_with`], on borrowed bytes); the f32 kernel, and formats
+/// without an integer kernel, run `n` matrix-vector products.
+pub fn gemm_packed_with(
+    kernel: Kernel,
+    format: WeightFormat,
+    data: &[u8],
+    cols: usize,
+    xs: &[f32],
+    ys: &mut [f32],
+    parallel: bool,
+) {
+    assert!(cols > 0 && xs.len().is_multiple_of(cols), "whole tokens");
+    let n = xs.len() / cols;
+    assert!(
+        n > 0 && ys.len().is_multiple_of(n),
+        "one output row per token"
+    );
+    let rows = ys.len() / n;
+    match (kernel, int_kernels(format)) {
+        (Kernel::Int8, Some(ik)) if n > 1 => {
+            let k = kernels(format);
+            assert!(cols.is_multiple_of(k.block), "rows of whole blocks");
+            let rb = cols / k.block * k.bytes;
+            assert_eq!(data.len(), rows * rb, "one packed row per output");
+            if rb == 0 {
+                ys.fill(0.0);
+                return;
+            }
+            let quantize = |x: &[f32]| act::Q8Act::new(ik.act, x);
+            let acts: Vec<act::Q8Act> = if parallel {
+                xs.par_chunks_exact(cols).map(quantize).collect()
+            } else {
+                xs.chunks_exact(cols).map(quantize).collect()
+            };
+            int_gemm(data, rb, &acts, ik, ys, parallel);
+        }
+        _ => {
+            for (x, y) in xs.chunks_exact(cols).zip(ys.chunks_exact_mut(rows)) {
+                gemv_packed_with(kernel, format, data, cols, x, y, parallel);
+            }
+        }
     }
 }
 

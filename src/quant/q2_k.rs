@@ -201,6 +201,10 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     for a in acts {
         a.check(nb, BLOCK, BLOCK, true);
     }
+    // Each token's pointers, taken once: the loop reads through them without reloading.
+    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
+    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
+    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
     let (m4, m2) = unsafe { (_mm_set1_epi8(0x0f), _mm256_set1_epi8(3)) };
     for i in 0..nb {
@@ -210,6 +214,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
             let b = row.as_ptr().add(i * BYTES);
             prefetch_ahead(b, BYTES);
             let (dw, dmin) = f16x2_at(b.add(80));
+            let (vdw, vdmin) = (_mm256_set1_ps(dw), _mm256_set1_ps(dmin));
             let sc = load16_at(b);
             let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), m4));
@@ -229,18 +234,18 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 for (j, &codes) in planes.iter().enumerate() {
                     let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
                     for t in 0..N {
-                        let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * j));
+                        let a = load32_at(qs[t].add(BLOCK * i + 128 * h + 32 * j));
                         let p = _mm256_maddubs_epi16(codes, a);
                         sumi[t] = madd_i16_acc::<VNNI>(sumi[t], p, s);
                     }
                 }
             }
             for t in 0..N {
-                let da = *acts[t].d.get_unchecked(i);
-                let m = _mm256_madd_epi16(mins, load32_at(acts[t].bsums.as_ptr().add(16 * i)));
+                let da = _mm256_broadcast_ss(&*ds[t].add(i));
+                let m = _mm256_madd_epi16(mins, load32_at(bsums[t].add(16 * i)));
                 acc[t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc[t]);
+                    _mm256_fmadd_ps(_mm256_mul_ps(vdw, da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(_mm256_mul_ps(vdmin, da), _mm256_cvtepi32_ps(m), acc[t]);
             }
         }
     }

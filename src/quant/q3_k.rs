@@ -180,6 +180,10 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     for a in acts {
         a.check(nb, BLOCK, BLOCK, true);
     }
+    // Each token's pointers, taken once: the loop reads through them without reloading.
+    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
+    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
+    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
     let (m2, four) = unsafe { (_mm256_set1_epi8(3), _mm256_set1_epi8(4)) };
     for i in 0..nb {
@@ -212,7 +216,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
             let mut sumi = [_mm256_setzero_si256(); N];
             for t in 0..N {
                 // The offset of 4: 4 · Σ_k scale_k · (sum of the 16 codes of sub-block k).
-                let corr = _mm256_madd_epi16(sc, load32_at(acts[t].bsums.as_ptr().add(16 * i)));
+                let corr = _mm256_madd_epi16(sc, load32_at(bsums[t].add(16 * i)));
                 sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<2>(corr));
             }
             for (h, &half) in halves.iter().enumerate() {
@@ -230,14 +234,14 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                     let codes = _mm256_or_si256(plane, high);
                     let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
                     for t in 0..N {
-                        let a = load32_at(acts[t].qs.as_ptr().add(BLOCK * i + 128 * h + 32 * j));
+                        let a = load32_at(qs[t].add(BLOCK * i + 128 * h + 32 * j));
                         let p = _mm256_maddubs_epi16(codes, a);
                         sumi[t] = madd_i16_acc::<VNNI>(sumi[t], p, s);
                     }
                 }
             }
             for t in 0..N {
-                let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                let s = _mm256_mul_ps(_mm256_set1_ps(dw), _mm256_broadcast_ss(&*ds[t].add(i)));
                 acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
             }
         }

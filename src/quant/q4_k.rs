@@ -127,6 +127,10 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     for a in acts {
         a.check(nb, BLOCK, BLOCK, true);
     }
+    // Each token's pointers, taken once: the loop reads through them without reloading.
+    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
+    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
+    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
     let m4 = unsafe { _mm256_set1_epi8(0x0f) };
     for i in 0..nb {
@@ -141,14 +145,12 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
             let sc_hi = (w2 & 0x0f0f_0f0f) | (((w0 >> 6) & 0x0303_0303) << 4);
             let mn_lo = w1 & 0x3f3f_3f3f;
             let mn_hi = ((w2 >> 4) & 0x0f0f_0f0f) | (((w1 >> 6) & 0x0303_0303) << 4);
-            let sm = _mm256_cvtepu8_epi16(_mm_setr_epi32(
-                sc_lo as i32,
-                sc_hi as i32,
-                mn_lo as i32,
-                mn_hi as i32,
-            ));
-            let mins = _mm256_extracti128_si256::<1>(sm);
+            let sm = _mm256_cvtepu8_epi16(_mm_setr_epi32(sc_lo as i32, sc_hi as i32, 0, 0));
             let scales = _mm256_permute4x64_epi64::<0x44>(sm);
+            // Each min twice, against the activation's two sums of 16 in its sub-block.
+            let mn = _mm_setr_epi32(mn_lo as i32, mn_hi as i32, 0, 0);
+            let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+            let (vdw, vdmin) = (_mm256_set1_ps(dw), _mm256_set1_ps(dmin));
             let q = b.add(16);
             let mut sumi = [_mm256_setzero_si256(); N];
             for j in 0..4 {
@@ -158,7 +160,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 let lo = _mm256_and_si256(bits, m4);
                 let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m4);
                 for t in 0..N {
-                    let a = acts[t].qs.as_ptr().add(BLOCK * i + 64 * j);
+                    let a = qs[t].add(BLOCK * i + 64 * j);
                     let pl = _mm256_maddubs_epi16(lo, load32_at(a));
                     let ph = _mm256_maddubs_epi16(hi, load32_at(a.add(32)));
                     sumi[t] = madd_i16_acc::<VNNI>(sumi[t], sl, pl);
@@ -166,16 +168,11 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 }
             }
             for t in 0..N {
-                let da = *acts[t].d.get_unchecked(i);
-                let bs = load32_at(acts[t].bsums.as_ptr().add(16 * i));
-                let per32 = _mm_hadd_epi16(
-                    _mm256_castsi256_si128(bs),
-                    _mm256_extracti128_si256::<1>(bs),
-                );
-                let m = _mm256_zextsi128_si256(_mm_madd_epi16(mins, per32));
-                acc[t] =
-                    _mm256_fmadd_ps(_mm256_set1_ps(dw * da), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
-                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * da), _mm256_cvtepi32_ps(m), acc[t]);
+                let da = _mm256_broadcast_ss(&*ds[t].add(i));
+                let m = _mm256_madd_epi16(mins, load32_at(bsums[t].add(16 * i)));
+                let (s, smin) = (_mm256_mul_ps(vdw, da), _mm256_mul_ps(vdmin, da));
+                acc[t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                acc[t] = _mm256_fnmadd_ps(smin, _mm256_cvtepi32_ps(m), acc[t]);
             }
         }
     }

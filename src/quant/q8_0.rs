@@ -77,6 +77,9 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     for a in acts {
         a.check(nb, BLOCK, BLOCK, false);
     }
+    // Each token's pointers, taken once: the loop reads through them without reloading.
+    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
+    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
     // Two accumulators per token, even and odd blocks: one fused multiply-add per 32 weights
     // would otherwise wait on the last one's latency.
     let mut acc = unsafe { [[_mm256_setzero_ps(); N]; 2] };
@@ -95,12 +98,13 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 let b = row.as_ptr().add(i * BYTES);
                 prefetch_ahead(b, BYTES);
                 let (dw, _) = f16x2_at(b);
+                let vdw = _mm256_set1_ps(dw);
                 let w = load32_at(b.add(2));
                 let mag = _mm256_sign_epi8(w, w);
                 for t in 0..N {
-                    let a = _mm256_sign_epi8(load32_at(acts[t].qs.as_ptr().add(BLOCK * i)), w);
+                    let a = _mm256_sign_epi8(load32_at(qs[t].add(BLOCK * i)), w);
                     let p = dot_u8_i8_acc::<VNNI>(_mm256_setzero_si256(), mag, a);
-                    let s = _mm256_set1_ps(dw * *acts[t].d.get_unchecked(i));
+                    let s = _mm256_mul_ps(vdw, _mm256_broadcast_ss(&*ds[t].add(i)));
                     acc[k][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[k][t]);
                 }
             }

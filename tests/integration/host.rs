@@ -299,6 +299,8 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
         loaded_kernel_ns: vec![(WeightFormat::Q4K, steady(105e3, 40))],
         copy_ns: steady(8e6, 15),
         kernel_ns: vec![(WeightFormat::Q4K, steady(100e3, 100))],
+        // 32 tokens through an expert in 16 times one token's time: twice the batch-1 rate.
+        batched_kernel_ns: vec![(WeightFormat::Q4K, steady(1.6e6, 10))],
         rounds: 5,
         ..Samples::default()
     };
@@ -313,6 +315,22 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     let (_, shape) = source(WeightFormat::Q4K);
     // Fitted, not refused; the noise is said.
     let fit = fit_profile(&w, shape, true, &samples).unwrap();
+    // The batched rate is the profile's peak for the class measured; the others claim no gain.
+    let c = fit.profile.compute();
+    let q4 = moesim::quant::ComputeClass::Q4;
+    let batch_one = c.weights_per_s(q4);
+    let ratio = c.peak_macs_per_s(q4) / batch_one;
+    assert!((ratio - 2.0).abs() < 0.05, "peak over batch-1 rate {ratio}");
+    let q2 = moesim::quant::ComputeClass::Q2;
+    assert_eq!(c.peak_macs_per_s(q2), c.weights_per_s(q2));
+    // A batched run slower per token than one token alone: the peak stays at the batch-1 rate.
+    let slow = Samples {
+        batched_kernel_ns: vec![(WeightFormat::Q4K, steady(4e6, 10))],
+        ..samples.clone()
+    };
+    let slow_fit = fit_profile(&w, shape, true, &slow).unwrap();
+    let c = slow_fit.profile.compute();
+    assert_eq!(c.peak_macs_per_s(q4), c.weights_per_s(q4));
     assert!(fit.figures.link.spread > 2.0, "{:?}", fit.figures.link);
     assert!(
         fit.figures
