@@ -161,6 +161,40 @@ pub(crate) fn gemm_panel_rows(row_bytes: usize) -> usize {
     (256 * 1024 / row_bytes.max(1)).max(1)
 }
 
+/// The integer GEMM's loop: rows in panels of [`gemm_panel_rows`] that stay in the L2 cache
+/// while every tile of `T` tokens passes over them (a tile's codes stay in L1), so each row
+/// and each token's codes come from memory once per panel, not once per row; `tile` computes
+/// one row against `T` tokens, `one` against the tokens left over.
+#[inline(always)]
+pub(crate) fn gemm_tiles<const T: usize>(
+    rows: &[u8],
+    row_bytes: usize,
+    refs: &[ActRef<'_>],
+    y: &mut [f32],
+    tile: impl Fn(&[u8], &[ActRef<'_>; T]) -> [f32; T],
+    one: impl Fn(&[u8], ActRef<'_>) -> f32,
+) {
+    let n = refs.len();
+    let panel = gemm_panel_rows(row_bytes);
+    for (prows, py) in rows.chunks(panel * row_bytes).zip(y.chunks_mut(panel * n)) {
+        let mut t0 = 0;
+        while t0 < n {
+            let whole = n - t0 >= T;
+            for (row, yr) in prows.chunks_exact(row_bytes).zip(py.chunks_exact_mut(n)) {
+                if whole {
+                    let t: &[ActRef<'_>; T] = refs[t0..t0 + T].try_into().expect("a whole tile");
+                    yr[t0..t0 + T].copy_from_slice(&tile(row, t));
+                } else {
+                    for (yt, &a) in yr[t0..].iter_mut().zip(&refs[t0..]) {
+                        *yt = one(row, a);
+                    }
+                }
+            }
+            t0 += if whole { T } else { n - t0 };
+        }
+    }
+}
+
 /// Generates `pub(crate) fn int_gemv_rows(rows: &[u8], row_bytes, act: &Q8Act, y)` from an
 /// integer row kernel `fn(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32`, compiled
 /// for each [`super::gemv::SimdLevel`] like `row_kernels!`.
@@ -271,63 +305,95 @@ macro_rules! int_row_kernels {
             }
         }
 
+        /// The GEMM with AVX2 tiles of [`GEMM_TILE`]($crate::quant::act::GEMM_TILE) tokens.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn int_gemm_avx2(
+            rows: &[u8],
+            row_bytes: usize,
+            refs: &[$crate::quant::act::ActRef<'_>],
+            y: &mut [f32],
+        ) {
+            use $crate::quant::act::GEMM_TILE;
+            $crate::quant::act::gemm_tiles::<GEMM_TILE>(
+                rows,
+                row_bytes,
+                refs,
+                y,
+                // SAFETY: this function runs only where the CPU has the tile's features.
+                |r, t| unsafe { int_tile_avx2::<GEMM_TILE>(r, t) },
+                // SAFETY: as above.
+                |r, a| unsafe { int_tile_avx2::<1>(r, &[a])[0] },
+            )
+        }
+
+        /// The GEMM with AVX-512 VNNI tiles of
+        /// [`GEMM_TILE_VNNI`]($crate::quant::act::GEMM_TILE_VNNI) tokens.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        fn int_gemm_vnni(
+            rows: &[u8],
+            row_bytes: usize,
+            refs: &[$crate::quant::act::ActRef<'_>],
+            y: &mut [f32],
+        ) {
+            use $crate::quant::act::GEMM_TILE_VNNI;
+            $crate::quant::act::gemm_tiles::<GEMM_TILE_VNNI>(
+                rows,
+                row_bytes,
+                refs,
+                y,
+                // SAFETY: this function runs only where the CPU has the tile's features.
+                |r, t| unsafe { int_tile_vnni::<GEMM_TILE_VNNI>(r, t) },
+                // SAFETY: as above.
+                |r, a| unsafe { int_tile_vnni::<1>(r, &[a])[0] },
+            )
+        }
+
+        /// The GEMM at every level this CPU runs, by name, for the tests.
+        #[cfg(test)]
+        pub(crate) fn int_gemm_variants() -> Vec<(&'static str, $crate::quant::IntGemmRowsFn)> {
+            use $crate::quant::gemv::{IntLevel, int_level};
+            #[allow(unused_mut)]
+            let mut v: Vec<(&'static str, $crate::quant::IntGemmRowsFn)> =
+                vec![("scalar", |rows, row_bytes, acts, y| {
+                    let n = acts.len();
+                    for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
+                        for (a, yt) in acts.iter().zip(yr.iter_mut()) {
+                            *yt = $dot(row, &a.qs, &a.d, &a.bsums);
+                        }
+                    }
+                })];
+            #[cfg(target_arch = "x86_64")]
+            {
+                if int_level() >= IntLevel::Avx2 {
+                    v.push(("avx2", |rows, row_bytes, acts, y| {
+                        let refs: Vec<_> = acts.iter().map(|a| a.as_ref()).collect();
+                        // SAFETY: the CPU has AVX2, FMA and F16C (int_level checked above).
+                        unsafe { int_gemm_avx2(rows, row_bytes, &refs, y) }
+                    }));
+                }
+                if int_level() >= IntLevel::Avx512Vnni {
+                    v.push(("avx512-vnni", |rows, row_bytes, acts, y| {
+                        let refs: Vec<_> = acts.iter().map(|a| a.as_ref()).collect();
+                        // SAFETY: the CPU has AVX-512 VNNI (int_level checked above).
+                        unsafe { int_gemm_vnni(rows, row_bytes, &refs, y) }
+                    }));
+                }
+            }
+            v
+        }
+
         /// `y[r · n + t] = dot(row r, acts[t])` for every row of `rows` and each of the
-        /// `n = acts.len()` tokens: each weight block is unpacked once per tile of
-        /// [`GEMM_TILE`]($crate::quant::act::GEMM_TILE) tokens and multiplied with all of them.
+        /// `n = acts.len()` tokens: each weight block is unpacked once per tile of tokens and
+        /// multiplied with all of them ([`gemm_tiles`]($crate::quant::act::gemm_tiles)).
         pub(crate) fn int_gemm_rows(
             rows: &[u8],
             row_bytes: usize,
             acts: &[$crate::quant::act::Q8Act],
             y: &mut [f32],
         ) {
-            use $crate::quant::act::{ActRef, GEMM_TILE};
             let n = acts.len();
-            /// Every row times every token, a tile of tokens at a time.
-            macro_rules! tiles {
-                ($name:ident, $features:literal, $entry:ident, $tile_n:expr) => {
-                    #[cfg(target_arch = "x86_64")]
-                    #[target_feature(enable = $features)]
-                    fn $name(rows: &[u8], row_bytes: usize, refs: &[ActRef<'_>], y: &mut [f32]) {
-                        let n = refs.len();
-                        // Rows in panels that stay in the L2 cache while every tile of tokens
-                        // passes over them (a tile's codes stay in L1): each row and each
-                        // token's codes come from memory once per panel, not once per row.
-                        let panel = $crate::quant::act::gemm_panel_rows(row_bytes);
-                        for (prows, py) in rows
-                            .chunks(panel * row_bytes)
-                            .zip(y.chunks_mut(panel * n))
-                        {
-                            let mut t0 = 0;
-                            while t0 < n {
-                                let whole = n - t0 >= $tile_n;
-                                for (row, yr) in prows.chunks_exact(row_bytes).zip(py.chunks_exact_mut(n)) {
-                                    if whole {
-                                        let tile: &[ActRef<'_>; $tile_n] =
-                                            refs[t0..t0 + $tile_n].try_into().expect("a whole tile");
-                                        // SAFETY: this function runs only where the CPU has
-                                        // the tile's features.
-                                        let out = unsafe { $entry::<$tile_n>(row, tile) };
-                                        yr[t0..t0 + $tile_n].copy_from_slice(&out);
-                                    } else {
-                                        for t in t0..n {
-                                            // SAFETY: as above.
-                                            yr[t] = unsafe { $entry::<1>(row, &[refs[t]])[0] };
-                                        }
-                                    }
-                                }
-                                t0 += if whole { $tile_n } else { n - t0 };
-                            }
-                        }
-                    }
-                };
-            }
-            tiles!(avx2, "avx2,fma,f16c", int_tile_avx2, { GEMM_TILE });
-            tiles!(
-                vnni,
-                "avx2,fma,f16c,avx512vnni,avx512vl",
-                int_tile_vnni,
-                { $crate::quant::act::GEMM_TILE_VNNI }
-            );
             let level = $crate::quant::gemv::int_level();
             if level == $crate::quant::gemv::IntLevel::Scalar {
                 for (row, yr) in rows.chunks_exact(row_bytes).zip(y.chunks_exact_mut(n)) {
@@ -339,13 +405,14 @@ macro_rules! int_row_kernels {
             }
             #[cfg(target_arch = "x86_64")]
             {
-                let refs: Vec<ActRef<'_>> = acts.iter().map(|a| a.as_ref()).collect();
+                let refs: Vec<$crate::quant::act::ActRef<'_>> =
+                    acts.iter().map(|a| a.as_ref()).collect();
                 if level == $crate::quant::gemv::IntLevel::Avx512Vnni {
                     // SAFETY: int_level() returns Avx512Vnni only when the CPU has VNNI.
-                    unsafe { vnni(rows, row_bytes, &refs, y) }
+                    unsafe { int_gemm_vnni(rows, row_bytes, &refs, y) }
                 } else {
                     // SAFETY: int_level() returns Avx2 only when the CPU has AVX2, FMA, F16C.
-                    unsafe { avx2(rows, row_bytes, &refs, y) }
+                    unsafe { int_gemm_avx2(rows, row_bytes, &refs, y) }
                 }
             }
         }
@@ -801,6 +868,57 @@ mod kernel_tests {
                             (y1[r] as f64 - want).abs() <= 1e-5 * scale + 1e-6,
                             "{f:?} {dist:?} row {r}: {} vs {want}",
                             y1[r]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A format's integer GEMM at every level this CPU runs.
+    fn gemm_variants(f: WeightFormat) -> Vec<(&'static str, crate::quant::IntGemmRowsFn)> {
+        use crate::quant::*;
+        match f {
+            WeightFormat::Q8_0 => q8_0::int_gemm_variants(),
+            WeightFormat::Q6K => q6_k::int_gemm_variants(),
+            WeightFormat::Q4_0 => q4_0::int_gemm_variants(),
+            WeightFormat::Q4K => q4_k::int_gemm_variants(),
+            WeightFormat::Q3K => q3_k::int_gemm_variants(),
+            WeightFormat::Q2K => q2_k::int_gemm_variants(),
+            _ => panic!("{f:?} has no tiled GEMM"),
+        }
+    }
+
+    /// The tiled GEMMs (AVX2 tiles of 4 tokens, VNNI tiles of 8) give every token exactly the
+    /// matrix-vector product's result, bit for bit, at every level: 19 tokens make whole tiles
+    /// and a remainder, and 300 rows more than one panel of rows.
+    #[test]
+    fn tiled_gemms_equal_one_token_at_a_time_at_every_level() {
+        let (rows, cols, n) = (300, 4096, 19);
+        for f in ["q8_0", "q6_k", "q4_0", "q4_k", "q3_k", "q2_k"] {
+            let f: WeightFormat = f.parse().unwrap();
+            let ik = int_kernels(f).unwrap();
+            let w = sample(WeightDistribution::StudentT(4.0), rows * cols, 31);
+            let q = QuantizedMatrix::quantize(f, rows, cols, &w, None).unwrap();
+            let rb = q.row_bytes();
+            let xs = sample(WeightDistribution::OutlierColumns, n * cols, 32);
+            let acts: Vec<Q8Act> = xs
+                .chunks_exact(cols)
+                .map(|x| Q8Act::new(ik.act, x))
+                .collect();
+            let dots = variants(f);
+            for (name, gemm) in gemm_variants(f) {
+                // The same level's row kernel, one token at a time.
+                let (_, dot) = dots.iter().find(|(d, _)| *d == name).unwrap();
+                let mut y = vec![0.0f32; rows * n];
+                gemm(&q.data, rb, &acts, &mut y);
+                for r in 0..rows {
+                    let row = &q.data[r * rb..(r + 1) * rb];
+                    for (t, a) in acts.iter().enumerate() {
+                        assert_eq!(
+                            y[r * n + t].to_bits(),
+                            dot(row, &a.qs, &a.d, &a.bsums).to_bits(),
+                            "{f:?} {name} row {r} token {t}"
                         );
                     }
                 }
