@@ -4,7 +4,8 @@
 //!
 //! Two block shapes, as ggml uses them:
 //! - [`ActKind::Q8_0`]: 32 codes, `d = amax / 127` rounded through f16 (ggml's
-//!   `quantize_row_q8_0`), for Q8_0 and Q4_0 weights;
+//!   `quantize_row_q8_0`), for Q8_0, Q4_0 and the other 32-weight formats, with the sums of
+//!   every 16 codes (Q4_0's x86 kernel takes its offset of 8 through them);
 //! - [`ActKind::Q8K`]: 256 codes, `d = max / −127` for the signed value of largest magnitude,
 //!   codes clamped to 127, and the sums of every 16 codes (ggml's `quantize_row_q8_K_ref`), for
 //!   the K-quants, whose minimum terms need those sums.
@@ -40,7 +41,7 @@ pub struct Q8Act {
     pub qs: Vec<i8>,
     /// One scale per block.
     pub d: Vec<f32>,
-    /// Sums of every 16 codes ([`ActKind::Q8K`] only).
+    /// Sums of every 16 codes (the K-quants' minimum terms; Q4_0's offset of 8).
     pub bsums: Vec<i16>,
 }
 
@@ -60,7 +61,13 @@ impl Q8Act {
                     let d = amax / 127.0;
                     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
                     self.d.push(round_f16(d));
+                    let start = self.qs.len();
                     self.qs.extend(xb.iter().map(|&v| (v * id).round() as i8));
+                    self.bsums.extend(
+                        self.qs[start..]
+                            .chunks_exact(16)
+                            .map(|c| c.iter().map(|&q| q as i16).sum::<i16>()),
+                    );
                 }
             }
             ActKind::Q8K => {
@@ -128,7 +135,7 @@ pub(crate) struct ActRef<'a> {
     pub qs: &'a [i8],
     /// One scale per block.
     pub d: &'a [f32],
-    /// Sums of every 16 codes (Q8_K only; empty for Q8_0).
+    /// Sums of every 16 codes.
     pub bsums: &'a [i16],
 }
 

@@ -79,8 +79,9 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], _bsums: &[i16]) -> f32 {
     acc
 }
 
-/// [`int_dot_row`] on x86 over a tile of `N` tokens: each block's nibbles are unpacked (less
-/// 8) once and multiplied with every token's codes.
+/// [`int_dot_row`] on x86 over a tile of `N` tokens: each block's nibbles are unpacked once
+/// and multiplied, unsigned, with every token's codes; the offset of 8 comes from the
+/// activation's sums per 16.
 ///
 /// # Safety
 /// Inlined only into a function with AVX2, FMA and F16C enabled (and AVX-512 VNNI and VL when
@@ -97,15 +98,16 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
     for a in acts {
-        a.check(nb, BLOCK, BLOCK, false);
+        a.check(nb, BLOCK, BLOCK, true);
     }
     // Each token's pointers, taken once: the loop reads through them without reloading.
     let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
     let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
+    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
     // Two accumulators per token, even and odd blocks: one fused multiply-add per 32 weights
     // would otherwise wait on the last one's latency.
     let mut acc = unsafe { [[_mm256_setzero_ps(); N]; 2] };
-    let eight = unsafe { _mm256_set1_epi8(8) };
+    let minus_eight = unsafe { _mm_set1_epi16(-8) };
     // Blocks in pairs, k = 0, 1 each into its own accumulator (indices LLVM resolves, so
     // the accumulators stay in registers).
     for pair in 0..nb.div_ceil(2) {
@@ -121,11 +123,14 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 prefetch_ahead(b, BYTES);
                 let (dw, _) = f16x2_at(b);
                 let vdw = _mm256_set1_ps(dw);
-                let w = _mm256_sub_epi8(nibbles(load16_at(b.add(2))), eight);
-                let mag = _mm256_sign_epi8(w, w);
+                // The nibbles unsigned (0..15) against the signed codes; the offset of 8 comes
+                // off as −8 · (the block's two sums of 16), started in the accumulator's lane 0.
+                let nib = nibbles(load16_at(b.add(2)));
                 for t in 0..N {
-                    let a = _mm256_sign_epi8(load32_at(qs[t].add(BLOCK * i)), w);
-                    let p = dot_u8_i8_acc::<VNNI>(_mm256_setzero_si256(), mag, a);
+                    let sums = _mm_loadu_si32(bsums[t].add(2 * i) as *const u8);
+                    let offset = _mm256_zextsi128_si256(_mm_madd_epi16(sums, minus_eight));
+                    let a = load32_at(qs[t].add(BLOCK * i));
+                    let p = dot_u8_i8_acc::<VNNI>(offset, nib, a);
                     let s = _mm256_mul_ps(vdw, _mm256_broadcast_ss(&*ds[t].add(i)));
                     acc[k][t] = _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(p), acc[k][t]);
                 }
