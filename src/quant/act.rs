@@ -110,6 +110,7 @@ impl Q8Act {
     }
 
     /// The vector borrowed as the kernels take it.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn as_ref(&self) -> ActRef<'_> {
         ActRef {
             qs: &self.qs,
@@ -130,6 +131,7 @@ impl Q8Act {
 
 /// One token's quantized activation, borrowed ([`Q8Act::as_ref`]).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct ActRef<'a> {
     /// The codes.
     pub qs: &'a [i8],
@@ -139,6 +141,7 @@ pub(crate) struct ActRef<'a> {
     pub bsums: &'a [i16],
 }
 
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl ActRef<'_> {
     /// Panics unless the activation covers `blocks` weight blocks of `block` elements, with
     /// one scale per `act_block` elements, and sums per 16 when `sums` (the check a raw-pointer
@@ -157,13 +160,16 @@ impl ActRef<'_> {
 
 /// Tokens per register tile of the integer GEMM with AVX2 (16 vector registers): each
 /// unpacked weight block is multiplied with this many activations before the next is unpacked.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const GEMM_TILE: usize = 4;
 
 /// Tokens per register tile with AVX-512 VNNI, whose kernels have 32 vector registers.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) const GEMM_TILE_VNNI: usize = 8;
 
 /// Rows of `row_bytes` per panel of the integer GEMM: about 256 KiB of packed weights, a share
 /// of a core's L2 cache that leaves room for the tile of activations beside it.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) fn gemm_panel_rows(row_bytes: usize) -> usize {
     (256 * 1024 / row_bytes.max(1)).max(1)
 }
@@ -172,6 +178,7 @@ pub(crate) fn gemm_panel_rows(row_bytes: usize) -> usize {
 /// while every tile of `T` tokens passes over them (a tile's codes stay in L1), so each row
 /// and each token's codes come from memory once per panel, not once per row; `tile` computes
 /// one row against `T` tokens, `one` against the tokens left over.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(crate) fn gemm_tiles<const T: usize>(
     rows: &[u8],
@@ -882,7 +889,8 @@ mod kernel_tests {
         }
     }
 
-    /// A format's integer GEMM at every level this CPU runs.
+    /// A format's integer GEMM at every level this CPU runs (the tiled formats' x86 kernels).
+    #[cfg(target_arch = "x86_64")]
     fn gemm_variants(f: WeightFormat) -> Vec<(&'static str, crate::quant::IntGemmRowsFn)> {
         use crate::quant::*;
         match f {
@@ -900,6 +908,7 @@ mod kernel_tests {
     /// matrix-vector product's result, bit for bit, at every level: 19 tokens make whole tiles
     /// and a remainder, and 300 rows more than one panel of rows.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn tiled_gemms_equal_one_token_at_a_time_at_every_level() {
         let (rows, cols, n) = (300, 4096, 19);
         for f in ["q8_0", "q6_k", "q4_0", "q4_k", "q3_k", "q2_k"] {

@@ -111,6 +111,8 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     // Blocks in pairs, k = 0, 1 each into its own accumulator (indices LLVM resolves, so
     // the accumulators stay in registers).
     for pair in 0..nb.div_ceil(2) {
+        // Indexed by k on purpose: constant indices after unrolling keep acc in registers.
+        #[allow(clippy::needless_range_loop)]
         for k in 0..2 {
             let i = 2 * pair + k;
             if i == nb {
