@@ -141,20 +141,36 @@ pub(crate) struct ActRef<'a> {
     pub bsums: &'a [i16],
 }
 
+/// A tile's activations as raw pointers, checked once before a kernel's block loop (which then
+/// reads through them without bounds checks or reloading the slices).
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-impl ActRef<'_> {
-    /// Panics unless the activation covers `blocks` weight blocks of `block` elements, with
-    /// one scale per `act_block` elements, and sums per 16 when `sums` (the check a raw-pointer
-    /// kernel makes once, before its loop).
+pub(crate) struct TilePtrs<const N: usize> {
+    /// Each token's codes.
+    pub qs: [*const i8; N],
+    /// Each token's block scales.
+    pub ds: [*const f32; N],
+    /// Each token's sums per 16.
+    pub bsums: [*const i16; N],
+}
+
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+impl<const N: usize> TilePtrs<N> {
+    /// The pointers of `acts`; panics unless every activation covers `blocks` weight blocks of
+    /// `block` elements, with one scale per `block` elements and sums per 16 when `sums`.
     #[inline(always)]
-    pub(crate) fn check(&self, blocks: usize, block: usize, act_block: usize, sums: bool) {
+    pub(crate) fn new(acts: &[ActRef<'_>; N], blocks: usize, block: usize, sums: bool) -> Self {
         let n = blocks * block;
-        assert!(
-            self.qs.len() >= n
-                && self.d.len() >= n / act_block
-                && (!sums || self.bsums.len() >= n / 16),
-            "an activation of at least {n} codes"
-        );
+        for a in acts {
+            assert!(
+                a.qs.len() >= n && a.d.len() >= blocks && (!sums || a.bsums.len() >= n / 16),
+                "an activation of at least {n} codes"
+            );
+        }
+        TilePtrs {
+            qs: std::array::from_fn(|t| acts[t].qs.as_ptr()),
+            ds: std::array::from_fn(|t| acts[t].d.as_ptr()),
+            bsums: std::array::from_fn(|t| acts[t].bsums.as_ptr()),
+        }
     }
 }
 

@@ -274,3 +274,29 @@ pub(crate) fn prefetch_ahead(b: *const u8, bytes: usize) {
         off += 64;
     }
 }
+
+/// Sixteen `i16` lanes (a super-block's 16 scales) as two vectors, each holding eight of them in
+/// both 128-bit halves: the scales of the block's first 128 weights, then of its last, ready
+/// for [`broadcast_i16_lanes`].
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn scale_halves(v: __m256i) -> [__m256i; 2] {
+    [
+        _mm256_permute4x64_epi64::<0x44>(v),
+        _mm256_permute4x64_epi64::<0xee>(v),
+    ]
+}
+
+/// The four 2-bit planes of 32 bytes (bits 0-1, 2-3, 4-5, 6-7 of each byte), each as bytes
+/// 0..3: the low bits of Q2_K's and Q3_K's codes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(crate) fn planes2(bits: __m256i) -> [__m256i; 4] {
+    let m2 = _mm256_set1_epi8(3);
+    [
+        _mm256_and_si256(bits, m2),
+        _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m2),
+        _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m2),
+        _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m2),
+    ]
+}

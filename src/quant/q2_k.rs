@@ -193,20 +193,14 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
     use super::avx2::{
-        broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc,
-        prefetch_ahead,
+        broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc, planes2,
+        prefetch_ahead, scale_halves,
     };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
-    for a in acts {
-        a.check(nb, BLOCK, BLOCK, true);
-    }
-    // Each token's pointers, taken once: the loop reads through them without reloading.
-    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
-    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
-    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
+    let super::act::TilePtrs { qs, ds, bsums } = super::act::TilePtrs::new(acts, nb, BLOCK, true);
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
-    let (m4, m2) = unsafe { (_mm_set1_epi8(0x0f), _mm256_set1_epi8(3)) };
+    let m4 = unsafe { _mm_set1_epi8(0x0f) };
     for i in 0..nb {
         // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
         // super-blocks of codes, scales and sums (checked above).
@@ -218,19 +212,11 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
             let sc = load16_at(b);
             let scales = _mm256_cvtepu8_epi16(_mm_and_si128(sc, m4));
             let mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(sc), m4));
-            let halves = [
-                _mm256_permute4x64_epi64::<0x44>(scales),
-                _mm256_permute4x64_epi64::<0xee>(scales),
-            ];
+            let halves = scale_halves(scales);
             let mut sumi = [_mm256_setzero_si256(); N];
             for (h, &half) in halves.iter().enumerate() {
                 let bits = load32_at(b.add(16 + 32 * h));
-                let planes = [
-                    _mm256_and_si256(bits, m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m2),
-                ];
+                let planes = planes2(bits);
                 for (j, &codes) in planes.iter().enumerate() {
                     let s = broadcast_i16_lanes(half, 2 * j, 2 * j + 1);
                     for t in 0..N {

@@ -173,19 +173,14 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     acts: &[super::act::ActRef<'_>; N],
 ) -> [f32; N] {
     use super::avx2::{
-        broadcast_i16_lanes, f16x2_at, hsum_each, load32_at, madd_i16_acc, prefetch_ahead, u32_at,
+        broadcast_i16_lanes, f16x2_at, hsum_each, load32_at, madd_i16_acc, planes2, prefetch_ahead,
+        scale_halves, u32_at,
     };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
-    for a in acts {
-        a.check(nb, BLOCK, BLOCK, true);
-    }
-    // Each token's pointers, taken once: the loop reads through them without reloading.
-    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
-    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
-    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
+    let super::act::TilePtrs { qs, ds, bsums } = super::act::TilePtrs::new(acts, nb, BLOCK, true);
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
-    let (m2, four) = unsafe { (_mm256_set1_epi8(3), _mm256_set1_epi8(4)) };
+    let four = unsafe { _mm256_set1_epi8(4) };
     for i in 0..nb {
         // SAFETY: block i of the row is in bounds (i < nb), and every activation holds nb
         // super-blocks of codes, scales and sums (checked above).
@@ -208,10 +203,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 )),
                 _mm256_set1_epi16(32),
             );
-            let halves = [
-                _mm256_permute4x64_epi64::<0x44>(sc),
-                _mm256_permute4x64_epi64::<0xee>(sc),
-            ];
+            let halves = scale_halves(sc);
             let hm = load32_at(b);
             let mut sumi = [_mm256_setzero_si256(); N];
             for t in 0..N {
@@ -221,12 +213,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
             }
             for (h, &half) in halves.iter().enumerate() {
                 let bits = load32_at(b.add(32 + 32 * h));
-                let planes = [
-                    _mm256_and_si256(bits, m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<2>(bits), m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(bits), m2),
-                    _mm256_and_si256(_mm256_srli_epi16::<6>(bits), m2),
-                ];
+                let planes = planes2(bits);
                 for (j, &plane) in planes.iter().enumerate() {
                     let bit = _mm256_set1_epi8((1u8 << (4 * h + j)) as i8);
                     let high =

@@ -124,13 +124,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
-    for a in acts {
-        a.check(nb, BLOCK, BLOCK, true);
-    }
-    // Each token's pointers, taken once: the loop reads through them without reloading.
-    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
-    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
-    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
+    let super::act::TilePtrs { qs, ds, bsums } = super::act::TilePtrs::new(acts, nb, BLOCK, true);
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
     let m4 = unsafe { _mm256_set1_epi8(0x0f) };
     for i in 0..nb {

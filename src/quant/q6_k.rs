@@ -133,17 +133,11 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
 ) -> [f32; N] {
     use super::avx2::{
         broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc,
-        prefetch_ahead,
+        prefetch_ahead, scale_halves,
     };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
-    for a in acts {
-        a.check(nb, BLOCK, BLOCK, true);
-    }
-    // Each token's pointers, taken once: the loop reads through them without reloading.
-    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
-    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
-    let bsums: [*const i16; N] = std::array::from_fn(|t| acts[t].bsums.as_ptr());
+    let super::act::TilePtrs { qs, ds, bsums } = super::act::TilePtrs::new(acts, nb, BLOCK, true);
     let mut acc = unsafe { [_mm256_setzero_ps(); N] };
     let (m4, m2) = unsafe { (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(3)) };
     for i in 0..nb {
@@ -162,10 +156,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
                 sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32::<5>(corr));
             }
             // The eight scales of each half in both 128-bit lanes.
-            let halves = [
-                _mm256_permute4x64_epi64::<0x44>(scales),
-                _mm256_permute4x64_epi64::<0xee>(scales),
-            ];
+            let halves = scale_halves(scales);
             for (h, &half) in halves.iter().enumerate() {
                 let l0 = load32_at(b.add(64 * h));
                 let l1 = load32_at(b.add(64 * h + 32));

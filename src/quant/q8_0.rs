@@ -74,12 +74,8 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
     use super::avx2::{dot_u8_i8_acc, f16x2_at, hsum_each, load32_at, prefetch_ahead};
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
-    for a in acts {
-        a.check(nb, BLOCK, BLOCK, false);
-    }
-    // Each token's pointers, taken once: the loop reads through them without reloading.
-    let qs: [*const i8; N] = std::array::from_fn(|t| acts[t].qs.as_ptr());
-    let ds: [*const f32; N] = std::array::from_fn(|t| acts[t].d.as_ptr());
+    let super::act::TilePtrs { qs, ds, bsums: _ } =
+        super::act::TilePtrs::new(acts, nb, BLOCK, false);
     // Two accumulators per token, even and odd blocks: one fused multiply-add per 32 weights
     // would otherwise wait on the last one's latency.
     let mut acc = unsafe { [[_mm256_setzero_ps(); N]; 2] };
