@@ -409,8 +409,9 @@ fn calibration_summary(
         .zip(&samples.loaded_kernel_ns)
     {
         s.push_str(&format!(
-            "{f} expert kernels on the bytes just read: {:.1} % slower ({} kernels)\n",
-            100.0 * x,
+            "{f} expert kernels on the bytes just read: {:.1} % {} ({} kernels)\n",
+            100.0 * x.abs(),
+            if *x < 0.0 { "faster" } else { "slower" },
             ns.len()
         ));
     }

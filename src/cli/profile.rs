@@ -395,7 +395,7 @@ fn show(
                 per.join(", ")
             ));
         }
-        let after_load = c.expert_slowdown_after_load.iter().any(|&x| x > 0.0);
+        let after_load = c.expert_slowdown_after_load.iter().any(|&x| x != 0.0);
         let mut columns = vec![
             ("class", Align::Left),
             ("expert GEMV weights/s", Align::Right),
@@ -414,7 +414,7 @@ fn show(
                 format!("{:.1}", c.crossover_tokens(class)),
             ];
             if after_load {
-                row.push(format!("+{:.1} %", 100.0 * c.expert_slowdown_after_load[i]));
+                row.push(format!("{:+.1} %", 100.0 * c.expert_slowdown_after_load[i]));
             }
             t.row(row);
         }

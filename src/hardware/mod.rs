@@ -155,7 +155,7 @@ pub struct Compute {
     /// [`ComputeClass`] (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_while_transferring: [f64; 6],
     /// The first kernel on an expert after it arrives over a link takes `1 + this` times as
-    /// long, per [`ComputeClass`] (indexed as `ComputeClass::ALL`).
+    /// long (negative: shorter), per [`ComputeClass`] (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],
     /// Provenance of the energy figure.
     pub energy_calibrated: Calibration,

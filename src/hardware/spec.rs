@@ -247,8 +247,9 @@ pub struct ComputeSpec {
     #[serde(default, skip_serializing_if = "SlowdownSpec::is_zero")]
     pub expert_slowdown_while_transferring: SlowdownSpec,
     /// How much slower the first kernel on an expert's weights runs after they arrive over a
-    /// link (written by DMA or another core, they are cold in this core's caches), as a
-    /// fraction per compute class. Default 0.
+    /// link, as a fraction per compute class: positive when the arrival leaves them cold in this
+    /// core's caches (written by DMA or another core), negative when it leaves them warmer than
+    /// weights read from memory (a copy that went through the last-level cache). Default 0.
     #[serde(default, skip_serializing_if = "FormatFractionSpec::is_zero")]
     pub expert_slowdown_after_load: FormatFractionSpec,
     /// How the energy figure was obtained, when it differs from the throughput figures (a
@@ -802,17 +803,20 @@ fn validate_compute(
             *slot,
         ));
     }
-    let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
-    for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
-        *slot = c.expert_slowdown_after_load.get(class);
-        fractions.push((
-            key(&format!("expert_slowdown_after_load.{}", class.name())),
-            *slot,
-        ));
-    }
     for (k, x) in fractions {
         if !(x.is_finite() && (0.0..=10.0).contains(&x)) {
             return Err(err(&k, format!("must be a fraction in [0, 10], got {x}")));
+        }
+    }
+    // After a load the first kernel may also run faster (at most 10 times: -0.9).
+    let mut expert_slowdown_after_load = [0.0; ComputeClass::ALL.len()];
+    for (slot, class) in expert_slowdown_after_load.iter_mut().zip(ComputeClass::ALL) {
+        *slot = c.expert_slowdown_after_load.get(class);
+        if !(slot.is_finite() && (-0.9..=10.0).contains(slot)) {
+            return Err(err(
+                &key(&format!("expert_slowdown_after_load.{}", class.name())),
+                format!("must be a fraction in [-0.9, 10], got {slot}"),
+            ));
         }
     }
     Ok(Compute {

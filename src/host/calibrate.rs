@@ -270,18 +270,27 @@ pub struct ReadSamples {
     pub loaded_kernel_ns: Vec<f64>,
 }
 
-/// The fraction by which kernels of one kind (`what`: during reads, on bytes just read) are
-/// slower than kernels timed alone over resident experts: the ratio of the medians, less one;
-/// the reason when the samples cannot say. A ratio below one (no slower) gives 0.
+/// The fraction by which kernels of one kind (`what`: during reads) are slower than kernels
+/// timed alone over resident experts: the ratio of the medians, less one; the reason when the
+/// samples cannot say. A ratio below one (no slower) gives 0: a read in flight does not speed
+/// a kernel up.
 pub fn fit_slowdown(what: &str, slowed_ns: &[f64], alone_ns: &[f64]) -> Result<f64, String> {
-    if slowed_ns.len() < 3 || alone_ns.len() < 3 {
+    fit_change(what, slowed_ns, alone_ns).map(|x| x.max(0.0))
+}
+
+/// The fraction by which kernels of one kind (`what`: on bytes just read) are slower than
+/// kernels timed alone over resident experts, negative when they are faster (bytes a read just
+/// wrote can sit in the last-level cache, where weights visited in a scattered order do not):
+/// the ratio of the medians, less one, never below -0.9; the reason when the samples cannot say.
+pub fn fit_change(what: &str, changed_ns: &[f64], alone_ns: &[f64]) -> Result<f64, String> {
+    if changed_ns.len() < 3 || alone_ns.len() < 3 {
         return Err(format!(
             "too few kernels {what} (need 3 and 3 alone; are reads shorter than kernels?)"
         ));
     }
-    let slowed = fit_rate(1.0, slowed_ns, &format!("kernels {what}"))?;
+    let changed = fit_rate(1.0, changed_ns, &format!("kernels {what}"))?;
     let alone = fit_rate(1.0, alone_ns, "kernels alone")?;
-    Ok((alone / slowed - 1.0).max(0.0))
+    Ok((alone / changed - 1.0).max(-0.9))
 }
 
 /// Times copies of a `bytes`-byte buffer, `repeats` times.
@@ -561,6 +570,13 @@ mod tests {
         assert!((x - 0.12).abs() < 1e-9, "{x}");
         // Faster under the condition: no slowdown, not a speed-up.
         assert_eq!(fit_slowdown("during reads", &alone, &slowed).unwrap(), 0.0);
+        // A change may be a speed-up (bytes just read, still cached), down to -0.9.
+        let x = fit_change("on bytes just read", &alone, &slowed).unwrap();
+        assert!((x - (1000.0 / 1120.0 - 1.0)).abs() < 1e-9, "{x}");
+        assert_eq!(
+            fit_change("on bytes just read", &[100.0; 3], &alone).unwrap(),
+            -0.9
+        );
         // Too few samples, or samples that cannot be timings.
         let e = fit_slowdown("during reads", &slowed[..2], &alone).unwrap_err();
         assert!(e.contains("too few"), "{e}");

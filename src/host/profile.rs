@@ -26,7 +26,7 @@ pub struct Figures {
     pub batched_rates: Vec<(WeightFormat, f64)>,
     /// Kernels during reads, as a fraction, per format.
     pub slowdown_while_transferring: Vec<(WeightFormat, f64)>,
-    /// Kernels on bytes just read, as a fraction, per format.
+    /// Kernels on bytes just read, as a fraction (negative: faster), per format.
     pub slowdown_after_load: Vec<(WeightFormat, f64)>,
     /// Expert read times over their round's median, as the disk link's time distribution
     /// (none from fewer than 10 reads).
@@ -161,7 +161,7 @@ pub fn fit_profile(
     }
     let mut slowdown_after_load = Vec::new();
     for (f, ns) in &samples.loaded_kernel_ns {
-        let x = calibrate::fit_slowdown("on bytes just read", ns, alone_of(*f))
+        let x = calibrate::fit_change("on bytes just read", ns, alone_of(*f))
             .map_err(|r| bad(&format!("{f} kernels on bytes just read"), r))?;
         slowdown_after_load.push((*f, x));
     }

@@ -230,6 +230,10 @@ pub struct ValidateRow {
     pub measured_wait_ns_per_token: f64,
     /// The predicted stall per token.
     pub predicted_stall_ns_per_token: f64,
+    /// The real decode's read time per miss (its I/O thread's wall time per expert read).
+    pub measured_read_ns_per_miss: f64,
+    /// The predicted link time per transfer (its channel's busy time per transfer).
+    pub predicted_read_ns_per_miss: f64,
     /// Cache hits of the real decode.
     pub measured_hits: u64,
     /// Cache hits of the simulation (equal: the same cache code in the same order).
@@ -511,6 +515,13 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
             predicted_stall_ns_per_token: per_sim_token(
                 sim.as_ref().map_or(0, |s| s.decode_stall_ns),
             ),
+            measured_read_ns_per_miss: real.read_ns as f64 / real.misses.max(1) as f64,
+            predicted_read_ns_per_miss: sim.as_ref().map_or(nan, |s| {
+                let (busy, n) = s.links.iter().fold((0u64, 0u64), |(b, n), l| {
+                    (b + l.busy_channel_ns, n + l.transfers)
+                });
+                busy as f64 / n.max(1) as f64
+            }),
             measured_hits: real.hits,
             predicted_hits: p_hits,
             misses: real.misses,
@@ -718,6 +729,8 @@ mod tests {
             predicted_compute_ns_per_token: 1.0,
             measured_wait_ns_per_token: 0.0,
             predicted_stall_ns_per_token: 0.0,
+            measured_read_ns_per_miss: 0.0,
+            predicted_read_ns_per_miss: 0.0,
             measured_hits: 1,
             predicted_hits: 1,
             misses: 1,

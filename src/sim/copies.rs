@@ -22,7 +22,7 @@ pub(super) struct Copies {
     pub prefetched: Vec<bool>,
     /// Ladder step of each copy (dynamic precision).
     pub resident_step: Vec<u8>,
-    /// Arrived over a link and not computed since (`expert_slowdown_after_load > 0` only;
+    /// Arrived over a link and not computed since (`expert_slowdown_after_load != 0` only;
     /// empty otherwise).
     pub cold: Vec<bool>,
 }

@@ -198,7 +198,7 @@ impl<'a> Sim<'a> {
             copies: Copies::new(
                 n,
                 |g| s.placement[g] as usize == s.compute_tier,
-                s.expert_slowdown_after_load.iter().any(|&f| f > 0.0),
+                s.expert_slowdown_after_load.iter().any(|&f| f != 0.0),
             ),
             prefetch: Prefetching {
                 predictor: o.prefetch.build(l, e),

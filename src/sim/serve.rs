@@ -29,7 +29,7 @@ impl Sim<'_> {
                 bytes: sh.bytes,
                 compute_ns: sh.compute_ns,
                 mac_ns: sh.mac_ns,
-                cold_ns: 0,
+                after_load_ns: 0,
             });
             if !sh.resident {
                 self.transfers.issue(
@@ -128,7 +128,7 @@ impl Sim<'_> {
                     bytes,
                     compute_ns,
                     mac_ns,
-                    cold_ns: 0,
+                    after_load_ns: 0,
                 });
                 self.count_hit(p.prefill, home);
                 self.note_format(p.prefill, format);
@@ -153,10 +153,10 @@ impl Sim<'_> {
                 _ => (bytes, compute_ns, mac_ns, format),
             };
             self.note_format(p.prefill, format);
-            let cold_ns = if self.copies.cold.is_empty() {
+            let after_load_ns = if self.copies.cold.is_empty() {
                 0
             } else {
-                s.cold_extra_ns(compute_ns, format)
+                s.after_load_ns(compute_ns, format)
             };
             let slot = |state| Slot {
                 object: g,
@@ -165,7 +165,7 @@ impl Sim<'_> {
                 bytes,
                 compute_ns,
                 mac_ns,
-                cold_ns,
+                after_load_ns,
             };
             match (lookup, self.copies.status[gu]) {
                 (Lookup::Hit, Status::Ready) => {
@@ -267,7 +267,7 @@ impl Sim<'_> {
             bytes,
             compute_ns: ip.expert_compute_ns[gu],
             mac_ns: ip.expert_mac_ns[gu],
-            cold_ns: 0,
+            after_load_ns: 0,
         });
         self.in_place.push(i, ip.kernel_ns(gu, tokens));
         if prefill {

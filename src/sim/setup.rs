@@ -405,8 +405,9 @@ impl SimSetup {
         })
     }
 
-    /// Extra time of the first kernel (per token) on a copy in `format` after it arrives.
-    pub fn cold_extra_ns(&self, compute_ns: TimeNs, format: WeightFormat) -> TimeNs {
+    /// Time added to the first kernel (per token) on a copy in `format` after it arrives;
+    /// negative when the arrival leaves the weights warm (the kernel is shorter).
+    pub fn after_load_ns(&self, compute_ns: TimeNs, format: WeightFormat) -> i64 {
         let Some(class) = format.compute_class() else {
             return 0;
         };
@@ -414,12 +415,7 @@ impl SimSetup {
             .iter()
             .position(|&c| c == class)
             .expect("every class is in ALL");
-        let f = self.expert_slowdown_after_load[i];
-        if f > 0.0 {
-            (compute_ns as f64 * f).ceil() as TimeNs
-        } else {
-            0
-        }
+        (compute_ns as f64 * self.expert_slowdown_after_load[i]).ceil() as i64
     }
 
     /// Resolves `options` for `moe` on `profile`. `popularity[layer * experts + e]` is how

@@ -35,8 +35,8 @@ pub(super) struct Slot {
     pub bytes: u64,
     pub compute_ns: TimeNs,
     pub mac_ns: TimeNs,
-    /// Extra kernel time if the copy just arrived.
-    pub cold_ns: TimeNs,
+    /// Kernel time added (negative: saved) if the copy just arrived.
+    pub after_load_ns: i64,
 }
 
 /// The expert work of the current layer step.
@@ -206,15 +206,16 @@ impl Sim<'_> {
                 )
             } else {
                 let g = sl.object as usize;
-                // The first pass over weights that just arrived is slower (once: the kernel's
-                // other tokens find them warm).
-                let mut cold_ns = 0;
+                // The first pass over weights that just arrived is slower, or faster (once: the
+                // kernel's other tokens find them as the first pass left them).
+                let mut after_load_ns = 0;
                 if self.copies.cold.get(g).copied().unwrap_or(false) {
                     self.copies.cold[g] = false;
-                    cold_ns = sl.cold_ns;
+                    after_load_ns = sl.after_load_ns;
                 }
                 (
-                    s.kernel_ns(sl.compute_ns, sl.mac_ns, sl.tokens) + cold_ns,
+                    s.kernel_ns(sl.compute_ns, sl.mac_ns, sl.tokens)
+                        .saturating_add_signed(after_load_ns),
                     sl.bytes,
                     s.expert_macs[g],
                     SpanKind::Expert,

@@ -215,7 +215,21 @@ fn contention_fractions_out_of_range_are_rejected() {
         &[
             path.to_str().unwrap(),
             "compute.expert_slowdown_after_load.q4",
-            "[0, 10]",
+            "[-0.9, 10]",
+        ],
+    );
+    let path = variant(
+        "profile_bad_after_load_speedup",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nexpert_slowdown_after_load = { q2 = -0.95 }",
+    );
+    assert_bad_input(
+        &check(&path),
+        &[
+            path.to_str().unwrap(),
+            "compute.expert_slowdown_after_load.q2",
+            "[-0.9, 10]",
+            "-0.95",
         ],
     );
     // Valid fractions check OK.
@@ -237,6 +251,19 @@ fn contention_fractions_out_of_range_are_rejected() {
     );
     assert!(
         run.stdout.contains("first kernel after a load") && run.stdout.contains("+5.0 %"),
+        "{}",
+        run.stdout
+    );
+    // A speed-up after a load (weights left warm by the copy) is valid and shown signed.
+    let path = variant(
+        "profile_good_after_load_speedup",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nexpert_slowdown_after_load = { q4 = -0.2 }",
+    );
+    assert_eq!(check(&path).code, 0);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout.contains("first kernel after a load") && run.stdout.contains("-20.0 %"),
         "{}",
         run.stdout
     );
