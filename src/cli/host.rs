@@ -371,7 +371,7 @@ fn calibration_summary(
     if let Some(d) = &fit.figures.read_time_distribution {
         let q = |u: f64| d.factor(u);
         s.push_str(&format!(
-            "disk read times as the link's time distribution (over the round's median, {} reads): p10 {:.2}, p50 {:.2}, p90 {:.2}, p99 {:.2}, max {:.2}; mean {:.3}\n",
+            "disk read times as the link's time distribution (over the round's median, {} reads): p10 {:.2}, p50 {:.2}, p90 {:.2}, p99 {:.2}, p100 {:.2} (placed so that the last segment averages as the reads did); mean {:.3}\n",
             samples.large_over_median.len(),
             q(0.1),
             q(0.5),
