@@ -415,6 +415,23 @@ fn calibration_summary(
             ns.len()
         ));
     }
+    for (f, r) in &fit.figures.cached_rates {
+        s.push_str(&format!(
+            "{f} expert kernels cycling through {} experts (weights in the last-level cache): {:.3} G weights/s\n",
+            crate::host::calibrate::WARM_EXPERTS,
+            r * 1e-9
+        ));
+    }
+    match fit.figures.weights_cache_bytes {
+        Some(b) => s.push_str(&format!(
+            "last-level cache for expert weights: {:.1} MB of weights computed since an expert's last kernel keep it cached (from {} kernels on experts drawn at random)\n",
+            b * 1e-6,
+            samples.random_kernel_ns.len()
+        )),
+        None => s.push_str(
+            "last-level cache for expert weights: none measured (random visits ran no faster than the scattered one)\n",
+        ),
+    }
     for n in &fit.figures.noisy {
         s.push_str(&format!("noisy (kept, through medians): {n}\n"));
     }

@@ -375,6 +375,18 @@ fn show(
                 String::new()
             }
         ));
+        if let Some(wc) = &c.weights_cache {
+            let per: Vec<String> = crate::quant::format::ComputeClass::ALL
+                .iter()
+                .zip(&wc.expert_weights_per_s)
+                .map(|(class, r)| format!("{} {}", class.name(), format_rate(*r)))
+                .collect();
+            s.push_str(&format!(
+                "last-level cache for expert weights: experts computed within the last {} of expert weights run at {}\n",
+                format_bytes(wc.capacity_bytes as f64),
+                per.join(", ")
+            ));
+        }
         let w = &c.expert_slowdown_while_transferring;
         if w.iter().all(|&x| x == w[0]) {
             if w[0] > 0.0 {

@@ -157,10 +157,24 @@ pub struct Compute {
     /// The first kernel on an expert after it arrives over a link takes `1 + this` times as
     /// long (negative: shorter), per [`ComputeClass`] (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],
+    /// The last-level cache for expert weights, if the profile states one.
+    pub weights_cache: Option<WeightsCache>,
     /// Provenance of the energy figure.
     pub energy_calibrated: Calibration,
     /// Provenance of the throughput figures.
     pub calibrated: Calibration,
+}
+
+/// A compute unit's last-level cache as it serves expert weights: an expert whose kernel ran
+/// within the last `capacity_bytes` of expert weights computed runs at the cached rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WeightsCache {
+    /// Bytes of expert weights computed since an expert's last kernel up to which its weights
+    /// are still cached.
+    pub capacity_bytes: u64,
+    /// Expert GEMV throughput on cached weights per [`ComputeClass`] (indexed as
+    /// `ComputeClass::ALL`).
+    pub expert_weights_per_s: [f64; 6],
 }
 
 impl Compute {

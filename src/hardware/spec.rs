@@ -252,6 +252,11 @@ pub struct ComputeSpec {
     /// weights read from memory (a copy that went through the last-level cache). Default 0.
     #[serde(default, skip_serializing_if = "FormatFractionSpec::is_zero")]
     pub expert_slowdown_after_load: FormatFractionSpec,
+    /// The unit's last-level cache as it serves expert weights: an expert whose kernel ran
+    /// within the last `capacity_bytes` of expert weights computed finds its weights cached and
+    /// runs at the cached rate. Default: none (every kernel at `expert_weights_per_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_cache: Option<WeightsCacheSpec>,
     /// How the energy figure was obtained, when it differs from the throughput figures (a
     /// measured throughput with a sourced energy, say); default: as `calibrated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -276,6 +281,18 @@ pub struct FormatThroughputSpec {
     pub q2: f64,
     /// Ternary weights (TQ1_0, TQ2_0).
     pub ternary: f64,
+}
+
+/// A compute unit's last-level cache for expert weights, as written in TOML
+/// (`[compute.weights_cache]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsCacheSpec {
+    /// Bytes of expert weights computed since an expert's last kernel up to which its weights
+    /// are still cached: an effective capacity, for weights, not the cache's size.
+    pub capacity_bytes: f64,
+    /// Expert GEMV throughput per class on cached weights, in weights per second.
+    pub expert_weights_per_s: FormatThroughputSpec,
 }
 
 /// A fraction per compute class (missing classes: 0).
@@ -819,8 +836,35 @@ fn validate_compute(
             ));
         }
     }
+    let weights_cache = match &c.weights_cache {
+        None => None,
+        Some(w) => {
+            CAPACITY
+                .check(w.capacity_bytes)
+                .map_err(|r| err(&key("weights_cache.capacity_bytes"), r))?;
+            let mut rates = [0.0; ComputeClass::ALL.len()];
+            for (slot, class) in rates.iter_mut().zip(ComputeClass::ALL) {
+                let value = w.expert_weights_per_s.get(class);
+                WEIGHT_RATE.check(value).map_err(|r| {
+                    err(
+                        &key(&format!(
+                            "weights_cache.expert_weights_per_s.{}",
+                            class.name()
+                        )),
+                        r,
+                    )
+                })?;
+                *slot = value;
+            }
+            Some(super::WeightsCache {
+                capacity_bytes: w.capacity_bytes.round() as u64,
+                expert_weights_per_s: rates,
+            })
+        }
+    };
     Ok(Compute {
         cores: c.cores as u32,
+        weights_cache,
         expert_weights_per_s,
         dense_weights_per_s: c.dense_weights_per_s,
         peak_macs_per_s,

@@ -293,6 +293,43 @@ pub fn fit_change(what: &str, changed_ns: &[f64], alone_ns: &[f64]) -> Result<f6
     Ok((alone / changed - 1.0).max(-0.9))
 }
 
+/// The last-level cache's capacity for expert weights, in bytes, under the simulator's rule
+/// (an expert is cached when at most that many bytes of expert weights were computed since its
+/// last kernel): from kernel times over the scattered visit (`cold_ns`, every expert's reuse
+/// distance the whole store of `store_experts`: none cached), cycling through a few experts
+/// (`warm_ns`) and on experts drawn uniformly at random from `drawn_from` of `expert_bytes`
+/// each (`random_ns`). The share of random draws that ran cached is
+/// `h = (cold - random) / (cold - warm)` (medians); under the rule a draw is cached when at most
+/// `K` other draws came since the same expert's last, `h = 1 - (1 - 1/n)^(K + 1)` with
+/// `n = drawn_from`, so `K = ln(1 - h) / ln(1 - 1/n) - 1` experts' bytes. `None` when the
+/// samples show no cache (`K <= 0`, or a warm kernel no faster than a cold one) or are too
+/// few; at most the store less two experts (the scattered visit, `store_experts - 1` other
+/// experts between two kernels of one, stays uncached).
+pub fn fit_weights_cache(
+    cold_ns: &[f64],
+    warm_ns: &[f64],
+    random_ns: &[f64],
+    drawn_from: usize,
+    store_experts: usize,
+    expert_bytes: u64,
+) -> Option<f64> {
+    if cold_ns.len() < 3 || warm_ns.len() < 3 || random_ns.len() < 3 || drawn_from < 2 {
+        return None;
+    }
+    let (cold, warm, random) = (median(cold_ns), median(warm_ns), median(random_ns));
+    if warm.partial_cmp(&cold) != Some(std::cmp::Ordering::Less) {
+        return None;
+    }
+    let h = ((cold - random) / (cold - warm)).min(1.0 - 1e-6);
+    if h.is_nan() || h <= 0.0 {
+        return None;
+    }
+    let n = drawn_from as f64;
+    let k = (1.0 - h).ln() / (1.0 - 1.0 / n).ln() - 1.0;
+    let most = ((store_experts as f64 - 2.0) * expert_bytes as f64).max(1.0);
+    (k > 0.0).then(|| (k * expert_bytes as f64).clamp(1.0, most))
+}
+
 /// Times copies of a `bytes`-byte buffer, `repeats` times.
 pub fn measure_copy(bytes: usize, repeats: usize) -> Vec<f64> {
     let src = vec![1u8; bytes];
@@ -328,6 +365,10 @@ pub struct KernelBench {
     hs: Vec<f32>,
     ys: Vec<f32>,
 }
+
+/// Experts a warm kernel timing cycles through ([`KernelBench::time_warm`]): 8 experts of the
+/// micro-MoE are 8-14 MB, past a core's L2 and within a server's or desktop's last-level cache.
+pub const WARM_EXPERTS: usize = 8;
 
 /// Tokens of a batched kernel timing ([`KernelBench::time_batched`]): prefill-sized work whose
 /// rate becomes the profile's `peak_macs_per_s`.
@@ -447,6 +488,66 @@ impl KernelBench {
             .collect()
     }
 
+    /// Times `repeats` SwiGLUs cycling through [`WARM_EXPERTS`] experts (after one untimed
+    /// cycle): more weights than a core's own caches hold, few enough for the last-level
+    /// cache, the rate it gives.
+    pub fn time_warm(&mut self, repeats: usize) -> Vec<f64> {
+        let first = self.next;
+        let n = self.bufs.len();
+        let (shape, kernel) = (self.shape, self.kernel);
+        let (pool, bufs, h, y) = (&self.pool, &self.bufs, &self.h, &mut self.y);
+        let warm = WARM_EXPERTS.min(n);
+        let mut run = |k: usize| {
+            let i = (first + k % warm) % n;
+            run_kernel(shape, kernel, pool, bufs[i].as_slice(), h, y)
+        };
+        (0..warm).for_each(&mut run);
+        (0..repeats)
+            .map(|k| {
+                let t = Instant::now();
+                run(k);
+                t.elapsed().as_nanos() as f64
+            })
+            .collect()
+    }
+
+    /// Times `repeats` expert SwiGLUs on experts drawn uniformly at random from half the store
+    /// ([`KernelBench::random_pool`] experts: every other one; draw `k` from `seed`): the rate
+    /// between the scattered visit's and the cached one that gives the last-level cache's
+    /// capacity ([`fit_weights_cache`]). (Draws over the whole store of the development VM,
+    /// 226 MB, ran 2-10 % faster than the scattered visit, too little to fit; over half of it,
+    /// 40-55 % faster.) The first `2 * pool` draws run untimed, so that the cache holds what
+    /// the draws themselves leave in it, not what the scattered visit did.
+    pub fn time_random(&mut self, repeats: usize, seed: u64) -> Vec<f64> {
+        let pool = self.random_pool() as u64;
+        let warm_up = 2 * pool;
+        (0..warm_up + repeats as u64)
+            .filter_map(|k| {
+                let i = 2 * (crate::seed::derive_seed(seed, k) % pool) as usize;
+                let t = Instant::now();
+                run_kernel(
+                    self.shape,
+                    self.kernel,
+                    &self.pool,
+                    self.bufs[i].as_slice(),
+                    &self.h,
+                    &mut self.y,
+                );
+                (k >= warm_up).then(|| t.elapsed().as_nanos() as f64)
+            })
+            .collect()
+    }
+
+    /// Experts in the store.
+    pub fn experts(&self) -> usize {
+        self.bufs.len()
+    }
+
+    /// Experts [`KernelBench::time_random`] draws from: half the store (at least 1).
+    pub fn random_pool(&self) -> usize {
+        self.bufs.len().div_ceil(2).max(1)
+    }
+
     /// Times `repeats` expert SwiGLUs, continuing the scattered visit where the last call
     /// stopped.
     pub fn time(&mut self, repeats: usize) -> Vec<f64> {
@@ -558,6 +659,34 @@ mod tests {
         );
         assert_eq!(
             fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![2_000e3; 3])]),
+            None
+        );
+    }
+
+    #[test]
+    fn the_weights_cache_capacity_inverts_the_random_visits_hit_share() {
+        // Draws from 128 of a store's 256 experts of 1 MB; kernels 200 µs from memory, 100 µs
+        // cached; a cache of 40 experts' bytes caches a share 1 - (127/128)^41 of the draws.
+        let (n, bytes) = (128usize, 1_000_000u64);
+        let h = 1.0 - (1.0 - 1.0 / n as f64).powi(41);
+        let random = 200.0 - h * 100.0;
+        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[random; 5], n, 2 * n, bytes).unwrap();
+        assert!((c / bytes as f64 - 40.0).abs() < 1e-6, "{c}");
+        // No faster warm, or random draws no faster than the scattered visit: no cache.
+        assert_eq!(
+            fit_weights_cache(&[200.0; 5], &[200.0; 5], &[150.0; 5], n, 2 * n, bytes),
+            None
+        );
+        assert_eq!(
+            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[201.0; 5], n, 2 * n, bytes),
+            None
+        );
+        // Random draws as fast as cached ones: at most the store less two experts.
+        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[100.0; 5], n, 2 * n, bytes).unwrap();
+        assert_eq!(c, 254.0 * bytes as f64);
+        // Too few samples.
+        assert_eq!(
+            fit_weights_cache(&[200.0; 2], &[100.0; 5], &[150.0; 5], n, 2 * n, bytes),
             None
         );
     }

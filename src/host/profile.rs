@@ -28,6 +28,11 @@ pub struct Figures {
     pub slowdown_while_transferring: Vec<(WeightFormat, f64)>,
     /// Kernels on bytes just read, as a fraction (negative: faster), per format.
     pub slowdown_after_load: Vec<(WeightFormat, f64)>,
+    /// Expert kernel rates on cached weights (cycling through a few experts), per format.
+    pub cached_rates: Vec<(WeightFormat, f64)>,
+    /// The last-level cache's capacity for expert weights
+    /// ([`calibrate::fit_weights_cache`]); none when the kernels showed no cache.
+    pub weights_cache_bytes: Option<f64>,
     /// Expert read times over their round's median, as the disk link's time distribution
     /// (none from fewer than 10 reads).
     pub read_time_distribution: Option<TimeDistribution>,
@@ -165,8 +170,30 @@ pub fn fit_profile(
             .map_err(|r| bad(&format!("{f} kernels on bytes just read"), r))?;
         slowdown_after_load.push((*f, x));
     }
+    let mut cached_rates: Vec<(WeightFormat, f64)> = Vec::new();
+    for (f, ns) in &samples.warm_kernel_ns {
+        let what = format!("{f} kernels on cached weights");
+        cached_rates.push((
+            *f,
+            calibrate::fit_rate(params, ns, &what).map_err(|r| bad(&what, r))?,
+        ));
+    }
+    let weights_cache_bytes = calibrate::fit_weights_cache(
+        alone,
+        samples
+            .warm_kernel_ns
+            .iter()
+            .find(|(f, _)| *f == shape.format)
+            .map_or(&[][..], |(_, ns)| &ns[..]),
+        &samples.random_kernel_ns,
+        ((shape.layers * shape.experts) as usize).div_ceil(2),
+        (shape.layers * shape.experts) as usize,
+        shape.expert_bytes(),
+    );
     let figures = Figures {
         link,
+        cached_rates,
+        weights_cache_bytes,
         copy_bytes_per_s: copy,
         rates,
         batched_rates,
@@ -337,6 +364,24 @@ fn profile_text(
         }
     }
     c.peak_macs_per_s = Some(peak);
+    // The last-level cache for weights: the cached rate of the formats measured (never below
+    // their rate from memory), the others claim no gain.
+    c.weights_cache = figures.weights_cache_bytes.map(|capacity_bytes| {
+        let mut cached = c.expert_weights_per_s.clone();
+        for &(f, r) in &figures.cached_rates {
+            if let Some(class) = f
+                .compute_class()
+                .filter(|_| f.rate_between_q4_and_q8().is_none())
+            {
+                let slot = cached.get_mut(class);
+                *slot = r.max(*slot);
+            }
+        }
+        crate::hardware::spec::WeightsCacheSpec {
+            capacity_bytes,
+            expert_weights_per_s: cached,
+        }
+    });
     c.calibrated = measured;
     // Written as one compute unit on the tier it reads, with no launch cost.
     let mut unit = spec.compute.take().expect("taken above");

@@ -39,6 +39,11 @@ pub struct Samples {
     /// Batched kernels ([`calibrate::BATCH_TOKENS`] tokens per expert) over experts held in
     /// memory, per format.
     pub batched_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    /// Kernels cycling through a few experts (their weights cached), per format.
+    pub warm_kernel_ns: Vec<(WeightFormat, Vec<f64>)>,
+    /// Kernels on experts drawn uniformly at random from half the first store (some cached, by
+    /// the last-level cache's capacity).
+    pub random_kernel_ns: Vec<f64>,
     /// Rounds pooled.
     pub rounds: u32,
 }
@@ -67,6 +72,10 @@ impl Samples {
         for (f, ns) in &other.batched_kernel_ns {
             push_to(&mut self.batched_kernel_ns, *f, ns);
         }
+        for (f, ns) in &other.warm_kernel_ns {
+            push_to(&mut self.warm_kernel_ns, *f, ns);
+        }
+        self.random_kernel_ns.extend(&other.random_kernel_ns);
         self.rounds += other.rounds;
     }
 }
@@ -97,6 +106,9 @@ pub const KERNEL_PRECISION: f64 = 0.01;
 
 /// Kernel runs per format a round starts with.
 const KERNEL_RUNS: usize = 100;
+
+/// Kernels on one cached expert timed per format per round.
+const WARM_KERNEL_RUNS: usize = 50;
 
 /// Batched kernels timed per format per round (each is [`calibrate::BATCH_TOKENS`] tokens'
 /// work).
@@ -208,7 +220,16 @@ pub fn calibration_round(
             f,
             &b.time_batched(BATCHED_KERNEL_RUNS),
         );
+        push_to(
+            &mut samples.warm_kernel_ns,
+            f,
+            &b.time_warm(WARM_KERNEL_RUNS),
+        );
     }
+    // The last-level cache's capacity for weights: experts of the first store at random.
+    samples.random_kernel_ns.extend(
+        benches[0].time_random(KERNEL_RUNS, crate::seed::derive_seed(round_seed, u64::MAX)),
+    );
     samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;
     Ok(())

@@ -41,6 +41,7 @@ mod step;
 mod tier_share;
 pub mod timeline;
 mod transfers;
+mod weights_cache;
 
 pub use placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec, Popularity};
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};

@@ -66,6 +66,8 @@ pub(super) struct Sim<'a> {
     pub in_place: InPlaceUnit,
     pub bank: CacheBank,
     pub copies: Copies,
+    /// When each expert's weights were last computed (the profile's `weights_cache` only).
+    pub weights_cache: super::weights_cache::WeightsCacheState,
     pub prefetch: Prefetching,
     pub router: Box<dyn Router>,
     pub arrival_ns: Vec<TimeNs>,
@@ -198,7 +200,10 @@ impl<'a> Sim<'a> {
             copies: Copies::new(
                 n,
                 |g| s.placement[g] as usize == s.compute_tier,
-                s.expert_slowdown_after_load.iter().any(|&f| f != 0.0),
+                s.expert_slowdown_after_load.iter().any(|&f| f != 0.0) || s.weights_cache.is_some(),
+            ),
+            weights_cache: super::weights_cache::WeightsCacheState::new(
+                if s.weights_cache.is_some() { n } else { 0 },
             ),
             prefetch: Prefetching {
                 predictor: o.prefetch.build(l, e),

@@ -30,6 +30,7 @@ impl Sim<'_> {
                 compute_ns: sh.compute_ns,
                 mac_ns: sh.mac_ns,
                 after_load_ns: 0,
+                cached_ns: sh.compute_ns,
             });
             if !sh.resident {
                 self.transfers.issue(
@@ -129,6 +130,10 @@ impl Sim<'_> {
                     compute_ns,
                     mac_ns,
                     after_load_ns: 0,
+                    cached_ns: s
+                        .weights_cache
+                        .as_ref()
+                        .map_or(compute_ns, |w| w.cached_ns(compute_ns, format)),
                 });
                 self.count_hit(p.prefill, home);
                 self.note_format(p.prefill, format);
@@ -158,6 +163,10 @@ impl Sim<'_> {
             } else {
                 s.after_load_ns(compute_ns, format)
             };
+            let cached_ns = s
+                .weights_cache
+                .as_ref()
+                .map_or(compute_ns, |w| w.cached_ns(compute_ns, format));
             let slot = |state| Slot {
                 object: g,
                 tokens,
@@ -166,6 +175,7 @@ impl Sim<'_> {
                 compute_ns,
                 mac_ns,
                 after_load_ns,
+                cached_ns,
             };
             match (lookup, self.copies.status[gu]) {
                 (Lookup::Hit, Status::Ready) => {
@@ -268,6 +278,7 @@ impl Sim<'_> {
             compute_ns: ip.expert_compute_ns[gu],
             mac_ns: ip.expert_mac_ns[gu],
             after_load_ns: 0,
+            cached_ns: ip.expert_compute_ns[gu],
         });
         self.in_place.push(i, ip.kernel_ns(gu, tokens));
         if prefill {

@@ -311,6 +311,8 @@ pub struct SimSetup {
     /// The first kernel on an expert after it arrives takes `1 + this` times as long, per
     /// compute class (indexed as `ComputeClass::ALL`).
     pub expert_slowdown_after_load: [f64; 6],
+    /// The primary unit's last-level cache for expert weights, if its profile states one.
+    pub weights_cache: Option<SimWeightsCache>,
     /// Experts computed where they are stored, when the placement says so.
     pub in_place: Option<InPlace>,
     /// The runtime's fixed cost of every layer step on the primary unit (0 for `ideal`).
@@ -323,6 +325,46 @@ pub struct SimSetup {
     pub serving: super::serving::Serving,
     /// The options.
     pub options: SimOptions,
+}
+
+/// The primary unit's last-level cache for expert weights: a kernel on an expert whose last
+/// kernel ended within `capacity_bytes` of expert weights computed since runs in
+/// `time_factor` times its memory time (the uncached rate over the cached one, per compute
+/// class, indexed as `ComputeClass::ALL`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimWeightsCache {
+    /// Reuse distance, in bytes of expert weights computed, up to which weights are cached.
+    pub capacity_bytes: u64,
+    /// Memory time on cached weights over memory time from the compute tier.
+    pub time_factor: [f64; 6],
+}
+
+impl SimWeightsCache {
+    /// From a unit's figures.
+    pub fn of(c: &crate::hardware::Compute) -> Option<SimWeightsCache> {
+        let w = c.weights_cache.as_ref()?;
+        let mut time_factor = [1.0; 6];
+        for (i, f) in time_factor.iter_mut().enumerate() {
+            *f = c.expert_weights_per_s[i] / w.expert_weights_per_s[i];
+        }
+        Some(SimWeightsCache {
+            capacity_bytes: w.capacity_bytes,
+            time_factor,
+        })
+    }
+
+    /// The memory time of a kernel on cached weights in `format` whose uncached memory time is
+    /// `memory_ns`.
+    pub fn cached_ns(&self, memory_ns: TimeNs, format: WeightFormat) -> TimeNs {
+        let Some(class) = format.compute_class() else {
+            return memory_ns;
+        };
+        let i = crate::quant::format::ComputeClass::ALL
+            .iter()
+            .position(|&c| c == class)
+            .expect("every class is in ALL");
+        (memory_ns as f64 * self.time_factor[i]).ceil() as TimeNs
+    }
 }
 
 /// The unit that computes experts in place, and what it costs to use it.
@@ -1093,6 +1135,7 @@ impl SimSetup {
                 .compute()
                 .expert_slowdown_while_transferring,
             expert_slowdown_after_load: profile.compute().expert_slowdown_after_load,
+            weights_cache: SimWeightsCache::of(profile.compute()),
             primary_unit: profile.units[0].name.clone(),
             in_place,
             layer_overhead_ns: ceil_ns(profile.runtime.layer_overhead_ns),

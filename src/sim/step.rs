@@ -37,6 +37,9 @@ pub(super) struct Slot {
     pub mac_ns: TimeNs,
     /// Kernel time added (negative: saved) if the copy just arrived.
     pub after_load_ns: i64,
+    /// Kernel time for one token when the weights are in the unit's last-level cache (the
+    /// profile's `weights_cache`; `compute_ns` without one).
+    pub cached_ns: TimeNs,
 }
 
 /// The expert work of the current layer step.
@@ -209,12 +212,26 @@ impl Sim<'_> {
                 // The first pass over weights that just arrived is slower, or faster (once: the
                 // kernel's other tokens find them as the first pass left them).
                 let mut after_load_ns = 0;
-                if self.copies.cold.get(g).copied().unwrap_or(false) {
+                let arrived = self.copies.cold.get(g).copied().unwrap_or(false);
+                if arrived {
                     self.copies.cold[g] = false;
                     after_load_ns = sl.after_load_ns;
                 }
+                // Weights computed recently enough are still in the last-level cache (weights
+                // that just arrived are as the after-load figure says).
+                let mut memory_ns = sl.compute_ns;
+                if let Some(wc) = &s.weights_cache {
+                    memory_ns = self.weights_cache.kernel(
+                        g,
+                        sl.bytes,
+                        !arrived,
+                        wc.capacity_bytes,
+                        sl.compute_ns,
+                        sl.cached_ns,
+                    );
+                }
                 (
-                    s.kernel_ns(sl.compute_ns, sl.mac_ns, sl.tokens)
+                    s.kernel_ns(memory_ns, sl.mac_ns, sl.tokens)
                         .saturating_add_signed(after_load_ns),
                     sl.bytes,
                     s.expert_macs[g],

@@ -331,6 +331,36 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     let slow_fit = fit_profile(&w, shape, true, &slow).unwrap();
     let c = slow_fit.profile.compute();
     assert_eq!(c.peak_macs_per_s(q4), c.weights_per_s(q4));
+    // No warm or random kernels: no last-level cache is claimed.
+    assert!(fit.profile.compute().weights_cache.is_none());
+    // Kernels cycling through a few experts at twice the rate, random draws half way between
+    // and kernels on bytes just read 20 % faster: a weights cache with the cached rate for the
+    // class measured (the others claim no gain) and a negative after-load figure.
+    let cached = Samples {
+        warm_kernel_ns: vec![(WeightFormat::Q4K, steady(50e3, 50))],
+        random_kernel_ns: steady(75e3, 100),
+        loaded_kernel_ns: vec![(WeightFormat::Q4K, steady(80e3, 40))],
+        ..samples.clone()
+    };
+    let cached_fit = fit_profile(&w, shape, true, &cached).unwrap();
+    let c = cached_fit.profile.compute();
+    let wc = c.weights_cache.as_ref().expect("a weights cache");
+    let want = cached_fit.figures.weights_cache_bytes.unwrap();
+    assert_eq!(wc.capacity_bytes, want.round() as u64);
+    assert!(want > 0.0, "{want}");
+    let i4 = moesim::quant::ComputeClass::ALL
+        .iter()
+        .position(|&k| k == q4)
+        .unwrap();
+    let i2 = moesim::quant::ComputeClass::ALL
+        .iter()
+        .position(|&k| k == q2)
+        .unwrap();
+    let r = wc.expert_weights_per_s[i4] / c.weights_per_s(q4);
+    assert!((r - 2.0).abs() < 0.05, "cached over uncached {r}");
+    assert_eq!(wc.expert_weights_per_s[i2], c.weights_per_s(q2));
+    let after = c.expert_slowdown_after_load[i4];
+    assert!((after + 0.2).abs() < 0.01, "{after}");
     assert!(fit.figures.link.spread > 2.0, "{:?}", fit.figures.link);
     assert!(
         fit.figures

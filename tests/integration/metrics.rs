@@ -115,6 +115,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         extra_copy_bytes: 0,
         expert_slowdown_while_transferring: [0.0; 6],
         expert_slowdown_after_load: [0.0; 6],
+        weights_cache: None,
         primary_unit: "toy".into(),
         in_place: None,
         layer_overhead_ns: 0,

@@ -64,6 +64,8 @@ pub(crate) struct Toy {
     pub(crate) serving: moesim::sim::serving::Serving,
     /// LM-head arithmetic per token (`None`: as `head_ns`).
     pub(crate) head_mac_ns: Option<u64>,
+    /// The unit's last-level cache for expert weights.
+    pub(crate) weights_cache: Option<moesim::sim::setup::SimWeightsCache>,
 }
 
 impl Toy {
@@ -91,6 +93,7 @@ impl Toy {
             shared_read_bandwidth: Vec::new(),
             serving: Default::default(),
             head_mac_ns: None,
+            weights_cache: None,
         }
     }
 
@@ -166,6 +169,7 @@ impl Toy {
             extra_copy_bytes: 0,
             expert_slowdown_while_transferring: [self.slowdown; 6],
             expert_slowdown_after_load: [self.after_load; 6],
+            weights_cache: self.weights_cache.clone(),
             primary_unit: "toy".into(),
             in_place: self.in_place.clone(),
             layer_overhead_ns: 0,
@@ -448,6 +452,70 @@ fn the_first_kernel_after_a_load_is_slower_or_faster_once() {
         r.expert_uses * 150
     );
     assert_breakdown(&r);
+}
+
+#[test]
+fn weights_computed_recently_run_at_the_cached_rate() {
+    use moesim::sim::setup::SimWeightsCache;
+    let t = trace(7, 1, 0, 12);
+    // A peak well above the cached rate (the roofline bounds a cached kernel too).
+    let resident = Toy {
+        all_resident: true,
+        compute_ns: 300,
+        mac_ns: Some(100),
+        ..Toy::new()
+    };
+    let plain = sim(&resident, &t);
+    let cached = |capacity_bytes: u64| {
+        sim(
+            &Toy {
+                weights_cache: Some(SimWeightsCache {
+                    capacity_bytes,
+                    time_factor: [0.5; 6],
+                }),
+                ..resident.clone()
+            },
+            &t,
+        )
+    };
+    // The first use of each expert comes from memory; with a cache holding everything every
+    // later use takes half as long.
+    let distinct = {
+        let mut seen = std::collections::HashSet::new();
+        for r in &t.requests {
+            for tok in 0..r.decode_tokens {
+                for layer in 0..t.workload.layers {
+                    let ev = t.decode_event(r, tok, layer);
+                    let logits = t.workload.logits_of(ev);
+                    let mut idx: Vec<usize> = (0..logits.len()).collect();
+                    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+                    for &x in &idx[..t.workload.top_k as usize] {
+                        seen.insert((layer, x));
+                    }
+                }
+            }
+        }
+        seen.len() as u64
+    };
+    let all = cached(u64::MAX / 2);
+    assert_eq!(all.hits, plain.hits);
+    assert_eq!(
+        all.decode_compute_ns,
+        distinct * 300 + (plain.expert_uses - distinct) * 150,
+        "{distinct} distinct of {} uses",
+        plain.expert_uses
+    );
+    assert_breakdown(&all);
+    // A cache of one expert's bytes: an expert is cached only when it ran just before, which
+    // top-2 over 8 layers never gives; a small cache lies in between.
+    assert_eq!(cached(1000).decode_compute_ns, plain.decode_compute_ns);
+    let some = cached(16 * 1000).decode_compute_ns;
+    assert!(
+        some < plain.decode_compute_ns && some > all.decode_compute_ns,
+        "{some} vs {} and {}",
+        plain.decode_compute_ns,
+        all.decode_compute_ns
+    );
 }
 
 fn toy_strategy() -> impl Strategy<Value = Toy> {
