@@ -78,9 +78,10 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes (a multiple of [`ALIGN`]), its pages touched here: a
     /// large zeroed allocation is mapped lazily, and the first read into each page would
-    /// otherwise take its page faults inside a timed read (on the development VM the decode's
-    /// first reads into fresh buffers, every read of a fully cached point, ran 10-15 % slower
-    /// than reads into reused ones).
+    /// otherwise take its page faults inside a timed read (the decode's first reads go into
+    /// fresh buffers, the calibration's into a reused pool). On the development VM this did
+    /// not close the gap it was meant for: a fully cached Q2_K point's reads still ran 10-30 %
+    /// slower than a 4-expert cache's (BENCHMARKS.md).
     pub fn new(len: usize) -> AlignedBuf {
         assert!(len > 0 && len.is_multiple_of(ALIGN));
         let layout = std::alloc::Layout::from_size_align(len, ALIGN).expect("valid layout");
