@@ -216,7 +216,7 @@ impl Compute {
     }
 }
 
-fn class_index(class: ComputeClass) -> usize {
+pub(crate) fn class_index(class: ComputeClass) -> usize {
     ComputeClass::ALL
         .iter()
         .position(|&c| c == class)

@@ -735,6 +735,23 @@ impl HardwareProfileSpec {
     }
 }
 
+/// A rate per class, each checked as a kernel throughput (`key.CLASS` names a bad one).
+fn checked_rates(
+    rates: &FormatThroughputSpec,
+    key: &str,
+    err: &dyn Fn(&str, String) -> InputError,
+) -> Result<[f64; ComputeClass::ALL.len()], InputError> {
+    let mut out = [0.0; ComputeClass::ALL.len()];
+    for (slot, class) in out.iter_mut().zip(ComputeClass::ALL) {
+        let value = rates.get(class);
+        WEIGHT_RATE
+            .check(value)
+            .map_err(|r| err(&format!("{key}.{}", class.name()), r))?;
+        *slot = value;
+    }
+    Ok(out)
+}
+
 /// Checks one compute section (`prefix` is `compute` or `compute_units[i]`).
 fn validate_compute(
     c: &ComputeSpec,
@@ -745,14 +762,8 @@ fn validate_compute(
     CORES
         .check_int(c.cores)
         .map_err(|r| err(&key("cores"), r))?;
-    let mut expert_weights_per_s = [0.0; ComputeClass::ALL.len()];
-    for (slot, class) in expert_weights_per_s.iter_mut().zip(ComputeClass::ALL) {
-        let value = c.expert_weights_per_s.get(class);
-        WEIGHT_RATE
-            .check(value)
-            .map_err(|r| err(&key(&format!("expert_weights_per_s.{}", class.name())), r))?;
-        *slot = value;
-    }
+    let expert_weights_per_s =
+        checked_rates(&c.expert_weights_per_s, &key("expert_weights_per_s"), err)?;
     WEIGHT_RATE
         .check(c.dense_weights_per_s)
         .map_err(|r| err(&key("dense_weights_per_s"), r))?;
@@ -842,23 +853,13 @@ fn validate_compute(
             CAPACITY
                 .check(w.capacity_bytes)
                 .map_err(|r| err(&key("weights_cache.capacity_bytes"), r))?;
-            let mut rates = [0.0; ComputeClass::ALL.len()];
-            for (slot, class) in rates.iter_mut().zip(ComputeClass::ALL) {
-                let value = w.expert_weights_per_s.get(class);
-                WEIGHT_RATE.check(value).map_err(|r| {
-                    err(
-                        &key(&format!(
-                            "weights_cache.expert_weights_per_s.{}",
-                            class.name()
-                        )),
-                        r,
-                    )
-                })?;
-                *slot = value;
-            }
             Some(super::WeightsCache {
                 capacity_bytes: w.capacity_bytes.round() as u64,
-                expert_weights_per_s: rates,
+                expert_weights_per_s: checked_rates(
+                    &w.expert_weights_per_s,
+                    &key("weights_cache.expert_weights_per_s"),
+                    err,
+                )?,
             })
         }
     };

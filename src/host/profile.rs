@@ -353,35 +353,16 @@ fn profile_text(
     }
     // The batched peak per class: the measured batched rate (never below the class's batch-1
     // rate, as a profile requires); classes not measured claim no batching gain.
-    let mut peak = c.expert_weights_per_s.clone();
-    for &(f, r) in &figures.batched_rates {
-        if let Some(class) = f
-            .compute_class()
-            .filter(|_| f.rate_between_q4_and_q8().is_none())
-        {
-            let slot = peak.get_mut(class);
-            *slot = r.max(*slot);
-        }
-    }
-    c.peak_macs_per_s = Some(peak);
+    c.peak_macs_per_s = Some(raised(&c.expert_weights_per_s, &figures.batched_rates));
     // The last-level cache for weights: the cached rate of the formats measured (never below
     // their rate from memory), the others claim no gain.
-    c.weights_cache = figures.weights_cache_bytes.map(|capacity_bytes| {
-        let mut cached = c.expert_weights_per_s.clone();
-        for &(f, r) in &figures.cached_rates {
-            if let Some(class) = f
-                .compute_class()
-                .filter(|_| f.rate_between_q4_and_q8().is_none())
-            {
-                let slot = cached.get_mut(class);
-                *slot = r.max(*slot);
-            }
-        }
-        crate::hardware::spec::WeightsCacheSpec {
-            capacity_bytes,
-            expert_weights_per_s: cached,
-        }
-    });
+    c.weights_cache =
+        figures
+            .weights_cache_bytes
+            .map(|capacity_bytes| crate::hardware::spec::WeightsCacheSpec {
+                capacity_bytes,
+                expert_weights_per_s: raised(&c.expert_weights_per_s, &figures.cached_rates),
+            });
     c.calibrated = measured;
     // Written as one compute unit on the tier it reads, with no launch cost.
     let mut unit = spec.compute.take().expect("taken above");
@@ -401,4 +382,24 @@ fn profile_text(
          # measured, the batch-1 rate for the others.\n{body}",
         calibrate::BATCH_TOKENS
     ))
+}
+
+/// `base` with each measured format's class raised to its rate in `rates` (never lowered: a
+/// batched or cached rate below the batch-1 one claims no gain). A 5- or 6-bit format's rate is
+/// no class's column.
+fn raised(
+    base: &crate::hardware::spec::FormatThroughputSpec,
+    rates: &[(WeightFormat, f64)],
+) -> crate::hardware::spec::FormatThroughputSpec {
+    let mut out = base.clone();
+    for &(f, r) in rates {
+        if let Some(class) = f
+            .compute_class()
+            .filter(|_| f.rate_between_q4_and_q8().is_none())
+        {
+            let slot = out.get_mut(class);
+            *slot = r.max(*slot);
+        }
+    }
+    out
 }

@@ -130,10 +130,7 @@ impl Sim<'_> {
                     compute_ns,
                     mac_ns,
                     after_load_ns: 0,
-                    cached_ns: s
-                        .weights_cache
-                        .as_ref()
-                        .map_or(compute_ns, |w| w.cached_ns(compute_ns, format)),
+                    cached_ns: s.cached_ns(compute_ns, format),
                 });
                 self.count_hit(p.prefill, home);
                 self.note_format(p.prefill, format);
@@ -163,10 +160,7 @@ impl Sim<'_> {
             } else {
                 s.after_load_ns(compute_ns, format)
             };
-            let cached_ns = s
-                .weights_cache
-                .as_ref()
-                .map_or(compute_ns, |w| w.cached_ns(compute_ns, format));
+            let cached_ns = s.cached_ns(compute_ns, format);
             let slot = |state| Slot {
                 object: g,
                 tokens,

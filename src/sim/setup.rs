@@ -359,11 +359,7 @@ impl SimWeightsCache {
         let Some(class) = format.compute_class() else {
             return memory_ns;
         };
-        let i = crate::quant::format::ComputeClass::ALL
-            .iter()
-            .position(|&c| c == class)
-            .expect("every class is in ALL");
-        (memory_ns as f64 * self.time_factor[i]).ceil() as TimeNs
+        (memory_ns as f64 * self.time_factor[crate::hardware::class_index(class)]).ceil() as TimeNs
     }
 }
 
@@ -439,11 +435,7 @@ impl SimSetup {
     /// How much slower a kernel on weights in `format` runs while a link transfers.
     pub fn slowdown_while_transferring(&self, format: WeightFormat) -> f64 {
         format.compute_class().map_or(0.0, |class| {
-            let i = crate::quant::format::ComputeClass::ALL
-                .iter()
-                .position(|&c| c == class)
-                .expect("every class is in ALL");
-            self.expert_slowdown_while_transferring[i]
+            self.expert_slowdown_while_transferring[crate::hardware::class_index(class)]
         })
     }
 
@@ -453,11 +445,16 @@ impl SimSetup {
         let Some(class) = format.compute_class() else {
             return 0;
         };
-        let i = crate::quant::format::ComputeClass::ALL
-            .iter()
-            .position(|&c| c == class)
-            .expect("every class is in ALL");
-        (compute_ns as f64 * self.expert_slowdown_after_load[i]).ceil() as i64
+        let f = self.expert_slowdown_after_load[crate::hardware::class_index(class)];
+        (compute_ns as f64 * f).ceil() as i64
+    }
+
+    /// The kernel time for one token on weights in `format` held in the unit's last-level
+    /// cache, whose time from the compute tier is `compute_ns` (that, without a weights cache).
+    pub fn cached_ns(&self, compute_ns: TimeNs, format: WeightFormat) -> TimeNs {
+        self.weights_cache
+            .as_ref()
+            .map_or(compute_ns, |w| w.cached_ns(compute_ns, format))
     }
 
     /// Resolves `options` for `moe` on `profile`. `popularity[layer * experts + e]` is how
