@@ -229,6 +229,7 @@ fn run_cmd(a: RunArgs, out: &mut dyn Write) -> Result<()> {
         &st,
         &trace,
         &w.decode_options(&exp, a.capacity_experts, policy(&a.policy)?),
+        &mut Vec::new(),
         None,
     )?;
     let TokenLatency {
@@ -431,6 +432,42 @@ fn calibration_summary(
         None => s.push_str(
             "last-level cache for expert weights: none measured (random visits ran no faster than the scattered one)\n",
         ),
+    }
+    s.push_str(&format!(
+        "resuming after a read it waited for: {:.1} µs on average (median {:.1} µs, {} reads)\n",
+        fit.figures.wake_ns * 1e-3,
+        if samples.wake_ns.is_empty() {
+            0.0
+        } else {
+            crate::stats::median(&samples.wake_ns) * 1e-3
+        },
+        samples.wake_ns.len()
+    ));
+    for (f, points) in &fit.figures.landing_by_format {
+        let l = &samples
+            .landing
+            .iter()
+            .find(|(g, _)| g == f)
+            .expect("fitted from these")
+            .1;
+        let cold = crate::stats::median(&l.cold_ns);
+        let parts: Vec<String> = points
+            .iter()
+            .map(|&(d, x)| {
+                format!(
+                    "{:.1} MB ago {:+.1} % ({:+.0} us)",
+                    d * 1e-6,
+                    100.0 * (x - 1.0),
+                    (x - 1.0) * cold * 1e-3
+                )
+            })
+            .collect();
+        s.push_str(&format!(
+            "{f} expert reads by how recently their destination was computed on: {} ({} cold reads, median {:.0} us)\n",
+            parts.join(", "),
+            l.cold_ns.len(),
+            cold * 1e-3
+        ));
     }
     for n in &fit.figures.noisy {
         s.push_str(&format!("noisy (kept, through medians): {n}\n"));

@@ -373,6 +373,13 @@ fn show(
                 format!(", {} per kernel launch", format_duration_ns(c.launch_ns))
             } else {
                 String::new()
+            } + &if c.wake_ns > 0.0 {
+                format!(
+                    ", resumes {} after a transfer it waited for",
+                    format_duration_ns(c.wake_ns)
+                )
+            } else {
+                String::new()
             }
         ));
         if let Some(wc) = &c.weights_cache {
@@ -386,6 +393,23 @@ fn show(
                 format_bytes(wc.capacity_bytes as f64),
                 per.join(", ")
             ));
+            if !wc.landing.is_empty() {
+                let points: Vec<String> = wc
+                    .landing
+                    .iter()
+                    .map(|&(d, f)| {
+                        format!(
+                            "within {}: {:+.1} %",
+                            format_bytes(d as f64),
+                            100.0 * (f - 1.0)
+                        )
+                    })
+                    .collect();
+                s.push_str(&format!(
+                    "transfers landing in a buffer computed on {} (linear between; fresh or older buffers: the link's time)\n",
+                    points.join(", ")
+                ));
+            }
         }
         let w = &c.expert_slowdown_while_transferring;
         if w.iter().all(|&x| x == w[0]) {

@@ -149,6 +149,8 @@ pub struct Compute {
     pub dense_peak_macs_per_s: f64,
     /// Fixed cost of one kernel launch or dispatch.
     pub launch_ns: f64,
+    /// Time to resume after waiting for a transfer, from the transfer's end.
+    pub wake_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// Expert kernels take `1 + this` times as long while a link transfers, per
@@ -175,6 +177,36 @@ pub struct WeightsCache {
     /// Expert GEMV throughput on cached weights per [`ComputeClass`] (indexed as
     /// `ComputeClass::ALL`).
     pub expert_weights_per_s: [f64; 6],
+    /// Transfers into the compute tier by how recently their destination was computed on:
+    /// `(within_bytes, time_factor)` in increasing distance ([`WeightsCache::landing_factor`]).
+    pub landing: Vec<(u64, f64)>,
+}
+
+impl WeightsCache {
+    /// The time factor of a transfer whose destination last held weights computed
+    /// `distance_bytes` of expert weights ago (`None`: a buffer never computed on): the first
+    /// point's factor up to its distance, linear between points, 1 beyond the last.
+    pub fn landing_factor(&self, distance_bytes: Option<u64>) -> f64 {
+        landing_factor(&self.landing, distance_bytes)
+    }
+}
+
+/// [`WeightsCache::landing_factor`] over `points`.
+pub fn landing_factor(points: &[(u64, f64)], distance_bytes: Option<u64>) -> f64 {
+    let Some(d) = distance_bytes else { return 1.0 };
+    let Some(&(first, f0)) = points.first() else {
+        return 1.0;
+    };
+    if d <= first {
+        return f0;
+    }
+    for w in points.windows(2) {
+        let ((d0, f0), (d1, f1)) = (w[0], w[1]);
+        if d <= d1 {
+            return f0 + (f1 - f0) * (d - d0) as f64 / (d1 - d0) as f64;
+        }
+    }
+    1.0
 }
 
 impl Compute {

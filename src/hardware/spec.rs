@@ -238,6 +238,10 @@ pub struct ComputeSpec {
     /// Fixed cost of launching or dispatching one kernel, in ns. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub launch_ns: f64,
+    /// Time the unit takes to resume after it waited for a transfer, from the transfer's end
+    /// (a blocked thread's wake-up, an interrupt's handling), in ns, on average. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub wake_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// How much slower expert kernels run while a link transfers (memory contention between
@@ -293,6 +297,23 @@ pub struct WeightsCacheSpec {
     pub capacity_bytes: f64,
     /// Expert GEMV throughput per class on cached weights, in weights per second.
     pub expert_weights_per_s: FormatThroughputSpec,
+    /// How long a transfer into the compute tier takes by how recently its destination was
+    /// computed on (default: as long as the link says, wherever it lands).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub landing: Vec<LandingPointSpec>,
+}
+
+/// One point of [`WeightsCacheSpec::landing`]: a transfer whose destination buffer last held
+/// an expert computed within `within_bytes` of expert weights computed since takes
+/// `time_factor` times the link's time (between points, linear in the distance; beyond the
+/// last, 1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LandingPointSpec {
+    /// Reuse distance of the destination, in bytes of expert weights computed.
+    pub within_bytes: f64,
+    /// The transfer's time over the link's.
+    pub time_factor: f64,
 }
 
 /// A fraction per compute class (missing classes: 0).
@@ -810,6 +831,9 @@ fn validate_compute(
     LATENCY
         .check(c.launch_ns)
         .map_err(|r| err(&key("launch_ns"), r))?;
+    LATENCY
+        .check(c.wake_ns)
+        .map_err(|r| err(&key("wake_ns"), r))?;
     ENERGY_PER_MAC
         .check(c.energy_pj_per_mac)
         .map_err(|r| err(&key("energy_pj_per_mac"), r))?;
@@ -853,6 +877,31 @@ fn validate_compute(
             CAPACITY
                 .check(w.capacity_bytes)
                 .map_err(|r| err(&key("weights_cache.capacity_bytes"), r))?;
+            let mut landing = Vec::with_capacity(w.landing.len());
+            for (i, p) in w.landing.iter().enumerate() {
+                let k = |field: &str| key(&format!("weights_cache.landing[{i}].{field}"));
+                CAPACITY
+                    .check(p.within_bytes)
+                    .map_err(|r| err(&k("within_bytes"), r))?;
+                if let Some(&(before, _)) = landing.last()
+                    && p.within_bytes.round() as u64 <= before
+                {
+                    return Err(err(
+                        &k("within_bytes"),
+                        format!(
+                            "points must be in increasing distance: {} after {before}",
+                            p.within_bytes
+                        ),
+                    ));
+                }
+                if !(p.time_factor.is_finite() && p.time_factor > 0.0 && p.time_factor <= 10.0) {
+                    return Err(err(
+                        &k("time_factor"),
+                        format!("must be in (0, 10], got {}", p.time_factor),
+                    ));
+                }
+                landing.push((p.within_bytes.round() as u64, p.time_factor));
+            }
             Some(super::WeightsCache {
                 capacity_bytes: w.capacity_bytes.round() as u64,
                 expert_weights_per_s: checked_rates(
@@ -860,6 +909,7 @@ fn validate_compute(
                     &key("weights_cache.expert_weights_per_s"),
                     err,
                 )?,
+                landing,
             })
         }
     };
@@ -871,6 +921,7 @@ fn validate_compute(
         peak_macs_per_s,
         dense_peak_macs_per_s,
         launch_ns: c.launch_ns,
+        wake_ns: c.wake_ns,
         energy_pj_per_mac: c.energy_pj_per_mac,
         expert_slowdown_while_transferring,
         expert_slowdown_after_load,

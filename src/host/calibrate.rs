@@ -161,14 +161,21 @@ pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
 /// real decode's regime: the calling thread hands each read to an I/O thread, runs an expert
 /// kernel from `bench` meanwhile on every other read (a hit computed while a miss loads) or
 /// blocks at once (a selection of misses only), and then runs the kernel on the bytes read (the
-/// loaded expert). A read's time runs from the request to the moment its bytes are usable by
-/// the compute thread: the I/O thread's finish when the compute thread was still busy with the
-/// overlapping kernel, the compute thread's wake-up when it was blocked, as the simulator's
-/// transfer ends at the arrival it schedules.
+/// loaded expert). A read's time runs from the request to the I/O thread's finish (the
+/// simulator's transfer, which ends at the arrival it schedules); when the compute thread was
+/// blocked for it, the time from that finish until it resumed is kept apart (the unit's
+/// `wake_ns`: on the development VM either about 2 µs or about 45 µs, a halted vCPU woken).
 ///
-/// Returns the times of the 4 KiB reads, of the expert reads, and of the overlapping kernels
-/// that ran wholly while a read was in flight (the kernel slowdown under transfers is their
-/// ratio to kernels timed alone).
+/// Where an expert lands matters (on the development VM, a read into a buffer computed on just
+/// before took 6-11 % less time than one into a buffer of the cold pool): of every 4 reads, 2
+/// land in a cold pool ([`LANDING_COLD_BYTES`]), 2 in the buffer the previous read landed in
+/// (its kernel just ran), each in both the overlapping and the blocked regime; each read's
+/// destination distance (bytes of expert weights the bench computed since that buffer's last
+/// kernel) is kept with it.
+///
+/// Returns the times of the 4 KiB reads, of the expert reads by destination, and of the
+/// overlapping kernels that ran wholly while a read was in flight (the kernel slowdown under
+/// transfers is their ratio to kernels timed alone).
 pub fn measure_reads_in_decode_regime(
     store: &ExpertStore,
     bench: &mut KernelBench,
@@ -181,7 +188,9 @@ pub fn measure_reads_in_decode_regime(
     let pages = (store.len_bytes() / ALIGN as u64).max(2);
     let (req_tx, req_rx) = mpsc::channel::<(Option<u32>, u64, AlignedBuf)>();
     let (done_tx, done_rx) = mpsc::channel::<crate::error::Result<(AlignedBuf, Instant)>>();
-    std::thread::scope(|scope| {
+    let mut landing = std::mem::take(&mut bench.landing);
+    landing.ensure(shape.stride());
+    let result = std::thread::scope(|scope| {
         scope.spawn(move || {
             for (g, offset, mut buf) in req_rx {
                 let r = match g {
@@ -193,17 +202,13 @@ pub fn measure_reads_in_decode_regime(
                 }
             }
         });
-        // Destination buffers cycle through a pool as the decode's cache slots do.
-        let mut pool: Vec<Option<AlignedBuf>> = (0..32)
-            .map(|_| Some(AlignedBuf::new(shape.stride() as usize)))
-            .collect();
-        let mut slot = 0usize;
         let mut small = Some(AlignedBuf::new(ALIGN));
         // The random read positions: draw i of the seed's stream.
         let mut draws = (0u64..).map(|i| crate::seed::derive_seed(seed, i));
         let mut next = || draws.next().expect("endless");
         let mut samples = ReadSamples::default();
         let gone = || crate::error::Error::usage("the I/O thread stopped");
+        let mut previous: Option<usize> = None;
         for i in 0..n {
             let overlap = i % 2 == 1;
             // One read, timed to the moment its bytes are usable.
@@ -211,7 +216,7 @@ pub fn measure_reads_in_decode_regime(
                         offset: u64,
                         buf: AlignedBuf,
                         bench: &mut KernelBench|
-             -> crate::error::Result<(AlignedBuf, f64, Option<f64>)> {
+             -> crate::error::Result<(AlignedBuf, f64, Option<f64>, Option<f64>)> {
                 let t = Instant::now();
                 req_tx.send((g, offset, buf)).map_err(|_| gone())?;
                 let kernel = overlap.then(|| {
@@ -220,30 +225,62 @@ pub fn measure_reads_in_decode_regime(
                     (k, Instant::now())
                 });
                 let (buf, finished) = done_rx.recv().map_err(|_| gone())??;
-                let usable = if overlap { finished } else { Instant::now() };
+                let woke = Instant::now();
                 // A kernel that ran wholly while the read was in flight.
                 let contended = kernel
                     .filter(|&(_, end)| end <= finished)
                     .map(|(start, end)| (end - start).as_nanos() as f64);
+                // The compute thread blocked for the read (no kernel, or one that ended
+                // first): how long after the read's end it resumed.
+                let wake = kernel
+                    .is_none_or(|(_, end)| end < finished)
+                    .then(|| woke.saturating_duration_since(finished).as_nanos() as f64);
                 Ok((
                     buf,
-                    usable.saturating_duration_since(t).as_nanos() as f64,
+                    finished.saturating_duration_since(t).as_nanos() as f64,
                     contended,
+                    wake,
                 ))
             };
             let g = (next() % objects) as u32;
-            slot = (slot + 1) % pool.len();
-            let (buf, ns, contended) =
-                read(Some(g), 0, pool[slot].take().expect("returned"), bench)?;
-            samples.large_ns.push(ns);
+            let regime = match previous {
+                Some(j) if (i / 2) % 2 == 1 => Destination::JustComputed(j),
+                _ => Destination::Cold,
+            };
+            let slot = match regime {
+                Destination::JustComputed(j) => j,
+                Destination::Cold => landing.cold(),
+            };
+            let distance = landing.stamp[slot].map(|s| (bench.computed_bytes - s) as f64);
+            let (buf, ns, contended, wake) = read(
+                Some(g),
+                0,
+                landing.bufs[slot].take().expect("returned"),
+                bench,
+            )?;
+            match regime {
+                Destination::Cold => {
+                    samples.large_ns.push(ns);
+                    samples.cold_distance_bytes.extend(distance);
+                }
+                Destination::JustComputed(_) => {
+                    samples.just_computed_ns.push(ns);
+                    samples
+                        .just_computed_distance_bytes
+                        .push(distance.expect("computed on just before"));
+                }
+            }
             samples.contended_kernel_ns.extend(contended);
+            samples.wake_ns.extend(wake);
             // The loaded expert runs on the bytes read (nothing else in flight).
             let k = Instant::now();
             bench.run_on(buf.as_slice());
             samples.loaded_kernel_ns.push(k.elapsed().as_nanos() as f64);
-            pool[slot] = Some(buf);
+            landing.bufs[slot] = Some(buf);
+            landing.stamp[slot] = Some(bench.computed_bytes);
+            previous = Some(slot);
             let page = 1 + next() % (pages - 1);
-            let (buf, ns, _) = read(
+            let (buf, ns, _, _) = read(
                 None,
                 page * ALIGN as u64,
                 small.take().expect("returned"),
@@ -254,7 +291,18 @@ pub fn measure_reads_in_decode_regime(
         }
         drop(req_tx);
         Ok(samples)
-    })
+    });
+    bench.landing = landing;
+    result
+}
+
+/// Where an expert read of the calibration lands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Destination {
+    /// The next buffer of the cold pool.
+    Cold,
+    /// The buffer the previous read landed in (its kernel just ran).
+    JustComputed(usize),
 }
 
 /// What [`measure_reads_in_decode_regime`] measured (ns).
@@ -262,12 +310,22 @@ pub fn measure_reads_in_decode_regime(
 pub struct ReadSamples {
     /// 4 KiB reads.
     pub small_ns: Vec<f64>,
-    /// Expert reads.
+    /// Expert reads into cold destinations.
     pub large_ns: Vec<f64>,
+    /// The reuse distance of those destinations that had been computed on (bytes of expert
+    /// weights computed since).
+    pub cold_distance_bytes: Vec<f64>,
+    /// Expert reads into the buffer computed on just before.
+    pub just_computed_ns: Vec<f64>,
+    /// Their destinations' reuse distances (bytes of expert weights computed since).
+    pub just_computed_distance_bytes: Vec<f64>,
     /// Kernels that ran wholly while an expert read was in flight.
     pub contended_kernel_ns: Vec<f64>,
     /// Kernels on the bytes just read, with nothing in flight.
     pub loaded_kernel_ns: Vec<f64>,
+    /// For each expert read the compute thread blocked for, how long after the read's end it
+    /// resumed.
+    pub wake_ns: Vec<f64>,
 }
 
 /// The fraction by which kernels of one kind (`what`: during reads) are slower than kernels
@@ -291,6 +349,46 @@ pub fn fit_change(what: &str, changed_ns: &[f64], alone_ns: &[f64]) -> Result<f6
     let changed = fit_rate(1.0, changed_ns, &format!("kernels {what}"))?;
     let alone = fit_rate(1.0, alone_ns, "kernels alone")?;
     Ok((alone / changed - 1.0).max(-0.9))
+}
+
+/// Where expert reads land, as the profile's `weights_cache.landing`: from reads of one store
+/// into cold destinations (`cold_ns`, their known reuse distances `cold_distance_bytes`) and
+/// into warmer ones (`warm`: each a set of read times and their destinations' distances), the
+/// points `(median distance, median time / median cold time)` in increasing distance, ending
+/// with the cold reads' `(median distance, 1)` (`cold_fallback_bytes` when too few cold
+/// destinations had been computed on). A set with fewer than 3 reads, or whose median distance
+/// is not below the next point's, is left out; empty with fewer than 3 cold reads.
+pub fn fit_landing(
+    cold_ns: &[f64],
+    cold_distance_bytes: &[f64],
+    warm: &[(&[f64], &[f64])],
+    cold_fallback_bytes: f64,
+) -> Vec<(f64, f64)> {
+    let usable = |ns: &[f64]| ns.len() >= 3 && ns.iter().all(|t| t.is_finite() && *t > 0.0);
+    if !usable(cold_ns) {
+        return Vec::new();
+    }
+    let cold = median(cold_ns);
+    let cold_d = if cold_distance_bytes.len() >= 3 {
+        median(cold_distance_bytes)
+    } else {
+        cold_fallback_bytes
+    };
+    let mut points: Vec<(f64, f64)> = warm
+        .iter()
+        .filter(|(ns, d)| usable(ns) && !d.is_empty())
+        .map(|(ns, d)| (median(d), median(ns) / cold))
+        .filter(|(d, f)| d.is_finite() && *d >= 0.0 && f.is_finite() && *f > 0.0)
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(points.len() + 1);
+    for p in points.into_iter().filter(|p| p.0 < cold_d) {
+        if out.last().is_none_or(|q| p.0 > q.0) {
+            out.push(p);
+        }
+    }
+    out.push((cold_d, 1.0));
+    out
 }
 
 /// The last-level cache's capacity for expert weights, in bytes, under the simulator's rule
@@ -364,6 +462,51 @@ pub struct KernelBench {
     /// [`BATCH_TOKENS`] input vectors and their outputs, for the batched timings.
     hs: Vec<f32>,
     ys: Vec<f32>,
+    /// Bytes of expert weights computed by every kernel this bench ran: the clock of the
+    /// simulator's weights cache, which gives a read destination's reuse distance.
+    computed_bytes: u64,
+    /// Where [`measure_reads_in_decode_regime`] reads experts into.
+    landing: Landing,
+}
+
+/// Bytes of the pool of cold read destinations ([`measure_reads_in_decode_regime`]): past
+/// the last-level cache of the development VM (its kernels ran at the rate from memory over
+/// working sets of 226 MB) and of common desktops and servers.
+pub const LANDING_COLD_BYTES: u64 = 256 << 20;
+
+/// The cold expert-read destinations of the calibration, kept across rounds (allocated, pages
+/// touched, at the first read), with the bytes-computed clock at the end of each one's last
+/// kernel.
+#[derive(Default)]
+struct Landing {
+    bufs: Vec<Option<AlignedBuf>>,
+    stamp: Vec<Option<u64>>,
+    next_cold: usize,
+}
+
+impl std::fmt::Debug for Landing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Landing")
+            .field("buffers", &self.bufs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Landing {
+    fn ensure(&mut self, stride: u64) {
+        if self.bufs.is_empty() {
+            let n = LANDING_COLD_BYTES.div_ceil(stride).max(32) as usize;
+            self.bufs = (0..n)
+                .map(|_| Some(AlignedBuf::new(stride as usize)))
+                .collect();
+            self.stamp = vec![None; n];
+        }
+    }
+
+    fn cold(&mut self) -> usize {
+        self.next_cold = (self.next_cold + 1) % self.bufs.len();
+        self.next_cold
+    }
 }
 
 /// Experts a warm kernel timing cycles through ([`KernelBench::time_warm`]): 8 experts of the
@@ -418,7 +561,39 @@ impl KernelBench {
                 .flat_map(|t| super::decode::hidden_vector(7, t, shape.hidden))
                 .collect(),
             ys: vec![0.0; BATCH_TOKENS * shape.hidden],
+            computed_bytes: 0,
+            landing: Landing::default(),
         })
+    }
+
+    /// Lends the calibration's cold read destinations to a real decode, which reads into the
+    /// same memory (at least `n`: more are allocated if the pool is smaller); give them back
+    /// with [`KernelBench::return_buffers`].
+    pub fn lend_buffers(&mut self, n: usize) -> Vec<AlignedBuf> {
+        self.landing.ensure(self.shape.stride());
+        let stride = self.shape.stride() as usize;
+        let cold = &mut self.landing.bufs;
+        let lent = n.max(cold.len());
+        cold.iter_mut()
+            .filter_map(Option::take)
+            .chain(std::iter::repeat_with(|| AlignedBuf::new(stride)))
+            .take(lent)
+            .collect()
+    }
+
+    /// Takes back buffers lent by [`KernelBench::lend_buffers`] (what was computed on them
+    /// since is not known: their next read counts as into a cold destination never computed
+    /// on).
+    pub fn return_buffers(&mut self, buffers: Vec<AlignedBuf>) {
+        let l = &mut self.landing;
+        l.bufs = buffers.into_iter().map(Some).collect();
+        l.stamp = vec![None; l.bufs.len()];
+        l.next_cold %= l.bufs.len().max(1);
+    }
+
+    /// Counts one kernel on one expert's weights.
+    fn computed(&mut self) {
+        self.computed_bytes += self.shape.expert_bytes();
     }
 
     /// The format.
@@ -439,6 +614,7 @@ impl KernelBench {
             h,
             y,
         );
+        self.computed();
     }
 
     /// Runs the SwiGLU of an expert of this store held in `stored` (a buffer read just now) on
@@ -452,6 +628,7 @@ impl KernelBench {
             &self.h,
             &mut self.y,
         );
+        self.computed();
     }
 
     /// Times `repeats` batched expert SwiGLUs ([`BATCH_TOKENS`] tokens through one expert,
@@ -483,6 +660,7 @@ impl KernelBench {
                 }
                 let ns = t.elapsed().as_nanos() as f64;
                 std::hint::black_box(&*ys);
+                self.computed();
                 ns
             })
             .collect()
@@ -502,13 +680,15 @@ impl KernelBench {
             run_kernel(shape, kernel, pool, bufs[i].as_slice(), h, y)
         };
         (0..warm).for_each(&mut run);
-        (0..repeats)
+        let ns = (0..repeats)
             .map(|k| {
                 let t = Instant::now();
                 run(k);
                 t.elapsed().as_nanos() as f64
             })
-            .collect()
+            .collect();
+        self.computed_bytes += (warm + repeats) as u64 * shape.expert_bytes();
+        ns
     }
 
     /// Times `repeats` expert SwiGLUs on experts drawn uniformly at random from half the store
@@ -521,6 +701,7 @@ impl KernelBench {
     pub fn time_random(&mut self, repeats: usize, seed: u64) -> Vec<f64> {
         let pool = self.random_pool() as u64;
         let warm_up = 2 * pool;
+        self.computed_bytes += (warm_up + repeats as u64) * self.shape.expert_bytes();
         (0..warm_up + repeats as u64)
             .filter_map(|k| {
                 let i = 2 * (crate::seed::derive_seed(seed, k) % pool) as usize;
@@ -598,6 +779,30 @@ fn gcd(a: usize, b: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_by_destination_fit_increasing_points_ending_cold() {
+        let cold = [100.0, 101.0, 99.0, 100.0];
+        let just = [80.0, 80.0, 81.0];
+        let recent = [90.0, 91.0, 90.0];
+        let p = fit_landing(
+            &cold,
+            &[5e8, 6e8, 7e8],
+            &[(&recent, &[3e7, 3e7, 3e7]), (&just, &[1e6, 1e6, 2e6])],
+            1e9,
+        );
+        assert_eq!(p, vec![(1e6, 0.8), (3e7, 0.9), (6e8, 1.0)]);
+        // Too few cold destinations computed on: the fallback distance; a warm set past it,
+        // or too small, is left out.
+        let p = fit_landing(
+            &cold,
+            &[],
+            &[(&just, &[2e9; 3]), (&recent[..2], &[1.0; 2])],
+            1e9,
+        );
+        assert_eq!(p, vec![(1e9, 1.0)]);
+        assert!(fit_landing(&cold[..2], &[], &[], 1e9).is_empty());
+    }
 
     #[test]
     fn a_link_fits_through_the_medians() {

@@ -76,10 +76,18 @@ pub type Observed = (usize, u32, u16, Vec<f32>);
 
 /// Decodes every request of `trace` (decode tokens only) against `store`. With `observe`, also
 /// returns every expert output (slow: for tests).
+///
+/// `buffers` are the engine's expert buffers, allocated once as a serving engine allocates its
+/// cache slots at load: the decode reads into the first ones it needs (allocating any that are
+/// missing, of the store's stride) and leaves every buffer there when it returns. (Where a read
+/// lands changes its time by up to a quarter on the development VM; fresh buffers for every
+/// decode made the reads of one decode differ from another's and from the calibration's, which
+/// reads into the same buffers: `KernelBench::lend_buffers`.)
 pub fn decode(
     store: &ExpertStore,
     trace: &SimTrace,
     o: &DecodeOptions,
+    buffers: &mut Vec<AlignedBuf>,
     mut observe: Option<&mut Vec<Observed>>,
 ) -> Result<DecodeReport> {
     let shape = store.shape;
@@ -152,7 +160,16 @@ pub fn decode(
     );
     // Buffers: every cache slot, plus top-k for experts streamed without caching.
     let n_bufs = (l * o.capacity_experts) as usize + k;
-    let mut free: Vec<AlignedBuf> = (0..n_bufs).map(|_| AlignedBuf::new(stride)).collect();
+    if buffers.iter().any(|b| b.as_slice().len() < stride) {
+        return Err(Error::usage(format!(
+            "an expert buffer is smaller than the store's stride of {stride} bytes"
+        )));
+    }
+    while buffers.len() < n_bufs {
+        buffers.push(AlignedBuf::new(stride));
+    }
+    // Popped from the end: the first buffers are used first.
+    let mut free: Vec<AlignedBuf> = buffers.drain(..n_bufs).rev().collect();
     let mut report = DecodeReport {
         direct: store.direct,
         ..Default::default()
@@ -288,5 +305,7 @@ pub fn decode(
         drop(req_tx);
         Ok(())
     })?;
+    free.reverse();
+    buffers.splice(0..0, free);
     Ok(report)
 }

@@ -33,6 +33,15 @@ pub struct Figures {
     /// The last-level cache's capacity for expert weights
     /// ([`calibrate::fit_weights_cache`]); none when the kernels showed no cache.
     pub weights_cache_bytes: Option<f64>,
+    /// The compute unit's resumption after a read it waited for: the mean over the reads the
+    /// compute thread blocked for (the mean, since the total wait is what it adds to; 0 with
+    /// none).
+    pub wake_ns: f64,
+    /// Where expert reads land, per format ([`calibrate::fit_landing`]).
+    pub landing_by_format: Vec<(WeightFormat, Vec<(f64, f64)>)>,
+    /// The profile's `weights_cache.landing`: the formats' points averaged (the first format's
+    /// when they have different numbers of points).
+    pub landing: Vec<(f64, f64)>,
     /// Expert read times over their round's median, as the disk link's time distribution
     /// (none from fewer than 10 reads).
     pub read_time_distribution: Option<TimeDistribution>,
@@ -190,7 +199,29 @@ pub fn fit_profile(
         (shape.layers * shape.experts) as usize,
         shape.expert_bytes(),
     );
+    let landing_by_format: Vec<(WeightFormat, Vec<(f64, f64)>)> = samples
+        .landing
+        .iter()
+        .map(|(f, l)| {
+            let warm: [(&[f64], &[f64]); 1] = [(&l.warm_ns, &l.warm_distance_bytes)];
+            // A cold buffer's distance is at least the pool's bytes.
+            let fallback = calibrate::LANDING_COLD_BYTES as f64;
+            (
+                *f,
+                calibrate::fit_landing(&l.cold_ns, &l.cold_distance_bytes, &warm, fallback),
+            )
+        })
+        .collect();
+    let landing = average_points(&landing_by_format);
+    let wake_ns = if samples.wake_ns.is_empty() {
+        0.0
+    } else {
+        samples.wake_ns.iter().sum::<f64>() / samples.wake_ns.len() as f64
+    };
     let figures = Figures {
+        wake_ns,
+        landing_by_format,
+        landing,
         link,
         cached_rates,
         weights_cache_bytes,
@@ -217,6 +248,25 @@ pub fn fit_profile(
         profile,
         figures,
     })
+}
+
+/// The formats' landing points averaged point by point; the first format's when their numbers
+/// of points differ.
+fn average_points(by_format: &[(WeightFormat, Vec<(f64, f64)>)]) -> Vec<(f64, f64)> {
+    let Some((_, first)) = by_format.first() else {
+        return Vec::new();
+    };
+    if by_format.iter().any(|(_, p)| p.len() != first.len()) {
+        return first.clone();
+    }
+    let n = by_format.len() as f64;
+    (0..first.len())
+        .map(|i| {
+            let d = by_format.iter().map(|(_, p)| p[i].0).sum::<f64>() / n;
+            let f = by_format.iter().map(|(_, p)| p[i].1).sum::<f64>() / n;
+            (d, f)
+        })
+        .collect()
 }
 
 /// Calibrates this host on `stores` (the first sets the read size; every format's kernels are
@@ -362,7 +412,18 @@ fn profile_text(
             .map(|capacity_bytes| crate::hardware::spec::WeightsCacheSpec {
                 capacity_bytes,
                 expert_weights_per_s: raised(&c.expert_weights_per_s, &figures.cached_rates),
+                landing: figures
+                    .landing
+                    .iter()
+                    .map(
+                        |&(within_bytes, time_factor)| crate::hardware::spec::LandingPointSpec {
+                            within_bytes,
+                            time_factor,
+                        },
+                    )
+                    .collect(),
             });
+    c.wake_ns = figures.wake_ns;
     c.calibrated = measured;
     // Written as one compute unit on the tier it reads, with no launch cost.
     let mut unit = spec.compute.take().expect("taken above");

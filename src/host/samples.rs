@@ -44,8 +44,53 @@ pub struct Samples {
     /// Kernels on experts drawn uniformly at random from half the first store (some cached, by
     /// the last-level cache's capacity).
     pub random_kernel_ns: Vec<f64>,
+    /// How long after an expert read's end the compute thread resumed, when it blocked for it
+    /// (every store's reads).
+    pub wake_ns: Vec<f64>,
+    /// Expert reads by where they landed, per format (every store's).
+    pub landing: Vec<(WeightFormat, LandingSamples)>,
     /// Rounds pooled.
     pub rounds: u32,
+}
+
+/// Expert reads of one store by destination (ns), with the destinations' reuse distances
+/// (bytes of expert weights computed since the buffer's last kernel).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LandingSamples {
+    /// Reads into the cold pool.
+    pub cold_ns: Vec<f64>,
+    /// Distances of the cold destinations computed on before.
+    pub cold_distance_bytes: Vec<f64>,
+    /// Reads into the buffer computed on just before.
+    pub warm_ns: Vec<f64>,
+    /// Their distances.
+    pub warm_distance_bytes: Vec<f64>,
+}
+
+impl LandingSamples {
+    fn extend(&mut self, o: &LandingSamples) {
+        self.cold_ns.extend(&o.cold_ns);
+        self.cold_distance_bytes.extend(&o.cold_distance_bytes);
+        self.warm_ns.extend(&o.warm_ns);
+        self.warm_distance_bytes.extend(&o.warm_distance_bytes);
+    }
+
+    fn of(r: &calibrate::ReadSamples) -> LandingSamples {
+        LandingSamples {
+            cold_ns: r.large_ns.clone(),
+            cold_distance_bytes: r.cold_distance_bytes.clone(),
+            warm_ns: r.just_computed_ns.clone(),
+            warm_distance_bytes: r.just_computed_distance_bytes.clone(),
+        }
+    }
+}
+
+/// Adds `x` to the landing samples of `format`.
+fn push_landing(samples: &mut Samples, format: WeightFormat, x: &LandingSamples) {
+    match samples.landing.iter_mut().find(|(f, _)| *f == format) {
+        Some((_, l)) => l.extend(x),
+        None => samples.landing.push((format, x.clone())),
+    }
 }
 
 impl Samples {
@@ -76,6 +121,10 @@ impl Samples {
             push_to(&mut self.warm_kernel_ns, *f, ns);
         }
         self.random_kernel_ns.extend(&other.random_kernel_ns);
+        for (f, l) in &other.landing {
+            push_landing(self, *f, l);
+        }
+        self.wake_ns.extend(&other.wake_ns);
         self.rounds += other.rounds;
     }
 }
@@ -152,6 +201,8 @@ pub fn calibration_round(
             n_reads,
             crate::seed::derive_seed(round_seed, batch as u64),
         )?;
+        push_landing(samples, stores[0].shape.format, &LandingSamples::of(&reads));
+        samples.wake_ns.extend(&reads.wake_ns);
         samples.small_ns.extend(reads.small_ns);
         large.extend(&reads.large_ns);
         push_to(
@@ -184,6 +235,8 @@ pub fn calibration_round(
             (n_reads / 2).max(6),
             round_seed,
         )?;
+        push_landing(samples, st.shape.format, &LandingSamples::of(&r));
+        samples.wake_ns.extend(&r.wake_ns);
         push_to(
             &mut samples.loaded_kernel_ns,
             st.shape.format,

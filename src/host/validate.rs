@@ -117,7 +117,20 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
                     };
                     let mut runs = Vec::new();
                     for _ in 0..grid.repeats {
-                        let real = decode(st, &trace, &options, None)?;
+                        // The decode reads into the memory the calibration reads into.
+                        let i = stores
+                            .iter()
+                            .position(|x| std::ptr::eq(x, st))
+                            .expect("one of the stores");
+                        let mut buffers = match benches.get_mut(i) {
+                            Some(b) => b.lend_buffers(0),
+                            None => Vec::new(),
+                        };
+                        let real = decode(st, &trace, &options, &mut buffers, None);
+                        if let Some(b) = benches.get_mut(i) {
+                            b.return_buffers(buffers);
+                        }
+                        let real = real?;
                         let (Some(mut pair), Some(budget)) = (before.take(), &grid.calibration)
                         else {
                             runs.push(Run {
@@ -356,7 +369,10 @@ pub struct Comparison {
 }
 
 /// `profile` with the read-time distributions of `pooled`'s links (the same links of the same
-/// host): a window of two rounds has too few reads to know the tail, every round pooled does.
+/// host), its reads by destination (`weights_cache.landing`) and its resumption after a read
+/// (`wake_ns`, two modes of 2 and 45 µs on the development VM): a window of two rounds has too
+/// few reads to know the tail, the few percent between destinations or the modes' shares,
+/// every round pooled does.
 fn with_pooled_distributions(
     mut profile: HardwareProfile,
     pooled: &HardwareProfile,
@@ -364,6 +380,12 @@ fn with_pooled_distributions(
     for (l, p) in profile.links.iter_mut().zip(&pooled.links) {
         if p.time_distribution.is_some() {
             l.time_distribution = p.time_distribution.clone();
+        }
+    }
+    for (u, p) in profile.units.iter_mut().zip(&pooled.units) {
+        u.compute.wake_ns = p.compute.wake_ns;
+        if let (Some(w), Some(pw)) = (&mut u.compute.weights_cache, &p.compute.weights_cache) {
+            w.landing = pw.landing.clone();
         }
     }
     profile

@@ -25,6 +25,8 @@ pub(super) enum Busy {
     LmHead,
     /// The draft source proposing before a verification step.
     Draft,
+    /// Resuming after a stall (not work: the stall lasts through it).
+    Wake,
 }
 
 /// An expert kernel whose speed follows the links (`expert_slowdown_while_transferring > 0`).

@@ -182,7 +182,7 @@ impl Sim<'_> {
             // A prediction is the next step's lookup made early, hits included: the policy
             // sees it now, and the step's own lookup of the expert will not reach it again.
             let lookup = self.bank.lookup(next, x, bytes);
-            self.handle_evicted();
+            let landing = self.handle_evicted();
             match lookup {
                 Lookup::Hit => {
                     self.copies.prefetched[g as usize] = true;
@@ -201,6 +201,7 @@ impl Sim<'_> {
                         bytes,
                         home,
                         None,
+                        landing,
                     );
                     self.copies.status[g as usize] = Status::InFlight(tid);
                     if let Some(step) = want {

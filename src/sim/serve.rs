@@ -43,6 +43,7 @@ impl Sim<'_> {
                     sh.bytes,
                     s.home_tier as u8,
                     Some(slot),
+                    1.0,
                 );
             }
         }
@@ -137,13 +138,15 @@ impl Sim<'_> {
                 self.step_formats.push(format);
                 continue;
             }
+            // A transfer's time factor from where it lands (1: the buffer a prefetch chose).
+            let mut landing = 1.0;
             let lookup = if std::mem::take(&mut self.copies.prefetched[gu]) {
                 // The prefetch made this lookup early (miss and insertion); the policy has seen it.
                 debug_assert!(self.bank.contains(layer, x));
                 Lookup::Hit
             } else {
                 let lookup = self.bank.lookup(layer, x, bytes);
-                self.handle_evicted();
+                landing = self.handle_evicted();
                 lookup
             };
             // A hit computes the resident copy, whatever its format.
@@ -215,6 +218,7 @@ impl Sim<'_> {
                             bytes,
                             home,
                             None,
+                            landing,
                         );
                         self.copies.status[gu] = Status::InFlight(tid);
                     } else if inserted {
@@ -239,6 +243,7 @@ impl Sim<'_> {
                         bytes,
                         home,
                         Some(i),
+                        landing,
                     );
                     if inserted {
                         self.copies.status[gu] = Status::InFlight(tid);
@@ -319,9 +324,20 @@ impl Sim<'_> {
     }
 
     /// The experts the last lookup evicted lose their copies.
-    pub(super) fn handle_evicted(&mut self) {
+    /// Forgets the copies the last lookup evicted; returns the time factor of a transfer
+    /// landing in the buffer the last of them freed (a buffer never used when none was: 1), by
+    /// how recently its expert was computed (the profile's `weights_cache.landing`).
+    pub(super) fn handle_evicted(&mut self) -> f64 {
+        let mut landing = None;
         for g in self.bank.evicted() {
             self.copies.evicted(g, &mut self.transfers);
+            landing = Some(g);
+        }
+        match (&self.s.weights_cache, landing) {
+            (Some(wc), Some(g)) if !wc.landing.is_empty() => {
+                crate::hardware::landing_factor(&wc.landing, self.weights_cache.distance(g))
+            }
+            _ => 1.0,
         }
     }
 

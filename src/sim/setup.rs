@@ -259,6 +259,8 @@ pub struct SimSetup {
     pub gate_mac_ns: TimeNs,
     /// Fixed cost of one kernel launch on the primary unit.
     pub launch_ns: TimeNs,
+    /// Time the primary unit takes to resume after a stall, from the arrival that ends it.
+    pub wake_ns: TimeNs,
     /// Non-expert MACs per token per layer.
     pub dense_macs: u64,
     /// Non-expert weight bytes read per layer step.
@@ -337,6 +339,9 @@ pub struct SimWeightsCache {
     pub capacity_bytes: u64,
     /// Memory time on cached weights over memory time from the compute tier.
     pub time_factor: [f64; 6],
+    /// Transfers into the compute tier by how recently their destination was computed on
+    /// (`hardware::WeightsCache::landing`).
+    pub landing: Vec<(u64, f64)>,
 }
 
 impl SimWeightsCache {
@@ -350,6 +355,7 @@ impl SimWeightsCache {
         Some(SimWeightsCache {
             capacity_bytes: w.capacity_bytes,
             time_factor,
+            landing: w.landing.clone(),
         })
     }
 
@@ -1106,6 +1112,7 @@ impl SimSetup {
             dense_mac_ns: ceil_ns(dense_params_per_layer as f64 * 1e9 / c0.dense_peak_macs_per_s),
             gate_mac_ns: ceil_ns(gate_macs as f64 * 1e9 / c0.dense_peak_macs_per_s),
             launch_ns: ceil_ns(c0.launch_ns),
+            wake_ns: ceil_ns(c0.wake_ns),
             dense_macs: dense_params_per_layer,
             dense_bytes: bytes_of(dense_params_per_layer),
             gate_ns: ceil_ns(gate_macs as f64 * 1e9 / dense_rate),

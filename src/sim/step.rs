@@ -50,6 +50,8 @@ pub(super) struct Step {
     pub remaining: u32,
     pub experts_phase: bool,
     pub stall_since: Option<TimeNs>,
+    /// The unit is resuming from that stall (the profile's `wake_ns`).
+    pub waking: bool,
     /// The previous layer predicted this step (for prefetch recall).
     pub predicted: bool,
 }
@@ -60,6 +62,7 @@ impl Step {
         self.slots.clear();
         self.ready.clear();
         self.stall_since = None;
+        self.waking = false;
     }
 
     /// Adds a slot; `ready` ones queue for the compute unit at once. Returns its index.
@@ -178,6 +181,7 @@ impl Sim<'_> {
                 self.next_compute();
             }
             Busy::LmHead => self.finish_step(),
+            Busy::Wake => self.next_compute(),
             Busy::Draft => self.begin_step(),
             Busy::Idle => unreachable!("compute finished while idle"),
         }
@@ -190,7 +194,19 @@ impl Sim<'_> {
         }
         let now = self.now();
         let layer = self.pos().layer;
+        // A stalled unit resumes `wake_ns` after the arrival that ends its stall; the stall
+        // lasts until then.
+        if self.s.wake_ns > 0
+            && self.step.stall_since.is_some()
+            && !self.step.waking
+            && !self.step.ready.is_empty()
+        {
+            self.step.waking = true;
+            self.compute.start(&mut self.q, Busy::Wake, self.s.wake_ns);
+            return;
+        }
         if let Some(slot) = self.step.ready.pop_front() {
+            self.step.waking = false;
             if let Some(since) = self.step.stall_since.take() {
                 self.span(SpanKind::Stall, 0, since, now - since, layer, None);
                 self.breakdown().stall += now - since;

@@ -50,6 +50,8 @@ pub(super) struct Transfer {
     pub stale: u32,
     pub generation: u32,
     pub live: bool,
+    /// Time factor of the hop into the compute tier, from the buffer it lands in.
+    pub landing: f64,
 }
 
 /// The end of one hop.
@@ -153,7 +155,9 @@ impl Transfers {
         hops + (rounds - 1) * s.links[first].hop_ns(bytes)
     }
 
-    /// Starts moving `bytes` of `object` from tier `from`; returns the transfer's id.
+    /// Starts moving `bytes` of `object` from tier `from`; returns the transfer's id. Its last
+    /// hop (into the compute tier) takes `landing` times as long (the profile's
+    /// `weights_cache.landing`; 1 without).
     #[allow(clippy::too_many_arguments)]
     pub fn issue(
         &mut self,
@@ -166,6 +170,7 @@ impl Transfers {
         bytes: u64,
         from: u8,
         waiter: Option<u16>,
+        landing: f64,
     ) -> u32 {
         let tr = Transfer {
             object,
@@ -181,6 +186,7 @@ impl Transfers {
             stale: 0,
             generation: 0,
             live: true,
+            landing,
         };
         let tid = match self.free.pop() {
             Some(tid) => {
@@ -213,9 +219,12 @@ impl Transfers {
         tr.started = true;
         tr.hop_start = now;
         let bytes = tr.bytes;
-        let link = s.paths[tr.from as usize][tr.hop as usize] as usize;
+        let path = &s.paths[tr.from as usize];
+        let last_hop = tr.hop as usize + 1 == path.len();
+        let landing = if last_hop { tr.landing } else { 1.0 };
+        let link = path[tr.hop as usize] as usize;
         let l = &s.links[link];
-        let factor = self.hop_factor(s, link);
+        let factor = self.hop_factor(s, link) * landing;
         let tr = &mut self.table[tid as usize];
         let end = if self.share.tracks(l.from) {
             let rounded = bytes.div_ceil(l.granularity_bytes) * l.granularity_bytes;
@@ -232,9 +241,10 @@ impl Transfers {
             self.apply_moved(q, ip);
             end
         } else {
-            let hop_ns = match l.time_distribution {
-                None => l.hop_ns(bytes),
-                Some(_) => (l.hop_ns(bytes) as f64 * factor).ceil() as TimeNs,
+            let hop_ns = if l.time_distribution.is_none() && landing == 1.0 {
+                l.hop_ns(bytes)
+            } else {
+                (l.hop_ns(bytes) as f64 * factor).ceil() as TimeNs
             };
             let end = now.saturating_add(hop_ns);
             tr.end_at = end;

@@ -27,6 +27,13 @@ impl WeightsCacheState {
         }
     }
 
+    /// Bytes of expert weights computed since the end of expert `g`'s last kernel (`None`:
+    /// never computed).
+    pub fn distance(&self, g: usize) -> Option<u64> {
+        let last = *self.last.get(g)?;
+        (last != NEVER).then(|| self.clock - last)
+    }
+
     /// A kernel on expert `g`'s `bytes` of weights: `cached_ns` when `may_hit` and its last
     /// kernel ended within `capacity_bytes` of weights computed since, `memory_ns` otherwise.
     /// Advances the clock and stamps `g`.

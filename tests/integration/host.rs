@@ -76,12 +76,27 @@ fn real_decode_hits_equal_the_simulators_exactly() {
         "kind = \"memory-aware\"\nlambda = 1.0",
     ];
     let mut checked = 0;
+    // One set of expert buffers for every decode, as an engine allocates its slots once.
+    let mut buffers: Vec<moesim::host::store::AlignedBuf> = Vec::new();
     for policy in ["lru", "lfu", "fifo", "sieve", "arc"] {
         for capacity in [2, 4, 8, 16] {
             for router in routers {
                 let exp = experiment(policy, capacity, router);
                 let trace = exp.build_trace().unwrap();
-                let real = decode(&st, &trace, &options(&exp, policy, capacity), None).unwrap();
+                let before: Vec<*const u8> =
+                    buffers.iter().map(|b| b.as_slice().as_ptr()).collect();
+                let real = decode(
+                    &st,
+                    &trace,
+                    &options(&exp, policy, capacity),
+                    &mut buffers,
+                    None,
+                )
+                .unwrap();
+                // Every buffer given comes back (and the ones it needed more stay).
+                let after: Vec<*const u8> = buffers.iter().map(|b| b.as_slice().as_ptr()).collect();
+                assert!(before.iter().all(|p| after.contains(p)));
+                assert!(buffers.len() >= (capacity * st.shape.layers + 2) as usize);
                 let setup = moesim::sim::SimSetup::new(
                     &exp.profile,
                     &exp.model,
@@ -103,6 +118,19 @@ fn real_decode_hits_equal_the_simulators_exactly() {
         }
     }
     assert_eq!(checked, 40);
+    assert_eq!(buffers.len(), (16 * st.shape.layers + 2) as usize);
+    // The calibration lends its read destinations to decodes and takes them back.
+    let mut bench =
+        moesim::host::calibrate::KernelBench::new(&st, 1, moesim::quant::Kernel::F32).unwrap();
+    let lent = bench.lend_buffers(300);
+    assert!(lent.len() >= 300);
+    assert!(
+        lent.iter()
+            .all(|b| b.as_slice().len() == st.shape.stride() as usize)
+    );
+    let n = lent.len();
+    bench.return_buffers(lent);
+    assert_eq!(bench.lend_buffers(0).len(), n);
 }
 
 #[test]
@@ -126,7 +154,7 @@ fn real_decode_outputs_equal_the_quality_path() {
                 kernel,
                 ..options(&exp, "lru", 4)
             };
-            let real = decode(&st, &trace, &o, Some(&mut seen)).unwrap();
+            let real = decode(&st, &trace, &o, &mut Vec::new(), Some(&mut seen)).unwrap();
             assert_eq!(seen.len() as u64, real.expert_uses);
             assert!(real.hits > 0 && real.misses > 0);
             for (event, layer, x, out) in seen.iter().step_by(7) {

@@ -295,6 +295,40 @@ fn contention_fractions_out_of_range_are_rejected() {
         "{}",
         run.stdout
     );
+    // Where transfers land: points in increasing distance, factors in (0, 10].
+    let landing = cache.replace(
+        " } }",
+        " }, landing = [{ within_bytes = 1e6, time_factor = 0.9 }, { within_bytes = 5e7, time_factor = 1.0 }] }",
+    );
+    let path = variant("profile_good_landing", "[compute]\ncores = 2", &landing);
+    assert_eq!(check(&path).code, 0, "{}", check(&path).stderr);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout
+            .contains("transfers landing in a buffer computed on within 1.00 MB: -10.0 %"),
+        "{}",
+        run.stdout
+    );
+    for (name, bad, key) in [
+        (
+            "profile_bad_landing_order",
+            landing.replace("5e7", "1e5"),
+            "landing[1].within_bytes",
+        ),
+        (
+            "profile_bad_landing_factor",
+            landing.replace("0.9", "0"),
+            "landing[0].time_factor",
+        ),
+        (
+            "profile_bad_landing_key",
+            landing.replace("time_factor = 0.9", "factor = 0.9"),
+            "factor",
+        ),
+    ] {
+        let path = variant(name, "[compute]\ncores = 2", &bad);
+        assert_bad_input(&check(&path), &[path.to_str().unwrap(), key]);
+    }
     // A speed-up after a load (weights left warm by the copy) is valid and shown signed.
     let path = variant(
         "profile_good_after_load_speedup",

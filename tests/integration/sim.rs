@@ -52,6 +52,8 @@ pub(crate) struct Toy {
     pub(crate) mac_ns: Option<u64>,
     pub(crate) dense_mac_ns: Option<u64>,
     pub(crate) launch_ns: u64,
+    /// Time to resume after a stall.
+    pub(crate) wake_ns: u64,
     /// A second unit computing experts in place, on the home tier.
     pub(crate) in_place: Option<moesim::sim::InPlace>,
     /// Which `(layer, expert)` are resident in tier 0 (overrides `all_resident`).
@@ -87,6 +89,7 @@ impl Toy {
             mac_ns: None,
             dense_mac_ns: None,
             launch_ns: 0,
+            wake_ns: 0,
             in_place: None,
             resident: None,
             chunk: None,
@@ -135,6 +138,7 @@ impl Toy {
             dense_mac_ns: self.dense_mac_ns.unwrap_or(self.dense_ns),
             gate_mac_ns: self.gate_ns,
             launch_ns: self.launch_ns,
+            wake_ns: self.wake_ns,
             dense_macs: 1,
             dense_bytes: 1,
             gate_ns: self.gate_ns,
@@ -472,6 +476,7 @@ fn weights_computed_recently_run_at_the_cached_rate() {
                 weights_cache: Some(SimWeightsCache {
                     capacity_bytes,
                     time_factor: [0.5; 6],
+                    landing: Vec::new(),
                 }),
                 ..resident.clone()
             },
@@ -516,6 +521,85 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         plain.decode_compute_ns,
         all.decode_compute_ns
     );
+}
+
+#[test]
+fn a_stalled_unit_resumes_its_wake_time_after_the_arrival() {
+    let t = trace(7, 1, 0, 12);
+    let hop = 500 + 1024;
+    // No cache: per layer the first expert's arrival ends a stall (it resumes after the wake,
+    // then computes while the second loads); the second's arrival ends another, whose wake
+    // adds to the layer.
+    let toy = |wake_ns| Toy {
+        compute_ns: 300,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        wake_ns,
+        ..Toy::new()
+    };
+    for wake in [0, 70] {
+        let r = sim(&toy(wake), &t);
+        let token = 8 * (42 + 2 * hop + 300 + wake) + 9;
+        assert!(
+            r.token_latencies_ns.iter().all(|&x| x == token),
+            "wake {wake}: {:?} vs {token}",
+            &r.token_latencies_ns[..3]
+        );
+        assert_eq!(
+            r.decode_stall_ns,
+            r.token_latencies_ns.len() as u64 * 8 * (2 * hop - 300 + wake)
+        );
+        assert_breakdown(&r);
+    }
+    // Everything resident: nothing stalls, nothing wakes.
+    let resident = |wake_ns| Toy {
+        all_resident: true,
+        ..toy(wake_ns)
+    };
+    assert_eq!(
+        sim(&resident(70), &t).token_latencies_ns,
+        sim(&resident(0), &t).token_latencies_ns
+    );
+}
+
+#[test]
+fn a_transfer_into_a_recently_computed_buffer_takes_its_landing_factor() {
+    use moesim::sim::setup::SimWeightsCache;
+    let t = trace(7, 1, 0, 12);
+    let hop = 500 + 1024;
+    let toy = |landing: Vec<(u64, f64)>| Toy {
+        cache_experts_per_layer: 2,
+        compute_ns: 300,
+        weights_cache: Some(SimWeightsCache {
+            capacity_bytes: 0,
+            time_factor: [1.0; 6],
+            landing,
+        }),
+        ..Toy::new()
+    };
+    let plain = sim(&toy(Vec::new()), &t);
+    let busy = |r: &moesim::sim::SimReport| r.links[0].busy_channel_ns;
+    assert_eq!(busy(&plain), plain.misses * hop);
+    // Every victim lands at half: the 16 first loads (2 per layer, nothing evicted yet) land
+    // in fresh buffers and take the link's time.
+    let half = sim(&toy(vec![(u64::MAX / 2, 0.5)]), &t);
+    assert_eq!(half.misses, plain.misses);
+    assert!(half.misses > 16);
+    assert_eq!(busy(&half), 16 * hop + (half.misses - 16) * hop.div_ceil(2));
+    assert!(half.decode_stall_ns < plain.decode_stall_ns);
+    assert_breakdown(&half);
+    // Only a buffer computed on within 1 byte is warm: an evicted expert never is.
+    assert_eq!(
+        sim(&toy(vec![(1, 0.5)]), &t).token_latencies_ns,
+        plain.token_latencies_ns
+    );
+    // Between points the factor is linear in the distance.
+    let points = [(1000, 0.5), (3000, 0.9)];
+    assert!((moesim::hardware::landing_factor(&points, Some(2000)) - 0.7).abs() < 1e-12);
+    assert_eq!(moesim::hardware::landing_factor(&points, Some(500)), 0.5);
+    assert_eq!(moesim::hardware::landing_factor(&points, Some(3001)), 1.0);
+    assert_eq!(moesim::hardware::landing_factor(&points, None), 1.0);
 }
 
 fn toy_strategy() -> impl Strategy<Value = Toy> {
