@@ -81,7 +81,9 @@ impl AlignedBuf {
     /// otherwise take its page faults inside a timed read (the decode's first reads go into
     /// fresh buffers, the calibration's into a reused pool). On the development VM this did
     /// not close the gap it was meant for: a fully cached Q2_K point's reads still ran 10-30 %
-    /// slower than a 4-expert cache's (BENCHMARKS.md).
+    /// slower than a 4-expert cache's. Where the read lands was the cause (freshly allocated
+    /// buffers read up to a quarter faster or slower by allocation), so `host validate`'s
+    /// decodes read into the buffers the calibration measured (BENCHMARKS.md).
     pub fn new(len: usize) -> AlignedBuf {
         assert!(len > 0 && len.is_multiple_of(ALIGN));
         let layout = std::alloc::Layout::from_size_align(len, ALIGN).expect("valid layout");
