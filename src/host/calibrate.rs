@@ -3,12 +3,13 @@
 //! - Reads of the expert store at queue depth 1 in the real decode's regime: each handed to an
 //!   I/O thread, half of them while the calling thread runs an expert kernel (a hit computed
 //!   while a miss loads), half with the calling thread blocked (a selection of misses only),
-//!   each followed by a kernel on the bytes read, into a pool of buffers as the decode's cache
-//!   slots are (one hot buffer overstated the bandwidth by about 30 %). A read is timed to the
-//!   moment its bytes are usable (hand-offs and wake-ups included). Expert-sized and 4 KiB reads
-//!   at random places; the link is fitted as `t(b) = latency + b / bandwidth` through the two
-//!   medians. (Reads timed while a separate thread ran kernels non-stop predicted read-heavy
-//!   decodes 10-30 % too fast.)
+//!   each followed by a kernel on the bytes read; half of them into a cold pool of buffers
+//!   (which `host validate` lends to its decodes: the same memory), half into the buffer the
+//!   previous read landed in (the profile's `weights_cache.landing`). A read is timed to the I/O
+//!   thread's finish; how long the compute thread took to resume after a read it blocked for is
+//!   the unit's `wake_ns`. Expert-sized and 4 KiB reads at random places; the link is fitted
+//!   through the medians of the expert sizes read into the cold pool. (Reads timed while a
+//!   separate thread ran kernels non-stop predicted read-heavy decodes 10-30 % too fast.)
 //! - The slowdown of kernels while a read is in flight: kernels that ran wholly during a read,
 //!   against kernels timed alone (8-13 % on the development VM). The simulator applies it to
 //!   every expert kernel while a link transfers.
