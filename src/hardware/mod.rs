@@ -178,20 +178,14 @@ pub struct WeightsCache {
     /// `ComputeClass::ALL`).
     pub expert_weights_per_s: [f64; 6],
     /// Transfers into the compute tier by how recently their destination was computed on:
-    /// `(within_bytes, time_factor)` in increasing distance ([`WeightsCache::landing_factor`]).
+    /// `(within_bytes, time_factor)` in increasing distance ([`landing_factor`]).
     pub landing: Vec<(u64, f64)>,
 }
 
-impl WeightsCache {
-    /// The time factor of a transfer whose destination last held weights computed
-    /// `distance_bytes` of expert weights ago (`None`: a buffer never computed on): the first
-    /// point's factor up to its distance, linear between points, 1 beyond the last.
-    pub fn landing_factor(&self, distance_bytes: Option<u64>) -> f64 {
-        landing_factor(&self.landing, distance_bytes)
-    }
-}
-
-/// [`WeightsCache::landing_factor`] over `points`.
+/// The time factor of a transfer whose destination last held weights computed
+/// `distance_bytes` of expert weights ago (`None`: a buffer never computed on), over `points`
+/// (`WeightsCache::landing`): the first point's factor up to its distance, linear between
+/// points, 1 beyond the last.
 pub fn landing_factor(points: &[(u64, f64)], distance_bytes: Option<u64>) -> f64 {
     let Some(d) = distance_bytes else { return 1.0 };
     let Some(&(first, f0)) = points.first() else {

@@ -93,7 +93,7 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
     };
     let mut unfitted = (0usize, None);
     let mut points: Vec<MeasuredPoint> = Vec::new();
-    for st in stores {
+    for (store_index, st) in stores.iter().enumerate() {
         let format = st.shape.format;
         for (p, pk) in &grid.policies {
             for lambda in [0.0, grid.lambda] {
@@ -118,16 +118,12 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
                     let mut runs = Vec::new();
                     for _ in 0..grid.repeats {
                         // The decode reads into the memory the calibration reads into.
-                        let i = stores
-                            .iter()
-                            .position(|x| std::ptr::eq(x, st))
-                            .expect("one of the stores");
-                        let mut buffers = match benches.get_mut(i) {
+                        let mut buffers = match benches.get_mut(store_index) {
                             Some(b) => b.lend_buffers(0),
                             None => Vec::new(),
                         };
                         let real = decode(st, &trace, &options, &mut buffers, None);
-                        if let Some(b) = benches.get_mut(i) {
+                        if let Some(b) = benches.get_mut(store_index) {
                             b.return_buffers(buffers);
                         }
                         let real = real?;

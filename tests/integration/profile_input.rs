@@ -256,36 +256,26 @@ fn contention_fractions_out_of_range_are_rejected() {
     );
     // A last-level cache for weights: its capacity and every class's cached rate are checked.
     let cache = "[compute]\ncores = 2\nweights_cache = { capacity_bytes = 6.4e7, expert_weights_per_s = { f16 = 2e10, q8 = 2e10, q4 = 3.3e10, q3 = 3e10, q2 = 3.6e10, ternary = 3e10 } }";
-    let path = variant(
-        "profile_bad_weights_cache",
-        "[compute]\ncores = 2",
-        &cache.replace("6.4e7", "0"),
-    );
-    assert_bad_input(
-        &check(&path),
-        &[
-            path.to_str().unwrap(),
+    for (name, bad, key) in [
+        (
+            "profile_bad_weights_cache",
+            cache.replace("6.4e7", "0"),
             "compute.weights_cache.capacity_bytes",
-        ],
-    );
-    let path = variant(
-        "profile_bad_weights_cache_rate",
-        "[compute]\ncores = 2",
-        &cache.replace("q2 = 3.6e10", "q2 = -1"),
-    );
-    assert_bad_input(
-        &check(&path),
-        &[
-            path.to_str().unwrap(),
+        ),
+        (
+            "profile_bad_weights_cache_rate",
+            cache.replace("q2 = 3.6e10", "q2 = -1"),
             "compute.weights_cache.expert_weights_per_s.q2",
-        ],
-    );
-    let path = variant(
-        "profile_unknown_weights_cache_key",
-        "[compute]\ncores = 2",
-        &cache.replace("capacity_bytes", "size_bytes"),
-    );
-    assert_bad_input(&check(&path), &[path.to_str().unwrap(), "size_bytes"]);
+        ),
+        (
+            "profile_unknown_weights_cache_key",
+            cache.replace("capacity_bytes", "size_bytes"),
+            "size_bytes",
+        ),
+    ] {
+        let path = variant(name, "[compute]\ncores = 2", &bad);
+        assert_bad_input(&check(&path), &[path.to_str().unwrap(), key]);
+    }
     let path = variant("profile_good_weights_cache", "[compute]\ncores = 2", cache);
     assert_eq!(check(&path).code, 0);
     let run = moesim(["profile", "show", path.to_str().unwrap()]);
