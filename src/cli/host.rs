@@ -425,7 +425,7 @@ fn calibration_summary(
     }
     match fit.figures.weights_cache_bytes {
         Some(b) => s.push_str(&format!(
-            "last-level cache for expert weights: {:.1} MB of weights computed since an expert's last kernel keep it cached (from {} kernels on experts drawn at random)\n",
+            "last-level cache for expert weights: {:.1} MB under random replacement (from {} kernels on experts drawn at random)\n",
             b * 1e-6,
             samples.random_kernel_ns.len()
         )),

@@ -388,9 +388,18 @@ fn show(
                 .zip(&wc.expert_weights_per_s)
                 .map(|(class, r)| format!("{} {}", class.name(), format_rate(*r)))
                 .collect();
+            let rule = match wc.replacement {
+                crate::hardware::Replacement::Lru => format!(
+                    "experts computed within the last {} of expert weights run at",
+                    format_bytes(wc.capacity_bytes as f64)
+                ),
+                crate::hardware::Replacement::Random => format!(
+                    "{} under random replacement (an expert's weights survive the bytes fetched from memory since its last kernel with probability exp(-fetched / capacity)); cached weights run at",
+                    format_bytes(wc.capacity_bytes as f64)
+                ),
+            };
             s.push_str(&format!(
-                "last-level cache for expert weights: experts computed within the last {} of expert weights run at {}\n",
-                format_bytes(wc.capacity_bytes as f64),
+                "last-level cache for expert weights: {rule} {}\n",
                 per.join(", ")
             ));
             if !wc.landing.is_empty() {

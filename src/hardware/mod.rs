@@ -167,19 +167,45 @@ pub struct Compute {
     pub calibrated: Calibration,
 }
 
-/// A compute unit's last-level cache as it serves expert weights: an expert whose kernel ran
-/// within the last `capacity_bytes` of expert weights computed runs at the cached rate.
+/// A compute unit's last-level cache as it serves expert weights: whether an expert's weights
+/// are still cached when its next kernel runs, by the [`Replacement`] rule and `capacity_bytes`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WeightsCache {
-    /// Bytes of expert weights computed since an expert's last kernel up to which its weights
-    /// are still cached.
+    /// The cache's capacity for expert weights, as the replacement rule reads it.
     pub capacity_bytes: u64,
+    /// How weights leave the cache.
+    pub replacement: Replacement,
     /// Expert GEMV throughput on cached weights per [`ComputeClass`] (indexed as
     /// `ComputeClass::ALL`).
     pub expert_weights_per_s: [f64; 6],
     /// Transfers into the compute tier by how recently their destination was computed on:
     /// `(within_bytes, time_factor)` in increasing distance ([`landing_factor`]).
     pub landing: Vec<(u64, f64)>,
+}
+
+/// How expert weights leave a compute unit's last-level cache (`compute.weights_cache.replacement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Replacement {
+    /// A kernel runs at the cached rate when at most `capacity_bytes` of expert weights were
+    /// computed (repeats counted) since the end of the same expert's last kernel, at the rate
+    /// from memory otherwise: an LRU stack on a clock of bytes.
+    #[default]
+    Lru,
+    /// Every byte of weights fetched from memory evicts a cached byte at random, so an expert's
+    /// weights are still cached with probability `exp(-f / capacity_bytes)`, `f` the bytes
+    /// fetched from memory since its last kernel; its kernel takes that mix of the cached and
+    /// the memory time, and fetches the rest. The development VM's last-level cache behaved
+    /// so: under random draws from 48 to 128 experts a kernel's time followed the fetched
+    /// bytes since, not the bytes computed since (`examples/kernel_reuse.rs`, BENCHMARKS.md).
+    Random,
+}
+
+impl Replacement {
+    /// Whether this is the default ([`Replacement::Lru`]), which profiles need not write.
+    pub fn is_lru(&self) -> bool {
+        *self == Replacement::Lru
+    }
 }
 
 /// The time factor of a transfer whose destination last held weights computed

@@ -292,9 +292,14 @@ pub struct FormatThroughputSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightsCacheSpec {
-    /// Bytes of expert weights computed since an expert's last kernel up to which its weights
-    /// are still cached: an effective capacity, for weights, not the cache's size.
+    /// The cache's capacity for expert weights as `replacement` reads it: an effective
+    /// capacity, for weights, not the cache's size.
     pub capacity_bytes: f64,
+    /// How weights leave the cache: `"lru"` (default: cached while at most `capacity_bytes`
+    /// of weights were computed since the expert's last kernel) or `"random"` (each byte
+    /// fetched from memory evicts a cached one at random).
+    #[serde(default, skip_serializing_if = "super::Replacement::is_lru")]
+    pub replacement: super::Replacement,
     /// Expert GEMV throughput per class on cached weights, in weights per second.
     pub expert_weights_per_s: FormatThroughputSpec,
     /// How long a transfer into the compute tier takes by how recently its destination was
@@ -904,6 +909,7 @@ fn validate_compute(
             }
             Some(super::WeightsCache {
                 capacity_bytes: w.capacity_bytes.round() as u64,
+                replacement: w.replacement,
                 expert_weights_per_s: checked_rates(
                     &w.expert_weights_per_s,
                     &key("weights_cache.expert_weights_per_s"),

@@ -189,9 +189,7 @@ pub fn measure_reads_in_decode_regime(
     let pages = (store.len_bytes() / ALIGN as u64).max(2);
     let (req_tx, req_rx) = mpsc::channel::<(Option<u32>, u64, AlignedBuf)>();
     let (done_tx, done_rx) = mpsc::channel::<crate::error::Result<(AlignedBuf, Instant)>>();
-    let mut landing = std::mem::take(&mut bench.landing);
-    landing.ensure(shape.stride());
-    let result = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         scope.spawn(move || {
             for (g, offset, mut buf) in req_rx {
                 let r = match g {
@@ -250,15 +248,12 @@ pub fn measure_reads_in_decode_regime(
             };
             let slot = match regime {
                 Destination::JustComputed(j) => j,
-                Destination::Cold => landing.cold(),
+                Destination::Cold => bench.coldest(),
             };
-            let distance = landing.stamp[slot].map(|s| (bench.computed_bytes - s) as f64);
-            let (buf, ns, contended, wake) = read(
-                Some(g),
-                0,
-                landing.bufs[slot].take().expect("returned"),
-                bench,
-            )?;
+            let distance = bench.stamp[slot].map(|s| (bench.computed_bytes - s) as f64);
+            let taken = bench.bufs[slot].take().expect("a buffer in the pool");
+            let (buf, ns, contended, wake) = read(Some(g), 0, taken, bench)?;
+            bench.bufs[slot] = Some(buf);
             match regime {
                 Destination::Cold => {
                     samples.large_ns.push(ns);
@@ -275,10 +270,8 @@ pub fn measure_reads_in_decode_regime(
             samples.wake_ns.extend(wake);
             // The loaded expert runs on the bytes read (nothing else in flight).
             let k = Instant::now();
-            bench.run_on(buf.as_slice());
+            bench.run_at(slot);
             samples.loaded_kernel_ns.push(k.elapsed().as_nanos() as f64);
-            landing.bufs[slot] = Some(buf);
-            landing.stamp[slot] = Some(bench.computed_bytes);
             previous = Some(slot);
             let page = 1 + next() % (pages - 1);
             let (buf, ns, _, _) = read(
@@ -292,9 +285,7 @@ pub fn measure_reads_in_decode_regime(
         }
         drop(req_tx);
         Ok(samples)
-    });
-    bench.landing = landing;
-    result
+    })
 }
 
 /// Where an expert read of the calibration lands.
@@ -378,7 +369,8 @@ pub fn fit_landing(
     let mut points: Vec<(f64, f64)> = warm
         .iter()
         .filter(|(ns, d)| usable(ns) && !d.is_empty())
-        .map(|(ns, d)| (median(d), median(ns) / cold))
+        // Nothing computed since (distance 0) is stated as 1 byte, the least a profile takes.
+        .map(|(ns, d)| (median(d).max(1.0), median(ns) / cold))
         .filter(|(d, f)| d.is_finite() && *d >= 0.0 && f.is_finite() && *f > 0.0)
         .collect();
     points.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -392,41 +384,64 @@ pub fn fit_landing(
     out
 }
 
-/// The last-level cache's capacity for expert weights, in bytes, under the simulator's rule
-/// (an expert is cached when at most that many bytes of expert weights were computed since its
-/// last kernel): from kernel times over the scattered visit (`cold_ns`, every expert's reuse
-/// distance the whole store of `store_experts`: none cached), cycling through a few experts
-/// (`warm_ns`) and on experts drawn uniformly at random from `drawn_from` of `expert_bytes`
-/// each (`random_ns`). The share of random draws that ran cached is
-/// `h = (cold - random) / (cold - warm)` (medians); under the rule a draw is cached when at most
-/// `K` other draws came since the same expert's last, `h = 1 - (1 - 1/n)^(K + 1)` with
-/// `n = drawn_from`, so `K = ln(1 - h) / ln(1 - 1/n) - 1` experts' bytes. `None` when the
-/// samples show no cache (`K <= 0`, or a warm kernel no faster than a cold one) or are too
-/// few; at most the store less two experts (the scattered visit, `store_experts - 1` other
-/// experts between two kernels of one, stays uncached).
+/// The last-level cache's capacity for expert weights, in bytes, under the simulator's random
+/// replacement (`hardware::Replacement::Random`): from kernel times over the scattered visit
+/// (`cold_ns`: every buffer's weights long evicted), cycling through a few experts (`warm_ns`:
+/// cached) and on experts drawn uniformly at random from `drawn_from` of `expert_bytes` each
+/// (`random_ns`). The share of random draws that ran cached is
+/// `h = (cold - random) / (cold - warm)` (medians, the random draws' mean over their middle
+/// 80 %: a mix of cached and uncached kernels, whose total is what a decode adds up); the
+/// capacity is the one under which the simulator's rule, replayed on such draws, caches the
+/// share `h` ([`crate::sim::random_replacement_share`], by bisection). `None` when the samples
+/// show no cache (`h` no more than a draw's chance of repeating the last one, or a warm kernel
+/// no faster than a cold one) or are too few. At most the draws' experts less one (all of them
+/// cached in the limit).
 pub fn fit_weights_cache(
     cold_ns: &[f64],
     warm_ns: &[f64],
     random_ns: &[f64],
     drawn_from: usize,
-    store_experts: usize,
     expert_bytes: u64,
 ) -> Option<f64> {
     if cold_ns.len() < 3 || warm_ns.len() < 3 || random_ns.len() < 3 || drawn_from < 2 {
         return None;
     }
-    let (cold, warm, random) = (median(cold_ns), median(warm_ns), median(random_ns));
+    let (cold, warm) = (median(cold_ns), median(warm_ns));
+    let random = trimmed_mean(random_ns, 0.1);
     if warm.partial_cmp(&cold) != Some(std::cmp::Ordering::Less) {
         return None;
     }
-    let h = ((cold - random) / (cold - warm)).min(1.0 - 1e-6);
-    if h.is_nan() || h <= 0.0 {
+    let h = (cold - random) / (cold - warm);
+    let n = drawn_from as f64;
+    if h.is_nan() || h * n <= 1.0 {
         return None;
     }
-    let n = drawn_from as f64;
-    let k = (1.0 - h).ln() / (1.0 - 1.0 / n).ln() - 1.0;
-    let most = ((store_experts as f64 - 2.0) * expert_bytes as f64).max(1.0);
-    (k > 0.0).then(|| (k * expert_bytes as f64).clamp(1.0, most))
+    let share = |c: f64| crate::sim::random_replacement_share(drawn_from, c);
+    let most = n - 1.0;
+    if share(most) <= h {
+        return Some(most * expert_bytes as f64);
+    }
+    let (mut lo, mut hi) = (0.0f64, most);
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        if share(mid) < h {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // Below the replay's resolution: no cache the draws can tell from chance.
+    let c = 0.5 * (lo + hi);
+    (c >= 1.0 / 1024.0).then(|| (c * expert_bytes as f64).max(1.0))
+}
+
+/// The mean of `v` without its lowest and highest `cut` shares.
+fn trimmed_mean(v: &[f64], cut: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let drop = (s.len() as f64 * cut).floor() as usize;
+    let kept = &s[drop..s.len() - drop];
+    kept.iter().sum::<f64>() / kept.len() as f64
 }
 
 /// Times copies of a `bytes`-byte buffer, `repeats` times.
@@ -444,13 +459,25 @@ pub fn measure_copy(bytes: usize, repeats: usize) -> Vec<f64> {
         .collect()
 }
 
-/// Every expert of a store held in memory, for kernel timings: weights come from memory as a
-/// decode's do, not from a warm CPU cache (the experts are visited in a scattered order, and
-/// the whole store is larger than the per-core caches).
+/// The memory of a calibration: a pool of buffers, each holding an expert of a store, on which
+/// every kernel timing runs, into which the expert reads of
+/// [`measure_reads_in_decode_regime`] land, and which `host validate` lends to its decodes.
+/// Weights come from memory as a decode's do, not from a warm CPU cache (the scattered visit
+/// goes round the whole pool, larger than the per-core caches). One pool for all of it because
+/// where the bytes sit changes the times: on the development VM, the same experts in buffers
+/// allocated at different moments ran their kernels at rates up to 12 % (Q4_K) and 30 % (Q2_K)
+/// apart, steadily within a run (`examples/kernel_memory.rs`), and reads into fresh buffers
+/// took up to a quarter more or less time by allocation.
 #[derive(Debug)]
 pub struct KernelBench {
     shape: super::store::StoreShape,
-    bufs: Vec<AlignedBuf>,
+    /// The pool; a buffer is `None` while a read or a decode has it.
+    bufs: Vec<Option<AlignedBuf>>,
+    /// Per buffer, [`KernelBench::computed_bytes`] at the end of its last kernel (none before
+    /// its first, or after a decode had it).
+    stamp: Vec<Option<u64>>,
+    /// Experts in the store (the pool's first buffers hold them in order, the rest copies).
+    experts: usize,
     next: usize,
     step: usize,
     /// The kernel threads' pool (none for one thread: the calling thread).
@@ -466,49 +493,13 @@ pub struct KernelBench {
     /// Bytes of expert weights computed by every kernel this bench ran: the clock of the
     /// simulator's weights cache, which gives a read destination's reuse distance.
     computed_bytes: u64,
-    /// Where [`measure_reads_in_decode_regime`] reads experts into.
-    landing: Landing,
 }
 
-/// Bytes of the pool of cold read destinations ([`measure_reads_in_decode_regime`]): past
-/// the last-level cache of the development VM (its kernels ran at the rate from memory over
-/// working sets of 226 MB) and of common desktops and servers.
+/// Bytes of a bench's pool at least ([`KernelBench`]): past the last-level cache of the
+/// development VM (its kernels ran at the rate from memory over working sets of 226 MB) and of
+/// common desktops and servers, so that its least recently computed buffer is a cold read
+/// destination.
 pub const LANDING_COLD_BYTES: u64 = 256 << 20;
-
-/// The cold expert-read destinations of the calibration, kept across rounds (allocated, pages
-/// touched, at the first read), with the bytes-computed clock at the end of each one's last
-/// kernel.
-#[derive(Default)]
-struct Landing {
-    bufs: Vec<Option<AlignedBuf>>,
-    stamp: Vec<Option<u64>>,
-    next_cold: usize,
-}
-
-impl std::fmt::Debug for Landing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Landing")
-            .field("buffers", &self.bufs.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Landing {
-    fn ensure(&mut self, stride: u64) {
-        if self.bufs.is_empty() {
-            let n = LANDING_COLD_BYTES.div_ceil(stride).max(32) as usize;
-            self.bufs = (0..n)
-                .map(|_| Some(AlignedBuf::new(stride as usize)))
-                .collect();
-            self.stamp = vec![None; n];
-        }
-    }
-
-    fn cold(&mut self) -> usize {
-        self.next_cold = (self.next_cold + 1) % self.bufs.len();
-        self.next_cold
-    }
-}
 
 /// Experts a warm kernel timing cycles through ([`KernelBench::time_warm`]): 8 experts of the
 /// micro-MoE are 8-14 MB, past a core's L2 and within a server's or desktop's last-level cache.
@@ -518,8 +509,26 @@ pub const WARM_EXPERTS: usize = 8;
 /// rate becomes the profile's `peak_macs_per_s`.
 pub const BATCH_TOKENS: usize = 32;
 
+/// Buffers in the pool of a store of `experts` experts `stride` bytes apart: every expert, and
+/// at least [`LANDING_COLD_BYTES`] and 32 buffers.
+fn pool_buffers(experts: usize, stride: u64) -> usize {
+    (LANDING_COLD_BYTES.div_ceil(stride.max(1)) as usize)
+        .max(experts)
+        .max(32)
+}
+
+/// A step through `n` buffers coprime with `n`: every buffer once per cycle, neighbours far
+/// apart.
+fn scattered_step(n: usize) -> usize {
+    (1..n.max(2))
+        .rev()
+        .find(|s| gcd(*s, n) == 1 && *s <= n / 2 + 1)
+        .unwrap_or(1)
+}
+
 impl KernelBench {
-    /// Reads every expert of `store` into memory, for `kernel` on `threads` threads.
+    /// Reads every expert of `store` into a pool of buffers (the rest of the pool holds copies),
+    /// for `kernel` on `threads` threads.
     pub fn new(
         store: &ExpertStore,
         threads: usize,
@@ -538,22 +547,23 @@ impl KernelBench {
             None
         };
         let n = (shape.layers * shape.experts) as usize;
-        let mut bufs: Vec<AlignedBuf> = Vec::with_capacity(n);
-        for g in 0..n {
+        let total = pool_buffers(n, shape.stride());
+        let mut bufs: Vec<Option<AlignedBuf>> = Vec::with_capacity(total);
+        for i in 0..total {
             let mut b = AlignedBuf::new(shape.stride() as usize);
-            store.read_expert(g as u32, &mut b)?;
-            bufs.push(b);
+            match bufs.get(i % n.max(1)) {
+                Some(Some(src)) if i >= n => b.as_mut_slice().copy_from_slice(src.as_slice()),
+                _ => store.read_expert(i as u32, &mut b)?,
+            }
+            bufs.push(Some(b));
         }
-        // A stride coprime with n: every expert once per cycle, neighbours far apart.
-        let step = (1..n.max(2))
-            .rev()
-            .find(|s| gcd(*s, n) == 1 && *s <= n / 2 + 1)
-            .unwrap_or(1);
         Ok(KernelBench {
             shape,
+            stamp: vec![None; total],
             bufs,
+            experts: n,
             next: 0,
-            step,
+            step: scattered_step(total),
             pool,
             kernel,
             h: super::decode::hidden_vector(7, 0, shape.hidden),
@@ -563,38 +573,31 @@ impl KernelBench {
                 .collect(),
             ys: vec![0.0; BATCH_TOKENS * shape.hidden],
             computed_bytes: 0,
-            landing: Landing::default(),
         })
     }
 
-    /// Lends the calibration's cold read destinations to a real decode, which reads into the
-    /// same memory (at least `n`: more are allocated if the pool is smaller); give them back
-    /// with [`KernelBench::return_buffers`].
+    /// Lends the pool to a real decode, which reads into and computes on the memory the
+    /// calibration measured (at least `n` buffers: more are allocated if the pool is smaller);
+    /// give them back with [`KernelBench::return_buffers`] before the next timing.
     pub fn lend_buffers(&mut self, n: usize) -> Vec<AlignedBuf> {
-        self.landing.ensure(self.shape.stride());
         let stride = self.shape.stride() as usize;
-        let cold = &mut self.landing.bufs;
-        let lent = n.max(cold.len());
-        cold.iter_mut()
+        let lent = n.max(self.bufs.len());
+        self.bufs
+            .iter_mut()
             .filter_map(Option::take)
             .chain(std::iter::repeat_with(|| AlignedBuf::new(stride)))
             .take(lent)
             .collect()
     }
 
-    /// Takes back buffers lent by [`KernelBench::lend_buffers`] (what was computed on them
-    /// since is not known: their next read counts as into a cold destination never computed
-    /// on).
+    /// Takes back the buffers lent by [`KernelBench::lend_buffers`] as the pool (what was
+    /// computed on them since is not known: each counts as never computed on until its next
+    /// kernel).
     pub fn return_buffers(&mut self, buffers: Vec<AlignedBuf>) {
-        let l = &mut self.landing;
-        l.bufs = buffers.into_iter().map(Some).collect();
-        l.stamp = vec![None; l.bufs.len()];
-        l.next_cold %= l.bufs.len().max(1);
-    }
-
-    /// Counts one kernel on one expert's weights.
-    fn computed(&mut self) {
-        self.computed_bytes += self.shape.expert_bytes();
+        self.bufs = buffers.into_iter().map(Some).collect();
+        self.stamp = vec![None; self.bufs.len()];
+        self.step = scattered_step(self.bufs.len());
+        self.next %= self.bufs.len().max(1);
     }
 
     /// The format.
@@ -602,24 +605,44 @@ impl KernelBench {
         self.shape.format
     }
 
-    /// Runs the next expert SwiGLU of the scattered visit on the configured threads.
-    pub fn run_one(&mut self) {
-        let i = self.next;
-        self.next = (self.next + self.step) % self.bufs.len();
-        let (shape, h, y) = (self.shape, &self.h, &mut self.y);
-        run_kernel(
-            shape,
-            self.kernel,
-            &self.pool,
-            self.bufs[i].as_slice(),
-            h,
-            y,
-        );
-        self.computed();
+    /// The buffer that has gone longest without a kernel (one never computed on first), of
+    /// those in the pool: a cold read destination.
+    fn coldest(&self) -> usize {
+        (0..self.bufs.len())
+            .filter(|&i| self.bufs[i].is_some())
+            .min_by_key(|&i| self.stamp[i].map_or(0, |s| s + 1))
+            .expect("a buffer in the pool")
     }
 
-    /// Runs the SwiGLU of an expert of this store held in `stored` (a buffer read just now) on
-    /// the configured threads.
+    /// Runs one expert SwiGLU on buffer `i` of the pool on the configured threads, and counts
+    /// it on the clock.
+    fn run_at(&mut self, i: usize) {
+        let stored = self.bufs[i].as_ref().expect("a buffer in the pool");
+        run_kernel(
+            self.shape,
+            self.kernel,
+            &self.pool,
+            stored.as_slice(),
+            &self.h,
+            &mut self.y,
+        );
+        self.computed_bytes += self.shape.expert_bytes();
+        self.stamp[i] = Some(self.computed_bytes);
+    }
+
+    /// The next buffer of the scattered visit in the pool.
+    fn next_scattered(&mut self) -> usize {
+        loop {
+            let i = self.next;
+            self.next = (self.next + self.step) % self.bufs.len();
+            if self.bufs[i].is_some() {
+                return i;
+            }
+        }
+    }
+
+    /// Runs the SwiGLU of an expert of this store held in `stored` (a buffer outside the pool,
+    /// read just now) on the configured threads.
     pub fn run_on(&mut self, stored: &[u8]) {
         run_kernel(
             self.shape,
@@ -629,7 +652,13 @@ impl KernelBench {
             &self.h,
             &mut self.y,
         );
-        self.computed();
+        self.computed_bytes += self.shape.expert_bytes();
+    }
+
+    /// Runs the next expert SwiGLU of the scattered visit on the configured threads.
+    pub fn run_one(&mut self) {
+        let i = self.next_scattered();
+        self.run_at(i);
     }
 
     /// Times `repeats` batched expert SwiGLUs ([`BATCH_TOKENS`] tokens through one expert,
@@ -637,10 +666,10 @@ impl KernelBench {
     pub fn time_batched(&mut self, repeats: usize) -> Vec<f64> {
         (0..repeats)
             .map(|_| {
-                let i = self.next;
-                self.next = (self.next + self.step) % self.bufs.len();
+                let i = self.next_scattered();
                 let shape = self.shape;
-                let packed = &self.bufs[i].as_slice()[..shape.expert_bytes() as usize];
+                let stored = self.bufs[i].as_ref().expect("a buffer in the pool");
+                let packed = &stored.as_slice()[..shape.expert_bytes() as usize];
                 let (kernel, hs, ys) = (self.kernel, &self.hs, &mut self.ys);
                 let run = |ys: &mut [f32], parallel| {
                     crate::quality::proxy::swiglu_packed_batch(
@@ -661,73 +690,61 @@ impl KernelBench {
                 }
                 let ns = t.elapsed().as_nanos() as f64;
                 std::hint::black_box(&*ys);
-                self.computed();
+                self.computed_bytes += shape.expert_bytes();
+                self.stamp[i] = Some(self.computed_bytes);
                 ns
             })
             .collect()
     }
 
-    /// Times `repeats` SwiGLUs cycling through [`WARM_EXPERTS`] experts (after one untimed
+    /// Times `repeats` SwiGLUs cycling through [`WARM_EXPERTS`] buffers (after one untimed
     /// cycle): more weights than a core's own caches hold, few enough for the last-level
     /// cache, the rate it gives.
     pub fn time_warm(&mut self, repeats: usize) -> Vec<f64> {
         let first = self.next;
         let n = self.bufs.len();
-        let (shape, kernel) = (self.shape, self.kernel);
-        let (pool, bufs, h, y) = (&self.pool, &self.bufs, &self.h, &mut self.y);
         let warm = WARM_EXPERTS.min(n);
-        let mut run = |k: usize| {
-            let i = (first + k % warm) % n;
-            run_kernel(shape, kernel, pool, bufs[i].as_slice(), h, y)
-        };
-        (0..warm).for_each(&mut run);
-        let ns = (0..repeats)
+        for k in 0..warm {
+            self.run_at((first + k) % n);
+        }
+        (0..repeats)
             .map(|k| {
                 let t = Instant::now();
-                run(k);
+                self.run_at((first + k % warm) % n);
                 t.elapsed().as_nanos() as f64
             })
-            .collect();
-        self.computed_bytes += (warm + repeats) as u64 * shape.expert_bytes();
-        ns
+            .collect()
     }
 
-    /// Times `repeats` expert SwiGLUs on experts drawn uniformly at random from half the store
-    /// ([`KernelBench::random_pool`] experts: every other one; draw `k` from `seed`): the rate
-    /// between the scattered visit's and the cached one that gives the last-level cache's
-    /// capacity ([`fit_weights_cache`]). (Draws over the whole store of the development VM,
-    /// 226 MB, ran 2-10 % faster than the scattered visit, too little to fit; over half of it,
-    /// 40-55 % faster.) The first `2 * pool` draws run untimed, so that the cache holds what
-    /// the draws themselves leave in it, not what the scattered visit did.
+    /// Times `repeats` expert SwiGLUs on buffers drawn uniformly at random from
+    /// [`KernelBench::random_pool`] of the pool (every other one of the store's experts' buffers;
+    /// draw `k` from `seed`): the rate between the scattered visit's and the cached one that
+    /// gives the last-level cache's capacity ([`fit_weights_cache`]). (Draws over the whole
+    /// store of the development VM, 226 MB, ran 2-10 % faster than the scattered visit, too
+    /// little to fit; over half of it, 40-55 % faster.) The first `2 * pool` draws run untimed,
+    /// so that the cache holds what the draws themselves leave in it, not what the scattered
+    /// visit did.
     pub fn time_random(&mut self, repeats: usize, seed: u64) -> Vec<f64> {
         let pool = self.random_pool() as u64;
         let warm_up = 2 * pool;
-        self.computed_bytes += (warm_up + repeats as u64) * self.shape.expert_bytes();
         (0..warm_up + repeats as u64)
             .filter_map(|k| {
                 let i = 2 * (crate::seed::derive_seed(seed, k) % pool) as usize;
                 let t = Instant::now();
-                run_kernel(
-                    self.shape,
-                    self.kernel,
-                    &self.pool,
-                    self.bufs[i].as_slice(),
-                    &self.h,
-                    &mut self.y,
-                );
+                self.run_at(i);
                 (k >= warm_up).then(|| t.elapsed().as_nanos() as f64)
             })
             .collect()
     }
 
-    /// Experts in the store.
-    pub fn experts(&self) -> usize {
+    /// Buffers in the pool.
+    pub fn buffers(&self) -> usize {
         self.bufs.len()
     }
 
-    /// Experts [`KernelBench::time_random`] draws from: half the store (at least 1).
+    /// Buffers [`KernelBench::time_random`] draws from: half the store's experts (at least 1).
     pub fn random_pool(&self) -> usize {
-        self.bufs.len().div_ceil(2).max(1)
+        self.experts.div_ceil(2).max(1)
     }
 
     /// Times `repeats` expert SwiGLUs, continuing the scattered visit where the last call
@@ -871,28 +888,42 @@ mod tests {
 
     #[test]
     fn the_weights_cache_capacity_inverts_the_random_visits_hit_share() {
-        // Draws from 128 of a store's 256 experts of 1 MB; kernels 200 µs from memory, 100 µs
-        // cached; a cache of 40 experts' bytes caches a share 1 - (127/128)^41 of the draws.
-        let (n, bytes) = (128usize, 1_000_000u64);
-        let h = 1.0 - (1.0 - 1.0 / n as f64).powi(41);
+        // Draws from 64 experts of 1 MB; kernels 200 µs from memory, 100 µs cached; a cache of
+        // 20 experts' bytes under random replacement caches the share h of the draws.
+        let (n, bytes) = (64usize, 1_000_000u64);
+        let h = crate::sim::random_replacement_share(n, 20.0);
+        assert!(h > 0.2 && h < 0.6, "{h}");
         let random = 200.0 - h * 100.0;
-        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[random; 5], n, 2 * n, bytes).unwrap();
-        assert!((c / bytes as f64 - 40.0).abs() < 1e-6, "{c}");
-        // No faster warm, or random draws no faster than the scattered visit: no cache.
+        // Outliers on both sides are trimmed away.
+        let mut draws = vec![random; 18];
+        draws.extend([1.0, 1e6]);
+        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &draws, n, bytes).unwrap();
+        // To the replay's resolution of 1/1024 expert.
+        assert!((c / bytes as f64 - 20.0).abs() <= 1.0 / 1024.0, "{c}");
+        // The share grows with the capacity.
+        assert!(crate::sim::random_replacement_share(n, 30.0) > h);
+        // No faster warm, or random draws no faster than chance repeats: no cache.
         assert_eq!(
-            fit_weights_cache(&[200.0; 5], &[200.0; 5], &[150.0; 5], n, 2 * n, bytes),
+            fit_weights_cache(&[200.0; 5], &[200.0; 5], &[150.0; 5], n, bytes),
             None
         );
+        let chance = 200.0 - 100.0 / n as f64;
         assert_eq!(
-            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[201.0; 5], n, 2 * n, bytes),
+            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[chance; 5], n, bytes),
             None
         );
-        // Random draws as fast as cached ones: at most the store less two experts.
-        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[100.0; 5], n, 2 * n, bytes).unwrap();
-        assert_eq!(c, 254.0 * bytes as f64);
+        // Hardly above chance: a capacity below the replay's resolution, none either.
+        let barely = 200.0 - 100.0 * (1.0 / n as f64 + 1e-9);
+        assert_eq!(
+            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[barely; 5], n, bytes),
+            None
+        );
+        // Random draws as fast as cached ones: at most the draws' experts less one.
+        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[100.0; 5], n, bytes).unwrap();
+        assert_eq!(c, 63.0 * bytes as f64);
         // Too few samples.
         assert_eq!(
-            fit_weights_cache(&[200.0; 2], &[100.0; 5], &[150.0; 5], n, 2 * n, bytes),
+            fit_weights_cache(&[200.0; 2], &[100.0; 5], &[150.0; 5], n, bytes),
             None
         );
     }

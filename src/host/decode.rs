@@ -60,6 +60,9 @@ pub struct DecodeReport {
     pub compute_ns: u64,
     /// Wall time the compute thread waited for reads, summed.
     pub wait_ns: u64,
+    /// Every expert kernel in order: the expert (`layer * experts + expert`), its wall time,
+    /// and whether it ran on bytes read just before (a miss).
+    pub kernels: Vec<(u32, u64, bool)>,
 }
 
 /// The hidden vector of decode event `event` (deterministic in the seed and the event).
@@ -174,6 +177,13 @@ pub fn decode(
         direct: store.direct,
         ..Default::default()
     };
+    // Room for every kernel's record: no allocation while the clock runs.
+    let uses: usize = trace
+        .requests
+        .iter()
+        .map(|r| r.decode_tokens as usize * l as usize * k)
+        .sum();
+    report.kernels.reserve(uses);
     let (req_tx, req_rx) = mpsc::channel::<(u32, AlignedBuf)>();
     let (done_tx, done_rx) = mpsc::channel::<Result<(u32, AlignedBuf, u64)>>();
     std::thread::scope(|scope| -> Result<()> {
@@ -240,7 +250,7 @@ pub fn decode(
                         }
                     }
                     y.iter_mut().for_each(|v| *v = 0.0);
-                    let mut run = |i: usize, bytes: &[u8], y: &mut [f32]| {
+                    let mut run = |i: usize, bytes: &[u8], y: &mut [f32], loaded: bool| {
                         let start = Instant::now();
                         let kernel = |out: &mut [f32]| {
                             swiglu_packed(
@@ -259,7 +269,10 @@ pub fn decode(
                             Some(p) => p.install(|| kernel(&mut out)),
                             None => kernel(&mut out),
                         }
-                        report.compute_ns += start.elapsed().as_nanos() as u64;
+                        let ns = start.elapsed().as_nanos() as u64;
+                        report.compute_ns += ns;
+                        let g = layer * e + selection.experts[i] as u32;
+                        report.kernels.push((g, ns, loaded));
                         let wt = selection.weights[i];
                         y.iter_mut().zip(&out).for_each(|(a, &b)| *a += wt * b);
                         if let Some(obs) = observe.as_deref_mut() {
@@ -269,7 +282,7 @@ pub fn decode(
                     for &i in &ready {
                         let g = (layer * e + selection.experts[i] as u32) as usize;
                         let buf = slots[g].as_ref().expect("a hit has a buffer");
-                        run(i, buf.as_slice(), &mut y);
+                        run(i, buf.as_slice(), &mut y, false);
                     }
                     for &(i, inserted) in &loading {
                         let waiting = Instant::now();
@@ -280,7 +293,7 @@ pub fn decode(
                         debug_assert_eq!(g, layer * e + selection.experts[i] as u32);
                         report.read_ns += ns;
                         report.bytes_read += stride as u64;
-                        run(i, buf.as_slice(), &mut y);
+                        run(i, buf.as_slice(), &mut y, true);
                         if inserted {
                             slots[g as usize] = Some(buf);
                         } else {

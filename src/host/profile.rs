@@ -196,7 +196,6 @@ pub fn fit_profile(
             .map_or(&[][..], |(_, ns)| &ns[..]),
         &samples.random_kernel_ns,
         ((shape.layers * shape.experts) as usize).div_ceil(2),
-        (shape.layers * shape.experts) as usize,
         shape.expert_bytes(),
     );
     let landing_by_format: Vec<(WeightFormat, Vec<(f64, f64)>)> = samples
@@ -411,6 +410,7 @@ fn profile_text(
             .weights_cache_bytes
             .map(|capacity_bytes| crate::hardware::spec::WeightsCacheSpec {
                 capacity_bytes,
+                replacement: crate::hardware::Replacement::Random,
                 expert_weights_per_s: raised(&c.expert_weights_per_s, &figures.cached_rates),
                 landing: figures
                     .landing

@@ -42,6 +42,7 @@ mod tier_share;
 pub mod timeline;
 mod transfers;
 mod weights_cache;
+pub use weights_cache::random_replacement_share;
 
 pub use placement::{HotSet, InPlaceLayers, PlacementMode, PlacementSpec, Popularity};
 pub use process::{TIMELINE_MAX_SPANS, router_scales, run};

@@ -335,8 +335,10 @@ pub struct SimSetup {
 /// class, indexed as `ComputeClass::ALL`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimWeightsCache {
-    /// Reuse distance, in bytes of expert weights computed, up to which weights are cached.
+    /// The cache's capacity for expert weights, as `replacement` reads it.
     pub capacity_bytes: u64,
+    /// How weights leave the cache.
+    pub replacement: crate::hardware::Replacement,
     /// Memory time on cached weights over memory time from the compute tier.
     pub time_factor: [f64; 6],
     /// Transfers into the compute tier by how recently their destination was computed on
@@ -354,6 +356,7 @@ impl SimWeightsCache {
         }
         Some(SimWeightsCache {
             capacity_bytes: w.capacity_bytes,
+            replacement: w.replacement,
             time_factor,
             landing: w.landing.clone(),
         })

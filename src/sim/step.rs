@@ -241,7 +241,7 @@ impl Sim<'_> {
                         g,
                         sl.bytes,
                         !arrived,
-                        wc.capacity_bytes,
+                        (wc.replacement, wc.capacity_bytes),
                         sl.compute_ns,
                         sl.cached_ns,
                     );

@@ -112,6 +112,17 @@ fn real_decode_hits_equal_the_simulators_exactly() {
                 );
                 assert_eq!(real.hits, sim.hits, "{policy} {capacity} {router}");
                 assert_eq!(real.misses, sim.misses, "{policy} {capacity} {router}");
+                // Every kernel recorded, those on bytes just read once per miss, timed within
+                // the compute total.
+                assert_eq!(real.kernels.len() as u64, real.expert_uses);
+                assert_eq!(
+                    real.kernels.iter().filter(|k| k.2).count() as u64,
+                    real.misses
+                );
+                assert_eq!(
+                    real.kernels.iter().map(|k| k.1).sum::<u64>(),
+                    real.compute_ns
+                );
                 assert_eq!(real.token_latencies_ns.len(), 24);
                 checked += 1;
             }
@@ -119,9 +130,13 @@ fn real_decode_hits_equal_the_simulators_exactly() {
     }
     assert_eq!(checked, 40);
     assert_eq!(buffers.len(), (16 * st.shape.layers + 2) as usize);
-    // The calibration lends its read destinations to decodes and takes them back.
+    // The calibration's pool holds every expert and at least 256 MiB; it lends all of it to
+    // decodes, takes it back and times kernels on it again.
     let mut bench =
         moesim::host::calibrate::KernelBench::new(&st, 1, moesim::quant::Kernel::F32).unwrap();
+    let pool = bench.buffers();
+    assert!(pool >= (st.shape.layers * st.shape.experts) as usize);
+    assert!(pool as u64 * st.shape.stride() >= moesim::host::calibrate::LANDING_COLD_BYTES);
     let lent = bench.lend_buffers(300);
     assert!(lent.len() >= 300);
     assert!(
@@ -129,7 +144,10 @@ fn real_decode_hits_equal_the_simulators_exactly() {
             .all(|b| b.as_slice().len() == st.shape.stride() as usize)
     );
     let n = lent.len();
+    assert!(n >= pool);
     bench.return_buffers(lent);
+    assert_eq!(bench.time(3).len(), 3);
+    assert_eq!(bench.time_random(3, 1).len(), 3);
     assert_eq!(bench.lend_buffers(0).len(), n);
 }
 

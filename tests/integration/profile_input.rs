@@ -272,6 +272,11 @@ fn contention_fractions_out_of_range_are_rejected() {
             cache.replace("capacity_bytes", "size_bytes"),
             "size_bytes",
         ),
+        (
+            "profile_bad_weights_cache_replacement",
+            cache.replace("capacity_bytes", "replacement = \"fifo\", capacity_bytes"),
+            "fifo",
+        ),
     ] {
         let path = variant(name, "[compute]\ncores = 2", &bad);
         assert_bad_input(&check(&path), &[path.to_str().unwrap(), key]);
@@ -282,6 +287,20 @@ fn contention_fractions_out_of_range_are_rejected() {
     assert!(
         run.stdout.contains("last-level cache for expert weights")
             && run.stdout.contains("64.00 MB"),
+        "{}",
+        run.stdout
+    );
+    // Random replacement is said as such.
+    let random = cache.replace("capacity_bytes", "replacement = \"random\", capacity_bytes");
+    let path = variant(
+        "profile_random_weights_cache",
+        "[compute]\ncores = 2",
+        &random,
+    );
+    assert_eq!(check(&path).code, 0, "{}", check(&path).stderr);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout.contains("64.00 MB under random replacement"),
         "{}",
         run.stdout
     );

@@ -3,6 +3,7 @@
 
 use moesim::cache::PolicyKind;
 use moesim::cache::replay::{BetweenRequests, Scope};
+use moesim::hardware::Replacement;
 use moesim::router::replay::RouteWorkload;
 use moesim::router::{GateWeights, RouterKind};
 use moesim::sim::arrival::ArrivalKind;
@@ -470,11 +471,12 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         ..Toy::new()
     };
     let plain = sim(&resident, &t);
-    let cached = |capacity_bytes: u64| {
+    let cached_under = |replacement, capacity_bytes: u64| {
         sim(
             &Toy {
                 weights_cache: Some(SimWeightsCache {
                     capacity_bytes,
+                    replacement,
                     time_factor: [0.5; 6],
                     landing: Vec::new(),
                 }),
@@ -502,6 +504,7 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         }
         seen.len() as u64
     };
+    let cached = |capacity_bytes| cached_under(Replacement::Lru, capacity_bytes);
     let all = cached(u64::MAX / 2);
     assert_eq!(all.hits, plain.hits);
     assert_eq!(
@@ -521,6 +524,26 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         plain.decode_compute_ns,
         all.decode_compute_ns
     );
+    // Random replacement: a capacity far above the bytes fetched keeps every expert (each
+    // later use at the cached time, as LRU holding everything); one of a single byte keeps
+    // none (every kernel fetched since is at least an expert's bytes); between, between, and
+    // the larger capacity is the faster.
+    let random = |capacity_bytes| cached_under(Replacement::Random, capacity_bytes);
+    let everything = random(u64::MAX / 2);
+    assert_eq!(everything.decode_compute_ns, all.decode_compute_ns);
+    assert_eq!(everything.hits, plain.hits);
+    assert_eq!(random(1).decode_compute_ns, plain.decode_compute_ns);
+    let (small, large) = (
+        random(4 * 1000).decode_compute_ns,
+        random(16 * 1000).decode_compute_ns,
+    );
+    assert!(
+        plain.decode_compute_ns > small && small > large && large > all.decode_compute_ns,
+        "{} > {small} > {large} > {}",
+        plain.decode_compute_ns,
+        all.decode_compute_ns
+    );
+    assert_breakdown(&random(16 * 1000));
 }
 
 #[test]
@@ -573,6 +596,7 @@ fn a_transfer_into_a_recently_computed_buffer_takes_its_landing_factor() {
         compute_ns: 300,
         weights_cache: Some(SimWeightsCache {
             capacity_bytes: 0,
+            replacement: Replacement::Lru,
             time_factor: [1.0; 6],
             landing,
         }),
