@@ -141,6 +141,42 @@ fn main() {
             n
         );
     };
+    // Hits by whether their layer also had a miss (its read in flight while they ran).
+    let experts = shape.experts;
+    for (i, r) in reports.iter().enumerate() {
+        let k = &r.kernels;
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        let mut j = 0;
+        while j < k.len() {
+            let layer = k[j].0 / experts;
+            let end = (j..k.len())
+                .find(|&x| k[x].0 / experts != layer)
+                .unwrap_or(k.len());
+            let missed = k[j..end].iter().any(|x| x.2);
+            for x in k[j..end].iter().filter(|x| !x.2) {
+                if missed {
+                    with.push(x.1 as f64)
+                } else {
+                    without.push(x.1 as f64)
+                }
+            }
+            j = end;
+        }
+        let m = |v: &[f64]| {
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                moesim::stats::median(v) * 1e-3
+            }
+        };
+        println!(
+            "decode {i}: hits with a read in flight median {:.0} µs ({}), without {:.0} µs ({})",
+            m(&with),
+            with.len(),
+            m(&without),
+            without.len()
+        );
+    }
     for (i, r) in reports.iter().enumerate() {
         let seq: Vec<(u32, f64, bool)> = r
             .kernels

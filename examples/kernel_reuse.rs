@@ -144,6 +144,57 @@ fn main() {
         }
         println!();
     }
+
+    // Reads in between: over W = 32 buffers, each step is a miss with probability q (a direct
+    // read of a random expert into a random one of the buffers, then its kernel) or a hit (a
+    // kernel on a random buffer). Hits' mean time by q.
+    let mut pool: Vec<AlignedBuf> = (0..32)
+        .map(|j| {
+            let mut b = AlignedBuf::new(stride);
+            store.read_expert(j as u32, &mut b).expect("a read");
+            b
+        })
+        .collect();
+    for q in [0.0, 0.1, 0.25, 0.5, 0.75] {
+        let (mut hits, mut loaded) = (Vec::new(), Vec::new());
+        let mut read_ns = Vec::new();
+        for k in 0..1500 {
+            let r = rnd();
+            let j = (r % 32) as usize;
+            let miss = ((r >> 32) % 1000) as f64 / 1000.0 < q;
+            if miss {
+                let g = ((r >> 16) % n as u64) as u32;
+                let t = Instant::now();
+                store.read_expert(g, &mut pool[j]).expect("a read");
+                read_ns.push(t.elapsed().as_nanos() as f64);
+            }
+            let t = Instant::now();
+            moesim::quality::proxy::swiglu_packed(
+                shape.format,
+                shape.hidden,
+                shape.ffn,
+                &pool[j].as_slice()[..bytes],
+                &h,
+                &mut y,
+                false,
+                kernel,
+            );
+            std::hint::black_box(&y);
+            let ns = t.elapsed().as_nanos() as f64;
+            if k >= 100 {
+                if miss { loaded.push(ns) } else { hits.push(ns) }
+            }
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64 * 1e-3;
+        println!(
+            "reads among 32 buffers, miss share {q}: hits {:.0} µs ({}), loaded {:.0} µs ({}), reads {:.0} µs",
+            mean(&hits),
+            hits.len(),
+            mean(&loaded),
+            loaded.len(),
+            mean(&read_ns)
+        );
+    }
 }
 
 fn gcd(a: usize, b: usize) -> usize {
