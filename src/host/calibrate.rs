@@ -3,21 +3,24 @@
 //! - Reads of the expert store at queue depth 1 in the real decode's regime: each handed to an
 //!   I/O thread, half of them while the calling thread runs an expert kernel (a hit computed
 //!   while a miss loads), half with the calling thread blocked (a selection of misses only),
-//!   each followed by a kernel on the bytes read; half of them into a cold pool of buffers
-//!   (which `host validate` lends to its decodes: the same memory), half into the buffer the
-//!   previous read landed in (the profile's `weights_cache.landing`). A read is timed to the I/O
+//!   each followed by a kernel on the bytes read; half of them into the pool's buffer computed
+//!   on longest ago (the pool `host validate` lends to its decodes: the same memory), half into
+//!   the buffer the previous read landed in (the profile's `weights_cache.landing`). A read is timed to the I/O
 //!   thread's finish; how long the compute thread took to resume after a read it blocked for is
 //!   the unit's `wake_ns`. Expert-sized and 4 KiB reads at random places; the link is fitted
-//!   through the medians of the expert sizes read into the cold pool. (Reads timed while a
+//!   through the medians of the expert sizes read into cold buffers. (Reads timed while a
 //!   separate thread ran kernels non-stop predicted read-heavy decodes 10-30 % too fast.)
 //! - The slowdown of kernels while a read is in flight: kernels that ran wholly during a read,
 //!   against kernels timed alone (8-13 % on the development VM). The simulator applies it to
 //!   every expert kernel while a link transfers.
 //! - RAM copy bandwidth (a large `copy_from_slice`): the DRAM tier's bandwidth.
 //! - The fused SwiGLU expert kernels per format at the store's shape, on the configured threads,
-//!   over every expert of the store held in memory and visited in a scattered order
-//!   ([`KernelBench`]): weights come from memory as in a decode. (Timing one expert over and over
-//!   keeps it in the CPU caches and overstated the rate by 40-65 % on the development VM.)
+//!   over the bench's pool (every expert of the store and at least 256 MiB) visited in a
+//!   scattered order ([`KernelBench`]): weights come from memory as in a decode. (Timing one
+//!   expert over and over keeps it in the CPU caches and overstated the rate by 40-65 % on the
+//!   development VM.) Kernels cycling through a few experts give the cached rate, kernels on
+//!   experts drawn at random the last-level cache's capacity under random replacement
+//!   ([`fit_weights_cache`]).
 //!
 //! Measurements that cannot describe the host are refused: a non-positive or non-finite
 //! bandwidth or rate. Noisy ones are not: figures go through medians, a noisy sample is marked
@@ -168,8 +171,8 @@ pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
 /// `wake_ns`: on the development VM either about 2 µs or about 45 µs, a halted vCPU woken).
 ///
 /// Where an expert lands matters (on the development VM, a read into a buffer computed on just
-/// before took 6-11 % less time than one into a buffer of the cold pool): of every 4 reads, 2
-/// land in a cold pool ([`LANDING_COLD_BYTES`]), 2 in the buffer the previous read landed in
+/// before took 6-11 % less time than one into a cold buffer): of every 4 reads, 2 land in the
+/// bench's buffer computed on longest ago ([`KernelBench`]), 2 in the buffer the previous read landed in
 /// (its kernel just ran), each in both the overlapping and the blocked regime; each read's
 /// destination distance (bytes of expert weights the bench computed since that buffer's last
 /// kernel) is kept with it.
@@ -291,7 +294,7 @@ pub fn measure_reads_in_decode_regime(
 /// Where an expert read of the calibration lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Destination {
-    /// The next buffer of the cold pool.
+    /// The pool's buffer computed on longest ago.
     Cold,
     /// The buffer the previous read landed in (its kernel just ran).
     JustComputed(usize),

@@ -57,7 +57,7 @@ pub struct Samples {
 /// (bytes of expert weights computed since the buffer's last kernel).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LandingSamples {
-    /// Reads into the cold pool.
+    /// Reads into cold buffers (the pool's computed on longest ago).
     pub cold_ns: Vec<f64>,
     /// Distances of the cold destinations computed on before.
     pub cold_distance_bytes: Vec<f64>,
