@@ -323,7 +323,6 @@ impl Sim<'_> {
         }
     }
 
-    /// The experts the last lookup evicted lose their copies.
     /// Forgets the copies the last lookup evicted; returns the time factor of a transfer
     /// landing in the buffer the last of them freed (a buffer never used when none was: 1), by
     /// how recently its expert was computed (the profile's `weights_cache.landing`).

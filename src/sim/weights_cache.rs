@@ -75,17 +75,26 @@ impl WeightsCacheState {
                 }
             }
             Replacement::Random => {
-                let cached = if seen {
-                    (-(self.fetched - self.last_fetched[g]) / capacity_bytes.max(1) as f64).exp()
-                } else {
-                    0.0
-                };
-                self.fetched += (1.0 - cached) * bytes as f64;
-                self.last_fetched[g] = self.fetched;
+                let cached =
+                    self.random_cached(g, bytes as f64, seen, capacity_bytes.max(1) as f64);
                 let ns = memory_ns as f64 + cached * (cached_ns as f64 - memory_ns as f64);
                 ns.round() as TimeNs
             }
         }
+    }
+
+    /// Under random replacement with `capacity`, the probability that expert `g`'s weights
+    /// are still cached (0 unless it was `seen` and may hit); fetches the rest of its `bytes`
+    /// on the fetched clock and stamps `g` there. (Bytes and capacity in any one unit.)
+    fn random_cached(&mut self, g: usize, bytes: f64, seen: bool, capacity: f64) -> f64 {
+        let cached = if seen {
+            (-(self.fetched - self.last_fetched[g]) / capacity).exp()
+        } else {
+            0.0
+        };
+        self.fetched += (1.0 - cached) * bytes;
+        self.last_fetched[g] = self.fetched;
+        cached
     }
 }
 
@@ -97,16 +106,16 @@ impl WeightsCacheState {
 pub fn random_replacement_share(experts: usize, capacity_experts: f64) -> f64 {
     let n = experts.max(1);
     let mut w = WeightsCacheState::new(n);
+    let mut seen = vec![false; n];
     let (warm_up, draws) = (4 * n, 64 * n);
-    let capacity = (capacity_experts * 1024.0).round().max(1.0) as u64;
     let mut share = 0.0;
     for k in 0..warm_up + draws {
         let g = (crate::seed::derive_seed(0x5EED_CAC4E, k as u64) % n as u64) as usize;
-        // Memory 1 ns, cached 0: the returned time is 1 less the cached probability, in
-        // units of 1/2^20 ns for resolution.
-        let ns = w.kernel(g, 1024, true, (Replacement::Random, capacity), 1 << 20, 0);
+        // In units of one expert's bytes.
+        let cached = w.random_cached(g, 1.0, seen[g], capacity_experts.max(1e-9));
+        seen[g] = true;
         if k >= warm_up {
-            share += 1.0 - ns as f64 / (1u64 << 20) as f64;
+            share += cached;
         }
     }
     share / draws as f64
