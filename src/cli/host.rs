@@ -469,6 +469,12 @@ fn calibration_summary(
             cold * 1e-3
         ));
     }
+    if fit.figures.weights_cache_bytes.is_none() && !fit.figures.landing.is_empty() {
+        // The profile states landing points within its weights cache (they share its clock).
+        s.push_str(
+            "reads by destination not written to the profile: it states them within compute.weights_cache, and no cache was measured\n",
+        );
+    }
     for n in &fit.figures.noisy {
         s.push_str(&format!("noisy (kept, through medians): {n}\n"));
     }
