@@ -48,6 +48,22 @@ fn main() {
         .collect();
     let mut y = vec![0f32; shape.hidden];
     let bytes = shape.expert_bytes() as usize;
+    // One expert's SwiGLU on the bytes of `b`, timed (ns).
+    let mut time_kernel = |b: &AlignedBuf| -> f64 {
+        let t = Instant::now();
+        moesim::quality::proxy::swiglu_packed(
+            shape.format,
+            shape.hidden,
+            shape.ffn,
+            &b.as_slice()[..bytes],
+            &h,
+            &mut y,
+            false,
+            kernel,
+        );
+        std::hint::black_box(&y);
+        t.elapsed().as_nanos() as f64
+    };
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); sets];
     let mut next = 0usize;
     for pass in 0..8 {
@@ -57,19 +73,7 @@ fn main() {
             for _ in 0..n {
                 let b = &set[next];
                 next = (next + step) % n;
-                let t = Instant::now();
-                moesim::quality::proxy::swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
-                    &b.as_slice()[..bytes],
-                    &h,
-                    &mut y,
-                    false,
-                    kernel,
-                );
-                std::hint::black_box(&y);
-                t_pass.push(t.elapsed().as_nanos() as f64);
+                t_pass.push(time_kernel(b));
             }
             line += &format!(" {:.0}", median(&mut t_pass.clone()) * 1e-3);
             if pass > 0 {
@@ -88,19 +92,7 @@ fn main() {
     for pass in 0..16 {
         for i in 0..n {
             let b = &all[0][(i * step) % n];
-            let t = Instant::now();
-            moesim::quality::proxy::swiglu_packed(
-                shape.format,
-                shape.hidden,
-                shape.ffn,
-                &b.as_slice()[..bytes],
-                &h,
-                &mut y,
-                false,
-                kernel,
-            );
-            std::hint::black_box(&y);
-            let ns = t.elapsed().as_nanos() as f64;
+            let ns = time_kernel(b);
             let j = (i * step) % n;
             if pass < 8 {
                 per[j].0.push(ns)
