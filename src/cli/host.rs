@@ -443,6 +443,16 @@ fn calibration_summary(
         },
         samples.wake_ns.len()
     ));
+    s.push_str(&format!(
+        "handing a read to the idle I/O thread: {:.1} µs on average (median {:.1} µs, {} reads)\n",
+        fit.figures.issue_ns * 1e-3,
+        if samples.issue_ns.is_empty() {
+            0.0
+        } else {
+            crate::stats::median(&samples.issue_ns) * 1e-3
+        },
+        samples.issue_ns.len()
+    ));
     for (f, points) in &fit.figures.landing_by_format {
         let l = &samples
             .landing

@@ -380,6 +380,13 @@ fn show(
                 )
             } else {
                 String::new()
+            } + &if c.issue_ns > 0.0 {
+                format!(
+                    ", {} to hand a transfer to idle links",
+                    format_duration_ns(c.issue_ns)
+                )
+            } else {
+                String::new()
             }
         ));
         if let Some(wc) = &c.weights_cache {

@@ -151,6 +151,8 @@ pub struct Compute {
     pub launch_ns: f64,
     /// Time to resume after waiting for a transfer, from the transfer's end.
     pub wake_ns: f64,
+    /// Time spent handing a transfer to links with nothing in flight.
+    pub issue_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// Expert kernels take `1 + this` times as long while a link transfers, per

@@ -242,6 +242,12 @@ pub struct ComputeSpec {
     /// (a blocked thread's wake-up, an interrupt's handling), in ns, on average. Default 0.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub wake_ns: f64,
+    /// Time the unit spends handing a transfer to links with nothing in flight (waking an I/O
+    /// thread and submitting its read: on the development VM the woken reader ran on the
+    /// issuing core until it blocked in the read), in ns, on average; charged once for each
+    /// transfer issued while no link moved anything, before the unit's next work. Default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub issue_ns: f64,
     /// Energy per multiply-accumulate.
     pub energy_pj_per_mac: f64,
     /// How much slower expert kernels run while a link transfers (memory contention between
@@ -839,6 +845,9 @@ fn validate_compute(
     LATENCY
         .check(c.wake_ns)
         .map_err(|r| err(&key("wake_ns"), r))?;
+    LATENCY
+        .check(c.issue_ns)
+        .map_err(|r| err(&key("issue_ns"), r))?;
     ENERGY_PER_MAC
         .check(c.energy_pj_per_mac)
         .map_err(|r| err(&key("energy_pj_per_mac"), r))?;
@@ -928,6 +937,7 @@ fn validate_compute(
         dense_peak_macs_per_s,
         launch_ns: c.launch_ns,
         wake_ns: c.wake_ns,
+        issue_ns: c.issue_ns,
         energy_pj_per_mac: c.energy_pj_per_mac,
         expert_slowdown_while_transferring,
         expert_slowdown_after_load,

@@ -218,9 +218,12 @@ pub fn measure_reads_in_decode_regime(
                         offset: u64,
                         buf: AlignedBuf,
                         bench: &mut KernelBench|
-             -> crate::error::Result<(AlignedBuf, f64, Option<f64>, Option<f64>)> {
+             -> crate::error::Result<(AlignedBuf, TimedRead)> {
                 let t = Instant::now();
                 req_tx.send((g, offset, buf)).map_err(|_| gone())?;
+                // Handing the read to the idle I/O thread (on the development VM the woken
+                // thread ran on this core until it blocked in its read).
+                let issued = t.elapsed().as_nanos() as f64;
                 let kernel = overlap.then(|| {
                     let k = Instant::now();
                     bench.run_one();
@@ -239,9 +242,12 @@ pub fn measure_reads_in_decode_regime(
                     .then(|| woke.saturating_duration_since(finished).as_nanos() as f64);
                 Ok((
                     buf,
-                    finished.saturating_duration_since(t).as_nanos() as f64,
-                    contended,
-                    wake,
+                    TimedRead {
+                        ns: finished.saturating_duration_since(t).as_nanos() as f64,
+                        contended,
+                        wake,
+                        issued,
+                    },
                 ))
             };
             let g = (next() % objects) as u32;
@@ -255,7 +261,14 @@ pub fn measure_reads_in_decode_regime(
             };
             let distance = bench.stamp[slot].map(|s| (bench.computed_bytes - s) as f64);
             let taken = bench.bufs[slot].take().expect("a buffer in the pool");
-            let (buf, ns, contended, wake) = read(Some(g), 0, taken, bench)?;
+            let (buf, timed) = read(Some(g), 0, taken, bench)?;
+            let TimedRead {
+                ns,
+                contended,
+                wake,
+                issued,
+            } = timed;
+            samples.issue_ns.push(issued);
             bench.bufs[slot] = Some(buf);
             match regime {
                 Destination::Cold => {
@@ -277,7 +290,7 @@ pub fn measure_reads_in_decode_regime(
             samples.loaded_kernel_ns.push(k.elapsed().as_nanos() as f64);
             previous = Some(slot);
             let page = 1 + next() % (pages - 1);
-            let (buf, ns, _, _) = read(
+            let (buf, TimedRead { ns, .. }) = read(
                 None,
                 page * ALIGN as u64,
                 small.take().expect("returned"),
@@ -289,6 +302,18 @@ pub fn measure_reads_in_decode_regime(
         drop(req_tx);
         Ok(samples)
     })
+}
+
+/// What one read of [`measure_reads_in_decode_regime`] measured (ns).
+struct TimedRead {
+    /// From the request to the I/O thread's finish.
+    ns: f64,
+    /// A kernel that ran wholly while the read was in flight.
+    contended: Option<f64>,
+    /// When the requesting thread blocked for the read, how long after its end it resumed.
+    wake: Option<f64>,
+    /// How long handing the read to the I/O thread held the requesting thread.
+    issued: f64,
 }
 
 /// Where an expert read of the calibration lands.
@@ -321,6 +346,9 @@ pub struct ReadSamples {
     /// For each expert read the compute thread blocked for, how long after the read's end it
     /// resumed.
     pub wake_ns: Vec<f64>,
+    /// For each expert read, how long handing it to the idle I/O thread held the compute
+    /// thread.
+    pub issue_ns: Vec<f64>,
 }
 
 /// The fraction by which kernels of one kind (`what`: during reads) are slower than kernels

@@ -37,6 +37,9 @@ pub struct Figures {
     /// compute thread blocked for (the mean, since the total wait is what it adds to; 0 with
     /// none).
     pub wake_ns: f64,
+    /// The compute unit's time handing a read to the idle I/O thread: the mean over every
+    /// expert read (0 with none).
+    pub issue_ns: f64,
     /// Where expert reads land, per format ([`calibrate::fit_landing`]).
     pub landing_by_format: Vec<(WeightFormat, Vec<(f64, f64)>)>,
     /// The profile's `weights_cache.landing`: the formats' points averaged (the first format's
@@ -212,13 +215,16 @@ pub fn fit_profile(
         })
         .collect();
     let landing = average_points(&landing_by_format);
-    let wake_ns = if samples.wake_ns.is_empty() {
-        0.0
-    } else {
-        samples.wake_ns.iter().sum::<f64>() / samples.wake_ns.len() as f64
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
     };
     let figures = Figures {
-        wake_ns,
+        wake_ns: mean(&samples.wake_ns),
+        issue_ns: mean(&samples.issue_ns),
         landing_by_format,
         landing,
         link,
@@ -424,6 +430,7 @@ fn profile_text(
                     .collect(),
             });
     c.wake_ns = figures.wake_ns;
+    c.issue_ns = figures.issue_ns;
     c.calibrated = measured;
     // Written as one compute unit on the tier it reads, with no launch cost.
     let mut unit = spec.compute.take().expect("taken above");

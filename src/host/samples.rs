@@ -47,6 +47,9 @@ pub struct Samples {
     /// How long after an expert read's end the compute thread resumed, when it blocked for it
     /// (every store's reads).
     pub wake_ns: Vec<f64>,
+    /// How long handing an expert read to the idle I/O thread held the compute thread (every
+    /// store's reads).
+    pub issue_ns: Vec<f64>,
     /// Expert reads by where they landed, per format (every store's).
     pub landing: Vec<(WeightFormat, LandingSamples)>,
     /// Rounds pooled.
@@ -125,6 +128,7 @@ impl Samples {
             push_landing(self, *f, l);
         }
         self.wake_ns.extend(&other.wake_ns);
+        self.issue_ns.extend(&other.issue_ns);
         self.rounds += other.rounds;
     }
 }
@@ -203,6 +207,7 @@ pub fn calibration_round(
         )?;
         push_landing(samples, stores[0].shape.format, &LandingSamples::of(&reads));
         samples.wake_ns.extend(&reads.wake_ns);
+        samples.issue_ns.extend(&reads.issue_ns);
         samples.small_ns.extend(reads.small_ns);
         large.extend(&reads.large_ns);
         push_to(
@@ -237,6 +242,7 @@ pub fn calibration_round(
         )?;
         push_landing(samples, st.shape.format, &LandingSamples::of(&r));
         samples.wake_ns.extend(&r.wake_ns);
+        samples.issue_ns.extend(&r.issue_ns);
         push_to(
             &mut samples.loaded_kernel_ns,
             st.shape.format,

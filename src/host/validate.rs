@@ -365,10 +365,11 @@ pub struct Comparison {
 }
 
 /// `profile` with the read-time distributions of `pooled`'s links (the same links of the same
-/// host), its reads by destination (`weights_cache.landing`) and its resumption after a read
-/// (`wake_ns`, two modes of 2 and 45 µs on the development VM): a window of two rounds has too
-/// few reads to know the tail, the few percent between destinations or the modes' shares,
-/// every round pooled does.
+/// host), its reads by destination (`weights_cache.landing`), its resumption after a read
+/// (`wake_ns`, two modes of 2 and 45 µs on the development VM) and its time handing a read to
+/// the I/O thread (`issue_ns`, as spread): a window of two rounds has too few reads to know
+/// the tail, the few percent between destinations or the modes' shares, every round pooled
+/// does.
 fn with_pooled_distributions(
     mut profile: HardwareProfile,
     pooled: &HardwareProfile,
@@ -380,6 +381,7 @@ fn with_pooled_distributions(
     }
     for (u, p) in profile.units.iter_mut().zip(&pooled.units) {
         u.compute.wake_ns = p.compute.wake_ns;
+        u.compute.issue_ns = p.compute.issue_ns;
         if let (Some(w), Some(pw)) = (&mut u.compute.weights_cache, &p.compute.weights_cache) {
             w.landing = pw.landing.clone();
         }

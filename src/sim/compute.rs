@@ -27,6 +27,8 @@ pub(super) enum Busy {
     Draft,
     /// Resuming after a stall (not work: the stall lasts through it).
     Wake,
+    /// Handing transfers to idle links (the profile's `issue_ns`).
+    Issue,
 }
 
 /// An expert kernel whose speed follows the links (`expert_slowdown_while_transferring > 0`).

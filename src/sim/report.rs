@@ -42,7 +42,7 @@ pub struct SimReport {
     pub token_latency_max_ns: u64,
     /// Decode: time computing (dense, experts, LM head).
     pub decode_compute_ns: u64,
-    /// Decode: time routing (gate, router work, predictor).
+    /// Decode: time routing (gate, router work, predictor, issuing transfers to idle links).
     pub decode_routing_ns: u64,
     /// Decode: time waiting for experts to arrive.
     pub decode_stall_ns: u64,

@@ -261,6 +261,8 @@ pub struct SimSetup {
     pub launch_ns: TimeNs,
     /// Time the primary unit takes to resume after a stall, from the arrival that ends it.
     pub wake_ns: TimeNs,
+    /// Time the primary unit spends issuing a transfer while no link moves anything.
+    pub issue_ns: TimeNs,
     /// Non-expert MACs per token per layer.
     pub dense_macs: u64,
     /// Non-expert weight bytes read per layer step.
@@ -1116,6 +1118,7 @@ impl SimSetup {
             gate_mac_ns: ceil_ns(gate_macs as f64 * 1e9 / c0.dense_peak_macs_per_s),
             launch_ns: ceil_ns(c0.launch_ns),
             wake_ns: ceil_ns(c0.wake_ns),
+            issue_ns: ceil_ns(c0.issue_ns),
             dense_macs: dense_params_per_layer,
             dense_bytes: bytes_of(dense_params_per_layer),
             gate_ns: ceil_ns(gate_macs as f64 * 1e9 / dense_rate),

@@ -181,7 +181,7 @@ impl Sim<'_> {
                 self.next_compute();
             }
             Busy::LmHead => self.finish_step(),
-            Busy::Wake => self.next_compute(),
+            Busy::Wake | Busy::Issue => self.next_compute(),
             Busy::Draft => self.begin_step(),
             Busy::Idle => unreachable!("compute finished while idle"),
         }
@@ -194,6 +194,16 @@ impl Sim<'_> {
         }
         let now = self.now();
         let layer = self.pos().layer;
+        // Transfers this unit just issued to idle links (a demand load, a prefetch) hold it
+        // for `issue_ns` each before its next work.
+        let issues = self.transfers.take_idle_issues() as TimeNs;
+        if issues > 0 && self.s.issue_ns > 0 {
+            let ns = issues.saturating_mul(self.s.issue_ns);
+            self.span(SpanKind::Issue, 0, now, ns, layer, None);
+            self.breakdown().routing += ns;
+            self.compute.start(&mut self.q, Busy::Issue, ns);
+            return;
+        }
         // A stalled unit resumes `wake_ns` after the arrival that ends its stall; the stall
         // lasts until then.
         if self.s.wake_ns > 0

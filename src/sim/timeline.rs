@@ -15,6 +15,8 @@ pub enum SpanKind {
     Route,
     /// The prefetch predictor.
     Predict,
+    /// Handing transfers to links with nothing in flight.
+    Issue,
     /// An expert kernel.
     Expert,
     /// Shared experts.
@@ -42,6 +44,7 @@ impl SpanKind {
             SpanKind::Dense => "dense",
             SpanKind::Route => "route",
             SpanKind::Predict => "predict",
+            SpanKind::Issue => "issue",
             SpanKind::Expert => "expert",
             SpanKind::Shared => "shared experts",
             SpanKind::Head => "lm head",

@@ -79,6 +79,9 @@ pub(super) struct Transfers {
     draws: Vec<u64>,
     /// The run's seed, for those draws.
     seed: u64,
+    /// Transfers issued while no hop was in flight, not yet charged to the compute unit (the
+    /// profile's `issue_ns`).
+    idle_issues: u32,
 }
 
 /// The stream of the run's seed that hop-time factors draw from.
@@ -98,6 +101,7 @@ impl Transfers {
             share: TierShare::new(s.tiers.iter().map(|t| t.shared_read_bandwidth_bytes_per_s)),
             draws: vec![0; s.links.len()],
             seed: derive_seed(s.options.seed, HOP_TIME_STREAM),
+            idle_issues: 0,
         }
     }
 
@@ -130,6 +134,12 @@ impl Transfers {
     #[inline]
     pub fn links_busy(&self) -> bool {
         self.hops_in_flight > 0
+    }
+
+    /// Transfers issued while no hop was in flight since the last call (each woke the links
+    /// from idle: the compute unit's `issue_ns`).
+    pub fn take_idle_issues(&mut self) -> u32 {
+        std::mem::take(&mut self.idle_issues)
     }
 
     /// Channel-time link `link` was busy until `now`.
@@ -172,6 +182,9 @@ impl Transfers {
         waiter: Option<u16>,
         landing: f64,
     ) -> u32 {
+        if self.hops_in_flight == 0 {
+            self.idle_issues += 1;
+        }
         let tr = Transfer {
             object,
             bytes,

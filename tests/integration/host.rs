@@ -407,6 +407,20 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     assert_eq!(wc.expert_weights_per_s[i2], c.weights_per_s(q2));
     let after = c.expert_slowdown_after_load[i4];
     assert!((after + 0.2).abs() < 0.01, "{after}");
+    // Handing reads to the I/O thread: the unit's issue time is their mean (the total is what
+    // it adds to); none measured, none claimed.
+    assert_eq!(fit.profile.compute().issue_ns, 0.0);
+    let issuing = Samples {
+        issue_ns: vec![100e3, 200e3, 600e3],
+        ..samples.clone()
+    };
+    let issuing_fit = fit_profile(&w, shape, true, &issuing).unwrap();
+    assert_eq!(issuing_fit.profile.compute().issue_ns, 300e3);
+    assert!(
+        issuing_fit.text.contains("issue_ns = 300000"),
+        "{}",
+        issuing_fit.text
+    );
     assert!(fit.figures.link.spread > 2.0, "{:?}", fit.figures.link);
     assert!(
         fit.figures

@@ -76,6 +76,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
         gate_mac_ns: GATE_NS,
         launch_ns: 0,
         wake_ns: 0,
+        issue_ns: 0,
         dense_macs: DENSE_MACS,
         dense_bytes: DENSE_BYTES,
         gate_ns: GATE_NS,

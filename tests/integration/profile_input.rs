@@ -254,6 +254,26 @@ fn contention_fractions_out_of_range_are_rejected() {
         "{}",
         run.stdout
     );
+    // The time to hand a transfer to idle links: a latency, checked, and said.
+    let path = variant(
+        "profile_bad_issue",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nissue_ns = -5",
+    );
+    assert_bad_input(&check(&path), &[path.to_str().unwrap(), "compute.issue_ns"]);
+    let path = variant(
+        "profile_good_issue",
+        "[compute]\ncores = 2",
+        "[compute]\ncores = 2\nissue_ns = 150000",
+    );
+    assert_eq!(check(&path).code, 0, "{}", check(&path).stderr);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout
+            .contains("150.00 µs to hand a transfer to idle links"),
+        "{}",
+        run.stdout
+    );
     // A last-level cache for weights: its capacity and every class's cached rate are checked.
     let cache = "[compute]\ncores = 2\nweights_cache = { capacity_bytes = 6.4e7, expert_weights_per_s = { f16 = 2e10, q8 = 2e10, q4 = 3.3e10, q3 = 3e10, q2 = 3.6e10, ternary = 3e10 } }";
     for (name, bad, key) in [

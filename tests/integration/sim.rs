@@ -55,6 +55,8 @@ pub(crate) struct Toy {
     pub(crate) launch_ns: u64,
     /// Time to resume after a stall.
     pub(crate) wake_ns: u64,
+    /// Time to hand a transfer to idle links.
+    pub(crate) issue_ns: u64,
     /// A second unit computing experts in place, on the home tier.
     pub(crate) in_place: Option<moesim::sim::InPlace>,
     /// Which `(layer, expert)` are resident in tier 0 (overrides `all_resident`).
@@ -91,6 +93,7 @@ impl Toy {
             dense_mac_ns: None,
             launch_ns: 0,
             wake_ns: 0,
+            issue_ns: 0,
             in_place: None,
             resident: None,
             chunk: None,
@@ -140,6 +143,7 @@ impl Toy {
             gate_mac_ns: self.gate_ns,
             launch_ns: self.launch_ns,
             wake_ns: self.wake_ns,
+            issue_ns: self.issue_ns,
             dense_macs: 1,
             dense_bytes: 1,
             gate_ns: self.gate_ns,
@@ -582,6 +586,56 @@ fn a_stalled_unit_resumes_its_wake_time_after_the_arrival() {
     };
     assert_eq!(
         sim(&resident(70), &t).token_latencies_ns,
+        sim(&resident(0), &t).token_latencies_ns
+    );
+}
+
+#[test]
+fn a_transfer_issued_to_idle_links_holds_the_unit_for_its_issue_time() {
+    let t = trace(7, 1, 0, 12);
+    let hop = 500 + 1024;
+    // No cache: per layer two misses; the first finds the link idle (one issue), the second
+    // finds the first in flight (none). The issue runs while the first expert loads.
+    let toy = |issue_ns| Toy {
+        compute_ns: 300,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        issue_ns,
+        ..Toy::new()
+    };
+    let plain = sim(&toy(0), &t);
+    let tokens = plain.token_latencies_ns.len() as u64;
+    assert_eq!(plain.token_latencies_ns[0], 8 * (42 + 2 * hop + 300) + 9);
+    // Shorter than the loads: the same latencies, the issue taken from the stall.
+    let short = sim(&toy(70), &t);
+    assert_eq!(short.token_latencies_ns, plain.token_latencies_ns);
+    assert_eq!(
+        short.decode_routing_ns,
+        plain.decode_routing_ns + tokens * 8 * 70
+    );
+    assert_eq!(
+        short.decode_stall_ns,
+        plain.decode_stall_ns - tokens * 8 * 70
+    );
+    assert_breakdown(&short);
+    // Longer than both loads: each layer's experts wait for it.
+    let long = sim(&toy(3000), &t);
+    let token = 8 * (42 + 3000 + 2 * 300) + 9;
+    assert!(
+        long.token_latencies_ns.iter().all(|&x| x == token),
+        "{:?} vs {token}",
+        &long.token_latencies_ns[..3]
+    );
+    assert_eq!(long.decode_stall_ns, 0);
+    assert_breakdown(&long);
+    // Nothing transferred: nothing issued.
+    let resident = |issue_ns| Toy {
+        all_resident: true,
+        ..toy(issue_ns)
+    };
+    assert_eq!(
+        sim(&resident(3000), &t).token_latencies_ns,
         sim(&resident(0), &t).token_latencies_ns
     );
 }
