@@ -325,7 +325,8 @@ impl Sim<'_> {
 
     /// Forgets the copies the last lookup evicted; returns the time factor of a transfer
     /// landing in the buffer the last of them freed (a buffer never used when none was: 1), by
-    /// how recently its expert was computed (the profile's `weights_cache.landing`).
+    /// how recently its expert was computed (the profile's `weights_cache.landing`; under random
+    /// replacement, by how likely its weights are still cached).
     pub(super) fn handle_evicted(&mut self) -> f64 {
         let mut landing = None;
         for g in self.bank.evicted() {
@@ -333,9 +334,18 @@ impl Sim<'_> {
             landing = Some(g);
         }
         match (&self.s.weights_cache, landing) {
-            (Some(wc), Some(g)) if !wc.landing.is_empty() => {
-                crate::hardware::landing_factor(&wc.landing, self.weights_cache.distance(g))
-            }
+            (Some(wc), Some(g)) if !wc.landing.is_empty() => match wc.replacement {
+                crate::hardware::Replacement::Lru => {
+                    crate::hardware::landing_factor(&wc.landing, self.weights_cache.distance(g))
+                }
+                // The gain of landing where a kernel just ran is the destination's lines still
+                // being cached: the nearest point's factor, as likely as the victim's weights
+                // are still cached, the link's time otherwise.
+                crate::hardware::Replacement::Random => {
+                    let cached = self.weights_cache.still_cached(g, wc.capacity_bytes);
+                    1.0 - (1.0 - wc.landing[0].1) * cached
+                }
+            },
             _ => 1.0,
         }
     }

@@ -48,6 +48,17 @@ impl WeightsCacheState {
         (last != NEVER).then(|| self.clock - last)
     }
 
+    /// Under random replacement with `capacity_bytes`, the probability that expert `g`'s
+    /// weights are still cached now (0 if never computed): `exp(-fetched since / capacity)`.
+    pub fn still_cached(&self, g: usize, capacity_bytes: u64) -> f64 {
+        match self.last.get(g) {
+            Some(&last) if last != NEVER => {
+                (-(self.fetched - self.last_fetched[g]) / capacity_bytes.max(1) as f64).exp()
+            }
+            _ => 0.0,
+        }
+    }
+
     /// A kernel on expert `g`'s `bytes` of weights under `(replacement, capacity_bytes)`: its
     /// memory time, between `cached_ns` (weights cached) and `memory_ns` (from memory). Only a
     /// kernel that `may_hit` can find its weights cached (weights that just arrived are as the

@@ -672,6 +672,30 @@ fn a_transfer_into_a_recently_computed_buffer_takes_its_landing_factor() {
         sim(&toy(vec![(1, 0.5)]), &t).token_latencies_ns,
         plain.token_latencies_ns
     );
+    // Under random replacement the nearest point's factor counts as likely as the victim's
+    // weights are still cached: a cache far larger than everything fetched keeps them (every
+    // victim lands at half, to a nanosecond of rounding per transfer), one of a byte keeps
+    // nothing (the link's time).
+    let random = |capacity_bytes| Toy {
+        weights_cache: Some(SimWeightsCache {
+            capacity_bytes,
+            replacement: Replacement::Random,
+            time_factor: [1.0; 6],
+            landing: vec![(1, 0.5)],
+        }),
+        ..toy(Vec::new())
+    };
+    let kept = sim(&random(u64::MAX / 4), &t);
+    assert_eq!(kept.misses, half.misses);
+    let (lo, hi) = (busy(&half), busy(&half) + half.misses);
+    assert!(
+        (lo..=hi).contains(&busy(&kept)),
+        "{} not in {lo}..={hi}",
+        busy(&kept)
+    );
+    let gone = sim(&random(1), &t);
+    assert_eq!(busy(&gone), busy(&plain));
+    assert_eq!(gone.token_latencies_ns, plain.token_latencies_ns);
     // Between points the factor is linear in the distance.
     let points = [(1000, 0.5), (3000, 0.9)];
     assert!((moesim::hardware::landing_factor(&points, Some(2000)) - 0.7).abs() < 1e-12);
