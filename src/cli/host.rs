@@ -433,26 +433,31 @@ fn calibration_summary(
             "last-level cache for expert weights: none measured (random visits ran no faster than the scattered one)\n",
         ),
     }
-    s.push_str(&format!(
-        "resuming after a read it waited for: {:.1} µs on average (median {:.1} µs, {} reads)\n",
-        fit.figures.wake_ns * 1e-3,
-        if samples.wake_ns.is_empty() {
+    // Per-read times of the compute thread: the profile takes their mean, the median beside it.
+    for (what, mean_ns, ns) in [
+        (
+            "resuming after a read it waited for",
+            fit.figures.wake_ns,
+            &samples.wake_ns,
+        ),
+        (
+            "handing a read to the idle I/O thread",
+            fit.figures.issue_ns,
+            &samples.issue_ns,
+        ),
+    ] {
+        let median_ns = if ns.is_empty() {
             0.0
         } else {
-            crate::stats::median(&samples.wake_ns) * 1e-3
-        },
-        samples.wake_ns.len()
-    ));
-    s.push_str(&format!(
-        "handing a read to the idle I/O thread: {:.1} µs on average (median {:.1} µs, {} reads)\n",
-        fit.figures.issue_ns * 1e-3,
-        if samples.issue_ns.is_empty() {
-            0.0
-        } else {
-            crate::stats::median(&samples.issue_ns) * 1e-3
-        },
-        samples.issue_ns.len()
-    ));
+            crate::stats::median(ns)
+        };
+        s.push_str(&format!(
+            "{what}: {:.1} µs on average (median {:.1} µs, {} reads)\n",
+            mean_ns * 1e-3,
+            median_ns * 1e-3,
+            ns.len()
+        ));
+    }
     for (f, points) in &fit.figures.landing_by_format {
         let l = &samples
             .landing
