@@ -2,7 +2,14 @@
 //! at random from the same memory. Decodes one grid point of `host validate` (the calibration's
 //! pool lent to it, as `host validate` does), then times random draws over W buffers of that
 //! pool; prints both by reuse distance (kernels since the same expert's / buffer's last one)
-//! and by bytes fetched since under random replacement at CAPACITY experts.
+//! and by bytes fetched since under random replacement at CAPACITY experts. Then, eight times
+//! alternating: a decode, the first decode's expert sequence replayed back to back on the pool
+//! (expert g in buffer g), the decode's own sequence replayed on the buffers the decode used
+//! (right for a full cache only), and that replay with a pause where the decode waited for
+//! each read (a 1.5 ms sleep, or the read itself on this thread), with every kernel by kernels
+//! since the last pause. (On the development VM, Q4_K at 16 of 16: the decode's hits 209-258
+//! µs, the replays 186-216, the paused replays 211-244 even 32 kernels after a pause: the
+//! pauses, not the decode's machinery, slow the hits; `examples/kernel_duty.rs` found why.)
 //!
 //! `cargo run --release --example decode_kernels -- FORMAT CAPACITY_PER_LAYER POLICY [S_EXPERTS]`
 
@@ -141,6 +148,38 @@ fn main() {
             n
         );
     };
+    // Hits by the wall time since the same expert's last kernel started.
+    let time_edges_ms = [0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 1e9];
+    let by_time = |name: &str, seq: &[(u32, f64, bool)], starts: &[u64]| {
+        let mut bins = vec![(0.0, 0usize); time_edges_ms.len() - 1];
+        let mut last: std::collections::HashMap<u32, u64> = Default::default();
+        for (&(g, ns, loaded), &t) in seq.iter().zip(starts) {
+            if let (false, Some(&l)) = (loaded, last.get(&g)) {
+                let gap = (t - l) as f64 * 1e-6;
+                let b = time_edges_ms
+                    .windows(2)
+                    .position(|e| gap >= e[0] && gap < e[1])
+                    .unwrap();
+                bins[b].0 += ns;
+                bins[b].1 += 1;
+            }
+            last.insert(g, t);
+        }
+        let row: Vec<String> = bins
+            .iter()
+            .map(|(s, c)| {
+                if *c >= 5 {
+                    format!("{:.0}/{}", s / *c as f64 * 1e-3, c)
+                } else {
+                    "-".into()
+                }
+            })
+            .collect();
+        println!(
+            "{name:>10} by ms since [0,.5,1,2,4,8,16,32,inf): {}",
+            row.join(" ")
+        );
+    };
     // Hits by whether their layer also had a miss (its read in flight while they ran).
     let experts = shape.experts;
     for (i, r) in reports.iter().enumerate() {
@@ -228,5 +267,276 @@ fn main() {
             .collect();
         report(&format!("rand {wdraw}"), &seq[2 * wdraw..]);
     }
+    // The decode's own sequence of experts replayed on the pool (expert g in buffer g), with
+    // one input vector, and with a fresh input vector per kernel as the decode has.
+    let hs: Vec<Vec<f32>> = (0..512)
+        .map(|k| moesim::host::decode::hidden_vector(7, k, shape.hidden))
+        .collect();
     bench.return_buffers(pool);
+    for round in 0..8 {
+        let mut buffers = bench.lend_buffers(0);
+        let addrs: Vec<usize> = buffers
+            .iter()
+            .map(|b| b.as_slice().as_ptr() as usize)
+            .collect();
+        let r = moesim::host::decode::decode(&store, &trace, &options, &mut buffers, None)
+            .expect("a decode");
+        bench.return_buffers(buffers);
+        // The decode's buffer of each expert (the i-th miss read into the i-th lent buffer:
+        // right only without evictions, a full cache).
+        let mut of_expert = std::collections::HashMap::new();
+        for &(g, _, loaded) in &r.kernels {
+            if loaded && !of_expert.contains_key(&g) {
+                let n = of_expert.len();
+                of_expert.insert(g, addrs[n]);
+            }
+        }
+        let seq: Vec<(u32, f64, bool)> = r
+            .kernels
+            .iter()
+            .map(|&(g, ns, l)| (g, ns as f64, l))
+            .collect();
+        report(&format!("alt decode {round}"), &seq);
+        by_time(&format!("decode {round}"), &seq, &r.kernel_starts_ns);
+        let pool = bench.lend_buffers(0);
+        let mut y = vec![0f32; shape.hidden];
+        let seq: Vec<(u32, f64, bool)> = reports[0]
+            .kernels
+            .iter()
+            .map(|&(g, _, _)| {
+                let t = std::time::Instant::now();
+                moesim::quality::proxy::swiglu_packed(
+                    shape.format,
+                    shape.hidden,
+                    shape.ffn,
+                    &pool[g as usize % pool.len()].as_slice()[..bytes],
+                    &h,
+                    &mut y,
+                    false,
+                    w.kernel,
+                );
+                std::hint::black_box(&y);
+                (g, t.elapsed().as_nanos() as f64, false)
+            })
+            .collect();
+        report(&format!("alt replay {round}"), &seq);
+        let index: std::collections::HashMap<usize, usize> = pool
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.as_slice().as_ptr() as usize, i))
+            .collect();
+        let seq: Vec<(u32, f64, bool)> = r
+            .kernels
+            .iter()
+            .map(|&(g, _, _)| {
+                let i = index[&of_expert[&g]];
+                let t = std::time::Instant::now();
+                moesim::quality::proxy::swiglu_packed(
+                    shape.format,
+                    shape.hidden,
+                    shape.ffn,
+                    &pool[i].as_slice()[..bytes],
+                    &h,
+                    &mut y,
+                    false,
+                    w.kernel,
+                );
+                std::hint::black_box(&y);
+                (g, t.elapsed().as_nanos() as f64, false)
+            })
+            .collect();
+        report(&format!("alt mapped {round}"), &seq);
+        // The replay with a pause where the decode waited for each read: sleeping, or reading
+        // the expert (on this thread) into a spare buffer.
+        let mut spare = pool.last().expect("a buffer").as_slice().to_vec();
+        let mut spare_buf = moesim::host::store::AlignedBuf::new(spare.len());
+        for mode in ["sleep", "read"] {
+            let seq: Vec<(u32, f64, bool)> = r
+                .kernels
+                .iter()
+                .map(|&(g, _, loaded)| {
+                    if loaded {
+                        if mode == "sleep" {
+                            std::thread::sleep(std::time::Duration::from_micros(1500));
+                        } else {
+                            store.read_expert(g, &mut spare_buf).expect("a read");
+                        }
+                    }
+                    let i = index[&of_expert[&g]];
+                    let t = std::time::Instant::now();
+                    moesim::quality::proxy::swiglu_packed(
+                        shape.format,
+                        shape.hidden,
+                        shape.ffn,
+                        &pool[i].as_slice()[..bytes],
+                        &h,
+                        &mut y,
+                        false,
+                        w.kernel,
+                    );
+                    std::hint::black_box(&y);
+                    (g, t.elapsed().as_nanos() as f64, false)
+                })
+                .collect();
+            report(&format!("alt {mode} {round}"), &seq);
+            // Every kernel by kernels since the last pause (0: the loaded one), against the
+            // same positions of the decode.
+            let mut since = usize::MAX / 2;
+            let mut bins = [(0.0, 0.0, 0usize); 8];
+            for (k, &(_, ns, _)) in seq.iter().enumerate() {
+                if r.kernels[k].2 {
+                    since = 0;
+                } else {
+                    since += 1;
+                }
+                let b = match since {
+                    0..=3 => since,
+                    4..=7 => 4,
+                    8..=15 => 5,
+                    16..=31 => 6,
+                    _ => 7,
+                };
+                bins[b].0 += ns;
+                bins[b].1 += r.kernels[k].1 as f64;
+                bins[b].2 += 1;
+            }
+            let row: Vec<String> = bins
+                .iter()
+                .map(|(a, d, c)| {
+                    format!(
+                        "{:.0}|{:.0}/{}",
+                        a / *c as f64 * 1e-3,
+                        d / *c as f64 * 1e-3,
+                        c
+                    )
+                })
+                .collect();
+            println!(
+                "  {mode} by kernels since pause [0,1,2,3,4-7,8-15,16-31,32+] {mode}|decode: {}",
+                row.join(" ")
+            );
+        }
+        spare.clear();
+        bench.return_buffers(pool);
+    }
+    let pool = bench.lend_buffers(0);
+    let mut y = vec![0f32; shape.hidden];
+    for varied in [false, true] {
+        let seq: Vec<(u32, f64, bool)> = reports[0]
+            .kernels
+            .iter()
+            .enumerate()
+            .map(|(k, &(g, _, _))| {
+                let hk = if varied { &hs[(k / 2) % hs.len()] } else { &h };
+                let t = std::time::Instant::now();
+                moesim::quality::proxy::swiglu_packed(
+                    shape.format,
+                    shape.hidden,
+                    shape.ffn,
+                    &pool[g as usize % pool.len()].as_slice()[..bytes],
+                    hk,
+                    &mut y,
+                    false,
+                    w.kernel,
+                );
+                std::hint::black_box(&y);
+                (g, t.elapsed().as_nanos() as f64, false)
+            })
+            .collect();
+        report(if varied { "replay h" } else { "replay" }, &seq);
+    }
+    // Every buffer of the pool in a scattered order, back to back: each buffer's median over
+    // passes, averaged over the buffers a decode uses first and over the rest.
+    {
+        let n = pool.len();
+        let step = (1..n)
+            .rev()
+            .find(|s| gcd(*s, n) == 1 && *s <= n / 2 + 1)
+            .unwrap_or(1);
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); n];
+        let mut i = 0;
+        for _ in 0..7 * n {
+            i = (i + step) % n;
+            let t = std::time::Instant::now();
+            moesim::quality::proxy::swiglu_packed(
+                shape.format,
+                shape.hidden,
+                shape.ffn,
+                &pool[i].as_slice()[..bytes],
+                &h,
+                &mut y,
+                false,
+                w.kernel,
+            );
+            std::hint::black_box(&y);
+            per[i].push(t.elapsed().as_nanos() as f64);
+        }
+        let mut all: Vec<f64> = per.iter().flatten().copied().collect();
+        all.sort_by(f64::total_cmp);
+        let m = all.len();
+        println!(
+            "scattered: median {:.0} µs, mean {:.0} µs, mean of the middle 80 % {:.0} µs, p10 {:.0} p90 {:.0}",
+            all[m / 2] * 1e-3,
+            all.iter().sum::<f64>() / m as f64 * 1e-3,
+            all[m / 10..m - m / 10].iter().sum::<f64>() / (m - 2 * (m / 10)) as f64 * 1e-3,
+            all[m / 10] * 1e-3,
+            all[m - m / 10] * 1e-3
+        );
+        let med: Vec<f64> = per
+            .into_iter()
+            .map(|mut v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2] * 1e-3
+            })
+            .collect();
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let used = (8 * capacity as usize + 2).min(n);
+        println!(
+            "scattered per buffer: first {used} {:.0} µs, rest {:.0} µs, even of first 128 {:.0} µs, min {:.0} max {:.0}",
+            mean(&med[..used]),
+            if used < n {
+                mean(&med[used..])
+            } else {
+                f64::NAN
+            },
+            mean(&med.iter().take(128).step_by(2).copied().collect::<Vec<_>>()),
+            med.iter().copied().fold(f64::INFINITY, f64::min),
+            med.iter().copied().fold(0.0, f64::max)
+        );
+    }
+    // Random draws over 64 buffers, back to back and paced (a sleep of a kernel's length
+    // before each), by the time since the drawn expert's last kernel.
+    for paced in [false, true, false, true] {
+        let origin = std::time::Instant::now();
+        let mut seq = Vec::new();
+        let mut starts = Vec::new();
+        for k in 0..2128u64 {
+            let i = (moesim::seed::derive_seed(11, k) % 64) as usize;
+            if paced {
+                std::thread::sleep(std::time::Duration::from_nanos(cold as u64));
+            }
+            let t = std::time::Instant::now();
+            moesim::quality::proxy::swiglu_packed(
+                shape.format,
+                shape.hidden,
+                shape.ffn,
+                &pool[i].as_slice()[..bytes],
+                &h,
+                &mut y,
+                false,
+                w.kernel,
+            );
+            std::hint::black_box(&y);
+            if k >= 128 {
+                seq.push((i as u32, t.elapsed().as_nanos() as f64, false));
+                starts.push(t.duration_since(origin).as_nanos() as u64);
+            }
+        }
+        by_time(if paced { "paced 64" } else { "rand 64" }, &seq, &starts);
+    }
+    bench.return_buffers(pool);
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
 }

@@ -423,11 +423,22 @@ fn calibration_summary(
             r * 1e-9
         ));
     }
-    match fit.figures.weights_cache_bytes {
-        Some(b) => s.push_str(&format!(
-            "last-level cache for expert weights: {:.1} MB under random replacement (from {} kernels on experts drawn at random)\n",
-            b * 1e-6,
-            samples.random_kernel_ns.len()
+    match fit.figures.weights_cache {
+        Some(c) => s.push_str(&format!(
+            "last-level cache for expert weights: {:.1} MB under random replacement, {} (from {} kernels on experts drawn at random back to back, {:.0} % cached, one per {:.0} us; {} paced by sleeps, {}, one per {:.0} us)\n",
+            c.capacity_bytes * 1e-6,
+            match c.lifetime_ns {
+                Some(t) => format!("its weights also evicted by other tenants with a mean lifetime of {:.1} ms", t * 1e-6),
+                None => "evicted by this unit's fetches only (paced draws as often cached)".into(),
+            },
+            samples.random_kernel_ns.len(),
+            c.shares.0 * 100.0,
+            c.intervals_ns.0 * 1e-3,
+            samples.paced_kernel_ns.len(),
+            c.shares
+                .1
+                .map_or("not fitted".into(), |h| format!("{:.0} % cached", h * 100.0)),
+            c.intervals_ns.1 * 1e-3
         )),
         None => s.push_str(
             "last-level cache for expert weights: none measured (random visits ran no faster than the scattered one)\n",
@@ -484,7 +495,7 @@ fn calibration_summary(
             cold * 1e-3
         ));
     }
-    if fit.figures.weights_cache_bytes.is_none() && !fit.figures.landing.is_empty() {
+    if fit.figures.weights_cache.is_none() && !fit.figures.landing.is_empty() {
         // The profile states landing points within its weights cache (they share its clock).
         s.push_str(
             "reads by destination not written to the profile: it states them within compute.weights_cache, and no cache was measured\n",

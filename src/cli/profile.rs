@@ -400,10 +400,17 @@ fn show(
                     "experts computed within the last {} of expert weights run at",
                     format_bytes(wc.capacity_bytes as f64)
                 ),
-                crate::hardware::Replacement::Random => format!(
-                    "{} under random replacement (an expert's weights survive the bytes fetched from memory since its last kernel with probability exp(-fetched / capacity)); cached weights run at",
-                    format_bytes(wc.capacity_bytes as f64)
-                ),
+                crate::hardware::Replacement::Random => match wc.lifetime_ns {
+                    None => format!(
+                        "{} under random replacement (an expert's weights survive the bytes fetched from memory since its last kernel with probability exp(-fetched / capacity)); cached weights run at",
+                        format_bytes(wc.capacity_bytes as f64)
+                    ),
+                    Some(t) => format!(
+                        "{} under random replacement, lifetime {} (an expert's weights survive the bytes fetched from memory and the time since its last kernel with probability exp(-fetched / capacity - time / lifetime)); cached weights run at",
+                        format_bytes(wc.capacity_bytes as f64),
+                        format_duration_ns(t)
+                    ),
+                },
             };
             s.push_str(&format!(
                 "last-level cache for expert weights: {rule} {}\n",

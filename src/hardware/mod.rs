@@ -177,6 +177,10 @@ pub struct WeightsCache {
     pub capacity_bytes: u64,
     /// How weights leave the cache.
     pub replacement: Replacement,
+    /// Under [`Replacement::Random`], the mean time cached weights survive other tenants'
+    /// evictions: weights also leave with probability `1 - exp(-t / lifetime_ns)` over `t` of
+    /// wall time (none: only this unit's fetches evict).
+    pub lifetime_ns: Option<f64>,
     /// Expert GEMV throughput on cached weights per [`ComputeClass`] (indexed as
     /// `ComputeClass::ALL`).
     pub expert_weights_per_s: [f64; 6],

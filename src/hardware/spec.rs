@@ -306,6 +306,11 @@ pub struct WeightsCacheSpec {
     /// fetched from memory evicts a cached one at random).
     #[serde(default, skip_serializing_if = "super::Replacement::is_lru")]
     pub replacement: super::Replacement,
+    /// Under `"random"` replacement, the mean time cached weights survive while nothing of
+    /// this unit's fetches them out: a cache shared with other tenants, which evict at their
+    /// own pace (default: none, weights leave only by this unit's fetches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime_ns: Option<f64>,
     /// Expert GEMV throughput per class on cached weights, in weights per second.
     pub expert_weights_per_s: FormatThroughputSpec,
     /// How long a transfer into the compute tier takes by how recently its destination was
@@ -916,9 +921,24 @@ fn validate_compute(
                 }
                 landing.push((p.within_bytes.round() as u64, p.time_factor));
             }
+            if let Some(t) = w.lifetime_ns {
+                if !(t.is_finite() && t > 0.0) {
+                    return Err(err(
+                        &key("weights_cache.lifetime_ns"),
+                        format!("must be a positive time, got {t}"),
+                    ));
+                }
+                if w.replacement != super::Replacement::Random {
+                    return Err(err(
+                        &key("weights_cache.lifetime_ns"),
+                        "applies to replacement = \"random\" only".into(),
+                    ));
+                }
+            }
             Some(super::WeightsCache {
                 capacity_bytes: w.capacity_bytes.round() as u64,
                 replacement: w.replacement,
+                lifetime_ns: w.lifetime_ns,
                 expert_weights_per_s: checked_rates(
                     &w.expert_weights_per_s,
                     &key("weights_cache.expert_weights_per_s"),

@@ -161,6 +161,33 @@ pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// The share of kernel times left out at each end of [`kernel_mean`].
+pub const KERNEL_TRIM: f64 = 0.01;
+
+/// The time a kernel stands for in the simulator: the mean of `ns` without the lowest and
+/// highest [`KERNEL_TRIM`] (a preempted vCPU's rare outliers). A mean, not a median: a decode's
+/// kernel time is their sum, and on the development VM kernel times were skewed by where the
+/// weights sit (Q2_K over the pool: median 118 µs, mean 140 µs, p90 180 µs; buffers' own
+/// medians 112-180 µs), and a rate through the median is the faster by as much.
+pub fn kernel_mean(ns: &[f64]) -> f64 {
+    trimmed_mean(ns, KERNEL_TRIM)
+}
+
+/// A kernel rate (units per second) from per-repeat times (ns) of `units` units each, through
+/// their [`kernel_mean`].
+pub fn fit_kernel_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
+    if ns.is_empty() || ns.iter().any(|t| !t.is_finite() || *t <= 0.0) {
+        return Err(format!(
+            "{what}: a repeat took zero, negative or non-finite time"
+        ));
+    }
+    let rate = units / (kernel_mean(ns) * 1e-9);
+    if !rate.is_finite() || rate <= 0.0 {
+        return Err(format!("{what}: rate {rate:.3e}/s is not positive"));
+    }
+    Ok(rate)
+}
+
 /// Times `n` expert reads and `n` 4 KiB reads at random places of `store`, interleaved, in the
 /// real decode's regime: the calling thread hands each read to an I/O thread, runs an expert
 /// kernel from `bench` meanwhile on every other read (a hit computed while a miss loads) or
@@ -352,8 +379,8 @@ pub struct ReadSamples {
 }
 
 /// The fraction by which kernels of one kind (`what`: during reads) are slower than kernels
-/// timed alone over resident experts: the ratio of the medians, less one; the reason when the
-/// samples cannot say. A ratio below one (no slower) gives 0: a read in flight does not speed
+/// timed alone over resident experts: the ratio of their [`kernel_mean`]s, less one; the reason
+/// when the samples cannot say. A ratio below one (no slower) gives 0: a read in flight does not speed
 /// a kernel up.
 pub fn fit_slowdown(what: &str, slowed_ns: &[f64], alone_ns: &[f64]) -> Result<f64, String> {
     fit_change(what, slowed_ns, alone_ns).map(|x| x.max(0.0))
@@ -362,15 +389,16 @@ pub fn fit_slowdown(what: &str, slowed_ns: &[f64], alone_ns: &[f64]) -> Result<f
 /// The fraction by which kernels of one kind (`what`: on bytes just read) are slower than
 /// kernels timed alone over resident experts, negative when they are faster (bytes a read just
 /// wrote can sit in the last-level cache, where weights visited in a scattered order do not):
-/// the ratio of the medians, less one, never below -0.9; the reason when the samples cannot say.
+/// the ratio of their [`kernel_mean`]s, less one, never below -0.9; the reason when the samples
+/// cannot say.
 pub fn fit_change(what: &str, changed_ns: &[f64], alone_ns: &[f64]) -> Result<f64, String> {
     if changed_ns.len() < 3 || alone_ns.len() < 3 {
         return Err(format!(
             "too few kernels {what} (need 3 and 3 alone; are reads shorter than kernels?)"
         ));
     }
-    let changed = fit_rate(1.0, changed_ns, &format!("kernels {what}"))?;
-    let alone = fit_rate(1.0, alone_ns, "kernels alone")?;
+    let changed = fit_kernel_rate(1.0, changed_ns, &format!("kernels {what}"))?;
+    let alone = fit_kernel_rate(1.0, alone_ns, "kernels alone")?;
     Ok((alone / changed - 1.0).max(-0.9))
 }
 
@@ -415,56 +443,152 @@ pub fn fit_landing(
     out
 }
 
-/// The last-level cache's capacity for expert weights, in bytes, under the simulator's random
-/// replacement (`hardware::Replacement::Random`): from kernel times over the scattered visit
-/// (`cold_ns`: every buffer's weights long evicted), cycling through a few experts (`warm_ns`:
-/// cached) and on experts drawn uniformly at random from `drawn_from` of `expert_bytes` each
-/// (`random_ns`). The share of random draws that ran cached is
-/// `h = (cold - random) / (cold - warm)` (medians, the random draws' mean over their middle
-/// 80 %: a mix of cached and uncached kernels, whose total is what a decode adds up); the
-/// capacity is the one under which the simulator's rule, replayed on such draws, caches the
-/// share `h` ([`crate::sim::random_replacement_share`], by bisection). `None` when the samples
-/// show no cache (`h` no more than a draw's chance of repeating the last one, or a warm kernel
-/// no faster than a cold one) or are too few. At most the draws' experts less one (all of them
-/// cached in the limit).
+/// Kernels on experts drawn at random ([`KernelBench::time_random_paced`]): their times and
+/// the mean time from one draw's start to the next's.
+#[derive(Debug, Clone, Copy)]
+pub struct Draws<'a> {
+    /// Kernel times.
+    pub kernel_ns: &'a [f64],
+    /// Mean interval between the starts of consecutive draws.
+    pub interval_ns: f64,
+}
+
+/// A last-level cache for expert weights fitted under random replacement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CacheFit {
+    /// Capacity, in bytes of weights.
+    pub capacity_bytes: f64,
+    /// Mean survival time against other tenants' evictions; none when the paced draws found
+    /// their weights cached as often as the draws back to back (or were not run).
+    pub lifetime_ns: Option<f64>,
+    /// The shares of the draws that ran cached, back to back and paced (none without paced
+    /// draws), and the mean intervals between their starts.
+    pub shares: (f64, Option<f64>),
+    /// The mean intervals between the draws' starts, back to back and paced.
+    pub intervals_ns: (f64, f64),
+}
+
+/// The last-level cache for expert weights under the simulator's random replacement
+/// (`hardware::Replacement::Random`): from kernel times over the scattered visit (`cold_ns`:
+/// every buffer's weights long evicted), cycling through a few experts (`warm_ns`: cached) and
+/// on experts drawn uniformly at random from `drawn_from` of `expert_bytes` each, back to back
+/// and `paced` (a pause before each draw, as a decode waiting for reads has). The share of a
+/// set of draws that ran cached is `h = (cold - random) / (cold - warm)` (each a
+/// [`kernel_mean`]).
+///
+/// Without paced draws, or when they ran cached as often, the capacity is the one under which
+/// the simulator's rule, replayed on such draws, caches the share `h` of the draws back to
+/// back ([`crate::sim::random_replacement_share`], by bisection), with no lifetime. When the
+/// paced draws ran cached less often, the weights also leave with wall time (other tenants of
+/// a shared cache): the capacity and lifetime are the pair under which the rule, each draw
+/// aged by its interval over the lifetime, gives both shares. A paced share lower than any
+/// lifetime explains (every eviction by time) gives the shortest lifetime the back-to-back
+/// share allows, with the largest capacity.
+///
+/// `None` when the samples show no cache (`h` back to back no more than a draw's chance of
+/// repeating the last one, or a warm kernel no faster than a cold one) or are too few. The
+/// capacity is at most the draws' experts less one (all of them cached in the limit).
 pub fn fit_weights_cache(
     cold_ns: &[f64],
     warm_ns: &[f64],
-    random_ns: &[f64],
+    back_to_back: Draws,
+    paced: Option<Draws>,
     drawn_from: usize,
     expert_bytes: u64,
-) -> Option<f64> {
-    if cold_ns.len() < 3 || warm_ns.len() < 3 || random_ns.len() < 3 || drawn_from < 2 {
+) -> Option<CacheFit> {
+    if cold_ns.len() < 3 || warm_ns.len() < 3 || back_to_back.kernel_ns.len() < 3 || drawn_from < 2
+    {
         return None;
     }
-    let (cold, warm) = (median(cold_ns), median(warm_ns));
-    let random = trimmed_mean(random_ns, 0.1);
+    let (cold, warm) = (kernel_mean(cold_ns), kernel_mean(warm_ns));
     if warm.partial_cmp(&cold) != Some(std::cmp::Ordering::Less) {
         return None;
     }
-    let h = (cold - random) / (cold - warm);
+    let share_of = |d: &Draws| (cold - kernel_mean(d.kernel_ns)) / (cold - warm);
+    let h = share_of(&back_to_back);
     let n = drawn_from as f64;
     if h.is_nan() || h * n <= 1.0 {
         return None;
     }
-    let share = |c: f64| crate::sim::random_replacement_share(drawn_from, c);
     let most = n - 1.0;
-    if share(most) <= h {
-        return Some(most * expert_bytes as f64);
+    let share = |c: f64, aged: f64| crate::sim::random_replacement_share(drawn_from, c, aged);
+    // The capacity caching the share h back to back with each draw aged by `aged` (none when
+    // even the largest cannot).
+    let capacity = |aged: f64| -> Option<f64> {
+        if share(most, aged) <= h {
+            return (aged == 0.0).then_some(most);
+        }
+        let (mut lo, mut hi) = (0.0f64, most);
+        for _ in 0..BISECTIONS {
+            let mid = 0.5 * (lo + hi);
+            if share(mid, aged) < h {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(0.5 * (lo + hi))
+    };
+    let timeless = capacity(0.0)?;
+    // Under a thousandth of an expert: no cache the draws can tell from chance.
+    if timeless < 1.0 / 1024.0 {
+        return None;
     }
-    let (mut lo, mut hi) = (0.0f64, most);
-    for _ in 0..40 {
+    let paced = paced.filter(|p| p.kernel_ns.len() >= 3);
+    let h_paced = paced.as_ref().map(share_of);
+    let (i0, i1) = (
+        back_to_back.interval_ns,
+        paced.as_ref().map_or(0.0, |p| p.interval_ns),
+    );
+    let fit = |c: f64, lifetime_ns: Option<f64>| CacheFit {
+        capacity_bytes: (c * expert_bytes as f64).max(1.0),
+        lifetime_ns,
+        shares: (h, h_paced),
+        intervals_ns: (i0, i1),
+    };
+    let no_lifetime = Some(fit(timeless, None));
+    let Some(h_paced) = h_paced else {
+        return no_lifetime;
+    };
+    if !(i0 > 0.0 && i1 > i0 && h_paced < h) {
+        return no_lifetime;
+    }
+    // Decay rates (per ns) from 0 up to the largest the back-to-back share allows (the
+    // capacity at its largest): aged a whole lifetime per back-to-back draw allows none.
+    let (mut lo, mut hi) = (0.0f64, 1.0 / i0);
+    for _ in 0..BISECTIONS {
         let mid = 0.5 * (lo + hi);
-        if share(mid) < h {
+        if capacity(mid * i0).is_some() {
             lo = mid;
         } else {
             hi = mid;
         }
     }
-    // Under a thousandth of an expert: no cache the draws can tell from chance.
-    let c = 0.5 * (lo + hi);
-    (c >= 1.0 / 1024.0).then(|| (c * expert_bytes as f64).max(1.0))
+    let fastest = lo;
+    let paced_share = |rate: f64| capacity(rate * i0).map(|c| (c, share(c, rate * i1)));
+    match paced_share(fastest) {
+        Some((c, s)) if s >= h_paced => {
+            return Some(fit(c, (fastest > 0.0).then(|| 1.0 / fastest)));
+        }
+        None => return no_lifetime,
+        _ => {}
+    }
+    // The paced share falls as the rate rises: the rate giving it.
+    let (mut lo, mut hi) = (0.0f64, fastest);
+    for _ in 0..BISECTIONS {
+        let mid = 0.5 * (lo + hi);
+        match paced_share(mid) {
+            Some((_, s)) if s > h_paced => lo = mid,
+            _ => hi = mid,
+        }
+    }
+    let rate = 0.5 * (lo + hi);
+    let c = capacity(rate * i0)?;
+    Some(fit(c, (rate > 0.0).then(|| 1.0 / rate)))
 }
+
+/// Bisection steps of [`fit_weights_cache`]'s searches (2^-32 of their ranges).
+const BISECTIONS: usize = 32;
 
 /// The mean of `v` without its lowest and highest `cut` shares.
 fn trimmed_mean(v: &[f64], cut: f64) -> f64 {
@@ -756,16 +880,36 @@ impl KernelBench {
     /// so that the cache holds what the draws themselves leave in it, not what the scattered
     /// visit did.
     pub fn time_random(&mut self, repeats: usize, seed: u64) -> Vec<f64> {
+        self.time_random_paced(repeats, seed, &mut || {}).0
+    }
+
+    /// [`KernelBench::time_random`] with `pause` called before every draw (warm-up included,
+    /// outside the kernels' timings), as a decode waiting for reads paces its kernels: the
+    /// kernels' times, and for each the time since the previous draw's start (pause included),
+    /// which ages the cached weights when other tenants share the cache.
+    pub fn time_random_paced(
+        &mut self,
+        repeats: usize,
+        seed: u64,
+        pause: &mut dyn FnMut(),
+    ) -> (Vec<f64>, Vec<f64>) {
         let pool = self.random_pool() as u64;
         let warm_up = 2 * pool;
-        (0..warm_up + repeats as u64)
-            .filter_map(|k| {
-                let i = 2 * (crate::seed::derive_seed(seed, k) % pool) as usize;
-                let t = Instant::now();
-                self.run_at(i);
-                (k >= warm_up).then(|| t.elapsed().as_nanos() as f64)
-            })
-            .collect()
+        let (mut kernel_ns, mut interval_ns) = (Vec::new(), Vec::new());
+        let mut previous: Option<Instant> = None;
+        for k in 0..warm_up + repeats as u64 {
+            let i = 2 * (crate::seed::derive_seed(seed, k) % pool) as usize;
+            pause();
+            let t = Instant::now();
+            self.run_at(i);
+            let ns = t.elapsed().as_nanos() as f64;
+            if let (true, Some(p)) = (k >= warm_up, previous) {
+                kernel_ns.push(ns);
+                interval_ns.push(t.duration_since(p).as_nanos() as f64);
+            }
+            previous = Some(t);
+        }
+        (kernel_ns, interval_ns)
     }
 
     /// Buffers in the pool.
@@ -888,6 +1032,25 @@ mod tests {
     }
 
     #[test]
+    fn kernel_rates_go_through_the_mean_without_the_outermost_percent() {
+        // Skewed times (a slow tenth of the buffers): the mean, not the median, is what a sum
+        // of kernels takes; of 200 samples the highest and lowest 2 are left out.
+        let mut ns = vec![100.0; 180];
+        ns.extend(vec![300.0; 18]);
+        ns.extend([1.0, 1e6]);
+        let mean = (179.0 * 100.0 + 17.0 * 300.0) / 196.0;
+        assert!(
+            (kernel_mean(&ns) - mean).abs() < 1e-9,
+            "{}",
+            kernel_mean(&ns)
+        );
+        assert!(median(&ns) == 100.0);
+        assert!((fit_kernel_rate(1e6, &ns, "kernels").unwrap() - 1e6 / (mean * 1e-9)).abs() < 1e-3);
+        let e = fit_kernel_rate(1e6, &[-5.0, 10.0], "kernels").unwrap_err();
+        assert!(e.contains("zero, negative"), "{e}");
+    }
+
+    #[test]
     fn a_link_fits_through_the_expert_sizes() {
         let large = [1_300e3; 3];
         // Expert reads of 1 MB at 700 µs and 2 MB at 1300 µs: 100 µs + 1 MB / (1e6/600e3 GB/s).
@@ -922,53 +1085,116 @@ mod tests {
         // Draws from 64 experts of 1 MB; kernels 200 µs from memory, 100 µs cached; a cache of
         // 20 experts' bytes under random replacement caches the share h of the draws.
         let (n, bytes) = (64usize, 1_000_000u64);
-        let h = crate::sim::random_replacement_share(n, 20.0);
+        let h = crate::sim::random_replacement_share(n, 20.0, 0.0);
         assert!(h > 0.2 && h < 0.6, "{h}");
         let random = 200.0 - h * 100.0;
-        // Outliers on both sides are trimmed away.
-        let mut draws = vec![random; 18];
+        // The outermost 1 % on both sides is trimmed away.
+        let mut draws = vec![random; 98];
         draws.extend([1.0, 1e6]);
-        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &draws, n, bytes).unwrap();
-        assert!((c / bytes as f64 - 20.0).abs() < 1e-6, "{c}");
+        fn back_to_back(kernel_ns: &[f64]) -> Draws<'_> {
+            Draws {
+                kernel_ns,
+                interval_ns: 200.0,
+            }
+        }
+        let fit = |warm: &[f64], random: &[f64]| {
+            fit_weights_cache(&[200.0; 5], warm, back_to_back(random), None, n, bytes)
+        };
+        let c = fit(&[100.0; 5], &draws).unwrap();
+        assert!(
+            (c.capacity_bytes / bytes as f64 - 20.0).abs() < 1e-6,
+            "{c:?}"
+        );
+        assert_eq!(c.lifetime_ns, None);
+        assert!((c.shares.0 - h).abs() < 1e-9 && c.shares.1.is_none());
         // The share grows with the capacity.
-        assert!(crate::sim::random_replacement_share(n, 30.0) > h);
+        assert!(crate::sim::random_replacement_share(n, 30.0, 0.0) > h);
         // No faster warm, or random draws no faster than chance repeats: no cache.
-        assert_eq!(
-            fit_weights_cache(&[200.0; 5], &[200.0; 5], &[150.0; 5], n, bytes),
-            None
-        );
+        assert_eq!(fit(&[200.0; 5], &[150.0; 5]), None);
         let chance = 200.0 - 100.0 / n as f64;
-        assert_eq!(
-            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[chance; 5], n, bytes),
-            None
-        );
+        assert_eq!(fit(&[100.0; 5], &[chance; 5]), None);
         // Hardly above chance: a capacity below the replay's resolution, none either.
         let barely = 200.0 - 100.0 * (1.0 / n as f64 + 1e-9);
-        assert_eq!(
-            fit_weights_cache(&[200.0; 5], &[100.0; 5], &[barely; 5], n, bytes),
-            None
-        );
+        assert_eq!(fit(&[100.0; 5], &[barely; 5]), None);
         // Random draws as fast as cached ones: at most the draws' experts less one.
-        let c = fit_weights_cache(&[200.0; 5], &[100.0; 5], &[100.0; 5], n, bytes).unwrap();
-        assert_eq!(c, 63.0 * bytes as f64);
+        let c = fit(&[100.0; 5], &[100.0; 5]).unwrap();
+        assert_eq!(c.capacity_bytes, 63.0 * bytes as f64);
         // Too few samples.
         assert_eq!(
-            fit_weights_cache(&[200.0; 2], &[100.0; 5], &[150.0; 5], n, bytes),
+            fit_weights_cache(
+                &[200.0; 2],
+                &[100.0; 5],
+                back_to_back(&[150.0; 5]),
+                None,
+                n,
+                bytes
+            ),
             None
         );
     }
 
     #[test]
-    fn a_slowdown_is_the_ratio_of_medians_and_never_negative() {
+    fn paced_draws_give_the_weights_cache_a_lifetime() {
+        // A cache of 20 experts' bytes whose weights also live 30 ms on average; draws 200 µs
+        // apart back to back, 600 µs apart paced. The fit recovers both from the two shares.
+        let (n, bytes) = (64usize, 1_000_000u64);
+        let (capacity, lifetime_ns) = (20.0, 30e6);
+        let (i0, i1) = (200e3, 600e3);
+        let h0 = crate::sim::random_replacement_share(n, capacity, i0 / lifetime_ns);
+        let h1 = crate::sim::random_replacement_share(n, capacity, i1 / lifetime_ns);
+        assert!(h1 < h0 && h1 > 0.05, "{h0} {h1}");
+        let times = |h: f64| vec![200.0 - h * 100.0; 10];
+        let (t0, t1) = (times(h0), times(h1));
+        fn draws(kernel_ns: &[f64], interval_ns: f64) -> Draws<'_> {
+            Draws {
+                kernel_ns,
+                interval_ns,
+            }
+        }
+        let fit = |paced| {
+            fit_weights_cache(&[200.0; 5], &[100.0; 5], draws(&t0, i0), paced, n, bytes).unwrap()
+        };
+        let c = fit(Some(draws(&t1, i1)));
+        assert!(
+            (c.capacity_bytes / bytes as f64 - capacity).abs() < 1e-3,
+            "{c:?}"
+        );
+        let t = c.lifetime_ns.unwrap();
+        assert!((t / lifetime_ns - 1.0).abs() < 1e-3, "{t}");
+        // Paced draws cached as often: no lifetime, the capacity alone (larger than the true
+        // one, which shared the evictions with time).
+        let same = fit(Some(draws(&t0, i1)));
+        assert_eq!(same.lifetime_ns, None);
+        assert!(same.capacity_bytes < capacity * bytes as f64);
+        let alone = fit(None);
+        assert_eq!(
+            (same.capacity_bytes, same.lifetime_ns),
+            (alone.capacity_bytes, alone.lifetime_ns)
+        );
+        // Paced draws never cached: the shortest lifetime the back-to-back share allows, with
+        // the largest capacity.
+        let never = fit(Some(draws(&[200.0; 10], i1)));
+        assert!(
+            (never.capacity_bytes / bytes as f64 - 63.0).abs() < 1e-3,
+            "{never:?}"
+        );
+        let shortest = never.lifetime_ns.unwrap();
+        assert!(shortest < t, "{shortest} {t}");
+        let at_most = crate::sim::random_replacement_share(n, 63.0, i0 / shortest);
+        assert!((at_most - h0).abs() < 1e-6, "{at_most} {h0}");
+    }
+
+    #[test]
+    fn a_slowdown_is_the_ratio_of_mean_kernel_times_and_never_negative() {
         let alone = [1000.0, 1010.0, 990.0, 1000.0];
         let slowed = [1120.0, 1100.0, 1130.0, 1120.0];
         let x = fit_slowdown("during reads", &slowed, &alone).unwrap();
-        assert!((x - 0.12).abs() < 1e-9, "{x}");
+        assert!((x - 0.1175).abs() < 1e-9, "{x}");
         // Faster under the condition: no slowdown, not a speed-up.
         assert_eq!(fit_slowdown("during reads", &alone, &slowed).unwrap(), 0.0);
         // A change may be a speed-up (bytes just read, still cached), down to -0.9.
         let x = fit_change("on bytes just read", &alone, &slowed).unwrap();
-        assert!((x - (1000.0 / 1120.0 - 1.0)).abs() < 1e-9, "{x}");
+        assert!((x - (1000.0 / 1117.5 - 1.0)).abs() < 1e-9, "{x}");
         assert_eq!(
             fit_change("on bytes just read", &[100.0; 3], &alone).unwrap(),
             -0.9

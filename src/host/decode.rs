@@ -63,6 +63,8 @@ pub struct DecodeReport {
     /// Every expert kernel in order: the expert (`layer * experts + expert`), its wall time,
     /// and whether it ran on bytes read just before (a miss).
     pub kernels: Vec<(u32, u64, bool)>,
+    /// When each of those kernels started, in ns since the decode's first token started.
+    pub kernel_starts_ns: Vec<u64>,
 }
 
 /// The hidden vector of decode event `event` (deterministic in the seed and the event).
@@ -184,6 +186,7 @@ pub fn decode(
         .map(|r| r.decode_tokens as usize * l as usize * k)
         .sum();
     report.kernels.reserve(uses);
+    report.kernel_starts_ns.reserve(uses);
     let (req_tx, req_rx) = mpsc::channel::<(u32, AlignedBuf)>();
     let (done_tx, done_rx) = mpsc::channel::<Result<(u32, AlignedBuf, u64)>>();
     std::thread::scope(|scope| -> Result<()> {
@@ -206,6 +209,7 @@ pub fn decode(
         let mut ready: Vec<usize> = Vec::with_capacity(k);
         let mut loading: Vec<(usize, bool)> = Vec::with_capacity(k);
         let mut hidden_i = 0usize;
+        let decode_start = Instant::now();
         for r in &trace.requests {
             // Caches reset between requests, as the simulator's default.
             bank.reset();
@@ -273,6 +277,9 @@ pub fn decode(
                         report.compute_ns += ns;
                         let g = layer * e + selection.experts[i] as u32;
                         report.kernels.push((g, ns, loaded));
+                        report
+                            .kernel_starts_ns
+                            .push(start.duration_since(decode_start).as_nanos() as u64);
                         let wt = selection.weights[i];
                         y.iter_mut().zip(&out).for_each(|(a, &b)| *a += wt * b);
                         if let Some(obs) = observe.as_deref_mut() {

@@ -30,9 +30,9 @@ pub struct Figures {
     pub slowdown_after_load: Vec<(WeightFormat, f64)>,
     /// Expert kernel rates on cached weights (cycling through a few experts), per format.
     pub cached_rates: Vec<(WeightFormat, f64)>,
-    /// The last-level cache's capacity for expert weights
+    /// The last-level cache for expert weights, its capacity and lifetime
     /// ([`calibrate::fit_weights_cache`]); none when the kernels showed no cache.
-    pub weights_cache_bytes: Option<f64>,
+    pub weights_cache: Option<calibrate::CacheFit>,
     /// The compute unit's resumption after a read it waited for: the mean over the reads the
     /// compute thread blocked for (the mean, since the total wait is what it adds to; 0 with
     /// none).
@@ -117,7 +117,7 @@ pub fn fit_profile(
     let params = (3 * shape.hidden * shape.ffn) as f64;
     let mut rates: Vec<(WeightFormat, f64)> = Vec::new();
     for (f, ns) in &samples.kernel_ns {
-        let rate = calibrate::fit_rate(params, ns, &format!("{f} kernels"))
+        let rate = calibrate::fit_kernel_rate(params, ns, &format!("{f} kernels"))
             .map_err(|r| bad(&format!("{f} kernels"), r))?;
         let (spread, precision) = (calibrate::spread(ns), crate::stats::median_precision(ns));
         if spread > calibrate::NOISY_SPREAD || precision > super::samples::KERNEL_PRECISION {
@@ -132,7 +132,7 @@ pub fn fit_profile(
     let mut batched_rates: Vec<(WeightFormat, f64)> = Vec::new();
     for (f, ns) in &samples.batched_kernel_ns {
         let what = format!("{f} batched kernels");
-        let rate = calibrate::fit_rate(params * calibrate::BATCH_TOKENS as f64, ns, &what)
+        let rate = calibrate::fit_kernel_rate(params * calibrate::BATCH_TOKENS as f64, ns, &what)
             .map_err(|r| bad(&what, r))?;
         batched_rates.push((*f, rate));
     }
@@ -187,17 +187,31 @@ pub fn fit_profile(
         let what = format!("{f} kernels on cached weights");
         cached_rates.push((
             *f,
-            calibrate::fit_rate(params, ns, &what).map_err(|r| bad(&what, r))?,
+            calibrate::fit_kernel_rate(params, ns, &what).map_err(|r| bad(&what, r))?,
         ));
     }
-    let weights_cache_bytes = calibrate::fit_weights_cache(
+    let mean = |v: &[f64]| {
+        if v.is_empty() {
+            0.0
+        } else {
+            v.iter().sum::<f64>() / v.len() as f64
+        }
+    };
+    let weights_cache = calibrate::fit_weights_cache(
         alone,
         samples
             .warm_kernel_ns
             .iter()
             .find(|(f, _)| *f == shape.format)
             .map_or(&[][..], |(_, ns)| &ns[..]),
-        &samples.random_kernel_ns,
+        calibrate::Draws {
+            kernel_ns: &samples.random_kernel_ns,
+            interval_ns: mean(&samples.random_interval_ns),
+        },
+        Some(calibrate::Draws {
+            kernel_ns: &samples.paced_kernel_ns,
+            interval_ns: mean(&samples.paced_interval_ns),
+        }),
         ((shape.layers * shape.experts) as usize).div_ceil(2),
         shape.expert_bytes(),
     );
@@ -215,13 +229,6 @@ pub fn fit_profile(
         })
         .collect();
     let landing = average_points(&landing_by_format);
-    let mean = |v: &[f64]| {
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
-    };
     let figures = Figures {
         wake_ns: mean(&samples.wake_ns),
         issue_ns: mean(&samples.issue_ns),
@@ -229,7 +236,7 @@ pub fn fit_profile(
         landing,
         link,
         cached_rates,
-        weights_cache_bytes,
+        weights_cache,
         copy_bytes_per_s: copy,
         rates,
         batched_rates,
@@ -411,24 +418,24 @@ fn profile_text(
     c.peak_macs_per_s = Some(raised(&c.expert_weights_per_s, &figures.batched_rates));
     // The last-level cache for weights: the cached rate of the formats measured (never below
     // their rate from memory), the others claim no gain.
-    c.weights_cache =
-        figures
-            .weights_cache_bytes
-            .map(|capacity_bytes| crate::hardware::spec::WeightsCacheSpec {
-                capacity_bytes,
-                replacement: crate::hardware::Replacement::Random,
-                expert_weights_per_s: raised(&c.expert_weights_per_s, &figures.cached_rates),
-                landing: figures
-                    .landing
-                    .iter()
-                    .map(
-                        |&(within_bytes, time_factor)| crate::hardware::spec::LandingPointSpec {
-                            within_bytes,
-                            time_factor,
-                        },
-                    )
-                    .collect(),
-            });
+    c.weights_cache = figures
+        .weights_cache
+        .map(|fit| crate::hardware::spec::WeightsCacheSpec {
+            capacity_bytes: fit.capacity_bytes,
+            replacement: crate::hardware::Replacement::Random,
+            lifetime_ns: fit.lifetime_ns,
+            expert_weights_per_s: raised(&c.expert_weights_per_s, &figures.cached_rates),
+            landing: figures
+                .landing
+                .iter()
+                .map(
+                    |&(within_bytes, time_factor)| crate::hardware::spec::LandingPointSpec {
+                        within_bytes,
+                        time_factor,
+                    },
+                )
+                .collect(),
+        });
     c.wake_ns = figures.wake_ns;
     c.issue_ns = figures.issue_ns;
     c.calibrated = measured;

@@ -44,6 +44,14 @@ pub struct Samples {
     /// Kernels on experts drawn uniformly at random from half the first store (some cached, by
     /// the last-level cache's capacity).
     pub random_kernel_ns: Vec<f64>,
+    /// For each of those, the time since the previous draw's start.
+    pub random_interval_ns: Vec<f64>,
+    /// The same draws paced: each after a sleep as long as a kernel from memory (the decode's
+    /// compute thread waits for reads), by how much the wall time between them ages the
+    /// cached weights.
+    pub paced_kernel_ns: Vec<f64>,
+    /// For each of those, the time since the previous draw's start.
+    pub paced_interval_ns: Vec<f64>,
     /// How long after an expert read's end the compute thread resumed, when it blocked for it
     /// (every store's reads).
     pub wake_ns: Vec<f64>,
@@ -124,6 +132,9 @@ impl Samples {
             push_to(&mut self.warm_kernel_ns, *f, ns);
         }
         self.random_kernel_ns.extend(&other.random_kernel_ns);
+        self.random_interval_ns.extend(&other.random_interval_ns);
+        self.paced_kernel_ns.extend(&other.paced_kernel_ns);
+        self.paced_interval_ns.extend(&other.paced_interval_ns);
         for (f, l) in &other.landing {
             push_landing(self, *f, l);
         }
@@ -285,10 +296,24 @@ pub fn calibration_round(
             &b.time_warm(WARM_KERNEL_RUNS),
         );
     }
-    // The last-level cache's capacity for weights: experts of the first store at random.
-    samples.random_kernel_ns.extend(
-        benches[0].time_random(KERNEL_RUNS, crate::seed::derive_seed(round_seed, u64::MAX)),
-    );
+    // The last-level cache for weights: experts of the first store at random, back to back
+    // (its capacity) and each after a sleep as long as this round's median kernel from memory
+    // (how wall time ages it).
+    let draw_seed = crate::seed::derive_seed(round_seed, u64::MAX);
+    let (kernel_ns, interval_ns) = benches[0].time_random_paced(KERNEL_RUNS, draw_seed, &mut || {});
+    samples.random_kernel_ns.extend(kernel_ns);
+    samples.random_interval_ns.extend(interval_ns);
+    let format = stores[0].shape.format;
+    let pause = samples
+        .kernel_ns
+        .iter()
+        .find(|(f, _)| *f == format)
+        .map_or(0.0, |(_, ns)| crate::stats::median(ns));
+    let pause = std::time::Duration::from_nanos(pause as u64);
+    let (kernel_ns, interval_ns) =
+        benches[0].time_random_paced(KERNEL_RUNS, draw_seed, &mut || std::thread::sleep(pause));
+    samples.paced_kernel_ns.extend(kernel_ns);
+    samples.paced_interval_ns.extend(interval_ns);
     samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;
     Ok(())

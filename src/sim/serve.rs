@@ -342,7 +342,7 @@ impl Sim<'_> {
                 // being cached: the nearest point's factor, as likely as the victim's weights
                 // are still cached, the link's time otherwise.
                 crate::hardware::Replacement::Random => {
-                    let cached = self.weights_cache.still_cached(g, wc.capacity_bytes);
+                    let cached = self.weights_cache.still_cached(g, wc.rule(), self.now());
                     1.0 - (1.0 - wc.landing[0].1) * cached
                 }
             },

@@ -341,6 +341,9 @@ pub struct SimWeightsCache {
     pub capacity_bytes: u64,
     /// How weights leave the cache.
     pub replacement: crate::hardware::Replacement,
+    /// Under random replacement, the mean time cached weights survive other tenants'
+    /// evictions (`hardware::WeightsCache::lifetime_ns`).
+    pub lifetime_ns: Option<f64>,
     /// Memory time on cached weights over memory time from the compute tier.
     pub time_factor: [f64; 6],
     /// Transfers into the compute tier by how recently their destination was computed on
@@ -359,9 +362,19 @@ impl SimWeightsCache {
         Some(SimWeightsCache {
             capacity_bytes: w.capacity_bytes,
             replacement: w.replacement,
+            lifetime_ns: w.lifetime_ns,
             time_factor,
             landing: w.landing.clone(),
         })
+    }
+
+    /// The rule the simulator's cache state follows.
+    pub(super) fn rule(&self) -> super::weights_cache::CacheRule {
+        super::weights_cache::CacheRule {
+            replacement: self.replacement,
+            capacity_bytes: self.capacity_bytes,
+            lifetime_ns: self.lifetime_ns,
+        }
     }
 
     /// The memory time of a kernel on cached weights in `format` whose uncached memory time is

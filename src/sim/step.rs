@@ -251,7 +251,8 @@ impl Sim<'_> {
                         g,
                         sl.bytes,
                         !arrived,
-                        (wc.replacement, wc.capacity_bytes),
+                        wc.rule(),
+                        now,
                         sl.compute_ns,
                         sl.cached_ns,
                     );

@@ -391,9 +391,34 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     let cached_fit = fit_profile(&w, shape, true, &cached).unwrap();
     let c = cached_fit.profile.compute();
     let wc = c.weights_cache.as_ref().expect("a weights cache");
-    let want = cached_fit.figures.weights_cache_bytes.unwrap();
-    assert_eq!(wc.capacity_bytes, want.round() as u64);
-    assert!(want > 0.0, "{want}");
+    let want = cached_fit.figures.weights_cache.unwrap();
+    assert_eq!(wc.capacity_bytes, want.capacity_bytes.round() as u64);
+    assert!(want.capacity_bytes > 0.0, "{want:?}");
+    // No paced draws: no lifetime.
+    assert_eq!((want.lifetime_ns, wc.lifetime_ns), (None, None));
+    // The same draws paced (each 250 µs after the last instead of 75) and slower: the cache's
+    // weights also leave with time, a lifetime in the profile, with a larger capacity (time
+    // now shares the evictions).
+    let paced = Samples {
+        random_interval_ns: steady(75e3, 100),
+        paced_kernel_ns: steady(90e3, 100),
+        paced_interval_ns: steady(250e3, 100),
+        ..cached.clone()
+    };
+    let paced_fit = fit_profile(&w, shape, true, &paced).unwrap();
+    let aged = paced_fit.figures.weights_cache.unwrap();
+    let lifetime = aged.lifetime_ns.expect("a lifetime");
+    assert!(
+        lifetime > 0.0 && aged.capacity_bytes > want.capacity_bytes,
+        "{aged:?}"
+    );
+    let pwc = paced_fit.profile.compute().weights_cache.clone().unwrap();
+    assert_eq!(pwc.lifetime_ns, Some(lifetime));
+    assert!(
+        paced_fit.text.contains("lifetime_ns = "),
+        "{}",
+        paced_fit.text
+    );
     let i4 = moesim::quant::ComputeClass::ALL
         .iter()
         .position(|&k| k == q4)

@@ -324,6 +324,34 @@ fn contention_fractions_out_of_range_are_rejected() {
         "{}",
         run.stdout
     );
+    // A lifetime: said; positive, and for random replacement only.
+    let lived = random.replace("capacity_bytes", "lifetime_ns = 1.5e7, capacity_bytes");
+    let path = variant(
+        "profile_lifetime_weights_cache",
+        "[compute]\ncores = 2",
+        &lived,
+    );
+    assert_eq!(check(&path).code, 0, "{}", check(&path).stderr);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout
+            .contains("64.00 MB under random replacement, lifetime 15.000 ms"),
+        "{}",
+        run.stdout
+    );
+    for (name, bad) in [
+        ("profile_bad_lifetime", lived.replace("1.5e7", "-1")),
+        (
+            "profile_lru_lifetime",
+            cache.replace("capacity_bytes", "lifetime_ns = 1.5e7, capacity_bytes"),
+        ),
+    ] {
+        let path = variant(name, "[compute]\ncores = 2", &bad);
+        assert_bad_input(
+            &check(&path),
+            &[path.to_str().unwrap(), "compute.weights_cache.lifetime_ns"],
+        );
+    }
     // Where transfers land: points in increasing distance, factors in (0, 10].
     let landing = cache.replace(
         " } }",

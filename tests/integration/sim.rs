@@ -475,12 +475,13 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         ..Toy::new()
     };
     let plain = sim(&resident, &t);
-    let cached_under = |replacement, capacity_bytes: u64| {
+    let aging = |replacement, capacity_bytes: u64, lifetime_ns| {
         sim(
             &Toy {
                 weights_cache: Some(SimWeightsCache {
                     capacity_bytes,
                     replacement,
+                    lifetime_ns,
                     time_factor: [0.5; 6],
                     landing: Vec::new(),
                 }),
@@ -489,6 +490,7 @@ fn weights_computed_recently_run_at_the_cached_rate() {
             &t,
         )
     };
+    let cached_under = |replacement, capacity_bytes| aging(replacement, capacity_bytes, None);
     // The first use of each expert comes from memory; with a cache holding everything every
     // later use takes half as long.
     let distinct = {
@@ -548,6 +550,21 @@ fn weights_computed_recently_run_at_the_cached_rate() {
         all.decode_compute_ns
     );
     assert_breakdown(&random(16 * 1000));
+    // A lifetime: other tenants evict with wall time too. One far longer than the run keeps
+    // everything (to the rounding of each kernel's mix); one of a nanosecond keeps nothing a
+    // token (~10 µs) later; between, the shorter the slower.
+    let lived = |lifetime_ns: f64| {
+        aging(Replacement::Random, u64::MAX / 2, Some(lifetime_ns)).decode_compute_ns
+    };
+    let forever = lived(1e30);
+    assert!(forever.abs_diff(all.decode_compute_ns) <= plain.expert_uses);
+    assert_eq!(lived(1.0), plain.decode_compute_ns);
+    let (short, long) = (lived(2_000.0), lived(20_000.0));
+    assert!(
+        plain.decode_compute_ns > short && short > long && long > forever,
+        "{} > {short} > {long} > {forever}",
+        plain.decode_compute_ns
+    );
 }
 
 #[test]
@@ -651,6 +668,7 @@ fn a_transfer_into_a_recently_computed_buffer_takes_its_landing_factor() {
         weights_cache: Some(SimWeightsCache {
             capacity_bytes: 0,
             replacement: Replacement::Lru,
+            lifetime_ns: None,
             time_factor: [1.0; 6],
             landing,
         }),
@@ -680,6 +698,7 @@ fn a_transfer_into_a_recently_computed_buffer_takes_its_landing_factor() {
         weights_cache: Some(SimWeightsCache {
             capacity_bytes,
             replacement: Replacement::Random,
+            lifetime_ns: None,
             time_factor: [1.0; 6],
             landing: vec![(1, 0.5)],
         }),
