@@ -51,7 +51,12 @@ import simpy
 def hop_ns(link, nbytes):
     g = link["granularity_bytes"]
     rounded = -(-nbytes // g) * g
-    return math.ceil(link["latency_ns"] + rounded * 1e9 / link["bandwidth_bytes_per_s"])
+    # The latency is paid once per request of at most request_bytes (none: one request).
+    r = link.get("request_bytes")
+    requests = max(1, -(-nbytes // r)) if r else 1
+    return math.ceil(
+        requests * link["latency_ns"] + rounded * 1e9 / link["bandwidth_bytes_per_s"]
+    )
 
 
 class LruCache:

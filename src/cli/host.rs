@@ -347,8 +347,16 @@ fn calibration_summary(
         if store.direct { "direct" } else { "buffered" }
     );
     s.push_str(&format!(
-        "disk -> dram: latency {:.1} µs, {:.3} GB/s (through the median reads of {}{} in the decode's regime; reads of {} bytes: spread (p90 - p10) / median {:.2}, median known to ±{:.1} %)\n",
+        "disk -> dram: latency {:.1} µs{}, {:.3} GB/s (through the median reads of {}{} in the decode's regime; reads of {} bytes: spread (p90 - p10) / median {:.2}, median known to ±{:.1} %)\n",
         fit.figures.link.latency_ns * 1e-3,
+        match fit.figures.link.request_bytes {
+            Some(r) => format!(
+                " per request of at most {r} bytes (the device's limit; {} bytes: {} requests)",
+                shape.stride(),
+                crate::hardware::requests(shape.stride(), Some(r))
+            ),
+            None => String::new(),
+        },
         fit.figures.link.bandwidth_bytes_per_s * 1e-9,
         if samples.other_large_ns.is_empty() { "4096 and " } else { "" },
         std::iter::once(shape.stride())
@@ -365,7 +373,7 @@ fn calibration_summary(
         s.push_str(&format!(
             "  expert reads of {bytes} bytes: median {:.0} µs, {:.0} µs on the fitted link ({} reads)\n",
             crate::stats::median(ns) * 1e-3,
-            (link.latency_ns + *bytes as f64 / link.bandwidth_bytes_per_s * 1e9) * 1e-3,
+            link.time_ns(*bytes) * 1e-3,
             ns.len()
         ));
     }

@@ -179,6 +179,9 @@ struct LinkJson<'a> {
     latency_ns: f64,
     granularity_bytes: u64,
     channels: u32,
+    /// The largest request served in one go (none: one request per transfer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_bytes: Option<u64>,
     calibrated: &'a str,
     /// The transfer-time distribution as the profile states it (none: fixed times).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -338,6 +341,17 @@ fn show(
             ]);
         }
         s.push_str(&t.render());
+        for l in &p.links {
+            if let Some(r) = l.request_bytes {
+                s.push_str(&format!(
+                    "{} -> {}: requests of at most {}, each paying the latency (a transfer of b bytes pays it ceil(b / {}) times)\n",
+                    p.tiers[l.from].name,
+                    p.tiers[l.to].name,
+                    format_bytes(r as f64),
+                    r
+                ));
+            }
+        }
         for l in &p.links {
             if let Some(d) = &l.time_distribution {
                 s.push_str(&format!(
@@ -630,6 +644,7 @@ fn show_json(p: &HardwareProfile, model_fit: Option<ModelFitJson>) -> ShowJson<'
                 latency_ns: l.latency_ns,
                 granularity_bytes: l.granularity_bytes,
                 channels: l.channels,
+                request_bytes: l.request_bytes,
                 calibrated: l.calibrated.name(),
                 time_distribution: l.time_distribution.as_ref().map(|d| d.spec()),
             })

@@ -106,18 +106,28 @@ pub struct Link {
     pub granularity_bytes: u64,
     /// Concurrent transfers.
     pub channels: u32,
+    /// The largest request served in one go: a transfer is `ceil(bytes / request_bytes)`
+    /// requests, each paying the latency (none: one request).
+    pub request_bytes: Option<u64>,
     /// Provenance of the figures.
     pub calibrated: Calibration,
     /// How transfer times vary around the fixed figures (none: they do not).
     pub time_distribution: Option<time_distribution::TimeDistribution>,
 }
 
+/// Requests of at most `request_bytes` (none: no limit) a transfer of `bytes` takes (at least
+/// one).
+pub fn requests(bytes: u64, request_bytes: Option<u64>) -> u64 {
+    request_bytes.map_or(1, |r| bytes.div_ceil(r.max(1)).max(1))
+}
+
 impl Link {
     /// Time of one uncontended transfer of `bytes`:
-    /// `latency + ceil(bytes / granularity) · granularity / bandwidth`.
+    /// `requests · latency + ceil(bytes / granularity) · granularity / bandwidth`.
     pub fn transfer_time_ns(&self, bytes: u64) -> f64 {
         let rounded = bytes.div_ceil(self.granularity_bytes) * self.granularity_bytes;
-        self.latency_ns + rounded as f64 / self.bandwidth_bytes_per_s * 1e9
+        requests(bytes, self.request_bytes) as f64 * self.latency_ns
+            + rounded as f64 / self.bandwidth_bytes_per_s * 1e9
     }
 }
 
@@ -588,11 +598,21 @@ mod tests {
             latency_ns: 100.0,
             granularity_bytes: 64,
             channels: 1,
+            request_bytes: None,
             calibrated: Calibration::Assumed,
             time_distribution: None,
         };
         // 65 bytes occupy two 64-byte units: 128 B at 1 GB/s = 128 ns.
         assert_eq!(link.transfer_time_ns(65), 228.0);
         assert_eq!(link.transfer_time_ns(64), 164.0);
+        // Requests of at most 64 bytes: 65 bytes are two, each paying the latency.
+        let limited = Link {
+            request_bytes: Some(64),
+            ..link
+        };
+        assert_eq!(limited.transfer_time_ns(65), 328.0);
+        assert_eq!(limited.transfer_time_ns(64), 164.0);
+        assert_eq!(requests(0, Some(64)), 1);
+        assert_eq!(requests(1 << 20, None), 1);
     }
 }

@@ -202,6 +202,11 @@ pub struct LinkSpec {
     pub granularity_bytes: i64,
     /// Transfers that can proceed at once (DMA engines, queues, lanes).
     pub channels: i64,
+    /// The largest request the link serves in one go (a block device's request limit): a
+    /// transfer of `b` bytes is `ceil(b / request_bytes)` requests, each paying `latency_ns`
+    /// (default: one request, whatever its size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_bytes: Option<i64>,
     /// How these figures were obtained.
     pub calibrated: Calibration,
     /// How transfer times vary around the fixed figures (default: they do not).
@@ -580,6 +585,11 @@ impl HardwareProfileSpec {
             CHANNELS
                 .check_int(l.channels)
                 .map_err(|r| err(&key("channels"), r))?;
+            if let Some(r) = l.request_bytes {
+                GRANULARITY
+                    .check_int(r)
+                    .map_err(|e| err(&key("request_bytes"), e))?;
+            }
             let time_distribution = l
                 .time_distribution
                 .as_ref()
@@ -593,6 +603,7 @@ impl HardwareProfileSpec {
                 latency_ns: l.latency_ns,
                 granularity_bytes: l.granularity_bytes as u64,
                 channels: l.channels as u32,
+                request_bytes: l.request_bytes.map(|r| r as u64),
                 calibrated: l.calibrated,
                 time_distribution,
             });

@@ -41,11 +41,13 @@ pub const NOISY_SPREAD: f64 = 1.0;
 /// relative to it. Rounds read more until their expert reads reach it or their budget is spent.
 pub const TARGET_PRECISION: f64 = 0.03;
 
-/// A fitted link: `t(b) = latency_ns + b / bandwidth`.
+/// A fitted link: `t(b) = requests(b) · latency_ns + b / bandwidth`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkFit {
-    /// Latency to the first byte.
+    /// Latency to the first byte, of each request.
     pub latency_ns: f64,
+    /// The largest request the device serves in one go, when the fit counted requests.
+    pub request_bytes: Option<u64>,
     /// Bandwidth.
     pub bandwidth_bytes_per_s: f64,
     /// Spread `(p90 − p10) / median` of the large reads.
@@ -55,6 +57,12 @@ pub struct LinkFit {
 }
 
 impl LinkFit {
+    /// The fitted time of a read of `bytes`.
+    pub fn time_ns(&self, bytes: u64) -> f64 {
+        crate::hardware::requests(bytes, self.request_bytes) as f64 * self.latency_ns
+            + bytes as f64 / self.bandwidth_bytes_per_s * 1e9
+    }
+
     /// Whether the reads were too noisy or too few for a precise figure.
     pub fn noisy(&self) -> bool {
         self.spread > NOISY_SPREAD || self.precision > TARGET_PRECISION
@@ -92,6 +100,7 @@ pub fn fit_link(
     }
     let latency = ts - small as f64 / bandwidth * 1e9;
     Ok(LinkFit {
+        request_bytes: None,
         latency_ns: latency.max(0.0),
         bandwidth_bytes_per_s: bandwidth,
         spread: spread(large_ns),
@@ -100,46 +109,62 @@ pub fn fit_link(
 }
 
 /// The link through the medians of expert reads of several sizes (`large` of `large_ns`, and
-/// `others`), the sizes a decode reads: least squares of `t = latency + b / bandwidth`, through
-/// the origin when the free line would need a negative latency. Reads of 4 KiB carry a
-/// per-request cost that expert-sized reads do not show (on the development VM the line through
-/// 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). `None` with fewer than two sizes
-/// of at least 3 positive, finite reads, or when the line is not positive.
+/// `others`), the sizes a decode reads: least squares of `t = n(b) · latency + b / bandwidth`,
+/// `n(b)` the requests a read of `b` bytes takes on a device serving at most `request_bytes`
+/// per request (one each without), through the origin when the free fit would need a negative
+/// latency. On the development VM a direct read of more than 254 pages was two requests, and
+/// the line through a 1.77 MB Q4_K and a 1.03 MB Q2_K expert (one request more for the larger)
+/// needed a negative latency; through the origin it put Q2_K's reads 8 % above their median.
+/// Reads of 4 KiB carry a per-request cost that expert-sized reads do not show (the line
+/// through 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). `None` with fewer than
+/// two sizes of at least 3 positive, finite reads, or when the fit is not positive.
 pub fn fit_link_through_sizes(
     large: u64,
     large_ns: &[f64],
     others: &[(u64, Vec<f64>)],
+    request_bytes: Option<u64>,
 ) -> Option<LinkFit> {
     let usable = |ns: &[f64]| ns.len() >= 3 && ns.iter().all(|t| t.is_finite() && *t > 0.0);
     if !usable(large_ns) {
         return None;
     }
-    let mut points: Vec<(f64, f64)> = vec![(large as f64, median(large_ns))];
+    let mut sizes: Vec<(u64, f64)> = vec![(large, median(large_ns))];
     for (bytes, ns) in others {
         if *bytes != large && usable(ns) {
-            points.push((*bytes as f64, median(ns)));
+            sizes.push((*bytes, median(ns)));
         }
     }
-    if points.len() < 2 {
+    if sizes.len() < 2 {
         return None;
     }
-    let n = points.len() as f64;
-    let (mx, my) = (
-        points.iter().map(|p| p.0).sum::<f64>() / n,
-        points.iter().map(|p| p.1).sum::<f64>() / n,
+    // (requests, bytes, time) per size; least squares of t = latency · n + slope · b.
+    let points: Vec<(f64, f64, f64)> = sizes
+        .iter()
+        .map(|&(b, t)| {
+            (
+                crate::hardware::requests(b, request_bytes) as f64,
+                b as f64,
+                t,
+            )
+        })
+        .collect();
+    let sum = |f: &dyn Fn(&(f64, f64, f64)) -> f64| points.iter().map(f).sum::<f64>();
+    let (snn, snb, sbb) = (
+        sum(&|p| p.0 * p.0),
+        sum(&|p| p.0 * p.1),
+        sum(&|p| p.1 * p.1),
     );
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx) * (p.0 - mx)).sum();
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let mut slope = sxy / sxx;
-    let mut intercept = my - slope * mx;
-    if intercept < 0.0 {
-        slope = points.iter().map(|p| p.0 * p.1).sum::<f64>()
-            / points.iter().map(|p| p.0 * p.0).sum::<f64>();
-        intercept = 0.0;
+    let (snt, sbt) = (sum(&|p| p.0 * p.2), sum(&|p| p.1 * p.2));
+    let det = snn * sbb - snb * snb;
+    let (mut latency, mut slope) = ((snt * sbb - sbt * snb) / det, (snn * sbt - snb * snt) / det);
+    if !latency.is_finite() || latency < 0.0 {
+        slope = sbt / sbb;
+        latency = 0.0;
     }
     let bandwidth = 1e9 / slope;
     (bandwidth.is_finite() && bandwidth > 0.0).then(|| LinkFit {
-        latency_ns: intercept,
+        latency_ns: latency,
+        request_bytes,
         bandwidth_bytes_per_s: bandwidth,
         spread: spread(large_ns),
         precision: median_precision(large_ns),
@@ -1054,14 +1079,16 @@ mod tests {
     fn a_link_fits_through_the_expert_sizes() {
         let large = [1_300e3; 3];
         // Expert reads of 1 MB at 700 µs and 2 MB at 1300 µs: 100 µs + 1 MB / (1e6/600e3 GB/s).
-        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![700e3; 3])]).unwrap();
+        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![700e3; 3])], None)
+            .unwrap();
         assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
         assert!(
             (g.bandwidth_bytes_per_s - 1e6 / 600e-6).abs() < 1e-3,
             "{g:?}"
         );
         // A line that would need a negative latency goes through the origin instead.
-        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![600e3; 3])]).unwrap();
+        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![600e3; 3])], None)
+            .unwrap();
         assert_eq!(g.latency_ns, 0.0);
         let want = 1e9 * (1e12 + 4e12) / (1e6 * 600e3 + 2e6 * 1_300e3);
         assert!(
@@ -1069,14 +1096,32 @@ mod tests {
             "{g:?}"
         );
         // One size, too few reads of the other, or a line that is not positive: none.
-        assert_eq!(fit_link_through_sizes(2_000_000, &large, &[]), None);
+        assert_eq!(fit_link_through_sizes(2_000_000, &large, &[], None), None);
         assert_eq!(
-            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![1.0; 2])]),
+            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![1.0; 2])], None),
             None
         );
         assert_eq!(
-            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![2_000e3; 3])]),
+            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![2_000e3; 3])], None),
             None
+        );
+        // A device serving at most 1.5 MB per request: a 1.8 MB read is two requests, each
+        // paying the latency. Reads of 100 µs per request + 0.6 ns per byte fit exactly; the
+        // line through the two sizes would need a negative latency (1.8 MB in 1280 µs, 1 MB in
+        // 700: 0.725 ns per byte from -25 µs) and goes through the origin, missing both.
+        let two = [1_280e3; 3];
+        let others = [(1_000_000, vec![700e3; 3])];
+        let g = fit_link_through_sizes(1_800_000, &two, &others, Some(1_500_000)).unwrap();
+        assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
+        assert!((g.bandwidth_bytes_per_s - 1e9 / 0.6).abs() < 1e-3, "{g:?}");
+        assert_eq!(g.request_bytes, Some(1_500_000));
+        assert!((g.time_ns(1_800_000) - 1_280e3).abs() < 1e-6);
+        assert!((g.time_ns(1_000_000) - 700e3).abs() < 1e-6);
+        let line = fit_link_through_sizes(1_800_000, &two, &others, None).unwrap();
+        assert_eq!((line.latency_ns, line.request_bytes), (0.0, None));
+        assert!(
+            (line.time_ns(1_000_000) / 700e3 - 1.0).abs() > 0.01,
+            "{line:?}"
         );
     }
 

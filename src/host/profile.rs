@@ -92,6 +92,7 @@ pub fn fit_profile(
         shape.stride(),
         &samples.large_ns,
         &samples.other_large_ns,
+        samples.request_bytes,
     ) {
         Some(f) => f,
         None => calibrate::fit_link(
@@ -367,6 +368,7 @@ fn profile_text(
     for l in &mut spec.links {
         l.bandwidth_bytes_per_s = link.bandwidth_bytes_per_s;
         l.latency_ns = link.latency_ns;
+        l.request_bytes = link.request_bytes.map(|r| r as i64);
         l.granularity_bytes = 1;
         l.channels = 1;
         l.calibrated = measured;

@@ -60,6 +60,9 @@ pub struct Samples {
     pub issue_ns: Vec<f64>,
     /// Expert reads by where they landed, per format (every store's).
     pub landing: Vec<(WeightFormat, LandingSamples)>,
+    /// The largest direct read the first store's device serves as one request
+    /// ([`ExpertStore::request_bytes`]; none when unknown).
+    pub request_bytes: Option<u64>,
     /// Rounds pooled.
     pub rounds: u32,
 }
@@ -140,6 +143,7 @@ impl Samples {
         }
         self.wake_ns.extend(&other.wake_ns);
         self.issue_ns.extend(&other.issue_ns);
+        self.request_bytes = self.request_bytes.or(other.request_bytes);
         self.rounds += other.rounds;
     }
 }
@@ -314,6 +318,7 @@ pub fn calibration_round(
         benches[0].time_random_paced(KERNEL_RUNS, draw_seed, &mut || std::thread::sleep(pause));
     samples.paced_kernel_ns.extend(kernel_ns);
     samples.paced_interval_ns.extend(interval_ns);
+    samples.request_bytes = samples.request_bytes.or(stores[0].request_bytes());
     samples.imprecise_rounds += u32::from(imprecise);
     samples.rounds += 1;
     Ok(())

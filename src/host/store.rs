@@ -154,6 +154,39 @@ pub struct ExpertStore {
 }
 
 impl ExpertStore {
+    /// The largest direct read the store's block device serves as one request, from its queue
+    /// limits in sysfs: `max_sectors_kb`, and `max_segments` pages (a buffer of 4 KiB pages
+    /// not physically contiguous is a segment per page; on the development VM 254 of them, so
+    /// a 1.77 MB Q4_K expert was two requests and a 1.03 MB Q2_K one one). `None` through the
+    /// page cache (readahead decides the requests), or when the device's limits cannot be read.
+    pub fn request_bytes(&self) -> Option<u64> {
+        if !self.direct {
+            return None;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let dev = self.file.metadata().ok()?.dev();
+        // Linux's encoding of a device number.
+        let (major, minor) = (
+            ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff),
+            (dev & 0xff) | ((dev >> 12) & !0xff),
+        );
+        let base = PathBuf::from(format!("/sys/dev/block/{major}:{minor}"));
+        // A partition's limits are its disk's.
+        let queue = [base.join("queue"), base.join("../queue")]
+            .into_iter()
+            .find(|q| q.is_dir())?;
+        let read = |name: &str| -> Option<u64> {
+            std::fs::read_to_string(queue.join(name))
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        };
+        let sectors = read("max_sectors_kb")? * 1024;
+        let segments = read("max_segments")? * ALIGN as u64;
+        Some(sectors.min(segments)).filter(|&b| b > 0)
+    }
+
     /// Writes every expert of `source` (`layers × experts`) in `shape.format` to `path`,
     /// atomically.
     pub fn create(path: &Path, source: &dyn WeightSource, shape: StoreShape) -> Result<()> {

@@ -36,7 +36,7 @@ pub fn inputs_json(setup: &SimSetup, trace: &SimTrace) -> String {
     }
     let link_json = |l: &SimLink| {
         serde_json::json!({
-            "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes,
+            "from": l.from, "to": l.to, "latency_ns": l.latency_ns, "granularity_bytes": l.granularity_bytes, "request_bytes": l.request_bytes,
             "bandwidth_bytes_per_s": l.bandwidth_bytes_per_s, "channels": l.channels,
         })
     };

@@ -198,16 +198,26 @@ pub struct SimLink {
     pub bandwidth_bytes_per_s: f64,
     /// Concurrent transfers.
     pub channels: u32,
+    /// The largest request served in one go (`hardware::Link::request_bytes`; none: one request
+    /// per hop).
+    pub request_bytes: Option<u64>,
     /// How hop times vary: each hop's time is multiplied by a factor drawn from it (none: fixed).
     pub time_distribution: Option<crate::hardware::time_distribution::TimeDistribution>,
 }
 
 impl SimLink {
-    /// Duration of one hop of `bytes`: `ceil(latency + ceil(b / g) · g / bandwidth)` ns.
+    /// Duration of one hop of `bytes`: `ceil(requests · latency + ceil(b / g) · g / bandwidth)`
+    /// ns.
     #[inline]
     pub fn hop_ns(&self, bytes: u64) -> TimeNs {
         let rounded = bytes.div_ceil(self.granularity_bytes) * self.granularity_bytes;
-        ceil_ns(self.latency_ns + rounded as f64 * 1e9 / self.bandwidth_bytes_per_s)
+        ceil_ns(self.latency_of(bytes) + rounded as f64 * 1e9 / self.bandwidth_bytes_per_s)
+    }
+
+    /// The latency a hop of `bytes` pays: once per request.
+    #[inline]
+    pub fn latency_of(&self, bytes: u64) -> f64 {
+        crate::hardware::requests(bytes, self.request_bytes) as f64 * self.latency_ns
     }
 }
 
@@ -926,6 +936,7 @@ impl SimSetup {
                 granularity_bytes: l.granularity_bytes,
                 bandwidth_bytes_per_s: l.bandwidth_bytes_per_s,
                 channels: l.channels,
+                request_bytes: l.request_bytes,
                 time_distribution: l.time_distribution.clone(),
             })
             .collect();
@@ -1003,7 +1014,7 @@ impl SimSetup {
         for (i, l) in links.iter().enumerate() {
             let rounded = largest.div_ceil(l.granularity_bytes) as f64 * l.granularity_bytes as f64;
             long(
-                l.latency_ns + rounded * 1e9 / l.bandwidth_bytes_per_s,
+                l.latency_of(largest) + rounded * 1e9 / l.bandwidth_bytes_per_s,
                 format!("moving one expert over links[{i}]"),
             )?;
         }

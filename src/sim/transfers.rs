@@ -247,7 +247,7 @@ impl Transfers {
                 l.from,
                 Reader::Hop(tid),
                 l.bandwidth_bytes_per_s,
-                l.latency_ns * factor,
+                l.latency_of(bytes) * factor,
                 body_ns,
             );
             self.table[tid as usize].end_at = end;

@@ -67,6 +67,25 @@ fn options(exp: &moesim::experiment::Experiment, policy: &str, capacity: u32) ->
 }
 
 #[test]
+fn a_direct_stores_request_limit_comes_from_its_device() {
+    let dir = scratch("host_request_bytes");
+    let (path, _) = store(&dir, WeightFormat::Q4K);
+    // Through the page cache: readahead makes the requests, no limit is claimed.
+    assert_eq!(
+        ExpertStore::open(&path, false).unwrap().request_bytes(),
+        None
+    );
+    let st = ExpertStore::open(&path, true).unwrap();
+    // Direct: the device's limit when sysfs states it (on a tmpfs or overlay, none is read
+    // when direct I/O fell back); whole pages at least.
+    if st.direct
+        && let Some(r) = st.request_bytes()
+    {
+        assert!(r >= 4096 && r % 1024 == 0, "{r}");
+    }
+}
+
+#[test]
 fn real_decode_hits_equal_the_simulators_exactly() {
     let dir = scratch("host_hits");
     let (path, _) = store(&dir, WeightFormat::Q4K);

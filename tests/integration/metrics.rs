@@ -102,6 +102,7 @@ fn toy(t: &SimTrace, resident: bool, static_w: f64, arrival: ArrivalKind) -> Sim
             granularity_bytes: 64,
             bandwidth_bytes_per_s: 1e9,
             channels: 1,
+            request_bytes: None,
             time_distribution: None,
         }],
         paths: vec![Vec::new(), vec![0]],

@@ -573,7 +573,7 @@ fn bad_cli_arguments_exit_2() {
 /// validation, naming the key, for `profile check` and for an experiment that uses it.
 #[test]
 fn physical_figures_outside_their_ranges_are_refused_by_key() {
-    let cases: [(&str, &str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str, &str); 10] = [
         (
             "bandwidth_bytes_per_s = 400e6           # [U, E13] (raw 800 MB/s [D])",
             "bandwidth_bytes_per_s = 1e-3",
@@ -629,6 +629,13 @@ fn physical_figures_outside_their_ranges_are_refused_by_key() {
             "links[1].time_distribution.sigma",
             "-1 is outside",
         ),
+        // A request limit (issue 23).
+        (
+            "channels = 1                            # one GDMA channel assumed",
+            "channels = 1\nrequest_bytes = 0",
+            "links[1].request_bytes",
+            "0 is outside",
+        ),
     ];
     for (i, (from, to, key, reason)) in cases.iter().enumerate() {
         let path = variant(&format!("profile_range_{i}"), from, to);
@@ -644,4 +651,28 @@ fn physical_figures_outside_their_ranges_are_refused_by_key() {
         assert_bad_input(&run, &["hardware.profile", key]);
         assert!(!out.exists());
     }
+}
+
+/// A link's request limit: said by `profile show`, in its JSON, and in transfer times.
+#[test]
+fn a_link_request_limit_is_shown() {
+    let path = variant(
+        "profile_request_bytes",
+        "channels = 1                            # one GDMA channel assumed",
+        "channels = 1\nrequest_bytes = 1040384",
+    );
+    assert_eq!(check(&path).code, 0, "{}", check(&path).stderr);
+    let run = moesim(["profile", "show", path.to_str().unwrap()]);
+    assert!(
+        run.stdout
+            .contains("requests of at most 1.04 MB, each paying the latency"),
+        "{}",
+        run.stdout
+    );
+    let run = moesim(["profile", "show", path.to_str().unwrap(), "--json"]);
+    assert!(
+        run.stdout.contains("\"request_bytes\": 1040384"),
+        "{}",
+        run.stdout
+    );
 }

@@ -222,6 +222,7 @@ pub(crate) fn link(
         granularity_bytes,
         bandwidth_bytes_per_s: bandwidth,
         channels,
+        request_bytes: None,
         time_distribution: None,
     }
 }
@@ -605,6 +606,39 @@ fn a_stalled_unit_resumes_its_wake_time_after_the_arrival() {
         sim(&resident(70), &t).token_latencies_ns,
         sim(&resident(0), &t).token_latencies_ns
     );
+}
+
+#[test]
+fn a_link_with_a_request_limit_pays_its_latency_per_request() {
+    let t = trace(7, 1, 0, 12);
+    // 1000-byte experts over requests of at most 512 bytes: two requests, two latencies
+    // (the bytes still round to 64-byte units); a limit of 1000 bytes or more, one.
+    let toy = |request_bytes| Toy {
+        links: vec![SimLink {
+            request_bytes,
+            ..link(1, 0, 500.0, 64, 1e9, 1)
+        }],
+        compute_ns: 300,
+        dense_ns: 40,
+        gate_ns: 2,
+        head_ns: 9,
+        ..Toy::new()
+    };
+    for (request_bytes, hop) in [
+        (None, 500 + 1024),
+        (Some(1000), 500 + 1024),
+        (Some(512), 2 * 500 + 1024),
+        (Some(333), 4 * 500 + 1024),
+    ] {
+        let r = sim(&toy(request_bytes), &t);
+        let token = 8 * (42 + 2 * hop + 300) + 9;
+        assert!(
+            r.token_latencies_ns.iter().all(|&x| x == token),
+            "{request_bytes:?}: {:?} vs {token}",
+            &r.token_latencies_ns[..3]
+        );
+        assert_breakdown(&r);
+    }
 }
 
 #[test]
