@@ -59,9 +59,9 @@ pub struct WorkloadArgs {
     /// Read through the page cache instead of direct I/O.
     #[arg(long)]
     pub buffered: bool,
-    /// Expert kernels: f32 (the reference, and the configuration the committed fidelity runs
-    /// used) or int8 (8-bit activations, integer dots: faster).
-    #[arg(long, default_value = "f32", value_parser = str::parse::<crate::quant::Kernel>)]
+    /// Expert kernels: int8 (8-bit activations, integer dots: the fast ones, and the
+    /// configuration of the committed fidelity run) or f32 (the reference).
+    #[arg(long, default_value = "int8", value_parser = str::parse::<crate::quant::Kernel>)]
     pub kernel: crate::quant::Kernel,
 }
 

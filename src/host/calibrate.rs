@@ -116,13 +116,17 @@ pub fn fit_link(
 /// the line through a 1.77 MB Q4_K and a 1.03 MB Q2_K expert (one request more for the larger)
 /// needed a negative latency; through the origin it put Q2_K's reads 8 % above their median.
 /// Reads of 4 KiB carry a per-request cost that expert-sized reads do not show (the line
-/// through 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). `None` with fewer than
-/// two sizes of at least 3 positive, finite reads, or when the fit is not positive.
+/// through 4 KiB and 1.77 MB over-predicted 1.03 MB reads by 8-16 %). The bandwidth is at most
+/// `max_bandwidth_bytes_per_s` (the memory the reads land in: a noisy median can make the
+/// free fit all latency and a bandwidth no disk has, which the profile's disk tier, below its
+/// DRAM, would then bound as a shared bottleneck), the latency fitted for it. `None` with fewer
+/// than two sizes of at least 3 positive, finite reads, or when the fit is not positive.
 pub fn fit_link_through_sizes(
     large: u64,
     large_ns: &[f64],
     others: &[(u64, Vec<f64>)],
     request_bytes: Option<u64>,
+    max_bandwidth_bytes_per_s: f64,
 ) -> Option<LinkFit> {
     let usable = |ns: &[f64]| ns.len() >= 3 && ns.iter().all(|t| t.is_finite() && *t > 0.0);
     if !usable(large_ns) {
@@ -160,6 +164,11 @@ pub fn fit_link_through_sizes(
     if !latency.is_finite() || latency < 0.0 {
         slope = sbt / sbb;
         latency = 0.0;
+    }
+    let fastest = 1e9 / max_bandwidth_bytes_per_s;
+    if slope < fastest {
+        slope = fastest;
+        latency = ((snt - slope * snb) / snn).max(0.0);
     }
     let bandwidth = 1e9 / slope;
     (bandwidth.is_finite() && bandwidth > 0.0).then(|| LinkFit {
@@ -1079,16 +1088,28 @@ mod tests {
     fn a_link_fits_through_the_expert_sizes() {
         let large = [1_300e3; 3];
         // Expert reads of 1 MB at 700 µs and 2 MB at 1300 µs: 100 µs + 1 MB / (1e6/600e3 GB/s).
-        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![700e3; 3])], None)
-            .unwrap();
+        let g = fit_link_through_sizes(
+            2_000_000,
+            &large,
+            &[(1_000_000, vec![700e3; 3])],
+            None,
+            f64::INFINITY,
+        )
+        .unwrap();
         assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
         assert!(
             (g.bandwidth_bytes_per_s - 1e6 / 600e-6).abs() < 1e-3,
             "{g:?}"
         );
         // A line that would need a negative latency goes through the origin instead.
-        let g = fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![600e3; 3])], None)
-            .unwrap();
+        let g = fit_link_through_sizes(
+            2_000_000,
+            &large,
+            &[(1_000_000, vec![600e3; 3])],
+            None,
+            f64::INFINITY,
+        )
+        .unwrap();
         assert_eq!(g.latency_ns, 0.0);
         let want = 1e9 * (1e12 + 4e12) / (1e6 * 600e3 + 2e6 * 1_300e3);
         assert!(
@@ -1096,13 +1117,28 @@ mod tests {
             "{g:?}"
         );
         // One size, too few reads of the other, or a line that is not positive: none.
-        assert_eq!(fit_link_through_sizes(2_000_000, &large, &[], None), None);
         assert_eq!(
-            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![1.0; 2])], None),
+            fit_link_through_sizes(2_000_000, &large, &[], None, f64::INFINITY),
             None
         );
         assert_eq!(
-            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, vec![2_000e3; 3])], None),
+            fit_link_through_sizes(
+                2_000_000,
+                &large,
+                &[(1_000_000, vec![1.0; 2])],
+                None,
+                f64::INFINITY
+            ),
+            None
+        );
+        assert_eq!(
+            fit_link_through_sizes(
+                2_000_000,
+                &large,
+                &[(1_000_000, vec![2_000e3; 3])],
+                None,
+                f64::INFINITY
+            ),
             None
         );
         // A device serving at most 1.5 MB per request: a 1.8 MB read is two requests, each
@@ -1111,13 +1147,22 @@ mod tests {
         // 700: 0.725 ns per byte from -25 µs) and goes through the origin, missing both.
         let two = [1_280e3; 3];
         let others = [(1_000_000, vec![700e3; 3])];
-        let g = fit_link_through_sizes(1_800_000, &two, &others, Some(1_500_000)).unwrap();
+        let g = fit_link_through_sizes(1_800_000, &two, &others, Some(1_500_000), f64::INFINITY)
+            .unwrap();
         assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
         assert!((g.bandwidth_bytes_per_s - 1e9 / 0.6).abs() < 1e-3, "{g:?}");
         assert_eq!(g.request_bytes, Some(1_500_000));
         assert!((g.time_ns(1_800_000) - 1_280e3).abs() < 1e-6);
         assert!((g.time_ns(1_000_000) - 700e3).abs() < 1e-6);
-        let line = fit_link_through_sizes(1_800_000, &two, &others, None).unwrap();
+        // No faster than the memory the reads land in: capped at 1.5 GB/s (the free fit's
+        // 1.67 is above), the latency is the least-squares one for that bandwidth:
+        // (700 - 666.7 + 2 · (1280 - 1200)) / 5 = 38.7 µs.
+        let capped =
+            fit_link_through_sizes(1_800_000, &two, &others, Some(1_500_000), 1.5e9).unwrap();
+        assert_eq!(capped.bandwidth_bytes_per_s, 1.5e9);
+        let want = (700e3 - 1e6 / 1.5 + 2.0 * (1_280e3 - 1.8e6 / 1.5)) / 5.0;
+        assert!((capped.latency_ns - want).abs() < 1e-6, "{capped:?} {want}");
+        let line = fit_link_through_sizes(1_800_000, &two, &others, None, f64::INFINITY).unwrap();
         assert_eq!((line.latency_ns, line.request_bytes), (0.0, None));
         assert!(
             (line.time_ns(1_000_000) / 700e3 - 1.0).abs() > 0.01,

@@ -88,11 +88,14 @@ pub fn fit_profile(
     let bad = |what: &str, r: String| Error::usage(format!("calibration of {what}: {r}"));
     // The link through the expert sizes a decode reads when there are several; through the
     // 4 KiB reads otherwise, or when the expert sizes give no positive line.
+    let copy = calibrate::fit_rate(COPY_BYTES as f64, &samples.copy_ns, "RAM copy")
+        .map_err(|r| bad("RAM copies", r))?;
     let link = match calibrate::fit_link_through_sizes(
         shape.stride(),
         &samples.large_ns,
         &samples.other_large_ns,
         samples.request_bytes,
+        copy,
     ) {
         Some(f) => f,
         None => calibrate::fit_link(
@@ -113,8 +116,6 @@ pub fn fit_profile(
             samples.large_ns.len()
         ));
     }
-    let copy = calibrate::fit_rate(COPY_BYTES as f64, &samples.copy_ns, "RAM copy")
-        .map_err(|r| bad("RAM copies", r))?;
     let params = (3 * shape.hidden * shape.ffn) as f64;
     let mut rates: Vec<(WeightFormat, f64)> = Vec::new();
     for (f, ns) in &samples.kernel_ns {

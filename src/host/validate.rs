@@ -63,6 +63,9 @@ pub struct MeasuredPoint {
     /// The setting (its profile replaced for each prediction) and its trace.
     exp: Experiment,
     trace: SimTrace,
+    /// The read size the calibration windows know best (the first store's expert): where a
+    /// window's link keeps its own time (`with_pooled_distributions`).
+    level_bytes: u64,
 }
 
 /// The real side of a validation.
@@ -170,6 +173,7 @@ pub fn measure(w: &Workload, stores: &[ExpertStore], grid: &Grid) -> Result<Meas
                         runs,
                         exp,
                         trace,
+                        level_bytes: stores[0].shape.stride(),
                     });
                 }
             }
@@ -365,18 +369,34 @@ pub struct Comparison {
 }
 
 /// `profile` with the read-time distributions of `pooled`'s links (the same links of the same
-/// host), its reads by destination (`weights_cache.landing`), its resumption after a read
-/// (`wake_ns`, two modes of 2 and 45 µs on the development VM) and its time handing a read to
-/// the I/O thread (`issue_ns`, as spread): a window of two rounds has too few reads to know
-/// the tail, the few percent between destinations or the modes' shares, every round pooled
-/// does.
+/// host), their shape (latency per request against bandwidth, scaled so that a read of
+/// `level_bytes` takes the window's own time), its reads by destination
+/// (`weights_cache.landing`), its resumption after a read (`wake_ns`, two modes of 2 and 45 µs
+/// on the development VM) and its time handing a read to the I/O thread (`issue_ns`, as
+/// spread): a window of two rounds has too few reads to know the tail, the few percent between
+/// destinations, the modes' shares or the time of the second store's size (about 20 cold reads
+/// of it, against over 80 of the first's), every round pooled does; the window keeps the disk's
+/// speed at the first store's size, which drifts.
 fn with_pooled_distributions(
     mut profile: HardwareProfile,
     pooled: &HardwareProfile,
+    level_bytes: u64,
 ) -> HardwareProfile {
     for (l, p) in profile.links.iter_mut().zip(&pooled.links) {
         if p.time_distribution.is_some() {
             l.time_distribution = p.time_distribution.clone();
+        }
+        let scale = l.transfer_time_ns(level_bytes) / p.transfer_time_ns(level_bytes);
+        if scale.is_finite() && scale > 0.0 {
+            l.latency_ns = p.latency_ns * scale;
+            l.bandwidth_bytes_per_s = p.bandwidth_bytes_per_s / scale;
+            l.granularity_bytes = p.granularity_bytes;
+            l.request_bytes = p.request_bytes;
+            // The disk tier reads as its one link does (as `fit_profile` writes it): a tier
+            // slower than its link would bound every read as a shared bottleneck.
+            let tier = &mut profile.tiers[l.from];
+            tier.read_bandwidth_bytes_per_s = l.bandwidth_bytes_per_s;
+            tier.latency_ns = l.latency_ns;
         }
     }
     for (u, p) in profile.units.iter_mut().zip(&pooled.units) {
@@ -416,7 +436,7 @@ pub fn compare(points: Vec<MeasuredPoint>, pooled: Option<&HardwareProfile>) -> 
             spreads.extend(run.window_spread);
             let sim = match (run.fitted, pooled) {
                 (Some(f), Some(pr)) => {
-                    exp.profile = with_pooled_distributions(f, pr);
+                    exp.profile = with_pooled_distributions(f, pr, m.level_bytes);
                     predict(&exp, &m.trace)?
                 }
                 (Some(f), None) => {
@@ -694,6 +714,40 @@ mod tests {
             threads: 1,
             kernel: crate::quant::Kernel::F32,
         }
+    }
+
+    #[test]
+    fn a_window_keeps_its_time_at_the_level_size_and_takes_the_pooled_shape() {
+        let w = workload();
+        let exp = w
+            .experiment(WeightFormat::Q4K, "host", 4, "lru", 0.0)
+            .unwrap();
+        // The pooled link: 500 µs per request of at most 1 MB, 2 GB/s. A window whose line
+        // through its own (few) reads came out 1 ms + 1 GB/s, no request limit.
+        let mut pooled = exp.profile.clone();
+        let mut window = exp.profile.clone();
+        for l in &mut pooled.links {
+            (l.latency_ns, l.bandwidth_bytes_per_s) = (500e3, 2e9);
+            l.request_bytes = Some(1 << 20);
+            l.granularity_bytes = 1;
+        }
+        for l in &mut window.links {
+            (l.latency_ns, l.bandwidth_bytes_per_s) = (1e6, 1e9);
+            l.request_bytes = None;
+            l.granularity_bytes = 1;
+        }
+        let level = 1_769_472u64;
+        let own = window.links[0].transfer_time_ns(level);
+        let merged = with_pooled_distributions(window, &pooled, level);
+        let l = &merged.links[0];
+        // The window's time at the level size, the pooled shape: two requests there, and a
+        // 1 MB read one request, at the pooled ratio to the level size's time.
+        assert!((l.transfer_time_ns(level) / own - 1.0).abs() < 1e-12);
+        assert_eq!(l.request_bytes, Some(1 << 20));
+        let p = &pooled.links[0];
+        let ratio =
+            |x: &crate::hardware::Link| x.transfer_time_ns(1 << 20) / x.transfer_time_ns(level);
+        assert!((ratio(l) / ratio(p) - 1.0).abs() < 1e-12);
     }
 
     #[test]

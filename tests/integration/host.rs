@@ -475,8 +475,9 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
         fit.figures.noisy
     );
     // Reads that queue behind another reader cost nearly the same at every size: the line
-    // through their medians is steeper than RAM. The profile is still valid (its disk tier
-    // stays below DRAM), and the link keeps the fit.
+    // through their medians would be steeper than RAM. The link's bandwidth is capped at the
+    // RAM copy rate, its latency refitted for it (nearly all of the read); the profile is
+    // valid (its disk tier stays below DRAM).
     let mut queued = Samples {
         other_large_ns: vec![(
             shape.stride() / 2,
@@ -486,10 +487,16 @@ fn a_jittery_disk_is_calibrated_and_its_read_times_are_drawn_back() {
     };
     queued.rounds = 5;
     let steep = fit_profile(&w, shape, true, &queued).unwrap();
-    assert!(
-        steep.figures.link.bandwidth_bytes_per_s > steep.figures.copy_bytes_per_s,
+    let link = steep.figures.link;
+    assert_eq!(
+        link.bandwidth_bytes_per_s, steep.figures.copy_bytes_per_s,
         "{:?}",
         steep.figures
+    );
+    let median = moesim::stats::median(&large);
+    assert!(
+        link.latency_ns > 0.5 * median && link.time_ns(shape.stride()) < 1.1 * median,
+        "{link:?} against a median of {median}"
     );
     let tier = |name: &str| {
         steep
