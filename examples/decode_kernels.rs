@@ -250,19 +250,8 @@ fn main() {
         let seq: Vec<(u32, f64, bool)> = (0..2000u64)
             .map(|k| {
                 let i = (moesim::seed::derive_seed(7, k) % wdraw as u64) as usize;
-                let t = std::time::Instant::now();
-                moesim::quality::proxy::swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
-                    &pool[i].as_slice()[..bytes],
-                    &h,
-                    &mut y,
-                    false,
-                    w.kernel,
-                );
-                std::hint::black_box(&y);
-                (i as u32, t.elapsed().as_nanos() as f64, false)
+                let (_, ns) = timed(shape, w.kernel, &pool[i].as_slice()[..bytes], &h, &mut y);
+                (i as u32, ns, false)
             })
             .collect();
         report(&format!("rand {wdraw}"), &seq[2 * wdraw..]);
@@ -304,19 +293,14 @@ fn main() {
             .kernels
             .iter()
             .map(|&(g, _, _)| {
-                let t = std::time::Instant::now();
-                moesim::quality::proxy::swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
+                let (_, ns) = timed(
+                    shape,
+                    w.kernel,
                     &pool[g as usize % pool.len()].as_slice()[..bytes],
                     &h,
                     &mut y,
-                    false,
-                    w.kernel,
                 );
-                std::hint::black_box(&y);
-                (g, t.elapsed().as_nanos() as f64, false)
+                (g, ns, false)
             })
             .collect();
         report(&format!("alt replay {round}"), &seq);
@@ -330,26 +314,14 @@ fn main() {
             .iter()
             .map(|&(g, _, _)| {
                 let i = index[&of_expert[&g]];
-                let t = std::time::Instant::now();
-                moesim::quality::proxy::swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
-                    &pool[i].as_slice()[..bytes],
-                    &h,
-                    &mut y,
-                    false,
-                    w.kernel,
-                );
-                std::hint::black_box(&y);
-                (g, t.elapsed().as_nanos() as f64, false)
+                let (_, ns) = timed(shape, w.kernel, &pool[i].as_slice()[..bytes], &h, &mut y);
+                (g, ns, false)
             })
             .collect();
         report(&format!("alt mapped {round}"), &seq);
         // The replay with a pause where the decode waited for each read: sleeping, or reading
         // the expert (on this thread) into a spare buffer.
-        let mut spare = pool.last().expect("a buffer").as_slice().to_vec();
-        let mut spare_buf = moesim::host::store::AlignedBuf::new(spare.len());
+        let mut spare_buf = moesim::host::store::AlignedBuf::new(shape.stride() as usize);
         for mode in ["sleep", "read"] {
             let seq: Vec<(u32, f64, bool)> = r
                 .kernels
@@ -363,19 +335,8 @@ fn main() {
                         }
                     }
                     let i = index[&of_expert[&g]];
-                    let t = std::time::Instant::now();
-                    moesim::quality::proxy::swiglu_packed(
-                        shape.format,
-                        shape.hidden,
-                        shape.ffn,
-                        &pool[i].as_slice()[..bytes],
-                        &h,
-                        &mut y,
-                        false,
-                        w.kernel,
-                    );
-                    std::hint::black_box(&y);
-                    (g, t.elapsed().as_nanos() as f64, false)
+                    let (_, ns) = timed(shape, w.kernel, &pool[i].as_slice()[..bytes], &h, &mut y);
+                    (g, ns, false)
                 })
                 .collect();
             report(&format!("alt {mode} {round}"), &seq);
@@ -416,7 +377,6 @@ fn main() {
                 row.join(" ")
             );
         }
-        spare.clear();
         bench.return_buffers(pool);
     }
     let pool = bench.lend_buffers(0);
@@ -428,19 +388,14 @@ fn main() {
             .enumerate()
             .map(|(k, &(g, _, _))| {
                 let hk = if varied { &hs[(k / 2) % hs.len()] } else { &h };
-                let t = std::time::Instant::now();
-                moesim::quality::proxy::swiglu_packed(
-                    shape.format,
-                    shape.hidden,
-                    shape.ffn,
+                let (_, ns) = timed(
+                    shape,
+                    w.kernel,
                     &pool[g as usize % pool.len()].as_slice()[..bytes],
                     hk,
                     &mut y,
-                    false,
-                    w.kernel,
                 );
-                std::hint::black_box(&y);
-                (g, t.elapsed().as_nanos() as f64, false)
+                (g, ns, false)
             })
             .collect();
         report(if varied { "replay h" } else { "replay" }, &seq);
@@ -457,19 +412,8 @@ fn main() {
         let mut i = 0;
         for _ in 0..7 * n {
             i = (i + step) % n;
-            let t = std::time::Instant::now();
-            moesim::quality::proxy::swiglu_packed(
-                shape.format,
-                shape.hidden,
-                shape.ffn,
-                &pool[i].as_slice()[..bytes],
-                &h,
-                &mut y,
-                false,
-                w.kernel,
-            );
-            std::hint::black_box(&y);
-            per[i].push(t.elapsed().as_nanos() as f64);
+            let (_, ns) = timed(shape, w.kernel, &pool[i].as_slice()[..bytes], &h, &mut y);
+            per[i].push(ns);
         }
         let mut all: Vec<f64> = per.iter().flatten().copied().collect();
         all.sort_by(f64::total_cmp);
@@ -515,20 +459,9 @@ fn main() {
             if paced {
                 std::thread::sleep(std::time::Duration::from_nanos(cold as u64));
             }
-            let t = std::time::Instant::now();
-            moesim::quality::proxy::swiglu_packed(
-                shape.format,
-                shape.hidden,
-                shape.ffn,
-                &pool[i].as_slice()[..bytes],
-                &h,
-                &mut y,
-                false,
-                w.kernel,
-            );
-            std::hint::black_box(&y);
+            let (t, ns) = timed(shape, w.kernel, &pool[i].as_slice()[..bytes], &h, &mut y);
             if k >= 128 {
-                seq.push((i as u32, t.elapsed().as_nanos() as f64, false));
+                seq.push((i as u32, ns, false));
                 starts.push(t.duration_since(origin).as_nanos() as u64);
             }
         }
@@ -539,4 +472,28 @@ fn main() {
 
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// One expert SwiGLU on the packed bytes `stored` for input `h` into `y`: when it started, and
+/// its time in ns.
+fn timed(
+    shape: moesim::host::store::StoreShape,
+    kernel: moesim::quant::Kernel,
+    stored: &[u8],
+    h: &[f32],
+    y: &mut [f32],
+) -> (std::time::Instant, f64) {
+    let t = std::time::Instant::now();
+    moesim::quality::proxy::swiglu_packed(
+        shape.format,
+        shape.hidden,
+        shape.ffn,
+        stored,
+        h,
+        y,
+        false,
+        kernel,
+    );
+    std::hint::black_box(&y);
+    (t, t.elapsed().as_nanos() as f64)
 }
