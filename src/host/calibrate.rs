@@ -183,12 +183,23 @@ pub fn fit_link_through_sizes(
 /// A measured rate (units per second) from per-repeat times (ns) of `units` units each,
 /// through their median (robust to a noisy machine's tail).
 pub fn fit_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
+    rate_through(units, ns, what, median)
+}
+
+/// `units` over the time `typical` makes of per-repeat times `ns`; the reason when a time or
+/// the rate cannot be a measurement.
+fn rate_through(
+    units: f64,
+    ns: &[f64],
+    what: &str,
+    typical: fn(&[f64]) -> f64,
+) -> Result<f64, String> {
     if ns.is_empty() || ns.iter().any(|t| !t.is_finite() || *t <= 0.0) {
         return Err(format!(
             "{what}: a repeat took zero, negative or non-finite time"
         ));
     }
-    let rate = units / (median(ns) * 1e-9);
+    let rate = units / (typical(ns) * 1e-9);
     if !rate.is_finite() || rate <= 0.0 {
         return Err(format!("{what}: rate {rate:.3e}/s is not positive"));
     }
@@ -210,16 +221,7 @@ pub fn kernel_mean(ns: &[f64]) -> f64 {
 /// A kernel rate (units per second) from per-repeat times (ns) of `units` units each, through
 /// their [`kernel_mean`].
 pub fn fit_kernel_rate(units: f64, ns: &[f64], what: &str) -> Result<f64, String> {
-    if ns.is_empty() || ns.iter().any(|t| !t.is_finite() || *t <= 0.0) {
-        return Err(format!(
-            "{what}: a repeat took zero, negative or non-finite time"
-        ));
-    }
-    let rate = units / (kernel_mean(ns) * 1e-9);
-    if !rate.is_finite() || rate <= 0.0 {
-        return Err(format!("{what}: rate {rate:.3e}/s is not positive"));
-    }
-    Ok(rate)
+    rate_through(units, ns, what, kernel_mean)
 }
 
 /// Times `n` expert reads and `n` 4 KiB reads at random places of `store`, interleaved, in the
