@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Default: 12 seconds for each of the 15 targets (CI runs this). For a long run, give more
+# Default: 12 seconds for each of the 16 targets (CI runs this). For a long run, give more
 # seconds (and run targets in parallel by hand). Corpora start from the shipped files (presets,
 # experiments, test data, generated traces) in target/fuzz/corpus/<target>/ and grow there;
 # fuzz/regressions/<target>/ holds every input that once crashed, replayed first. Prints per
@@ -101,11 +101,19 @@ for t in "${targets[@]}"; do
   regress="fuzz/regressions/$t"
   art="$work/artifacts/$t"
   mkdir -p "$art"
+  # Each target's scratch files (the inputs it writes to disk for moesim to open) in a
+  # directory of its own, on tmpfs when there is one, removed afterwards: leftovers of earlier
+  # targets must not fill a small /dev/shm under the later ones.
+  scratch_root="$work"
+  [ -d /dev/shm ] && [ -w /dev/shm ] && scratch_root=/dev/shm
+  scratch_dir="$(mktemp -d "$scratch_root/moesim-fuzz-$t.XXXXXX")"
+  export MOESIM_FUZZ_SCRATCH="$scratch_dir"
   # Replay every input that once crashed, then fuzz.
   if [ -d "$regress" ] && [ -n "$(ls -A "$regress" 2>/dev/null)" ]; then
     if ! "fuzz/target/x86_64-unknown-linux-gnu/release/$t" -rss_limit_mb=2048 -timeout=5 "$regress"/* > "$work/$t.regress.log" 2>&1; then
       printf '%-22s %12s %8s %8s  %s\n' "$t" - - - "REGRESSION (see $work/$t.regress.log)"
       failed=1
+      rm -rf "$scratch_dir"
       continue
     fi
   fi
@@ -117,6 +125,7 @@ for t in "${targets[@]}"; do
     -artifact_prefix="$art/" -close_fd_mask=1 > "$log" 2>&1
   code=$?
   set -e
+  rm -rf "$scratch_dir"
   end=$(date +%s)
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   runs=${runs:-0}
@@ -129,6 +138,10 @@ for t in "${targets[@]}"; do
     failed=1
   fi
   printf '%-22s %12s %8s %8s  %s\n' "$t" "$runs" "$size" "$((end - start))" "$result"
+  if [ $code -ne 0 ]; then
+    # What crashed, where a CI log shows it (the artifacts stay on the machine that ran).
+    grep -m1 -A12 -E 'panicked at|ERROR: libFuzzer|==ERROR' "$log" | sed 's/^/    | /' || true
+  fi
 done
 printf 'total inputs: %s\n' "$total"
 exit $failed

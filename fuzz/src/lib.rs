@@ -10,11 +10,14 @@ use std::sync::OnceLock;
 
 use moesim::Error;
 
-/// This process's scratch directory (tmpfs when the machine has one).
+/// This process's scratch directory: under `MOESIM_FUZZ_SCRATCH` when set (scripts/fuzz.sh
+/// gives each target its own and removes it afterwards), else tmpfs when the machine has one.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = if Path::new("/dev/shm").is_dir() {
+        let root = if let Some(d) = std::env::var_os("MOESIM_FUZZ_SCRATCH") {
+            PathBuf::from(d)
+        } else if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()

@@ -53,8 +53,9 @@ pub struct Part {
 
 impl Part {
     fn add(&mut self, t: &TensorInfo) {
-        self.values += t.values();
-        self.bytes += t.bytes;
+        // Tensors may overlap in a crafted file, so the sums are not bounded by its size.
+        self.values = self.values.saturating_add(t.values());
+        self.bytes = self.bytes.saturating_add(t.bytes);
     }
 }
 
@@ -144,6 +145,12 @@ impl GgufModel {
         let hidden = uint("embedding_length")?;
         let experts = uint("expert_count")?;
         let top_k = uint("expert_used_count")?;
+        if hidden == 0 || hidden > MAX_HIDDEN {
+            return err(
+                key("embedding_length"),
+                format!("{hidden}: not a model width (1..={MAX_HIDDEN})"),
+            );
+        }
         if layers == 0 || layers > 10_000 {
             return err(key("block_count"), format!("{layers}: not a block count"));
         }
@@ -325,13 +332,19 @@ impl GgufModel {
         // moesim counts the routers itself (h x experts per MoE layer) and the shared experts
         // from their width; the rest of the file is `[dense] params`.
         let router_counted = n_moe * self.hidden * self.experts as u64;
-        let shared_counted = n_moe
-            * self.shared_experts as u64
-            * self.ffn.matrices()
-            * self.hidden
-            * self.shared_ffn;
-        let dense = (self.total_values() - self.routed.values)
-            .checked_sub(router_counted + shared_counted)
+        // The shared experts' width comes from a tensor whose other dimension may be zero, so
+        // it is not bounded by the file's size: their count is checked.
+        let shared_counted = [
+            self.shared_experts as u64,
+            self.ffn.matrices(),
+            self.hidden,
+            self.shared_ffn,
+        ]
+        .iter()
+        .try_fold(n_moe, |a, &b| a.checked_mul(b));
+        let dense = shared_counted
+            .and_then(|s| s.checked_add(router_counted))
+            .and_then(|counted| (self.total_values() - self.routed.values).checked_sub(counted))
             .ok_or_else(|| {
                 (
                     "ffn_gate_inp".to_string(),
@@ -404,19 +417,36 @@ fn slug(name: &str) -> String {
     if s.is_empty() { "imported".into() } else { s }
 }
 
+/// The largest head count or head width read from a file's attention metadata.
+const MAX_ATTENTION_FIGURE: u64 = 1 << 20;
+
+/// The largest model width (`{arch}.embedding_length`) a file may state.
+const MAX_HIDDEN: u64 = 1 << 24;
+
 /// The KV shape from the attention metadata.
 fn context_of(h: &GgufHeader, arch: &str, layers: u32) -> Result<ContextSpec, ModelError> {
     let key = |k: &str| format!("{arch}.{k}");
     let opt = |k: &str| h.get(&key(k)).and_then(|v| v.as_u64());
-    let heads = opt("attention.head_count").unwrap_or(0);
+    // Head counts and widths: no model has more than 2^20 of either, and the products below
+    // stay far inside u64 with them so bounded.
+    let width = |k: &str| -> Result<Option<u64>, ModelError> {
+        match opt(k) {
+            Some(v) if v > MAX_ATTENTION_FIGURE => err(
+                key(k),
+                format!("{v}: larger than any model's ({MAX_ATTENTION_FIGURE} at most)"),
+            ),
+            v => Ok(v),
+        }
+    };
+    let heads = width("attention.head_count")?.unwrap_or(0);
     let embd = opt("embedding_length").unwrap_or(0);
     let mut c = ContextSpec {
         max_tokens: opt("context_length"),
         ..ContextSpec::default()
     };
-    if let Some(rank) = opt("attention.kv_lora_rank") {
+    if let Some(rank) = width("attention.kv_lora_rank")? {
         // Multi-head latent attention: the latent and the rotary key per token.
-        let rope = opt("rope.dimension_count").unwrap_or(0);
+        let rope = width("rope.dimension_count")?.unwrap_or(0);
         c.values_per_token = Some(rank + rope);
         c.macs_per_pair = Some(heads * (2 * rank + rope));
         return Ok(c);
@@ -433,14 +463,23 @@ fn context_of(h: &GgufHeader, arch: &str, layers: u32) -> Result<ContextSpec, Mo
         Some(v) => (v.as_u64().unwrap_or(heads), None),
         None => (heads, None),
     };
+    if kv_heads > MAX_ATTENTION_FIGURE {
+        return err(
+            key("attention.head_count_kv"),
+            format!("{kv_heads}: larger than any model's ({MAX_ATTENTION_FIGURE} at most)"),
+        );
+    }
     if heads == 0 || kv_heads == 0 {
         return err(
             key("attention.head_count"),
             "missing or zero: the KV cache cannot be sized",
         );
     }
-    let k_len = opt("attention.key_length").unwrap_or(embd / heads);
-    let v_len = opt("attention.value_length").unwrap_or(k_len);
+    let k_len = match width("attention.key_length")? {
+        Some(k) => k,
+        None => (embd / heads).min(MAX_ATTENTION_FIGURE),
+    };
+    let v_len = width("attention.value_length")?.unwrap_or(k_len);
     c.values_per_token = Some(kv_heads * (k_len + v_len));
     c.macs_per_pair = Some(heads * (k_len + v_len));
     c.full_attention_layers = full_layers;

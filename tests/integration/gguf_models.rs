@@ -174,7 +174,41 @@ fn damaged_files_fail_on_one_line_naming_the_tensor_or_key() {
     // stay one line).
     let mut control = three_d.clone();
     control[at] = b'\n';
+    // A u32 metadata value set to `v` (key, then type 4 = u32, then the value). Attention
+    // figures near u32::MAX made the KV shape's products overflow (found by fuzzing); a huge
+    // model width with a zero-width shared expert made the spec's count overflow.
+    let set_u32 = |bytes: &[u8], key: &str, v: u32| {
+        let at = bytes
+            .windows(key.len())
+            .position(|w| w == key.as_bytes())
+            .unwrap_or_else(|| panic!("{key} in the fixture"))
+            + key.len();
+        assert_eq!(bytes[at..at + 4], 4u32.to_le_bytes(), "{key} is a u32");
+        let mut out = bytes.to_vec();
+        out[at + 4..at + 8].copy_from_slice(&v.to_le_bytes());
+        out
+    };
+    let deepseek = std::fs::read(dir.join("deepseek2.gguf")).unwrap();
+    let huge_latent = set_u32(
+        &set_u32(&deepseek, "deepseek2.attention.head_count", u32::MAX),
+        "deepseek2.attention.kv_lora_rank",
+        u32::MAX,
+    );
+    let huge_key = set_u32(&good, "qwen3moe.attention.key_length", u32::MAX);
+    let huge_width = set_u32(&good, "qwen3moe.embedding_length", u32::MAX);
     let cases: Vec<(std::path::PathBuf, Vec<&str>)> = vec![
+        (
+            write("latent.gguf", &huge_latent),
+            vec!["deepseek2.attention.head_count", "larger than any model's"],
+        ),
+        (
+            write("key-length.gguf", &huge_key),
+            vec!["qwen3moe.attention.key_length", "larger than any model's"],
+        ),
+        (
+            write("width.gguf", &huge_width),
+            vec!["qwen3moe.embedding_length", "not a model width"],
+        ),
         (
             write("control.gguf", &control),
             vec!["\\noken_embd.weight", "7 dimensions"],
