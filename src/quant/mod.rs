@@ -43,6 +43,7 @@ mod q5_k;
 mod q6_k;
 mod q8_0;
 mod reference;
+mod row_pool;
 mod tq1_0;
 mod tq2_0;
 mod uniform;
@@ -546,7 +547,7 @@ impl QuantizedMatrix {
         (xr, aux)
     }
 
-    /// `y = W · x` with the fused kernel, rows split over the rayon pool.
+    /// `y = W · x` with the fused kernel, rows split over the row pool (as many threads as the rayon pool has).
     pub fn gemv(&self, x: &[f32], y: &mut [f32]) {
         assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
         let (xr, aux) = self.prepare(x);
@@ -563,7 +564,7 @@ impl QuantizedMatrix {
     }
 
     /// `y = W · x` with `kernel` (falling back to f32 where the format has no integer
-    /// kernel), rows split over the rayon pool when `parallel`.
+    /// kernel), rows split over the row pool when `parallel`.
     pub fn gemv_with(&self, kernel: Kernel, x: &[f32], y: &mut [f32], parallel: bool) {
         match (kernel, int_kernels(self.format)) {
             (Kernel::Int8, Some(ik)) => {
@@ -671,8 +672,9 @@ fn int_gemv(
 }
 
 /// Runs `f(rows, outputs)` over `data`'s packed rows (`row_bytes` each, `per_row` outputs
-/// each in `y`): split by rows over the pool ([`rows_per_task`]) when `parallel` and the
-/// matrix is large enough to share, else in one call on this thread.
+/// each in `y`): split by rows ([`rows_per_task`]) over this thread and the row pool's
+/// helpers (`row_pool.rs`, as many threads in all as the current rayon pool has) when
+/// `parallel` and the matrix is large enough to share, else in one call on this thread.
 fn split_rows(
     data: &[u8],
     row_bytes: usize,
@@ -689,9 +691,19 @@ fn split_rows(
     };
     let per = rows_per_task(rows, row_bytes, per_row, threads);
     if threads > 1 && per < rows {
-        y.par_chunks_mut(per * per_row)
-            .zip(data.par_chunks(per * row_bytes))
-            .for_each(|(ys, rows)| f(rows, ys));
+        let tasks = rows.div_ceil(per);
+        // Each task writes its own rows of `y`; the pool hands out indices, so the slices
+        // are cut here and each is taken by exactly one task.
+        let outputs: Vec<std::sync::Mutex<&mut [f32]>> = y
+            .chunks_mut(per * per_row)
+            .map(std::sync::Mutex::new)
+            .collect();
+        row_pool::run(threads, tasks, &|i| {
+            let mut ys = outputs[i].lock().unwrap_or_else(|e| e.into_inner());
+            let start = i * per * row_bytes;
+            let end = (start + per * row_bytes).min(data.len());
+            f(&data[start..end], &mut ys)
+        });
     } else {
         f(data, y);
     }
@@ -794,7 +806,7 @@ pub fn gemv_packed_with(
 
 /// `y = W · x` for the packed rows `data` of `format` (each `cols` wide, no rotation): the same
 /// kernels as [`QuantizedMatrix::gemv`], on borrowed bytes (a buffer read from storage). With
-/// `parallel`, rows are split over the rayon pool; otherwise the calling thread does all.
+/// `parallel`, rows are split over the row pool (`row_pool.rs`, as many threads as the current rayon pool); otherwise the calling thread does all.
 pub fn gemv_packed(
     format: WeightFormat,
     data: &[u8],
