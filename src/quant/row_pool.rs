@@ -3,9 +3,10 @@
 //! A matrix-vector product on two cores takes about a millisecond, and products come back to
 //! back (a token's experts, a benchmark's repetitions). rayon's idle workers go to sleep within
 //! microseconds, so each product paid a wake-up, and on a VM a sleeping vCPU wakes slowly: on the
-//! development VM (`cargo run --release --example gemv_split`, 4096 x 14336, int8 kernels, two
-//! threads) rayon's split took 2-7 % longer at the median and 2-20 % longer on average than two
-//! threads that never sleep, with a tail up to 1.6 times the median. ggml keeps its threads
+//! development VM (`cargo run --release --example gemv_split -- q4_k 300`, and `q6_k`, 4096 x
+//! 14336, int8 kernels, two threads) rayon's split took 1-8 % longer at the median and 2-21 %
+//! longer on average than two threads that never sleep, its 90th percentile up to 1.6 times the
+//! median. ggml keeps its threads
 //! polling for the next operation; so does this pool, for a while: a helper spins for
 //! [`SPIN_NS`] after its last task, then parks until the next product.
 //!
