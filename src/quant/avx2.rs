@@ -258,7 +258,8 @@ pub(crate) unsafe fn madd_i16_acc<const VNNI: bool>(
 /// How far ahead of the block being multiplied the kernels prefetch packed weights, in bytes.
 /// Measured on the 2-vCPU Xeon of BENCHMARKS.md: a Q8_0 4096 × 14336 product on one core ran
 /// at 7.5 G weights/s without prefetching, 11-15 at 512-1024 bytes, 20-22 at 2048 and 24 at
-/// 4096 (the hardware prefetcher alone does not cover this machine's memory latency).
+/// 4096 (the hardware prefetcher alone does not cover this machine's memory latency). The
+/// K-quants prefetch nearer, each by its own `PREFETCH_AHEAD_BYTES`.
 pub(crate) const PREFETCH_BYTES: usize = 4096;
 
 /// Prefetches, into L1, the `bytes`-long block that starts [`PREFETCH_BYTES`] after `b`: one
@@ -266,11 +267,17 @@ pub(crate) const PREFETCH_BYTES: usize = 4096;
 /// which the CPU drops.
 #[inline(always)]
 pub(crate) fn prefetch_ahead(b: *const u8, bytes: usize) {
+    prefetch_at::<PREFETCH_BYTES>(b, bytes)
+}
+
+/// [`prefetch_ahead`] at `AHEAD` bytes instead of [`PREFETCH_BYTES`].
+#[inline(always)]
+pub(crate) fn prefetch_at<const AHEAD: usize>(b: *const u8, bytes: usize) {
     let mut off = 0;
     while off < bytes {
         // SAFETY: a prefetch never faults and reads nothing into the program; SSE is part of
         // x86-64.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(PREFETCH_BYTES + off) as *const i8) };
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(AHEAD + off) as *const i8) };
         off += 64;
     }
 }

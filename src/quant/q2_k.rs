@@ -179,6 +179,16 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
+/// How far ahead the x86 tile prefetches the packed weights: 2048 bytes, not the
+/// [`PREFETCH_BYTES`](super::avx2::PREFETCH_BYTES) of Q8_0 and Q4_0. On the development VM
+/// (`moesim quant bench --shapes 4096x14336 --formats q8_0,q4_0,q4_k,q6_k,q3_k,q2_k --kernels
+/// int8 --batches 1` at 1024, 2048, 3072 and 4096 bytes, two rounds; BENCHMARKS.md) the K-quants
+/// ran fastest at 1-2 KiB (at the distances kept, against 4 KiB on one thread and on two: Q4_K
+/// 16-28 % faster, Q6_K 8-16 %, Q3_K 6-12 %, Q2_K 1-4 %) where Q8_0 on one thread ran 3-34 %
+/// slower there than at 4 KiB.
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_AHEAD_BYTES: usize = 2048;
+
 /// [`int_dot_row`] on x86 over a tile of `N` tokens: each super-block's 2-bit planes are
 /// split and its scales spread once, then multiplied with every token's codes; the mins' term
 /// is one multiply-add with the activation's sums per 16.
@@ -194,7 +204,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
 ) -> [f32; N] {
     use super::avx2::{
         broadcast_i16_lanes, f16x2_at, hsum_each, load16_at, load32_at, madd_i16_acc, planes2,
-        prefetch_ahead, scale_halves,
+        prefetch_at, scale_halves,
     };
     use std::arch::x86_64::*;
     let nb = row.len() / BYTES;
@@ -206,7 +216,7 @@ unsafe fn int_tile<const N: usize, const VNNI: bool>(
         // super-blocks of codes, scales and sums (checked above).
         unsafe {
             let b = row.as_ptr().add(i * BYTES);
-            prefetch_ahead(b, BYTES);
+            prefetch_at::<PREFETCH_AHEAD_BYTES>(b, BYTES);
             let (dw, dmin) = f16x2_at(b.add(80));
             let (vdw, vdmin) = (_mm256_set1_ps(dw), _mm256_set1_ps(dmin));
             let sc = load16_at(b);
