@@ -332,8 +332,9 @@ impl GgufModel {
         // moesim counts the routers itself (h x experts per MoE layer) and the shared experts
         // from their width; the rest of the file is `[dense] params`.
         let router_counted = n_moe * self.hidden * self.experts as u64;
-        // The shared experts' width comes from a tensor whose other dimension may be zero, so
-        // it is not bounded by the file's size: their count is checked.
+        // The shared experts' width is bounded only by the file's size, not by the metadata
+        // limits above, and a header may describe a file far larger than its own: their count
+        // is checked.
         let shared_counted = [
             self.shared_experts as u64,
             self.ffn.matrices(),
@@ -475,10 +476,8 @@ fn context_of(h: &GgufHeader, arch: &str, layers: u32) -> Result<ContextSpec, Mo
             "missing or zero: the KV cache cannot be sized",
         );
     }
-    let k_len = match width("attention.key_length")? {
-        Some(k) => k,
-        None => (embd / heads).min(MAX_ATTENTION_FIGURE),
-    };
+    // The default is at most the model width, which `from_header` bounds by `MAX_HIDDEN`.
+    let k_len = width("attention.key_length")?.unwrap_or(embd / heads);
     let v_len = width("attention.value_length")?.unwrap_or(k_len);
     c.values_per_token = Some(kv_heads * (k_len + v_len));
     c.macs_per_pair = Some(heads * (k_len + v_len));

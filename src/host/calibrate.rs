@@ -1089,29 +1089,19 @@ mod tests {
     #[test]
     fn a_link_fits_through_the_expert_sizes() {
         let large = [1_300e3; 3];
+        // 2 MB reads at 1300 µs and 1 MB reads at `ns`, no request limit, no bandwidth cap.
+        let fit = |ns: Vec<f64>| {
+            fit_link_through_sizes(2_000_000, &large, &[(1_000_000, ns)], None, f64::INFINITY)
+        };
         // Expert reads of 1 MB at 700 µs and 2 MB at 1300 µs: 100 µs + 1 MB / (1e6/600e3 GB/s).
-        let g = fit_link_through_sizes(
-            2_000_000,
-            &large,
-            &[(1_000_000, vec![700e3; 3])],
-            None,
-            f64::INFINITY,
-        )
-        .unwrap();
+        let g = fit(vec![700e3; 3]).unwrap();
         assert!((g.latency_ns - 100e3).abs() < 1e-6, "{g:?}");
         assert!(
             (g.bandwidth_bytes_per_s - 1e6 / 600e-6).abs() < 1e-3,
             "{g:?}"
         );
         // A line that would need a negative latency goes through the origin instead.
-        let g = fit_link_through_sizes(
-            2_000_000,
-            &large,
-            &[(1_000_000, vec![600e3; 3])],
-            None,
-            f64::INFINITY,
-        )
-        .unwrap();
+        let g = fit(vec![600e3; 3]).unwrap();
         assert_eq!(g.latency_ns, 0.0);
         let want = 1e9 * (1e12 + 4e12) / (1e6 * 600e3 + 2e6 * 1_300e3);
         assert!(
@@ -1123,26 +1113,8 @@ mod tests {
             fit_link_through_sizes(2_000_000, &large, &[], None, f64::INFINITY),
             None
         );
-        assert_eq!(
-            fit_link_through_sizes(
-                2_000_000,
-                &large,
-                &[(1_000_000, vec![1.0; 2])],
-                None,
-                f64::INFINITY
-            ),
-            None
-        );
-        assert_eq!(
-            fit_link_through_sizes(
-                2_000_000,
-                &large,
-                &[(1_000_000, vec![2_000e3; 3])],
-                None,
-                f64::INFINITY
-            ),
-            None
-        );
+        assert_eq!(fit(vec![1.0; 2]), None);
+        assert_eq!(fit(vec![2_000e3; 3]), None);
         // A device serving at most 1.5 MB per request: a 1.8 MB read is two requests, each
         // paying the latency. Reads of 100 µs per request + 0.6 ns per byte fit exactly; the
         // line through the two sizes would need a negative latency (1.8 MB in 1280 µs, 1 MB in

@@ -258,8 +258,14 @@ pub(crate) unsafe fn madd_i16_acc<const VNNI: bool>(
 /// How far ahead of the block being multiplied the kernels prefetch packed weights, in bytes.
 /// Measured on the 2-vCPU Xeon of BENCHMARKS.md: a Q8_0 4096 × 14336 product on one core ran
 /// at 7.5 G weights/s without prefetching, 11-15 at 512-1024 bytes, 20-22 at 2048 and 24 at
-/// 4096 (the hardware prefetcher alone does not cover this machine's memory latency). The
-/// K-quants prefetch nearer, each by its own `PREFETCH_AHEAD_BYTES`.
+/// 4096 (the hardware prefetcher alone does not cover this machine's memory latency).
+///
+/// The K-quants prefetch nearer, each by its own `PREFETCH_AHEAD_BYTES`: Q4_K and Q3_K 1024,
+/// Q6_K and Q2_K 2048. A sweep of 1024, 2048, 3072 and 4096 bytes on the same machine
+/// (`moesim quant bench --shapes 4096x14336 --formats q8_0,q4_0,q4_k,q6_k,q3_k,q2_k --kernels
+/// int8 --batches 1`, two rounds; BENCHMARKS.md) had the K-quants fastest at 1-2 KiB (at the
+/// distances kept, against 4 KiB, on one thread and on two: Q4_K 16-28 % faster, Q6_K 8-16 %,
+/// Q3_K 6-12 %, Q2_K 1-4 %), where Q8_0 on one thread ran 3-34 % slower than at 4 KiB.
 pub(crate) const PREFETCH_BYTES: usize = 4096;
 
 /// Prefetches, into L1, the `bytes`-long block that starts [`PREFETCH_BYTES`] after `b`: one

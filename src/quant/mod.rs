@@ -547,7 +547,8 @@ impl QuantizedMatrix {
         (xr, aux)
     }
 
-    /// `y = W · x` with the fused kernel, rows split over the row pool (as many threads as the rayon pool has).
+    /// `y = W · x` with the fused kernel, rows split over the row pool (as many threads as the
+    /// rayon pool has).
     pub fn gemv(&self, x: &[f32], y: &mut [f32]) {
         assert_eq!(y.len(), self.rows, "y has the matrix's output dimension");
         let (xr, aux) = self.prepare(x);
@@ -806,7 +807,8 @@ pub fn gemv_packed_with(
 
 /// `y = W · x` for the packed rows `data` of `format` (each `cols` wide, no rotation): the same
 /// kernels as [`QuantizedMatrix::gemv`], on borrowed bytes (a buffer read from storage). With
-/// `parallel`, rows are split over the row pool (`row_pool.rs`, as many threads as the current rayon pool); otherwise the calling thread does all.
+/// `parallel`, rows are split over the row pool (`row_pool.rs`, as many threads as the current
+/// rayon pool); otherwise the calling thread does all.
 pub fn gemv_packed(
     format: WeightFormat,
     data: &[u8],

@@ -105,13 +105,8 @@ fn int_dot_row(row: &[u8], qs: &[i8], d: &[f32], bsums: &[i16]) -> f32 {
     acc
 }
 
-/// How far ahead the x86 tile prefetches the packed weights: 1024 bytes, not the
-/// [`PREFETCH_BYTES`](super::avx2::PREFETCH_BYTES) of Q8_0 and Q4_0. On the development VM
-/// (`moesim quant bench --shapes 4096x14336 --formats q8_0,q4_0,q4_k,q6_k,q3_k,q2_k --kernels
-/// int8 --batches 1` at 1024, 2048, 3072 and 4096 bytes, two rounds; BENCHMARKS.md) the K-quants
-/// ran fastest at 1-2 KiB (at the distances kept, against 4 KiB on one thread and on two: Q4_K
-/// 16-28 % faster, Q6_K 8-16 %, Q3_K 6-12 %, Q2_K 1-4 %) where Q8_0 on one thread ran 3-34 %
-/// slower there than at 4 KiB.
+/// How far ahead the x86 tile prefetches the packed weights, in bytes: nearer than
+/// [`PREFETCH_BYTES`](super::avx2::PREFETCH_BYTES), as measured there.
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_AHEAD_BYTES: usize = 1024;
 
